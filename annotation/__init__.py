@@ -1,0 +1,1 @@
+"""Comparison annotation: projects, pairs, the assignment engine and judgments."""

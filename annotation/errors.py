@@ -1,0 +1,44 @@
+"""Errors the services raise. Each carries the HTTP status and the stable `code` that the API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    status = 400
+    default_code = "invalid"
+
+    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.default_code
+        self.extra = extra
+
+
+class Invalid(ServiceError):
+    """Bad input; `errors` lists the items at fault: {"index"?, "field", "message"}."""
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None, code: str | None = None):
+        super().__init__(detail, code=code, errors=errors or [])
+        self.errors = errors or []
+
+
+class NotFound(ServiceError):
+    status = 404
+    default_code = "not_found"
+
+
+class Forbidden(ServiceError):
+    status = 403
+    default_code = "permission_denied"
+
+
+class Conflict(ServiceError):
+    status = 409
+    default_code = "conflict"
+
+
+class TooLarge(ServiceError):
+    status = 413
+    default_code = "too_large"

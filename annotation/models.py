@@ -1,0 +1,222 @@
+"""The comparison data model. Invariants that the database can hold are constraints here; the rest
+(at most judgments_per_pair raters per pair) is held by row locks in annotation.services."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import F, Q
+
+SIDES = [("a", "A"), ("b", "B")]
+CHOICES = [("a", "A"), ("b", "B"), ("tie", "Tie")]
+
+
+class RationaleMode(models.TextChoices):
+    OFF = "off", "Off"
+    OPTIONAL = "optional", "Optional"
+    REQUIRED = "required", "Required"
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, help_text="Markdown shown to raters.")
+    judgments_per_pair = models.PositiveSmallIntegerField(
+        default=3, help_text="Exactly this many distinct raters judge each pair."
+    )
+    allow_tie = models.BooleanField(default=True)
+    strength_levels = models.PositiveSmallIntegerField(
+        default=0, help_text="0: no strength; K: raters also say how much better, 1..K."
+    )
+    rationale = models.CharField(max_length=10, choices=RationaleMode.choices, default=RationaleMode.OPTIONAL)
+    lease_seconds = models.PositiveIntegerField(
+        default=900, help_text="How long an assignment is held before its place may go to someone else."
+    )
+    gold_fraction = models.FloatField(
+        default=0.0, help_text="Share of served assignments that are gold pairs, when the project has any."
+    )
+    rater_group = models.ForeignKey(
+        Group,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rated_projects",
+        help_text="Every member of this group may rate, besides the project's own members.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(judgments_per_pair__gte=1), name="project_quota_positive"),
+            models.CheckConstraint(condition=Q(strength_levels__lte=10), name="project_strength_levels_range"),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_min"),
+            models.CheckConstraint(
+                condition=Q(gold_fraction__gte=0) & Q(gold_fraction__lte=1), name="project_gold_fraction_range"
+            ),
+            models.CheckConstraint(condition=Q(rationale__in=RationaleMode.values), name="project_rationale_mode"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    """A user allowed to rate in a project. Removing it keeps the user's judgments."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project}"
+
+
+def new_pseudonym() -> str:
+    return "r-" + secrets.token_hex(6)
+
+
+class Rater(models.Model):
+    """Whoever makes judgments: a user of this site, or (later) a rater imported with outside history.
+
+    Exports name raters by `pseudonym` only, never by username or email, and it never changes.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="rater"
+    )
+    pseudonym = models.CharField(max_length=32, unique=True, default=new_pseudonym, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.user.get_username() if self.user else self.pseudonym
+
+
+class Pair(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs")
+    external_id = models.CharField(max_length=200, null=True, blank=True)
+    prompt = models.TextField()
+    response_a = models.TextField()
+    response_b = models.TextField()
+    model_a = models.CharField(max_length=200, blank=True)
+    model_b = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    gold = models.CharField(max_length=3, choices=CHOICES, null=True, blank=True)
+    # sha256 of the imported content: a re-import with the same external_id compares against it.
+    content_sha256 = models.CharField(max_length=64, editable=False)
+    # Judgments made so far; kept by judgment_record under the pair's row lock, read by the engine's
+    # ordering ("nearest completion first") without counting rows.
+    judgment_count = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # Re-imports are matched on external_id, so it must name one pair per project.
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="pair_external_id_unique",
+            ),
+            models.CheckConstraint(condition=~Q(prompt=""), name="pair_prompt_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(response_a="") & ~Q(response_b=""), name="pair_responses_not_empty"
+            ),
+            # A comparison of a response with itself carries no preference.
+            models.CheckConstraint(condition=~Q(response_a=F("response_b")), name="pair_responses_differ"),
+            models.CheckConstraint(
+                condition=Q(gold__isnull=True) | Q(gold__in=["a", "b", "tie"]), name="pair_gold_choice"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order")]
+
+    def __str__(self) -> str:
+        return self.external_id or f"pair {self.pk}"
+
+
+class AssignmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    JUDGED = "judged", "Judged"
+    SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Expired"
+
+
+class Assignment(models.Model):
+    """A pair served to a rater. An active assignment whose lease has passed holds no place."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="assignments")
+    shown_left = models.CharField(max_length=1, choices=SIDES, help_text="Which response was shown on the left.")
+    status = models.CharField(max_length=10, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE)
+    served_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    skip_reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            # No rater is served the same pair twice, skipped or expired ones included.
+            models.UniqueConstraint(fields=["rater", "pair"], name="assignment_rater_pair_unique"),
+            # One open assignment per rater and project: asking again returns it (no hoarding).
+            models.UniqueConstraint(
+                fields=["rater", "project"], condition=Q(status="active"), name="assignment_one_active_per_rater"
+            ),
+            models.CheckConstraint(condition=Q(shown_left__in=["a", "b"]), name="assignment_shown_left_side"),
+            models.CheckConstraint(
+                condition=Q(status__in=AssignmentStatus.values), name="assignment_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(lease_expires_at__gt=F("served_at")), name="assignment_lease_after_served"
+            ),
+        ]
+        indexes = [models.Index(fields=["pair", "status", "lease_expires_at"], name="assignment_pair_places")]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk} ({self.status})"
+
+
+class Judgment(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judgments")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgments")
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="judgments")
+    # Null for judgments brought in from elsewhere; one judgment per assignment makes retries harmless.
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="judgment"
+    )
+    choice = models.CharField(max_length=3, choices=CHOICES)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    shown_left = models.CharField(max_length=1, choices=SIDES, null=True, blank=True)
+    time_on_task_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Measured by the server.")
+    client_time_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Reported by the browser.")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # A rater judges a pair once, whatever the path the judgment came in by.
+            models.UniqueConstraint(fields=["pair", "rater"], name="judgment_pair_rater_unique"),
+            models.CheckConstraint(condition=Q(choice__in=["a", "b", "tie"]), name="judgment_choice_valid"),
+            models.CheckConstraint(
+                condition=Q(strength__isnull=True) | Q(strength__gte=1), name="judgment_strength_positive"
+            ),
+            # Strength says how much better one side is; a tie has none.
+            models.CheckConstraint(
+                condition=~Q(choice="tie") | Q(strength__isnull=True), name="judgment_tie_has_no_strength"
+            ),
+            models.CheckConstraint(
+                condition=Q(shown_left__isnull=True) | Q(shown_left__in=["a", "b"]),
+                name="judgment_shown_left_side",
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "created_at"], name="judgment_project_time")]
+
+    def __str__(self) -> str:
+        return f"judgment {self.pk}: {self.choice}"

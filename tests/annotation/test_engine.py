@@ -1,0 +1,472 @@
+"""The assignment engine's guarantees, through the services, on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from annotation import services
+from annotation.errors import Conflict, Forbidden, Invalid, NotFound
+from annotation.models import Assignment, AssignmentStatus, Judgment, Pair, Rater
+
+
+def _judge_everything(project, user, choice="left"):
+    """Ask for pairs and judge them until nothing is left; returns the pair ids judged."""
+    judged = []
+    while (assignment := services.assignment_next(project=project, user=user)) is not None:
+        services.judgment_record(assignment_id=assignment.pk, user=user, choice=choice)
+        judged.append(assignment.pair_id)
+    return judged
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_raters_fill_every_pair_exactly_to_quota(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=3)
+    make_pairs(project, 40)
+    users = [make_rater(project) for _ in range(24)]
+    start = threading.Barrier(len(users))
+    failures: list[BaseException] = []
+    judged_by: dict[str, list[int]] = {}
+
+    def rate(user):
+        try:
+            start.wait()
+            judged_by[user.username] = _judge_everything(project, user)
+        except BaseException as exc:  # surfaced by the assertion below
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=rate, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    assert all(not thread.is_alive() for thread in threads)
+
+    per_pair = Counter(Judgment.objects.values_list("pair_id", flat=True))
+    assert set(per_pair) == set(Pair.objects.values_list("pk", flat=True))
+    assert set(per_pair.values()) == {3}
+    raters_per_pair = Counter(Judgment.objects.values_list("pair_id", "rater_id"))
+    assert max(raters_per_pair.values()) == 1
+    # Nothing lost: every judgment a thread was told about is in the table, and every pair's counter agrees.
+    assert sum(len(pairs) for pairs in judged_by.values()) == Judgment.objects.count() == 120
+    assert all(pair.judgment_count == 3 for pair in Pair.objects.all())
+    assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_rater_double_clicking_gets_one_assignment(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=2)
+    make_pairs(project, 5)
+    user = make_rater(project)
+    start = threading.Barrier(8)
+    got: list[int] = []
+
+    def ask():
+        start.wait()
+        try:
+            got.append(services.assignment_next(project=project, user=user).pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(got) == 8 and len(set(got)) == 1
+    assert Assignment.objects.count() == 1
+
+
+def test_fewer_raters_than_the_quota_judge_each_pair_once_each(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=3)
+    make_pairs(project, 4)
+    users = [make_rater(project) for _ in range(2)]
+    for user in users:
+        assert len(_judge_everything(project, user)) == 4
+    assert set(Counter(Judgment.objects.values_list("pair_id", flat=True)).values()) == {2}
+
+
+def test_pairs_nearest_completion_come_first_then_oldest(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=3)
+    make_pairs(project, 3)
+    oldest, middle, newest = Pair.objects.order_by("id")
+    first = make_rater(project)
+    a = services.assignment_next(project=project, user=first)
+    assert a.pair == oldest
+    services.judgment_record(assignment_id=a.pk, user=first, choice="left")
+    # Give the newest pair a judgment too, by a rater who skips their way to it.
+    second = make_rater(project)
+    services.assignment_skip(assignment_id=services.assignment_next(project=project, user=second).pk, user=second)
+    services.assignment_skip(assignment_id=services.assignment_next(project=project, user=second).pk, user=second)
+    b = services.assignment_next(project=project, user=second)
+    assert b.pair == newest
+    services.judgment_record(assignment_id=b.pk, user=second, choice="left")
+    # Both oldest and newest have one judgment; the oldest of them comes first, the untouched one last.
+    third = make_rater(project)
+    order = []
+    while (assignment := services.assignment_next(project=project, user=third)) is not None:
+        order.append(assignment.pair)
+        services.judgment_record(assignment_id=assignment.pk, user=third, choice="right")
+    assert order == [oldest, newest, middle]
+
+
+def test_asking_again_returns_the_same_unexpired_assignment(make_project, make_pairs, make_rater):
+    project = make_project()
+    make_pairs(project, 3)
+    user = make_rater(project)
+    first = services.assignment_next(project=project, user=user)
+    assert services.assignment_next(project=project, user=user).pk == first.pk
+    assert Assignment.objects.filter(rater__user=user).count() == 1
+
+
+def test_expired_lease_returns_the_place_to_the_pool(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=1, lease_seconds=60)
+    make_pairs(project, 1)
+    slow, quick = make_rater(project), make_rater(project)
+    held = services.assignment_next(project=project, user=slow)
+    assert services.assignment_next(project=project, user=quick) is None
+    later = timezone.now() + timedelta(seconds=61)
+    reclaimed = services.assignment_next(project=project, user=quick, now=later)
+    assert reclaimed is not None and reclaimed.pair_id == held.pair_id
+
+
+def test_late_judgment_is_refused_once_the_place_went_to_someone_else(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=1, lease_seconds=60)
+    make_pairs(project, 1)
+    slow, quick = make_rater(project), make_rater(project)
+    held = services.assignment_next(project=project, user=slow)
+    later = timezone.now() + timedelta(seconds=61)
+    services.assignment_next(project=project, user=quick, now=later)
+    with pytest.raises(Conflict) as refused:
+        services.judgment_record(assignment_id=held.pk, user=slow, choice="left", now=later)
+    assert refused.value.code == "assignment_expired"
+    assert not Judgment.objects.exists()
+
+
+def test_late_judgment_is_accepted_while_the_place_is_still_free(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=1, lease_seconds=60)
+    make_pairs(project, 1)
+    slow = make_rater(project)
+    held = services.assignment_next(project=project, user=slow)
+    later = timezone.now() + timedelta(seconds=600)
+    judgment = services.judgment_record(assignment_id=held.pk, user=slow, choice="tie", now=later)
+    assert judgment.time_on_task_ms == pytest.approx(600_000, abs=1000)
+
+
+def test_rater_back_after_expiry_gets_the_same_pair_if_still_free(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=1, lease_seconds=60)
+    make_pairs(project, 2)
+    user = make_rater(project)
+    first = services.assignment_next(project=project, user=user)
+    again = services.assignment_next(project=project, user=user, now=timezone.now() + timedelta(seconds=120))
+    assert again.pk == first.pk
+    assert again.lease_expires_at > timezone.now() + timedelta(seconds=100)
+
+
+def test_leases_expire_task_closes_stale_assignments(make_project, make_pairs, make_rater):
+    project = make_project(lease_seconds=60)
+    make_pairs(project, 2)
+    user = make_rater(project)
+    services.assignment_next(project=project, user=user)
+    assert services.leases_expire(now=timezone.now()) == 0
+    assert services.leases_expire(now=timezone.now() + timedelta(seconds=61)) == 1
+    assert Assignment.objects.get().status == AssignmentStatus.EXPIRED
+
+
+def test_retried_judgment_makes_one_judgment(make_project, make_pairs, make_rater):
+    project = make_project()
+    make_pairs(project, 2)
+    user = make_rater(project)
+    assignment = services.assignment_next(project=project, user=user)
+    first = services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
+    with pytest.raises(Conflict) as retry:
+        services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
+    assert retry.value.code == "already_judged"
+    assert retry.value.extra["judgment"] == first.pk
+    assert Judgment.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_retries_of_one_judgment_make_one(make_project, make_pairs, make_rater):
+    project = make_project()
+    make_pairs(project, 1)
+    user = make_rater(project)
+    assignment = services.assignment_next(project=project, user=user)
+    start = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def submit():
+        start.wait()
+        try:
+            services.judgment_record(assignment_id=assignment.pk, user=user, choice="right")
+            outcomes.append("created")
+        except Conflict as exc:
+            outcomes.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["already_judged"] * 5 + ["created"]
+    assert Judgment.objects.count() == 1
+    assert Pair.objects.get().judgment_count == 1
+
+
+def test_sides_are_balanced_across_the_raters_of_a_pair(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=2)
+    make_pairs(project, 10)
+    for user in (make_rater(project), make_rater(project)):
+        _judge_everything(project, user)
+    sides_per_pair: dict[int, list[str]] = {}
+    for pair_id, side in Assignment.objects.values_list("pair_id", "shown_left"):
+        sides_per_pair.setdefault(pair_id, []).append(side)
+    assert len(sides_per_pair) == 10
+    assert all(sorted(sides) == ["a", "b"] for sides in sides_per_pair.values())
+    # And the first rater of each pair does not always see A on the left.
+    assert Counter(Assignment.objects.order_by("id").values_list("shown_left", flat=True)[:10]) != {"a": 10}
+
+
+def test_left_and_right_are_stored_as_a_and_b(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=2)
+    make_pairs(project, 1)
+    choices = []
+    for _ in range(2):
+        user = make_rater(project)
+        assignment = services.assignment_next(project=project, user=user)
+        judgment = services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
+        choices.append((assignment.shown_left, judgment.choice))
+    assert sorted(choices) == [("a", "a"), ("b", "b")]
+
+
+def test_skipped_pair_never_comes_back_and_frees_its_place(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=1)
+    make_pairs(project, 2)
+    skipper, other = make_rater(project), make_rater(project)
+    skipped = services.assignment_next(project=project, user=skipper)
+    services.assignment_skip(assignment_id=skipped.pk, user=skipper, reason="not my language")
+    assert Assignment.objects.get(pk=skipped.pk).skip_reason == "not my language"
+    served_to_skipper = [a.pair_id for a in [services.assignment_next(project=project, user=skipper)]]
+    assert skipped.pair_id not in served_to_skipper
+    assert services.assignment_next(project=project, user=other).pair_id == skipped.pair_id
+
+
+def test_gold_pairs_are_served_at_the_gold_fraction(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=1, gold_fraction=0.25)
+    make_pairs(project, 30)
+    make_pairs(project, 10, gold="a", prefix="gold")
+    user = make_rater(project)
+    served = []
+    for _ in range(20):
+        assignment = services.assignment_next(project=project, user=user)
+        served.append(assignment.pair.gold is not None)
+        services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
+    assert sum(served) == 5
+    # Gold pairs check every rater, so they are not held to the quota.
+    other = make_rater(project)
+    gold_for_other = 0
+    for _ in range(20):
+        assignment = services.assignment_next(project=project, user=other)
+        gold_for_other += assignment.pair.gold is not None
+        services.judgment_record(assignment_id=assignment.pk, user=other, choice="left")
+    assert gold_for_other == 5
+
+
+def test_no_gold_when_the_fraction_is_zero(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=1)
+    make_pairs(project, 3)
+    make_pairs(project, 3, gold="b", prefix="gold")
+    user = make_rater(project)
+    served = _judge_everything(project, user)
+    assert len(served) == 3
+    assert not Pair.objects.filter(pk__in=served, gold__isnull=False).exists()
+
+
+def test_only_raters_of_the_project_get_pairs(make_project, make_pairs, make_rater, make_user):
+    project, other_project = make_project(), make_project()
+    make_pairs(project, 2)
+    outsider = make_rater(other_project)
+    with pytest.raises(Forbidden):
+        services.assignment_next(project=project, user=outsider)
+
+
+def test_rater_in_the_project_group_may_rate(make_project, make_pairs, make_user):
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name="raters")
+    project = make_project(rater_group=group)
+    make_pairs(project, 1)
+    user = make_user()
+    user.groups.add(group)
+    assert services.assignment_next(project=project, user=user) is not None
+
+
+def test_someone_elses_assignment_is_not_found(make_project, make_pairs, make_rater):
+    project = make_project()
+    make_pairs(project, 2)
+    owner, intruder = make_rater(project), make_rater(project)
+    assignment = services.assignment_next(project=project, user=owner)
+    with pytest.raises(NotFound):
+        services.judgment_record(assignment_id=assignment.pk, user=intruder, choice="left")
+    with pytest.raises(NotFound):
+        services.assignment_skip(assignment_id=assignment.pk, user=intruder)
+
+
+def test_removed_rater_releases_the_place_and_keeps_judgments(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=1)
+    make_pairs(project, 2)
+    leaver, stayer = make_rater(project), make_rater(project)
+    done = services.assignment_next(project=project, user=leaver)
+    services.judgment_record(assignment_id=done.pk, user=leaver, choice="left")
+    held = services.assignment_next(project=project, user=leaver)
+    services.project_rater_remove(project=project, username=leaver.username)
+    assert Judgment.objects.filter(rater__user=leaver).count() == 1
+    assert services.assignment_next(project=project, user=stayer).pair_id == held.pair_id
+    with pytest.raises(Forbidden):
+        services.judgment_record(assignment_id=held.pk, user=leaver, choice="left")
+
+
+@pytest.mark.parametrize(
+    ("settings", "payload", "field"),
+    [
+        ({}, {"choice": "up"}, "choice"),
+        ({"allow_tie": False}, {"choice": "tie"}, "choice"),
+        ({"strength_levels": 3}, {"choice": "left"}, "strength"),
+        ({"strength_levels": 3}, {"choice": "left", "strength": 4}, "strength"),
+        ({"strength_levels": 3}, {"choice": "tie", "strength": 2}, "strength"),
+        ({}, {"choice": "left", "strength": 1}, "strength"),
+        ({"rationale": "required"}, {"choice": "left", "rationale": "  "}, "rationale"),
+        ({"rationale": "off"}, {"choice": "left", "rationale": "because"}, "rationale"),
+        ({}, {"choice": "left", "client_time_ms": -5}, "client_time_ms"),
+    ],
+)
+def test_bad_judgments_are_refused_and_nothing_is_stored(make_project, make_pairs, make_rater, settings, payload, field):
+    project = make_project(**settings)
+    make_pairs(project, 1)
+    user = make_rater(project)
+    assignment = services.assignment_next(project=project, user=user)
+    with pytest.raises(Invalid) as refused:
+        services.judgment_record(assignment_id=assignment.pk, user=user, **payload)
+    assert [error["field"] for error in refused.value.errors] == [field]
+    assert not Judgment.objects.exists()
+    assert Assignment.objects.get().status == AssignmentStatus.ACTIVE
+
+
+def test_strength_and_rationale_are_kept(make_project, make_pairs, make_rater):
+    project = make_project(strength_levels=3, rationale="required")
+    make_pairs(project, 1)
+    user = make_rater(project)
+    assignment = services.assignment_next(project=project, user=user)
+    judgment = services.judgment_record(
+        assignment_id=assignment.pk, user=user, choice="right", strength=2, rationale="clearer", client_time_ms=4100
+    )
+    judgment.refresh_from_db()
+    assert (judgment.strength, judgment.rationale, judgment.client_time_ms) == (2, "clearer", 4100)
+    assert judgment.choice == ("b" if assignment.shown_left == "a" else "a")
+
+
+# The database holds the invariants even when the services are bypassed.
+
+
+def _bypass(callable_):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        callable_()
+
+
+def test_database_refuses_a_second_judgment_by_the_same_rater(make_project, make_pairs, make_rater):
+    project = make_project()
+    make_pairs(project, 1)
+    user = make_rater(project)
+    assignment = services.assignment_next(project=project, user=user)
+    judgment = services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
+    _bypass(
+        lambda: Judgment.objects.create(
+            project=project, pair=judgment.pair, rater=judgment.rater, choice="b", created_at=timezone.now()
+        )
+    )
+
+
+def test_database_refuses_a_pair_served_twice_to_one_rater(make_project, make_pairs, make_rater):
+    project = make_project()
+    make_pairs(project, 1)
+    user = make_rater(project)
+    first = services.assignment_next(project=project, user=user)
+    services.assignment_skip(assignment_id=first.pk, user=user)
+    now = timezone.now()
+    _bypass(
+        lambda: Assignment.objects.create(
+            project=project, pair=first.pair, rater=first.rater, shown_left="a", served_at=now,
+            lease_expires_at=now + timedelta(minutes=5),
+        )
+    )
+
+
+def test_database_refuses_two_open_assignments_for_one_rater(make_project, make_pairs, make_rater):
+    project = make_project()
+    make_pairs(project, 2)
+    user = make_rater(project)
+    first = services.assignment_next(project=project, user=user)
+    other_pair = Pair.objects.exclude(pk=first.pair_id).get()
+    now = timezone.now()
+    _bypass(
+        lambda: Assignment.objects.create(
+            project=project, pair=other_pair, rater=first.rater, shown_left="a", served_at=now,
+            lease_expires_at=now + timedelta(minutes=5),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"choice": "up"},
+        {"choice": "tie", "strength": 2},
+        {"choice": "a", "strength": 0},
+        {"choice": "a", "shown_left": "x"},
+    ],
+)
+def test_database_refuses_invalid_judgment_values(make_project, make_pairs, make_user, fields):
+    project = make_project()
+    make_pairs(project, 1)
+    rater = Rater.objects.create(user=make_user())
+    pair = Pair.objects.get()
+    _bypass(lambda: Judgment.objects.create(project=project, pair=pair, rater=rater, created_at=timezone.now(), **fields))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"response_b": "same"},
+        {"prompt": ""},
+        {"gold": "x"},
+    ],
+)
+def test_database_refuses_invalid_pairs(make_project, fields):
+    project = make_project()
+    values = {"prompt": "p", "response_a": "same", "response_b": "other", "content_sha256": "x" * 64, **fields}
+    _bypass(lambda: Pair.objects.create(project=project, **values))
+
+
+def test_database_refuses_a_duplicate_external_id(make_project, make_pairs):
+    project = make_project()
+    make_pairs(project, 1)
+    _bypass(
+        lambda: Pair.objects.create(
+            project=project, external_id="p0", prompt="p", response_a="a", response_b="b", content_sha256="x"
+        )
+    )
+
+
+def test_database_refuses_out_of_range_project_settings(make_project):
+    for fields in ({"judgments_per_pair": 0}, {"gold_fraction": 1.5}, {"lease_seconds": 1}, {"rationale": "maybe"}):
+        _bypass(lambda fields=fields: make_project(**fields))

@@ -1,0 +1,90 @@
+"""Fixtures shared by the whole suite: projects, pairs, raters and API clients on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from annotation import services
+from annotation.models import Project
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def make_user(db: Any) -> Callable[..., Any]:
+    def make(username: str | None = None, *, staff: bool = False, password: str = "correct-horse-9") -> Any:
+        username = username or f"user{next(_counter)}"
+        return get_user_model().objects.create_user(
+            username=username, password=password, is_staff=staff, email=f"{username}@example.org"
+        )
+
+    return make
+
+
+@pytest.fixture
+def admin_user(make_user: Callable[..., Any]) -> Any:
+    return make_user("admin", staff=True)
+
+
+@pytest.fixture
+def make_project(db: Any) -> Callable[..., Project]:
+    def make(slug: str | None = None, **settings: Any) -> Project:
+        slug = slug or f"project-{next(_counter)}"
+        return Project.objects.create(slug=slug, name=slug.replace("-", " ").title(), **settings)
+
+    return make
+
+
+@pytest.fixture
+def make_pairs() -> Callable[..., Any]:
+    """Import n pairs into a project through the same service the API uses."""
+
+    def make(project: Project, n: int, *, gold: str | None = None, prefix: str = "p") -> Any:
+        items = [
+            {
+                "external_id": f"{prefix}{i}",
+                "prompt": f"Prompt {prefix}{i}",
+                "response_a": f"Answer A to {prefix}{i}",
+                "response_b": f"Answer B to {prefix}{i}",
+                **({"gold": gold} if gold else {}),
+            }
+            for i in range(n)
+        ]
+        return services.pairs_import(project=project, items=items)
+
+    return make
+
+
+@pytest.fixture
+def make_rater(make_user: Callable[..., Any]) -> Callable[..., Any]:
+    """A user who is a rater in the given projects."""
+
+    def make(*projects: Project, username: str | None = None) -> Any:
+        user = make_user(username)
+        for project in projects:
+            services.project_raters_add(project=project, usernames=[user.username])
+        return user
+
+    return make
+
+
+@pytest.fixture
+def api() -> Callable[[Any], APIClient]:
+    """An API client logged in with a token, as a script would be (or anonymous with None)."""
+
+    def client(user: Any | None = None) -> APIClient:
+        from rest_framework.authtoken.models import Token
+
+        c = APIClient()
+        if user is not None:
+            token, _ = Token.objects.get_or_create(user=user)
+            c.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return c
+
+    return client
