@@ -52,12 +52,17 @@ class Project(models.Model):
         ordering = ["slug"]
         constraints = [
             models.CheckConstraint(condition=Q(judgments_per_pair__gte=1), name="project_quota_positive"),
-            models.CheckConstraint(condition=Q(strength_levels__lte=10), name="project_strength_levels_range"),
+            models.CheckConstraint(
+                condition=Q(strength_levels__lte=10), name="project_strength_levels_range"
+            ),
             models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_min"),
             models.CheckConstraint(
-                condition=Q(gold_fraction__gte=0) & Q(gold_fraction__lte=1), name="project_gold_fraction_range"
+                condition=Q(gold_fraction__gte=0) & Q(gold_fraction__lte=1),
+                name="project_gold_fraction_range",
             ),
-            models.CheckConstraint(condition=Q(rationale__in=RationaleMode.values), name="project_rationale_mode"),
+            models.CheckConstraint(
+                condition=Q(rationale__in=RationaleMode.values), name="project_rationale_mode"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -100,14 +105,15 @@ class Rater(models.Model):
 
 class Pair(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs")
-    external_id = models.CharField(max_length=200, null=True, blank=True)
+    # Null, not "", when absent: the unique constraint below must not treat absent ids as equal.
+    external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     prompt = models.TextField()
     response_a = models.TextField()
     response_b = models.TextField()
     model_a = models.CharField(max_length=200, blank=True)
     model_b = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    gold = models.CharField(max_length=3, choices=CHOICES, null=True, blank=True)
+    gold = models.CharField(max_length=3, choices=CHOICES, null=True, blank=True)  # noqa: DJ001  (null: no gold)
     # sha256 of the imported content: a re-import with the same external_id compares against it.
     content_sha256 = models.CharField(max_length=64, editable=False)
     # Judgments made so far; kept by judgment_record under the pair's row lock, read by the engine's
@@ -153,8 +159,12 @@ class Assignment(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
     rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="assignments")
-    shown_left = models.CharField(max_length=1, choices=SIDES, help_text="Which response was shown on the left.")
-    status = models.CharField(max_length=10, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE)
+    shown_left = models.CharField(
+        max_length=1, choices=SIDES, help_text="Which response was shown on the left."
+    )
+    status = models.CharField(
+        max_length=10, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE
+    )
     served_at = models.DateTimeField()
     lease_expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -166,7 +176,9 @@ class Assignment(models.Model):
             models.UniqueConstraint(fields=["rater", "pair"], name="assignment_rater_pair_unique"),
             # One open assignment per rater and project: asking again returns it (no hoarding).
             models.UniqueConstraint(
-                fields=["rater", "project"], condition=Q(status="active"), name="assignment_one_active_per_rater"
+                fields=["rater", "project"],
+                condition=Q(status="active"),
+                name="assignment_one_active_per_rater",
             ),
             models.CheckConstraint(condition=Q(shown_left__in=["a", "b"]), name="assignment_shown_left_side"),
             models.CheckConstraint(
@@ -193,7 +205,8 @@ class Judgment(models.Model):
     choice = models.CharField(max_length=3, choices=CHOICES)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     rationale = models.TextField(blank=True)
-    shown_left = models.CharField(max_length=1, choices=SIDES, null=True, blank=True)
+    # Null for imported judgments whose source did not record the sides.
+    shown_left = models.CharField(max_length=1, choices=SIDES, null=True, blank=True)  # noqa: DJ001
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Measured by the server.")
     client_time_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Reported by the browser.")
     created_at = models.DateTimeField()

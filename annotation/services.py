@@ -27,7 +27,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
-from .models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, RationaleMode, Rater
+from .models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater, RationaleMode
 from .selectors import user_can_rate
 
 # How many locked-but-full candidates one request tries before it looks again from the top.
@@ -87,9 +87,9 @@ def project_rater_remove(*, project: Project, username: str, now: datetime | Non
     deleted, _ = Membership.objects.filter(project=project, user__username=username).delete()
     if not deleted:
         raise NotFound(f"{username!r} is not a rater in {project.slug!r}.")
-    Assignment.objects.filter(project=project, rater__user__username=username, status=AssignmentStatus.ACTIVE).update(
-        status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now()
-    )
+    Assignment.objects.filter(
+        project=project, rater__user__username=username, status=AssignmentStatus.ACTIVE
+    ).update(status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now())
 
 
 # Pair import
@@ -152,7 +152,9 @@ def pairs_import(*, project: Project, items: list[Any]) -> ImportResult:
     for index, item in enumerate(items):
         errors.extend(_pair_item_errors(index, item))
     if errors:
-        raise Invalid(f"{len({e['index'] for e in errors})} of {len(items)} items are invalid.", errors=errors)
+        raise Invalid(
+            f"{len({e['index'] for e in errors})} of {len(items)} items are invalid.", errors=errors
+        )
 
     hashes = [_pair_content_sha256(item) for item in items]
     external_ids = [item.get("external_id") for item in items]
@@ -165,12 +167,15 @@ def pairs_import(*, project: Project, items: list[Any]) -> ImportResult:
                 {
                     "index": index,
                     "field": "external_id",
-                    "message": f"{external_id!r} appears twice in this request (first at item {seen[external_id]}).",
+                    "message": f"{external_id!r} appears twice in this request "
+                    f"(first at item {seen[external_id]}).",
                 }
             )
         seen.setdefault(external_id, index)
     existing = dict(
-        Pair.objects.filter(project=project, external_id__in=list(seen)).values_list("external_id", "content_sha256")
+        Pair.objects.filter(project=project, external_id__in=list(seen)).values_list(
+            "external_id", "content_sha256"
+        )
     )
     new_pairs = []
     unchanged = 0
@@ -184,7 +189,8 @@ def pairs_import(*, project: Project, items: list[Any]) -> ImportResult:
                     {
                         "index": index,
                         "field": "external_id",
-                        "message": f"A pair {external_id!r} already exists in this project with other content.",
+                        "message": f"A pair {external_id!r} already exists in this project "
+                        "with other content.",
                     }
                 )
             continue
@@ -203,7 +209,9 @@ def pairs_import(*, project: Project, items: list[Any]) -> ImportResult:
             )
         )
     if errors:
-        raise Invalid(f"{len({e['index'] for e in errors})} of {len(items)} items are invalid.", errors=errors)
+        raise Invalid(
+            f"{len({e['index'] for e in errors})} of {len(items)} items are invalid.", errors=errors
+        )
     try:
         with transaction.atomic():
             Pair.objects.bulk_create(new_pairs, batch_size=1000)
@@ -322,7 +330,9 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
             current.status = AssignmentStatus.EXPIRED
             current.finished_at = now
             current.save(update_fields=["status", "finished_at"])
-        has_gold = project.gold_fraction > 0 and Pair.objects.filter(project=project, gold__isnull=False).exists()
+        has_gold = (
+            project.gold_fraction > 0 and Pair.objects.filter(project=project, gold__isnull=False).exists()
+        )
         if has_gold and _gold_due(project=project, rater=rater):
             assignment = _claim(project=project, rater=rater, now=now, gold=True)
             if assignment is not None:
@@ -332,7 +342,9 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
 
 def _own_assignment(*, assignment_id: int, user: Any) -> Assignment:
     assignment = (
-        Assignment.objects.select_related("project", "pair").filter(pk=assignment_id, rater__user=user).first()
+        Assignment.objects.select_related("project", "pair")
+        .filter(pk=assignment_id, rater__user=user)
+        .first()
     )
     if assignment is None:
         raise NotFound(f"No assignment {assignment_id} of yours.")
@@ -366,7 +378,11 @@ def _judgment_errors(
             error("strength", "A tie has no strength.")
     elif strength is None:
         error("strength", f"Required: 1 to {project.strength_levels}.")
-    elif isinstance(strength, bool) or not isinstance(strength, int) or not 1 <= strength <= project.strength_levels:
+    elif (
+        isinstance(strength, bool)
+        or not isinstance(strength, int)
+        or not 1 <= strength <= project.strength_levels
+    ):
         error("strength", f"Must be a whole number from 1 to {project.strength_levels}.")
     if project.rationale == RationaleMode.OFF and rationale:
         error("rationale", "This project does not take a rationale.")
@@ -441,7 +457,9 @@ def judgment_record(
     return judgment
 
 
-def assignment_skip(*, assignment_id: int, user: Any, reason: str = "", now: datetime | None = None) -> Assignment:
+def assignment_skip(
+    *, assignment_id: int, user: Any, reason: str = "", now: datetime | None = None
+) -> Assignment:
     """Skip: the pair is never served to this rater again and its place goes back to the pool."""
     assignment = _own_assignment(assignment_id=assignment_id, user=user)
     with transaction.atomic():

@@ -12,7 +12,10 @@ from rest_framework.parsers import BaseParser
 class JSONLinesParser(BaseParser):
     media_type = "application/x-ndjson"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> list[Any]:
+    # A list, where DRF's stubs expect a mapping: request.data is whatever the parser returns.
+    def parse(  # type: ignore[override]
+        self, stream: Any, media_type: str | None = None, parser_context: Any = None
+    ) -> list[Any]:
         items = []
         for number, raw in enumerate(stream, start=1):
             line = raw.decode("utf-8") if isinstance(raw, bytes) else raw

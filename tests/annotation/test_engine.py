@@ -104,8 +104,12 @@ def test_pairs_nearest_completion_come_first_then_oldest(make_project, make_pair
     services.judgment_record(assignment_id=a.pk, user=first, choice="left")
     # Give the newest pair a judgment too, by a rater who skips their way to it.
     second = make_rater(project)
-    services.assignment_skip(assignment_id=services.assignment_next(project=project, user=second).pk, user=second)
-    services.assignment_skip(assignment_id=services.assignment_next(project=project, user=second).pk, user=second)
+    services.assignment_skip(
+        assignment_id=services.assignment_next(project=project, user=second).pk, user=second
+    )
+    services.assignment_skip(
+        assignment_id=services.assignment_next(project=project, user=second).pk, user=second
+    )
     b = services.assignment_next(project=project, user=second)
     assert b.pair == newest
     services.judgment_record(assignment_id=b.pk, user=second, choice="left")
@@ -350,7 +354,9 @@ def test_removed_rater_releases_the_place_and_keeps_judgments(make_project, make
         ({}, {"choice": "left", "client_time_ms": -5}, "client_time_ms"),
     ],
 )
-def test_bad_judgments_are_refused_and_nothing_is_stored(make_project, make_pairs, make_rater, settings, payload, field):
+def test_bad_judgments_are_refused_and_nothing_is_stored(
+    make_project, make_pairs, make_rater, settings, payload, field
+):
     project = make_project(**settings)
     make_pairs(project, 1)
     user = make_rater(project)
@@ -368,7 +374,12 @@ def test_strength_and_rationale_are_kept(make_project, make_pairs, make_rater):
     user = make_rater(project)
     assignment = services.assignment_next(project=project, user=user)
     judgment = services.judgment_record(
-        assignment_id=assignment.pk, user=user, choice="right", strength=2, rationale="clearer", client_time_ms=4100
+        assignment_id=assignment.pk,
+        user=user,
+        choice="right",
+        strength=2,
+        rationale="clearer",
+        client_time_ms=4100,
     )
     judgment.refresh_from_db()
     assert (judgment.strength, judgment.rationale, judgment.client_time_ms) == (2, "clearer", 4100)
@@ -405,7 +416,11 @@ def test_database_refuses_a_pair_served_twice_to_one_rater(make_project, make_pa
     now = timezone.now()
     _bypass(
         lambda: Assignment.objects.create(
-            project=project, pair=first.pair, rater=first.rater, shown_left="a", served_at=now,
+            project=project,
+            pair=first.pair,
+            rater=first.rater,
+            shown_left="a",
+            served_at=now,
             lease_expires_at=now + timedelta(minutes=5),
         )
     )
@@ -420,7 +435,11 @@ def test_database_refuses_two_open_assignments_for_one_rater(make_project, make_
     now = timezone.now()
     _bypass(
         lambda: Assignment.objects.create(
-            project=project, pair=other_pair, rater=first.rater, shown_left="a", served_at=now,
+            project=project,
+            pair=other_pair,
+            rater=first.rater,
+            shown_left="a",
+            served_at=now,
             lease_expires_at=now + timedelta(minutes=5),
         )
     )
@@ -440,7 +459,11 @@ def test_database_refuses_invalid_judgment_values(make_project, make_pairs, make
     make_pairs(project, 1)
     rater = Rater.objects.create(user=make_user())
     pair = Pair.objects.get()
-    _bypass(lambda: Judgment.objects.create(project=project, pair=pair, rater=rater, created_at=timezone.now(), **fields))
+    _bypass(
+        lambda: Judgment.objects.create(
+            project=project, pair=pair, rater=rater, created_at=timezone.now(), **fields
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -453,7 +476,13 @@ def test_database_refuses_invalid_judgment_values(make_project, make_pairs, make
 )
 def test_database_refuses_invalid_pairs(make_project, fields):
     project = make_project()
-    values = {"prompt": "p", "response_a": "same", "response_b": "other", "content_sha256": "x" * 64, **fields}
+    values = {
+        "prompt": "p",
+        "response_a": "same",
+        "response_b": "other",
+        "content_sha256": "x" * 64,
+        **fields,
+    }
     _bypass(lambda: Pair.objects.create(project=project, **values))
 
 
@@ -468,5 +497,10 @@ def test_database_refuses_a_duplicate_external_id(make_project, make_pairs):
 
 
 def test_database_refuses_out_of_range_project_settings(make_project):
-    for fields in ({"judgments_per_pair": 0}, {"gold_fraction": 1.5}, {"lease_seconds": 1}, {"rationale": "maybe"}):
+    for fields in (
+        {"judgments_per_pair": 0},
+        {"gold_fraction": 1.5},
+        {"lease_seconds": 1},
+        {"rationale": "maybe"},
+    ):
         _bypass(lambda fields=fields: make_project(**fields))

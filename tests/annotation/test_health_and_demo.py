@@ -1,0 +1,75 @@
+"""The health check against the real database and Redis broker, and the demo command."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from annotation import services
+from annotation.models import Pair, Project
+from config.celery import app as celery_app
+
+
+def test_healthz_reports_database_and_broker(client, db):
+    assert celery_app.conf.broker_url.startswith("redis://")
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+def test_healthz_fails_when_the_broker_is_down(client, db, monkeypatch):
+    monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:9/0")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["broker"].startswith("error")
+    assert response.json()["database"] == "ok"
+
+
+def _logins(output: str) -> dict[str, str]:
+    rows = [line.split() for line in output.splitlines() if "username:" in line]
+    return {row[row.index("username:") + 1]: row[row.index("password:") + 1] for row in rows}
+
+
+def test_demo_builds_a_project_with_the_seed_prompts_and_working_logins(db):
+    out = io.StringIO()
+    call_command("demo", stdout=out)
+    project = Project.objects.get(slug="demo")
+    prompts = set(Pair.objects.filter(project=project).values_list("prompt", flat=True))
+    assert {
+        "Explain why the sky is blue to a 5-year-old.",
+        "What is the capital of France?",
+        "Tell me a fun fact about penguins.",
+    } <= prompts
+    logins = _logins(out.getvalue())
+    users = get_user_model().objects
+    assert users.get(username="demo-admin").check_password(logins["demo-admin"])
+    assert users.get(username="demo-admin").is_staff
+    rater = users.get(username="demo-rater")
+    assert rater.check_password(logins["demo-rater"]) and not rater.is_staff
+    assert services.assignment_next(project=project, user=rater) is not None
+
+
+def test_demo_runs_again_without_duplicating_pairs(db):
+    call_command("demo", stdout=io.StringIO())
+    count = Pair.objects.count()
+    out = io.StringIO()
+    call_command("demo", stdout=out)
+    assert Pair.objects.count() == count
+    assert f"0 pairs added, {count} already there" in out.getvalue()
+
+
+def test_settings_refuse_to_start_without_a_secret_key_outside_debug():
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+    env["DEBUG"] = "1"
+    assert subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=env).returncode == 0
