@@ -24,31 +24,37 @@ def _judge_everything(project, user, choice="left"):
     return judged
 
 
+def in_parallel(call, argument_lists):
+    """Run call(*arguments) for each list at once, each in a thread with its own database connection,
+    released together by a barrier. Returns each call's result, or the exception it raised."""
+    start = threading.Barrier(len(argument_lists))
+    outcomes: list = [None] * len(argument_lists)
+
+    def run(index, arguments):
+        try:
+            start.wait()
+            outcomes[index] = call(*arguments)
+        except Exception as exc:
+            outcomes[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(argument_lists)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
+    return outcomes
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_raters_fill_every_pair_exactly_to_quota(make_project, make_pairs, make_rater):
     project = make_project(judgments_per_pair=3)
     make_pairs(project, 40)
     users = [make_rater(project) for _ in range(24)]
-    start = threading.Barrier(len(users))
-    failures: list[BaseException] = []
-    judged_by: dict[str, list[int]] = {}
-
-    def rate(user):
-        try:
-            start.wait()
-            judged_by[user.username] = _judge_everything(project, user)
-        except BaseException as exc:  # surfaced by the assertion below
-            failures.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=rate, args=(user,)) for user in users]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not failures, failures
-    assert all(not thread.is_alive() for thread in threads)
+    judged_by = in_parallel(_judge_everything, [(project, user) for user in users])
+    assert all(isinstance(judged, list) for judged in judged_by), judged_by
 
     per_pair = Counter(Judgment.objects.values_list("pair_id", flat=True))
     assert set(per_pair) == set(Pair.objects.values_list("pk", flat=True))
@@ -56,7 +62,7 @@ def test_concurrent_raters_fill_every_pair_exactly_to_quota(make_project, make_p
     raters_per_pair = Counter(Judgment.objects.values_list("pair_id", "rater_id"))
     assert max(raters_per_pair.values()) == 1
     # Nothing lost: every judgment a thread was told about is in the table, and every pair's counter agrees.
-    assert sum(len(pairs) for pairs in judged_by.values()) == Judgment.objects.count() == 120
+    assert sum(len(pairs) for pairs in judged_by) == Judgment.objects.count() == 120
     assert all(pair.judgment_count == 3 for pair in Pair.objects.all())
     assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
 
@@ -66,22 +72,8 @@ def test_one_rater_double_clicking_gets_one_assignment(make_project, make_pairs,
     project = make_project(judgments_per_pair=2)
     make_pairs(project, 5)
     user = make_rater(project)
-    start = threading.Barrier(8)
-    got: list[int] = []
-
-    def ask():
-        start.wait()
-        try:
-            got.append(services.assignment_next(project=project, user=user).pk)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=ask) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert len(got) == 8 and len(set(got)) == 1
+    got = in_parallel(lambda: services.assignment_next(project=project, user=user).pk, [()] * 8)
+    assert len(set(got)) == 1 and isinstance(got[0], int), got
     assert Assignment.objects.count() == 1
 
 
@@ -204,25 +196,15 @@ def test_concurrent_retries_of_one_judgment_make_one(make_project, make_pairs, m
     make_pairs(project, 1)
     user = make_rater(project)
     assignment = services.assignment_next(project=project, user=user)
-    start = threading.Barrier(6)
-    outcomes: list[str] = []
 
     def submit():
-        start.wait()
-        try:
-            services.judgment_record(assignment_id=assignment.pk, user=user, choice="right")
-            outcomes.append("created")
-        except Conflict as exc:
-            outcomes.append(exc.code)
-        finally:
-            connection.close()
+        return services.judgment_record(assignment_id=assignment.pk, user=user, choice="right")
 
-    threads = [threading.Thread(target=submit) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(outcomes) == ["already_judged"] * 5 + ["created"]
+    outcomes = in_parallel(submit, [()] * 6)
+    codes = sorted(
+        outcome.code if isinstance(outcome, Conflict) else type(outcome).__name__ for outcome in outcomes
+    )
+    assert codes == ["Judgment"] + ["already_judged"] * 5
     assert Judgment.objects.count() == 1
     assert Pair.objects.get().judgment_count == 1
 
