@@ -10,7 +10,7 @@ from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .errors import NotFound
-from .models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
+from .models import AssignmentStatus, Judgment, Membership, Pair, Project, Rater
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -45,11 +45,12 @@ def user_can_rate(*, project: Project, user: Any) -> bool:
 def rater_progress(*, project: Project, rater: Rater) -> dict[str, int]:
     """done: the rater's judgments in the project; available: regular pairs still open to them."""
     done = Judgment.objects.filter(project=project, rater=rater).count()
-    available = (
-        Pair.objects.filter(project=project, gold__isnull=True, judgment_count__lt=project.judgments_per_pair)
-        .exclude(Exists(Assignment.objects.filter(pair=OuterRef("pk"), rater=rater)))
-        .count()
+    open_pairs = Pair.objects.filter(
+        project=project, gold__isnull=True, judgment_count__lt=project.judgments_per_pair
     )
+    # Two index counts, where "open pairs NOT EXISTS an assignment of the rater" probes every open pair
+    # (the rater has at most one assignment per pair).
+    available = open_pairs.count() - open_pairs.filter(assignments__rater=rater).count()
     return {"done": done, "available": available}
 
 

@@ -92,6 +92,74 @@ def project_rater_remove(*, project: Project, username: str, now: datetime | Non
     ).update(status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now())
 
 
+# Projects
+
+# The settings a project's owner may set through the API; rater_group is managed in the admin.
+PROJECT_SETTINGS = (
+    "name",
+    "instructions",
+    "judgments_per_pair",
+    "allow_tie",
+    "strength_levels",
+    "rationale",
+    "lease_seconds",
+    "gold_fraction",
+)
+
+
+def _project_save(project: Project, *, update_fields: list[str] | None = None) -> None:
+    """Validate against the model (fields, uniqueness and check constraints), then save."""
+    try:
+        project.full_clean()
+    except ValidationError as exc:
+        raise Invalid(
+            "The project settings are invalid.",
+            errors=[
+                {"field": None if field == "__all__" else field, "message": message}
+                for field, messages in exc.message_dict.items()
+                for message in messages
+            ],
+        ) from None
+    try:
+        with transaction.atomic():
+            project.save(update_fields=update_fields)
+    except IntegrityError:
+        # full_clean checked the slug, but another request may have taken it since.
+        raise Invalid(
+            "The project settings are invalid.",
+            errors=[{"field": "slug", "message": f"A project {project.slug!r} already exists."}],
+        ) from None
+
+
+@transaction.atomic
+def project_create(*, slug: str, name: str, **settings_: Any) -> Project:
+    """Create a project; `settings_` are any of PROJECT_SETTINGS, the model's defaults otherwise."""
+    unknown = sorted(set(settings_) - set(PROJECT_SETTINGS))
+    if unknown:
+        raise Invalid(
+            "Unknown project settings.", errors=[{"field": f, "message": "Unknown."} for f in unknown]
+        )
+    project = Project(slug=slug, name=name, **settings_)
+    _project_save(project)
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, changes: dict[str, Any]) -> Project:
+    """Change some of a project's PROJECT_SETTINGS. The slug never changes: URLs and exports use it."""
+    unknown = sorted(set(changes) - set(PROJECT_SETTINGS))
+    if unknown:
+        raise Invalid(
+            "These project fields cannot be changed.",
+            errors=[{"field": f, "message": "Cannot be changed."} for f in unknown],
+        )
+    for field, value in changes.items():
+        setattr(project, field, value)
+    if changes:
+        _project_save(project, update_fields=list(changes))
+    return project
+
+
 # Pair import
 
 _PAIR_FIELDS = {"prompt", "response_a", "response_b", "external_id", "model_a", "model_b", "metadata", "gold"}
@@ -278,23 +346,29 @@ def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assi
         candidates = candidates.alias(
             taken=F("judgment_count") + Coalesce(_held_places(OuterRef("pk"), now), Value(0))
         ).filter(judgment_count__lt=quota, taken__lt=quota)
+    # Regular pairs one judgment_count at a time, fullest first: each query then walks the
+    # (project, judgment_count, id) index in order and stops at the first free pair, where one
+    # "ORDER BY judgment_count DESC, id" query reads and sorts every open pair of the project.
+    levels: list[int | None] = [None] if gold else list(range(quota - 1, -1, -1))
     tried: list[int] = []
-    for _ in range(_CLAIM_ATTEMPTS):
-        pair = candidates.exclude(pk__in=tried).first()
-        if pair is None:
-            return None
-        # The candidate query's snapshot predates our lock; count again now that the row is ours.
-        taken, sides = _places(pair, now)
-        if gold or taken < quota:
-            return Assignment.objects.create(
-                project=project,
-                pair=pair,
-                rater=rater,
-                shown_left=_side_for(pair, sides),
-                served_at=now,
-                lease_expires_at=now + timedelta(seconds=project.lease_seconds),
-            )
-        tried.append(pair.pk)
+    for level in levels:
+        level_candidates = candidates if level is None else candidates.filter(judgment_count=level)
+        while len(tried) < _CLAIM_ATTEMPTS:
+            pair = level_candidates.exclude(pk__in=tried).first()
+            if pair is None:
+                break
+            # The candidate query's snapshot predates our lock; count again now that the row is ours.
+            taken, sides = _places(pair, now)
+            if gold or taken < quota:
+                return Assignment.objects.create(
+                    project=project,
+                    pair=pair,
+                    rater=rater,
+                    shown_left=_side_for(pair, sides),
+                    served_at=now,
+                    lease_expires_at=now + timedelta(seconds=project.lease_seconds),
+                )
+            tried.append(pair.pk)
     return None
 
 

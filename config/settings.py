@@ -144,6 +144,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Human A-vs-B comparisons and reward models.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # API.md: anonymous callers see nothing but the login page and /healthz, the schema included.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # Celery: Redis when REDIS_URL or CELERY_BROKER_URL is set; otherwise kombu's file-system transport,

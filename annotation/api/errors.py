@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -12,10 +14,15 @@ from annotation.errors import ServiceError
 
 
 def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
+    """DRF's nested error detail as a flat list of {"field", "message"}; nested fields as "a.0.b"."""
     if isinstance(detail, dict):
-        return [e for key, value in detail.items() for e in _flatten(value, None if key == "non_field_errors" else key)]
+        errors = []
+        for key, value in detail.items():
+            name = None if key == "non_field_errors" else str(key)
+            errors.extend(_flatten(value, name if field is None or name is None else f"{field}.{name}"))
+        return errors
     if isinstance(detail, list):
-        return [e for value in detail for e in _flatten(value, field)]
+        return [error for value in detail for error in _flatten(value, field)]
     return [{"field": field, "message": str(detail)}]
 
 
@@ -23,9 +30,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ServiceError):
         body: dict[str, Any] = {"detail": exc.detail, "code": exc.code, **exc.extra}
         return Response(body, status=exc.status)
+    # Django's own exceptions become DRF's, so they get a code like the rest.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     if isinstance(exc, exceptions.ValidationError):
         return Response(
-            {"detail": "Invalid input.", "code": "invalid", "errors": _flatten(exc.detail)}, status=exc.status_code
+            {"detail": "Invalid input.", "code": "invalid", "errors": _flatten(exc.detail)},
+            status=exc.status_code,
         )
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):

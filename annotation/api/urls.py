@@ -1,0 +1,24 @@
+"""Routes of the REST API under /api/v1/ (see API.md)."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, path
+
+from . import views
+
+urlpatterns: list[URLPattern] = [
+    path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("raters/", views.RaterCreateView.as_view(), name="api-raters"),
+    path("projects/", views.ProjectListView.as_view(), name="api-projects"),
+    path("projects/<slug:slug>/", views.ProjectDetailView.as_view(), name="api-project"),
+    path("projects/<slug:slug>/raters/", views.ProjectRatersView.as_view(), name="api-project-raters"),
+    path(
+        "projects/<slug:slug>/raters/<str:username>/",
+        views.ProjectRaterView.as_view(),
+        name="api-project-rater",
+    ),
+    path("projects/<slug:slug>/pairs/", views.PairsView.as_view(), name="api-project-pairs"),
+    path("projects/<slug:slug>/next/", views.NextView.as_view(), name="api-project-next"),
+    path("assignments/<int:assignment_id>/judgment/", views.JudgmentView.as_view(), name="api-judgment"),
+    path("assignments/<int:assignment_id>/skip/", views.SkipView.as_view(), name="api-skip"),
+]

@@ -1,0 +1,301 @@
+"""REST API views (API.md): each validates with a serializer, calls a service or selector, serializes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import mixins
+from rest_framework.authtoken.models import Token
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors, services
+from annotation.errors import Invalid, ServiceError, TooLarge
+from annotation.models import Pair, Project
+
+from . import serializers as s
+from .pagination import IdCursorPagination
+from .permissions import IsStaff, IsStaffOrReadOnly
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(OpenApiTypes.OBJECT, description=description)
+
+
+class BodyLimitMixin:
+    """Refuse a request body over DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it.
+
+    DRF's parsers read the raw stream, so Django's own check (on request.body and forms) never runs.
+    Checked after authentication and permissions: strangers learn nothing, not even the limit.
+    """
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # Django reads no body at all without a valid length.
+        if limit is not None and length > limit:
+            raise TooLarge(f"The request body is {length} bytes; the limit is {limit} bytes. Split it.")
+
+
+class ApiView(BodyLimitMixin, APIView):
+    pass
+
+
+class GenericApiView(BodyLimitMixin, GenericAPIView):
+    pass
+
+
+def _project(request: Request, slug: str) -> Project:
+    return selectors.project_get_visible(slug=slug, user=request.user)
+
+
+# Authentication
+
+
+class TokenView(ApiView):
+    # No authentication: a stale token header must not stand in the way of getting a new one.
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    # JSON, or a plain form post (`curl -d username=... -d password=...`).
+    parser_classes = [JSONParser, FormParser]
+
+    @extend_schema(
+        request=s.TokenRequestSerializer,
+        responses={200: s.TokenSerializer, 400: _error("Missing fields or wrong credentials.")},
+        auth=[],
+        summary="Exchange a username and password for an API token",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = s.TokenRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(request=request._request, **serializer.validated_data)
+        if user is None:
+            raise ServiceError("Unable to log in with these credentials.", code="invalid_credentials")
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+# Raters
+
+
+class RaterCreateView(ApiView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        request=s.RaterCreateSerializer,
+        responses={201: s.RaterSerializer, 400: _error("Invalid username, email or password.")},
+        summary="Create a rater account",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = s.RaterCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.rater_create(**serializer.validated_data)
+        return Response(s.RaterSerializer({"id": user.pk, "username": user.get_username()}).data, status=201)
+
+
+class ProjectRatersView(ApiView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses=s.ProjectRaterSerializer(many=True), summary="The project's raters and progress")
+    def get(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        return Response(s.ProjectRaterSerializer(selectors.project_raters(project=project), many=True).data)
+
+    @extend_schema(
+        request=s.ProjectRatersAddSerializer,
+        responses={200: s.ProjectRatersAddedSerializer, 400: _error("Unknown usernames; none were added.")},
+        summary="Add raters to the project",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        serializer = s.ProjectRatersAddSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        added = services.project_raters_add(project=project, usernames=serializer.validated_data["usernames"])
+        return Response(s.ProjectRatersAddedSerializer({"added": added}).data)
+
+
+class ProjectRaterView(ApiView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        responses={204: None, 404: _error("Not a rater in this project.")},
+        summary="Remove a rater from the project (their judgments stay)",
+    )
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        services.project_rater_remove(project=_project(request, slug), username=username)
+        return Response(status=204)
+
+
+# Projects
+
+
+class ProjectListView(ApiView):
+    permission_classes = [IsStaffOrReadOnly]
+
+    @extend_schema(responses=s.ProjectSerializer(many=True), summary="Projects the caller may see")
+    def get(self, request: Request) -> Response:
+        projects = selectors.projects_visible_to(request.user)
+        return Response(s.ProjectSerializer(projects, many=True).data)
+
+    @extend_schema(
+        request=s.ProjectSerializer,
+        responses={201: s.ProjectSerializer, 400: _error("Invalid settings or a slug already taken.")},
+        summary="Create a project",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = s.ProjectSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_create(**serializer.validated_data)
+        return Response(s.ProjectSerializer(project).data, status=201)
+
+
+class ProjectDetailView(ApiView):
+    permission_classes = [IsStaffOrReadOnly]
+
+    @extend_schema(responses={200: s.ProjectSerializer, 404: _error("No such project, or not yours to see.")})
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(s.ProjectSerializer(_project(request, slug)).data)
+
+    @extend_schema(
+        request=s.ProjectSerializer,
+        responses={200: s.ProjectSerializer, 400: _error("Invalid settings; the slug cannot change.")},
+        summary="Change a project's settings",
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        serializer = s.ProjectSerializer(project, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        changes = {field: value for field, value in serializer.validated_data.items() if field != "slug"}
+        project = services.project_update(project=project, changes=changes)
+        return Response(s.ProjectSerializer(project).data)
+
+
+# Pairs
+
+_IMPORT_EXAMPLE = [
+    {
+        "external_id": "your-id-17",
+        "prompt": "What is the capital of France?",
+        "response_a": "Paris.",
+        "response_b": "Lyon.",
+        "model_a": "sft-v2",
+        "model_b": "rlhf-v1",
+        "metadata": {"source": "eval-set-3"},
+    }
+]
+
+
+def _import_items(data: Any) -> list[Any]:
+    """The three body forms: a JSON list, {"pairs": [...]}, or JSON Lines (parsed into a list)."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and set(data) == {"pairs"} and isinstance(data["pairs"], list):
+        return data["pairs"]
+    raise Invalid('The body must be a JSON list of pairs, {"pairs": [...]}, or JSON Lines.')
+
+
+class PairsView(mixins.ListModelMixin, GenericApiView):
+    permission_classes = [IsStaff]
+    serializer_class = s.PairSerializer
+    pagination_class = IdCursorPagination
+
+    def get_queryset(self) -> QuerySet[Pair]:
+        project = _project(self.request, self.kwargs["slug"])
+        return Pair.objects.filter(project=project)
+
+    @extend_schema(summary="The project's pairs, with their judgment counts")
+    def get(self, request: Request, slug: str) -> Response:
+        return self.list(request)
+
+    @extend_schema(
+        request={
+            "application/json": {"type": "array", "items": {"type": "object"}},
+            "application/x-ndjson": {"type": "string", "description": "One pair object per line."},
+        },
+        responses={
+            201: s.ImportResultSerializer,
+            400: _error('Invalid items: {"detail", "code", "errors": [{"index", "field", "message"}]}.'),
+            409: _error("Another import added the same external_ids at the same time."),
+            413: _error("Too many bytes or items in one request."),
+        },
+        examples=[OpenApiExample("A JSON list", value=_IMPORT_EXAMPLE, request_only=True)],
+        summary="Import pairs, all or nothing",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        result = services.pairs_import(project=project, items=_import_items(request.data))
+        return Response(s.ImportResultSerializer(result).data, status=201)
+
+
+# Rating
+
+
+class NextView(ApiView):
+    @extend_schema(
+        request=None,
+        responses={
+            200: s.ServedAssignmentSerializer,
+            204: OpenApiResponse(description="Nothing is left for this rater."),
+            404: _error("No such project, or not one the caller rates in."),
+        },
+        summary="The caller's next pair (or the one they hold)",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        assignment = services.assignment_next(project=project, user=request.user)
+        if assignment is None:
+            return Response(status=204)
+        progress = selectors.rater_progress(project=project, rater=assignment.rater)
+        context = {"progress": progress, "project": project}
+        return Response(s.ServedAssignmentSerializer(assignment, context=context).data)
+
+
+class JudgmentView(ApiView):
+    @extend_schema(
+        request=s.JudgmentRequestSerializer,
+        responses={
+            201: s.JudgmentRecordedSerializer,
+            400: _error("Bad choice or strength, a tie where ties are off, a missing rationale."),
+            404: _error("Not the caller's assignment."),
+            409: _error("already_judged, assignment_expired or assignment_skipped."),
+        },
+        summary="Judge an assignment",
+    )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        serializer = s.JudgmentRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        judgment = services.judgment_record(
+            assignment_id=assignment_id, user=request.user, **serializer.validated_data
+        )
+        return Response(s.JudgmentRecordedSerializer(judgment).data, status=201)
+
+
+class SkipView(ApiView):
+    @extend_schema(
+        request=s.SkipRequestSerializer,
+        responses={
+            200: s.SkippedSerializer,
+            404: _error("Not the caller's assignment."),
+            409: _error("Already judged."),
+        },
+        summary="Skip an assignment: the pair is not shown to the caller again",
+    )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        serializer = s.SkipRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        assignment = services.assignment_skip(
+            assignment_id=assignment_id, user=request.user, reason=serializer.validated_data["reason"]
+        )
+        return Response(s.SkippedSerializer(assignment).data)

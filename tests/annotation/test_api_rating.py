@@ -1,0 +1,256 @@
+"""Rating over the REST API: next pair, judgment, skip, and each of their error codes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotation import services
+from annotation.models import Assignment, AssignmentStatus, Judgment
+
+
+@pytest.fixture
+def project(make_project, make_pairs):
+    project = make_project("rate", judgments_per_pair=2)
+    make_pairs(project, 3)
+    return project
+
+
+NEXT = "/api/v1/projects/rate/next/"
+
+
+def _judge(client, assignment_id, **body):
+    return client.post(f"/api/v1/assignments/{assignment_id}/judgment/", body, format="json")
+
+
+# Next
+
+
+def test_next_serves_a_pair_shown_left_and_right(project, make_rater, api):
+    client = api(make_rater(project))
+    response = client.post(NEXT)
+    assert response.status_code == 200
+    body = response.json()
+    assignment = Assignment.objects.get(pk=body["assignment"])
+    pair = assignment.pair
+    assert body["pair"] == pair.pk and body["prompt"] == pair.prompt
+    shown = {"a": pair.response_a, "b": pair.response_b}
+    hidden = "b" if assignment.shown_left == "a" else "a"
+    assert (body["left"], body["right"]) == (shown[assignment.shown_left], shown[hidden])
+    assert "response_a" not in body and "response_b" not in body
+    assert body["expires_at"].startswith(assignment.lease_expires_at.strftime("%Y-%m-%dT%H:%M"))
+    assert body["progress"] == {"done": 0, "available": 2}
+    assert body["project"] == {
+        "slug": "rate",
+        "allow_tie": True,
+        "strength_levels": 0,
+        "rationale": "optional",
+    }
+
+
+def test_the_second_rater_of_a_pair_sees_it_the_other_way_round(project, make_rater, api):
+    first = api(make_rater(project)).post(NEXT).json()
+    second = api(make_rater(project)).post(NEXT).json()
+    assert first["pair"] == second["pair"]
+    assert (first["left"], first["right"]) == (second["right"], second["left"])
+
+
+def test_asking_again_returns_the_same_assignment(project, make_rater, api):
+    client = api(make_rater(project))
+    first = client.post(NEXT).json()
+    again = client.post(NEXT).json()
+    assert again["assignment"] == first["assignment"]
+    assert Assignment.objects.count() == 1
+
+
+def test_next_is_204_when_nothing_is_left(project, make_rater, api):
+    client = api(make_rater(project))
+    for _ in range(3):
+        assignment_id = client.post(NEXT).json()["assignment"]
+        assert _judge(client, assignment_id, choice="left").status_code == 201
+    response = client.post(NEXT)
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+def test_next_on_a_project_the_rater_is_not_in_is_404(project, make_project, make_rater, api):
+    make_project("other")
+    client = api(make_rater(project))
+    response = client.post("/api/v1/projects/other/next/")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert not Assignment.objects.exists()
+
+
+def test_staff_can_rate_too(project, admin_user, api):
+    response = api(admin_user).post(NEXT)
+    assert response.status_code == 200
+    assert _judge(api(admin_user), response.json()["assignment"], choice="tie").status_code == 201
+
+
+# Judgment
+
+
+def test_a_judgment_is_recorded_as_a_or_b(project, make_rater, api):
+    client = api(make_rater(project))
+    served = client.post(NEXT).json()
+    response = _judge(client, served["assignment"], choice="left", rationale="Clearer.", client_time_ms=5120)
+    assert response.status_code == 201
+    body = response.json()
+    assignment = Assignment.objects.get(pk=served["assignment"])
+    assert body["choice"] == assignment.shown_left
+    assert body["strength"] is None and body["time_on_task_ms"] >= 0
+    judgment = Judgment.objects.get(pk=body["judgment"])
+    assert (judgment.choice, judgment.rationale, judgment.client_time_ms) == (
+        assignment.shown_left,
+        "Clearer.",
+        5120,
+    )
+    assert assignment.status == AssignmentStatus.JUDGED
+    assert client.post(NEXT).json()["progress"]["done"] == 1
+
+
+def test_choosing_right_records_the_side_shown_on_the_right(project, make_rater, api):
+    client = api(make_rater(project))
+    served = client.post(NEXT).json()
+    shown_left = Assignment.objects.get(pk=served["assignment"]).shown_left
+    body = _judge(client, served["assignment"], choice="right").json()
+    assert body["choice"] == ("b" if shown_left == "a" else "a")
+
+
+def test_strength_is_recorded_when_the_project_asks_for_it(make_project, make_pairs, make_rater, api):
+    project = make_project("strong", strength_levels=3)
+    make_pairs(project, 1)
+    client = api(make_rater(project))
+    served = client.post("/api/v1/projects/strong/next/").json()
+    assert served["project"]["strength_levels"] == 3
+    missing = _judge(client, served["assignment"], choice="left")
+    assert missing.status_code == 400
+    assert missing.json()["errors"] == [{"field": "strength", "message": "Required: 1 to 3."}]
+    too_big = _judge(client, served["assignment"], choice="left", strength=4)
+    assert too_big.status_code == 400
+    response = _judge(client, served["assignment"], choice="left", strength=2)
+    assert response.status_code == 201
+    assert response.json()["strength"] == 2
+
+
+@pytest.mark.parametrize(
+    ("settings_", "body", "field"),
+    [
+        ({}, {"choice": "a"}, "choice"),
+        ({}, {}, "choice"),
+        ({"allow_tie": False}, {"choice": "tie"}, "choice"),
+        ({}, {"choice": "left", "strength": 2}, "strength"),
+        ({"rationale": "required"}, {"choice": "left"}, "rationale"),
+        ({"rationale": "off"}, {"choice": "left", "rationale": "Because."}, "rationale"),
+        ({}, {"choice": "left", "client_time_ms": -1}, "client_time_ms"),
+        ({}, {"choice": "left", "strength": "lots"}, "strength"),
+    ],
+)
+def test_a_bad_judgment_is_400_and_records_nothing(
+    make_project, make_pairs, make_rater, api, settings_, body, field
+):
+    project = make_project("strict", **settings_)
+    make_pairs(project, 1)
+    client = api(make_rater(project))
+    served = client.post("/api/v1/projects/strict/next/").json()
+    response = _judge(client, served["assignment"], **body)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert not Judgment.objects.exists()
+
+
+def test_judging_twice_is_409_already_judged(project, make_rater, api):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    first = _judge(client, assignment_id, choice="left")
+    second = _judge(client, assignment_id, choice="right")
+    assert second.status_code == 409
+    assert second.json()["code"] == "already_judged"
+    assert second.json()["judgment"] == first.json()["judgment"]
+    assert Judgment.objects.count() == 1
+
+
+def test_judging_someone_elses_assignment_is_404(project, make_rater, api):
+    owner = api(make_rater(project))
+    assignment_id = owner.post(NEXT).json()["assignment"]
+    response = _judge(api(make_rater(project)), assignment_id, choice="left")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert not Judgment.objects.exists()
+
+
+def test_judging_an_assignment_that_does_not_exist_is_404(project, make_rater, api):
+    response = _judge(api(make_rater(project)), 999_999, choice="left")
+    assert response.status_code == 404
+
+
+def test_a_late_judgment_after_the_place_went_to_another_rater_is_409(
+    make_project, make_pairs, make_rater, api
+):
+    project = make_project("late", judgments_per_pair=1)
+    make_pairs(project, 1)
+    slow = make_rater(project)
+    late = services.assignment_next(project=project, user=slow, now=timezone.now() - timedelta(hours=1))
+    taken = api(make_rater(project)).post("/api/v1/projects/late/next/").json()
+    assert taken["pair"] == late.pair_id
+    response = _judge(api(slow), late.pk, choice="left")
+    assert response.status_code == 409
+    assert response.json()["code"] == "assignment_expired"
+    assert not Judgment.objects.exists()
+
+
+def test_a_rater_removed_from_the_project_cannot_judge(project, make_rater, admin_user, api):
+    rater = make_rater(project, username="rita")
+    client = api(rater)
+    assignment_id = client.post(NEXT).json()["assignment"]
+    api(admin_user).delete("/api/v1/projects/rate/raters/rita/")
+    response = _judge(client, assignment_id, choice="left")
+    assert response.status_code == 403
+    assert not Judgment.objects.exists()
+
+
+# Skip
+
+
+def test_a_skipped_pair_is_not_served_again(project, make_rater, api):
+    client = api(make_rater(project))
+    served = client.post(NEXT).json()
+    response = client.post(
+        f"/api/v1/assignments/{served['assignment']}/skip/", {"reason": "Unsure"}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json() == {"assignment": served["assignment"], "status": "skipped"}
+    assert Assignment.objects.get(pk=served["assignment"]).skip_reason == "Unsure"
+    following = client.post(NEXT).json()
+    assert following["pair"] != served["pair"]
+    # Three pairs: one skipped, one held now, one still to come.
+    assert following["progress"]["available"] == 1
+
+
+def test_judging_a_skipped_assignment_is_409(project, make_rater, api):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    client.post(f"/api/v1/assignments/{assignment_id}/skip/", {}, format="json")
+    response = _judge(client, assignment_id, choice="left")
+    assert response.status_code == 409
+    assert response.json()["code"] == "assignment_skipped"
+
+
+def test_skipping_a_judged_assignment_is_409(project, make_rater, api):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    _judge(client, assignment_id, choice="left")
+    response = client.post(f"/api/v1/assignments/{assignment_id}/skip/", {}, format="json")
+    assert response.status_code == 409
+    assert response.json()["code"] == "already_judged"
+
+
+def test_skipping_someone_elses_assignment_is_404(project, make_rater, api):
+    assignment_id = api(make_rater(project)).post(NEXT).json()["assignment"]
+    response = api(make_rater(project)).post(f"/api/v1/assignments/{assignment_id}/skip/", {}, format="json")
+    assert response.status_code == 404
+    assert Assignment.objects.get(pk=assignment_id).status == AssignmentStatus.ACTIVE
