@@ -1,0 +1,141 @@
+"""``python -m rm_training train | eval | score``: the trainer without Django or a database (API.md).
+
+The train options are generated from :class:`TrainingConfig`, so the CLI, the config file and the saved
+config always have the same names and help. torch is imported only once a command runs, so ``--help``
+is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from .config import GROUPS, TrainingConfig
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    groups = {name: parser.add_argument_group(f"{name} options") for name in GROUPS}
+    for spec in TrainingConfig.describe():
+        option = "--" + spec["name"].replace("_", "-")
+        kind = spec["type"]
+        help_text = f"{spec['help']} (default: {spec['default']})"
+        group = groups[spec["group"]]
+        # Defaults stay None so that only the options given override --config and the dataclass.
+        if kind is bool:
+            group.add_argument(option, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(kind) is Literal:
+            group.add_argument(option, choices=typing.get_args(kind), default=None, help=help_text)
+        else:
+            group.add_argument(option, type=kind, default=None, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rm_training", description="Train, evaluate and use Bradley-Terry reward models."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a reward model on a preferences or judgments JSONL file")
+    train.add_argument("--data", required=True, type=Path, help="preferences or judgments JSONL (API.md)")
+    train.add_argument("--output", required=True, type=Path, help="directory to write the model to")
+    train.add_argument("--config", type=Path, help="JSON file of TrainingConfig fields; options override it")
+    _add_config_options(train)
+
+    evaluate = commands.add_parser("eval", help="metrics of a trained model on every pair of a JSONL file")
+    evaluate.add_argument("--model", required=True, type=Path, help="a directory written by train")
+    evaluate.add_argument("--data", required=True, type=Path, help="preferences or judgments JSONL")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
+    evaluate.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+    score = commands.add_parser("score", help="reward of each response to a prompt")
+    score.add_argument("--model", required=True, type=Path, help="a directory written by train")
+    score.add_argument("--prompt", required=True)
+    score.add_argument("--response", required=True, action="append", help="repeat for several responses")
+    score.add_argument("--json", action="store_true", help='print {"scores": [...]} instead of lines')
+    score.add_argument("--batch-size", type=int, default=32)
+    score.add_argument("--device", default="auto")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainingConfig:
+    values: dict[str, Any] = {"progress_bar": True}
+    if args.config is not None:
+        values |= json.loads(args.config.read_text(encoding="utf-8"))
+    for spec in TrainingConfig.describe():
+        given = getattr(args, spec["name"])
+        if given is not None:
+            values[spec["name"]] = given
+    return TrainingConfig.from_dict(values)
+
+
+def _quiet_transformers() -> None:
+    """transformers' load reports (the new head's weights) and save bars are expected here, not news."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .train import train
+
+    config = _config_from_args(args)
+    with logging_redirect_tqdm():
+        metrics = train(config, data_path=args.data, output_dir=args.output)
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = {k: metrics[k] for k in ("eval_accuracy", "eval_loss", "train_loss")}
+        print(f"saved {args.output}  " + "  ".join(f"{k} {_fmt(v)}" for k, v in summary.items()))
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_model_dir
+
+    metrics = evaluate_model_dir(args.model, args.data, batch_size=args.batch_size, device=args.device)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key}: {_fmt(value)}")
+    return 0
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from .scoring import RewardScorer
+
+    scorer = RewardScorer(args.model, device=args.device, batch_size=args.batch_size)
+    scores = scorer.score(args.prompt, args.response)
+    if args.json:
+        print(json.dumps({"scores": scores}))
+    else:
+        for value in scores:
+            print(f"{value:.6f}")
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Never reach for a model hub: a base model is a local directory or already cached.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    _quiet_transformers()
+    handlers = {"train": _run_train, "eval": _run_eval, "score": _run_score}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,165 @@
+"""Held-out metrics of a reward model: loss, accuracy (overall, unanimous, split, per judgment),
+calibration and the spread of the rewards.
+
+Equal scores count half in every accuracy: a model that cannot tell two responses apart is right half
+the time in expectation, so a constant model scores exactly 0.5, never 0 or 1. Pairs judged a tie are left
+out of the pair accuracies (neither side is right) but their decisive votes count in judgment accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from .config import TrainingConfig
+from .data import Comparison, rater_agreement, read_comparisons
+from .loss import bradley_terry_loss
+from .model import load_reward_model, load_tokenizer, resolve_device
+from .tokenization import EncodedPair, EncodedSequence, PairEncoder
+
+ECE_BINS = 10
+
+
+@torch.no_grad()
+def compute_rewards(
+    model: PreTrainedModel,
+    encoder: PairEncoder,
+    sequences: Sequence[EncodedSequence],
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Raw reward logits in the order given, batched longest first to pad little.
+
+    Always in float32 (no autocast), so that metrics, ``eval`` and scoring give the scores that the saved
+    weights give in plain transformers, on any machine.
+    """
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].input_ids), reverse=True)
+    rewards = torch.empty(len(sequences), dtype=torch.float32)
+    try:
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            batch = encoder.pad([sequences[i] for i in indices])
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            rewards[indices] = logits[:, 0].float().cpu()
+    finally:
+        model.train(was_training)
+    return rewards
+
+
+def evaluate_pairs(
+    model: PreTrainedModel,
+    encoder: PairEncoder,
+    pairs: Sequence[EncodedPair],
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Score both sides of every pair and compute :func:`reward_metrics`."""
+    sequences = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    rewards = compute_rewards(model, encoder, sequences, batch_size=batch_size, device=device)
+    return reward_metrics([p.comparison for p in pairs], rewards[: len(pairs)], rewards[len(pairs) :])
+
+
+def _credit(z: torch.Tensor) -> torch.Tensor:
+    """1 when the chosen side scores higher, 0.5 when the scores are equal, 0 when lower."""
+    return (z > 0).float() + 0.5 * (z == 0).float()
+
+
+def _mean(values: torch.Tensor, mask: torch.Tensor) -> float | None:
+    return float(values[mask].double().mean()) if bool(mask.any()) else None
+
+
+def reward_metrics(
+    comparisons: Sequence[Comparison], r_chosen: torch.Tensor, r_rejected: torch.Tensor
+) -> dict[str, Any]:
+    """Metrics from the rewards of each pair's chosen and rejected response.
+
+    - ``loss``: the Bradley-Terry loss towards the data's targets (vote shares, ties at 0.5), weighted
+      by votes, without margin or centering, so that it compares across loss options.
+    - ``accuracy``: share of non-tie pairs whose chosen response scores higher (equal: half).
+    - ``accuracy_unanimous`` / ``accuracy_split``: the same over pairs with two or more votes that were
+      all for one side, or not; None when there are none.
+    - ``judgment_accuracy``: share of individual decisive judgments (a or b) the model agrees with; it
+      compares with ``rater_agreement``, the share of pairs of judgments on a pair that agree.
+    - ``ece``: expected calibration error of the model's confidence max(p, 1 - p), p = sigmoid(r_c - r_r),
+      against the vote share of the side it favours, in 10 equal bins over [0.5, 1].
+    """
+    n = len(comparisons)
+    if n == 0:
+        raise ValueError("no pairs to evaluate")
+    r_chosen, r_rejected = r_chosen.float(), r_rejected.float()
+    z = r_chosen - r_rejected
+    target = torch.tensor([c.target for c in comparisons])
+    weight = torch.tensor([c.weight for c in comparisons])
+    tie = torch.tensor([c.tie for c in comparisons])
+    result = bradley_terry_loss(r_chosen, r_rejected, target=target, tie=tie, weight=weight)
+
+    credit = _credit(z)
+    total_votes = torch.tensor([c.decisive_votes + c.votes_tie for c in comparisons])
+    minority = torch.tensor([c.votes_rejected + c.votes_tie for c in comparisons])
+    decisive = ~tie
+    several = decisive & (total_votes >= 2)
+
+    votes_chosen = torch.tensor([c.votes_chosen for c in comparisons], dtype=torch.float32)
+    votes_rejected = torch.tensor([c.votes_rejected for c in comparisons], dtype=torch.float32)
+    judgments = float((votes_chosen + votes_rejected).sum())
+    agreeing = float((votes_chosen * credit + votes_rejected * _credit(-z)).sum())
+
+    probability = result.prob_chosen
+    favours_chosen = probability >= 0.5
+    confidence = torch.where(favours_chosen, probability, 1 - probability)
+    observed = torch.where(favours_chosen, target, 1 - target)
+    bins = torch.clamp(((confidence - 0.5) * 2 * ECE_BINS).long(), max=ECE_BINS - 1)
+    ece = sum(
+        float((bins == b).sum()) / n * abs(float(confidence[bins == b].mean() - observed[bins == b].mean()))
+        for b in range(ECE_BINS)
+        if bool((bins == b).any())
+    )
+    rewards = torch.cat([r_chosen, r_rejected])
+    return {
+        "loss": float(result.loss),
+        "accuracy": _mean(credit, decisive),
+        "accuracy_unanimous": _mean(credit, several & (minority == 0)),
+        "accuracy_split": _mean(credit, several & (minority > 0)),
+        "judgment_accuracy": agreeing / judgments if judgments else None,
+        "rater_agreement": rater_agreement(comparisons),
+        "ece": ece,
+        "reward_mean": float(rewards.mean()),
+        "reward_std": float(rewards.std(unbiased=False)),
+        "mean_margin": float(z.mean()),
+        "pairs": n,
+        "pairs_unanimous": int((several & (minority == 0)).sum()),
+        "pairs_split": int((several & (minority > 0)).sum()),
+        "judgments": int(judgments),
+    }
+
+
+def evaluate_model_dir(
+    model_dir: str | Path,
+    data_path: str | Path,
+    *,
+    batch_size: int = 64,
+    device: str = "auto",
+    max_length: int | None = None,
+) -> dict[str, Any]:
+    """Metrics of a trained model directory on every pair of a preferences or judgments file.
+
+    The data is read with the options the model was trained with (votes, ties), from its saved config.
+    """
+    config = TrainingConfig.load(model_dir)
+    comparisons = read_comparisons(data_path, use_votes=config.use_votes, ties=config.ties)
+    tokenizer = load_tokenizer(str(model_dir))
+    target_device = resolve_device(device)
+    model = load_reward_model(str(model_dir), tokenizer, target_device)
+    encoder = PairEncoder(tokenizer, max_length or config.max_length)
+    pairs = encoder.encode_pairs(comparisons)
+    metrics = evaluate_pairs(model, encoder, pairs, batch_size=batch_size, device=target_device)
+    metrics["pairs_truncated"] = sum(p.truncated for p in pairs)
+    return metrics

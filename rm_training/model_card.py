@@ -1,0 +1,89 @@
+"""The model card (README.md) of a trained reward model: what it was trained on, how, and how well it did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .config import TrainingConfig
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def write_model_card(directory: Path, *, config: TrainingConfig, metrics: dict[str, Any]) -> Path:
+    counts, dataset = metrics["counts"], metrics["dataset"]
+    results = [
+        ("held-out accuracy (equal scores count half)", metrics["eval_accuracy"]),
+        ("held-out loss", metrics["eval_loss"]),
+        ("final training loss (last epoch)", metrics["train_loss"]),
+        ("accuracy on unanimous pairs", metrics["accuracy_unanimous"]),
+        ("accuracy on split pairs", metrics["accuracy_split"]),
+        ("accuracy against individual judgments", metrics["judgment_accuracy"]),
+        ("agreement between raters (same pairs)", metrics["rater_agreement"]),
+        ("expected calibration error", metrics["ece"]),
+        ("reward mean", metrics["reward_mean"]),
+        ("reward standard deviation", metrics["reward_std"]),
+    ]
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-classification",
+        "tags: [reward-model, bradley-terry, pairwise]",
+        "---",
+        "",
+        "# Reward model",
+        "",
+        "A Bradley-Terry reward model trained by Pairwise's `rm_training` on human A-vs-B comparisons.",
+        "It outputs one raw logit per (prompt, response), the reward: higher is better, and",
+        "sigmoid(r_a - r_b) is the modelled probability that response a is preferred to response b.",
+        "",
+        "```python",
+        "from rm_training.scoring import RewardScorer",
+        "scores = RewardScorer('path/to/this/directory').score(prompt, [response_1, response_2])",
+        "```",
+        "",
+        "It also loads with `AutoModelForSequenceClassification.from_pretrained` (num_labels = 1) and",
+        "`AutoTokenizer.from_pretrained`; encode (prompt, response) as",
+        "`rm_training.tokenization.PairEncoder` does to get the same scores.",
+        "",
+        "## Data",
+        "",
+        f"- pairs: {dataset['pairs']} (train {dataset['train']}, held out {dataset['eval']}, "
+        "split by prompt)",
+        f"- pairs truncated to {config.max_length} tokens: {counts['pairs_truncated']} "
+        f"(of which with a response cut: {counts['responses_truncated']})",
+        f"- data sha256: `{dataset['sha256']}`",
+        "",
+        "## Results (held-out pairs)",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        *[f"| {name} | {_format(value)} |" for name, value in results],
+        "",
+        "| epoch | train loss | eval loss | eval accuracy |",
+        "| --- | --- | --- | --- |",
+        *[
+            f"| {h['epoch']} | {_format(h['train_loss'])} | {_format(h.get('eval_loss'))} | "
+            f"{_format(h.get('eval_accuracy'))} |"
+            for h in metrics["history"]
+        ],
+        "",
+        "## Training config",
+        "",
+        "| field | value |",
+        "| --- | --- |",
+        *[f"| {name} | `{value}` |" for name, value in config.to_dict().items()],
+        "",
+        f"{metrics['steps']} optimizer steps in {metrics['train_seconds']:.1f} s on "
+        f"{metrics['processes']} {metrics['device']} process(es).",
+        "",
+    ]
+    path = directory / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

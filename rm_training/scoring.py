@@ -1,0 +1,47 @@
+"""Scoring with a trained reward model: batched raw logits for (prompt, response) lists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import TrainingConfig
+from .evaluate import compute_rewards
+from .model import load_reward_model, load_tokenizer, resolve_device
+from .tokenization import PairEncoder
+
+
+class RewardScorer:
+    """Loads a trained model directory once and scores responses with it.
+
+    The inputs are encoded as in training (same format, same truncation, the run's max_length), so a
+    score here is the reward the model was trained to give.
+    """
+
+    def __init__(self, model_dir: str | Path, *, device: str = "auto", batch_size: int = 32) -> None:
+        self.config = TrainingConfig.load(model_dir)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        tokenizer = load_tokenizer(str(model_dir))
+        self.model = load_reward_model(str(model_dir), tokenizer, self.device).eval()
+        self.encoder = PairEncoder(tokenizer, self.config.max_length)
+
+    def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
+        """Rewards of several responses to one prompt, in order."""
+        return self.score_pairs([prompt] * len(responses), responses)
+
+    def score_pairs(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        """Rewards of (prompts[i], responses[i]) for every i."""
+        if len(prompts) != len(responses):
+            raise ValueError("prompts and responses must have the same length")
+        if not responses:
+            return []
+        sequences = self.encoder.encode(prompts, responses)
+        rewards = compute_rewards(
+            self.model,
+            self.encoder,
+            sequences,
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+        return rewards.tolist()

@@ -1,0 +1,160 @@
+"""(prompt, response) to token ids, padding into batches, and batches grouped by length.
+
+One format for every model: the tokenizer's own pair template (``[CLS] prompt [SEP] response [SEP]`` for
+BERT, with segment ids). A tokenizer whose pair template puts nothing between the two texts (GPT-2, most
+decoders) gets a blank line after the prompt, so the two never run together. No EOS is appended: the
+reward is read where the model's own sequence-classification head reads it, the rightmost token that is
+not the pad token, which is then the last real token of the response even when pad == EOS (the trap of
+TRL issues #937 and #2758, where a pad that is also the EOS made the head read a padding position).
+
+Truncation never drops a pair and never cuts the response away for a long prompt: the prompt is cut from
+the left first (its end, next to the response, stays), keeping at least a quarter of the budget when it has
+that much; only a response longer than the rest is cut, from its end.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tokenizers import Encoding, Tokenizer
+from transformers import PreTrainedTokenizerBase
+
+from .data import Comparison
+
+DECODER_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True)
+class EncodedSequence:
+    input_ids: list[int]
+    token_type_ids: list[int]
+    prompt_truncated: bool
+    response_truncated: bool
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    comparison: Comparison
+    chosen: EncodedSequence
+    rejected: EncodedSequence
+
+    @property
+    def length(self) -> int:
+        return max(len(self.chosen.input_ids), len(self.rejected.input_ids))
+
+    @property
+    def truncated(self) -> bool:
+        return any(s.prompt_truncated or s.response_truncated for s in (self.chosen, self.rejected))
+
+    @property
+    def response_truncated(self) -> bool:
+        return self.chosen.response_truncated or self.rejected.response_truncated
+
+
+class PairEncoder:
+    """Encodes (prompt, response) the same way for training, evaluation and scoring."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise ValueError("rm_training needs a fast (tokenizers-backed) tokenizer")
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer has no pad token; load it through rm_training.model")
+        # A private copy without the padding/truncation that some tokenizer.json files switch on
+        # (the MiniLM one pads everything to 128), so that lengths here are the real ones.
+        self._backend = Tokenizer.from_str(backend.to_str())
+        self._backend.no_padding()
+        self._backend.no_truncation()
+        self.max_length = max_length
+        self.pad_token_id: int = tokenizer.pad_token_id
+        self.uses_token_type_ids = "token_type_ids" in tokenizer.model_input_names
+        special_pair = self._backend.num_special_tokens_to_add(True)
+        self.separator = (
+            "" if special_pair > self._backend.num_special_tokens_to_add(False) else DECODER_SEPARATOR
+        )
+        self.budget = max_length - special_pair
+        if self.budget < 2:
+            raise ValueError(f"max_length {max_length} leaves no room for text")
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[EncodedSequence]:
+        # One Encoding per use, even for a repeated prompt: truncation cuts encodings in place.
+        prompt_encodings = self._backend.encode_batch(
+            [p + self.separator for p in prompts], add_special_tokens=False
+        )
+        response_encodings = self._backend.encode_batch(list(responses), add_special_tokens=False)
+        return [self._join(p, r) for p, r in zip(prompt_encodings, response_encodings, strict=True)]
+
+    def _join(self, prompt: Encoding, response: Encoding) -> EncodedSequence:
+        n_prompt, n_response = len(prompt.ids), len(response.ids)
+        keep_prompt, keep_response = n_prompt, n_response
+        if n_prompt + n_response > self.budget:
+            keep_prompt = min(n_prompt, max(self.budget - n_response, self.budget // 4))
+            keep_response = self.budget - keep_prompt
+            prompt.truncate(keep_prompt, direction="left")
+            response.truncate(keep_response, direction="right")
+        joined = self._backend.post_process(prompt, response, add_special_tokens=True)
+        return EncodedSequence(
+            input_ids=list(joined.ids),
+            token_type_ids=list(joined.type_ids),
+            prompt_truncated=keep_prompt < n_prompt,
+            response_truncated=keep_response < n_response,
+        )
+
+    def encode_pairs(self, comparisons: Sequence[Comparison]) -> list[EncodedPair]:
+        prompts = [c.prompt for c in comparisons]
+        chosen = self.encode(prompts, [c.chosen for c in comparisons])
+        rejected = self.encode(prompts, [c.rejected for c in comparisons])
+        return [EncodedPair(c, ch, rj) for c, ch, rj in zip(comparisons, chosen, rejected, strict=True)]
+
+    def pad(self, sequences: Sequence[EncodedSequence]) -> dict[str, torch.Tensor]:
+        """Right-pad to the longest sequence given (dynamic padding), as model inputs."""
+        length = max(len(s.input_ids) for s in sequences)
+        input_ids = torch.full((len(sequences), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        token_type_ids = torch.zeros((len(sequences), length), dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            n = len(sequence.input_ids)
+            input_ids[row, :n] = torch.tensor(sequence.input_ids)
+            attention_mask[row, :n] = 1
+            token_type_ids[row, :n] = torch.tensor(sequence.token_type_ids)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.uses_token_type_ids:
+            batch["token_type_ids"] = token_type_ids
+        return batch
+
+    def collate(self, pairs: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
+        """One batch of 2B sequences, chosen first then rejected, for a single forward pass; plus the
+        per-pair loss inputs."""
+        batch = self.pad([p.chosen for p in pairs] + [p.rejected for p in pairs])
+        comparisons = [p.comparison for p in pairs]
+        batch["target"] = torch.tensor([c.target for c in comparisons], dtype=torch.float32)
+        batch["weight"] = torch.tensor([c.weight for c in comparisons], dtype=torch.float32)
+        batch["margin"] = torch.tensor(
+            [0.0 if c.margin is None else c.margin for c in comparisons], dtype=torch.float32
+        )
+        batch["tie"] = torch.tensor([c.tie for c in comparisons], dtype=torch.bool)
+        return batch
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], *, batch_size: int, seed: int, epoch: int, group_factor: int = 50
+) -> list[list[int]]:
+    """Indices in batches of similar length, so dynamic padding pads little; the order is random.
+
+    Shuffle, sort by length within windows of group_factor batches, cut into batches, shuffle the
+    batches: close to sorted for padding, still random for the optimizer. Same seed and epoch, same
+    batches, in every process.
+    """
+    rng = random.Random(f"{seed}:{epoch}")
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * group_factor
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i], reverse=True)
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches

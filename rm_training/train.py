@@ -1,0 +1,414 @@
+"""Training a Bradley-Terry reward model, top to bottom: setup, data, model, schedule, loop, eval, save.
+
+The entry point for callers (the CLI, a Celery task) is::
+
+    train(config, *, output_dir, data_path=None, examples=None, on_progress=None, should_stop=None) -> dict
+
+- ``config``: a :class:`rm_training.config.TrainingConfig`.
+- ``data_path`` (a preferences or judgments JSONL file) or ``examples`` (a list of
+  :class:`rm_training.data.Comparison`): exactly one of them.
+- ``output_dir``: where the model, tokenizer, ``training_config.json``, ``metrics.json`` and the model card
+  (``README.md``) are written; ``AutoModelForSequenceClassification.from_pretrained`` loads it as it is.
+- ``on_progress(fraction, info)``: called after every optimizer step with the fraction done (0..1) and
+  ``{"step", "total_steps", "epoch", "loss", "learning_rate"}``, after every epoch with that epoch's
+  summary (``"epoch_end": True`` and its eval metrics), and once with 1.0 and the final metrics.
+- ``should_stop()``: asked between optimizer steps; when it returns True the run stops there, writes
+  nothing and raises :class:`TrainingCancelled`, so a cancelled run can never pass for a finished one.
+- Returns the metrics that ``metrics.json`` holds.
+
+Several processes: start the same entry point under ``torchrun --nproc_per_node N``; each process trains
+on its share of every batch (DDP: NCCL on GPUs, gloo on CPUs) and only rank 0 evaluates and writes.
+``batch_size`` counts pairs per optimizer step over all processes, and the loss of a step is the weighted
+mean over that whole global batch, so 1 process and N processes follow the same curve.
+Run the Celery task in a solo pool or a spawned child: this module imports torch (see STYLE.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
+
+from .config import TrainingConfig
+from .data import Comparison, dataset_digest, read_comparisons, split_by_prompt
+from .evaluate import evaluate_pairs
+from .loss import bradley_terry_loss
+from .model import autocast, load_reward_model, load_tokenizer, resolve_base_model, resolve_device
+from .model_card import write_model_card
+from .tokenization import EncodedPair, PairEncoder, length_grouped_batches
+
+logger = logging.getLogger("rm_training")
+
+ProgressCallback = Callable[[float, dict[str, Any]], None]
+StopCallback = Callable[[], bool]
+
+METRICS_FILENAME = "metrics.json"
+
+
+class TrainingCancelled(Exception):
+    """should_stop() asked the run to stop; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def train(
+    config: TrainingConfig,
+    *,
+    output_dir: str | Path,
+    data_path: str | Path | None = None,
+    examples: Sequence[Comparison] | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+) -> dict[str, Any]:
+    """Train a reward model and write it to output_dir; see the module docstring."""
+    if (data_path is None) == (examples is None):
+        raise ValueError("pass exactly one of data_path and examples")
+    processes = _start_processes(config.device)
+    try:
+        return _train(config, processes, Path(output_dir), data_path, examples, on_progress, should_stop)
+    finally:
+        if processes.distributed:
+            dist.destroy_process_group()
+
+
+def _start_processes(device_name: str) -> Processes:
+    """One process, or one of WORLD_SIZE processes started by torchrun."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Processes(rank=0, world_size=1, device=resolve_device(device_name))
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Processes(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+
+
+def _train(
+    config: TrainingConfig,
+    processes: Processes,
+    output_dir: Path,
+    data_path: str | Path | None,
+    examples: Sequence[Comparison] | None,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCallback | None,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    device = processes.device
+    # Same seed in every process: the same head init, split and batch order everywhere.
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+
+    # --- data ---
+    comparisons = (
+        list(examples)
+        if examples is not None
+        else read_comparisons(str(data_path), use_votes=config.use_votes, ties=config.ties)
+    )
+    if not comparisons:
+        raise ValueError("no usable pairs in the data")
+    train_comparisons, eval_comparisons = split_by_prompt(
+        comparisons, eval_fraction=config.eval_fraction, seed=config.seed
+    )
+
+    # --- model ---
+    base = resolve_base_model(config.base_model)
+    tokenizer = load_tokenizer(base)
+    model = load_reward_model(base, tokenizer, device, disable_dropout=config.disable_dropout)
+    if config.gradient_checkpointing:
+        # transformers 5 renamed it; the older name still works there, with a deprecation warning.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    trained: torch.nn.Module = (
+        DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if processes.distributed
+        else model
+    )
+
+    encoder = PairEncoder(tokenizer, config.max_length)
+    train_pairs = encoder.encode_pairs(train_comparisons)
+    eval_pairs = encoder.encode_pairs(eval_comparisons)
+    lengths = [p.length for p in train_pairs]
+
+    # --- schedule ---
+    # Each process runs gradient_accumulation_steps micro-batches per step. A last global batch too
+    # small to give every one of them a pair is skipped (a few pairs, different ones each epoch).
+    micro_batches = processes.world_size * config.gradient_accumulation_steps
+    full, rest = divmod(len(train_pairs), config.batch_size)
+    steps_per_epoch = full + (1 if rest >= micro_batches else 0)
+    if config.batch_size < micro_batches or steps_per_epoch == 0:
+        raise ValueError(
+            f"batch_size {config.batch_size} is too small for {processes.world_size} process(es) x "
+            f"{config.gradient_accumulation_steps} accumulation steps, or there are too few training pairs "
+            f"({len(train_pairs)})"
+        )
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(
+        _parameter_groups(model, config.weight_decay),
+        lr=config.learning_rate,
+        fused=device.type in ("cuda", "cpu"),  # one kernel over all parameters instead of a Python loop
+    )
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=math.ceil(config.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+        min_lr_rate=config.min_lr_ratio,
+    )
+
+    # --- loop ---
+    progress = tqdm(
+        total=total_steps,
+        desc="training",
+        unit="step",
+        file=sys.stderr,
+        disable=not (config.progress_bar and processes.is_main),
+    )
+    step = 0
+    history: list[dict[str, Any]] = []
+    log: list[dict[str, Any]] = []
+    eval_metrics: dict[str, Any] = {}
+    train_seconds = 0.0
+    pairs_seen = 0
+    model.train()
+    for epoch in range(1, config.epochs + 1):
+        epoch_started = time.perf_counter()
+        epoch_losses = []
+        batches = length_grouped_batches(lengths, batch_size=config.batch_size, seed=config.seed, epoch=epoch)
+        for global_batch in batches:
+            if len(global_batch) < micro_batches:
+                continue
+            if _stop_requested(should_stop, processes):
+                progress.close()
+                raise TrainingCancelled(f"stopped at step {step} of {total_steps}")
+            # The step's loss is the weighted mean over the whole global batch: each micro-batch adds its
+            # weighted sum over the global weight. DDP averages gradients over processes, hence x world_size.
+            global_weight = sum(train_pairs[i].comparison.weight for i in global_batch)
+            chunks = _split(global_batch, micro_batches)
+            mine = chunks[processes.rank * config.gradient_accumulation_steps :][
+                : config.gradient_accumulation_steps
+            ]
+            step_loss = torch.zeros((), device=device)
+            for index, chunk in enumerate(mine):
+                last = index == len(mine) - 1
+                # Synchronise gradients over processes once per step, on the last micro-batch.
+                sync = contextlib.nullcontext() if last or not processes.distributed else trained.no_sync()  # type: ignore[operator]
+                with sync:
+                    loss_sum = _weighted_loss_sum(
+                        trained, encoder, [train_pairs[i] for i in chunk], config, device
+                    )
+                    (loss_sum / global_weight * processes.world_size).backward()
+                step_loss += loss_sum.detach() / global_weight
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if processes.distributed:
+                dist.all_reduce(step_loss)
+            step += 1
+            pairs_seen += len(global_batch)
+            loss_value = float(step_loss)
+            epoch_losses.append(loss_value)
+            learning_rate = scheduler.get_last_lr()[0]
+            if step % config.logging_steps == 0 or step == total_steps:
+                log.append({"step": step, "epoch": epoch, "loss": loss_value, "learning_rate": learning_rate})
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{learning_rate:.2e}", refresh=False)
+            if on_progress is not None and processes.is_main:
+                on_progress(
+                    step / total_steps,
+                    {
+                        "step": step,
+                        "total_steps": total_steps,
+                        "epoch": epoch,
+                        "loss": loss_value,
+                        "learning_rate": learning_rate,
+                    },
+                )
+        train_seconds += time.perf_counter() - epoch_started
+
+        # --- eval (rank 0; the others wait) ---
+        summary: dict[str, Any] = {"epoch": epoch, "train_loss": sum(epoch_losses) / len(epoch_losses)}
+        if processes.is_main and eval_pairs:
+            eval_metrics = evaluate_pairs(
+                model, encoder, eval_pairs, batch_size=config.eval_batch_size, device=device
+            )
+            summary |= {"eval_loss": eval_metrics["loss"], "eval_accuracy": eval_metrics["accuracy"]}
+        if processes.distributed:
+            dist.barrier()
+        summary["pairs_per_second"] = pairs_seen / train_seconds
+        history.append(summary)
+        if processes.is_main:
+            logger.info(_epoch_line(summary, config.epochs))
+            if on_progress is not None:
+                on_progress(epoch / config.epochs, {**summary, "epoch_end": True})
+    progress.close()
+
+    # --- save (rank 0) ---
+    metrics = _final_metrics(
+        history=history,
+        log=log,
+        eval_metrics=eval_metrics,
+        comparisons=comparisons,
+        train_pairs=train_pairs,
+        eval_pairs=eval_pairs,
+        steps=step,
+        train_seconds=train_seconds,
+        pairs_seen=pairs_seen,
+        runtime_seconds=time.perf_counter() - started,
+        processes=processes,
+    )
+    if processes.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        config.save(output_dir)
+        (output_dir / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        write_model_card(output_dir, config=config, metrics=metrics)
+        if on_progress is not None:
+            on_progress(1.0, metrics)
+    if processes.distributed:
+        dist.barrier()  # nobody returns (and maybe reads output_dir) before rank 0 has written it
+    return metrics
+
+
+def _weighted_loss_sum(
+    model: torch.nn.Module,
+    encoder: PairEncoder,
+    pairs: list[EncodedPair],
+    config: TrainingConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """Sum of weight x Bradley-Terry loss over the pairs, chosen and rejected in one forward pass."""
+    batch = {k: v.to(device) for k, v in encoder.collate(pairs).items()}
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    with autocast(device, config.bf16):
+        rewards = model(**inputs).logits[:, 0]
+    r_chosen, r_rejected = rewards[: len(pairs)], rewards[len(pairs) :]
+    result = bradley_terry_loss(
+        r_chosen,
+        r_rejected,
+        margin=batch["margin"] * config.margin_scale if config.margin_scale else None,
+        tie=batch["tie"],
+        target=batch["target"],
+        weight=batch["weight"],
+        centering=config.center_rewards_coefficient,
+    )
+    return (batch["weight"] * result.per_example).sum()
+
+
+def _stop_requested(should_stop: StopCallback | None, processes: Processes) -> bool:
+    """Rank 0 decides, so that all processes stop at the same step (DDP would hang otherwise)."""
+    stop = bool(should_stop()) if should_stop is not None and processes.is_main else False
+    if processes.distributed:
+        flag = torch.tensor([1.0 if stop else 0.0], device=processes.device)
+        dist.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    return stop
+
+
+def _split(items: list[int], parts: int) -> list[list[int]]:
+    """Contiguous parts whose sizes differ by at most one."""
+    size, extra = divmod(len(items), parts)
+    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [items[bounds[i] : bounds[i + 1]] for i in range(parts)]
+
+
+def _parameter_groups(model: PreTrainedModel, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and normalisation weights (1-d tensors), as is usual for transformers."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _epoch_line(summary: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {summary['epoch']}/{epochs}", f"train_loss {summary['train_loss']:.4f}"]
+    if "eval_loss" in summary:
+        parts.append(f"eval_loss {summary['eval_loss']:.4f}")
+    if summary.get("eval_accuracy") is not None:
+        parts.append(f"eval_accuracy {summary['eval_accuracy']:.4f}")
+    parts.append(f"{summary['pairs_per_second']:.1f} pairs/s")
+    return "  ".join(parts)
+
+
+def _final_metrics(
+    *,
+    history: list[dict[str, Any]],
+    log: list[dict[str, Any]],
+    eval_metrics: dict[str, Any],
+    comparisons: Sequence[Comparison],
+    train_pairs: Sequence[EncodedPair],
+    eval_pairs: Sequence[EncodedPair],
+    steps: int,
+    train_seconds: float,
+    pairs_seen: int,
+    runtime_seconds: float,
+    processes: Processes,
+) -> dict[str, Any]:
+    all_pairs = [*train_pairs, *eval_pairs]
+    return {
+        "eval_accuracy": eval_metrics.get("accuracy"),
+        "eval_loss": eval_metrics.get("loss"),
+        "train_loss": history[-1]["train_loss"],
+        "accuracy_unanimous": eval_metrics.get("accuracy_unanimous"),
+        "accuracy_split": eval_metrics.get("accuracy_split"),
+        "judgment_accuracy": eval_metrics.get("judgment_accuracy"),
+        "rater_agreement": eval_metrics.get("rater_agreement"),
+        "ece": eval_metrics.get("ece"),
+        "reward_mean": eval_metrics.get("reward_mean"),
+        "reward_std": eval_metrics.get("reward_std"),
+        "counts": {
+            "train_pairs": len(train_pairs),
+            "train_tokens": sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in train_pairs),
+            "eval_pairs": len(eval_pairs),
+            "pairs_truncated": sum(p.truncated for p in all_pairs),
+            "responses_truncated": sum(p.response_truncated for p in all_pairs),
+            "eval_pairs_unanimous": eval_metrics.get("pairs_unanimous", 0),
+            "eval_pairs_split": eval_metrics.get("pairs_split", 0),
+            "eval_judgments": eval_metrics.get("judgments", 0),
+        },
+        "dataset": {
+            "pairs": len(comparisons),
+            "train": len(train_pairs),
+            "eval": len(eval_pairs),
+            "sha256": dataset_digest(comparisons),
+        },
+        "steps": steps,
+        "train_pairs_per_second": pairs_seen / train_seconds if train_seconds else None,
+        "train_seconds": train_seconds,
+        "runtime_seconds": runtime_seconds,
+        "processes": processes.world_size,
+        "device": processes.device.type,
+        "history": history,
+        "log": log,
+    }

@@ -1,0 +1,158 @@
+"""Fixtures for the trainer's tests: tiny models built from a config, tokenizers made offline, and
+synthetic preference data. Nothing here touches a database, a network or ../shared."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    PreTrainedTokenizerFast,
+)
+
+from rm_training.config import TrainingConfig
+from rm_training.data import Comparison
+from rm_training.model import DEFAULT_BASE_MODEL, resolve_base_model
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = [
+    "the",
+    "a",
+    "river",
+    "stone",
+    "cloud",
+    "garden",
+    "quiet",
+    "music",
+    "window",
+    "paper",
+    "light",
+    "winter",
+    "morning",
+    "bread",
+    "table",
+    "simple",
+    "answer",
+    "question",
+    "story",
+    "small",
+    "large",
+    "green",
+    "blue",
+    "travel",
+    "friend",
+    "letter",
+    "number",
+    "reason",
+    "careful",
+    "bright",
+]
+MARKER = "excellent"
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer() -> PreTrainedTokenizerFast:
+    """The BERT tokenizer that the MiniLM package ships, loaded from the installed package."""
+    return AutoTokenizer.from_pretrained(resolve_base_model(DEFAULT_BASE_MODEL), local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, bert_tokenizer: PreTrainedTokenizerFast) -> Path:
+    """A 2-layer, 32-wide BERT (random weights) with the MiniLM tokenizer, saved as a base model."""
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=bert_tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    BertForSequenceClassification(config).bert.save_pretrained(directory)
+    bert_tokenizer.save_pretrained(directory)
+    return directory
+
+
+def word_level_tokenizer() -> PreTrainedTokenizerFast:
+    """A GPT-2-style decoder tokenizer made here (no hub): no pad token of its own, so pad = EOS."""
+    backend = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.train_from_iterator(
+        [" ".join([*WORDS, MARKER, "good", "bad"])],
+        trainers.WordLevelTrainer(special_tokens=["<unk>", "<eos>"]),
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<eos>",
+        unk_token="<unk>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide GPT-2 whose tokenizer has no pad token (it will be EOS), saved as a base model."""
+    directory = tmp_path_factory.mktemp("tiny-gpt2")
+    tokenizer = word_level_tokenizer()
+    eos = tokenizer.eos_token_id
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    GPT2ForSequenceClassification(config).transformer.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def marker_comparisons(n: int, *, seed: int = 0) -> list[Comparison]:
+    """Pairs whose chosen response contains the marker word and rejected does not; otherwise alike."""
+    rng = random.Random(seed)
+    comparisons = []
+    for i in range(n):
+        prompt = f"question {i} " + " ".join(rng.choices(WORDS, k=rng.randint(3, 8)))
+        body = rng.choices(WORDS, k=rng.randint(4, 10))
+        at = rng.randrange(len(body) + 1)
+        chosen = " ".join([*body[:at], MARKER, *body[at:]])
+        rejected = " ".join([*body[:at], rng.choice(WORDS), *body[at:]])
+        comparisons.append(Comparison(prompt=prompt, chosen=chosen, rejected=rejected, pair_id=str(i)))
+    return comparisons
+
+
+@pytest.fixture
+def fast_config(tiny_bert_dir: Path) -> TrainingConfig:
+    """Settings that train the tiny BERT in a few seconds on a CPU."""
+    return TrainingConfig(
+        base_model=str(tiny_bert_dir),
+        max_length=48,
+        epochs=3,
+        batch_size=16,
+        learning_rate=3e-3,
+        warmup_ratio=0.05,
+        eval_fraction=0.2,
+        device="cpu",
+        logging_steps=1,
+        # float32 everywhere, so the tests behave alike on CPUs with and without native bf16
+        bf16=False,
+    )

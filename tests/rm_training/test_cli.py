@@ -1,0 +1,106 @@
+"""``python -m rm_training train | eval | score`` end to end, on a tiny model and a JSONL file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rm_training.cli import main
+
+from .conftest import marker_comparisons
+
+
+@pytest.fixture
+def preferences_file(tmp_path: Path) -> Path:
+    path = tmp_path / "prefs.jsonl"
+    rows = [
+        {"prompt": c.prompt, "chosen": c.chosen, "rejected": c.rejected, "pair_id": c.pair_id}
+        for c in marker_comparisons(120)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_train_eval_and_score_from_the_command_line(
+    tiny_bert_dir: Path, preferences_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "model"
+    code = main(
+        [
+            "train",
+            "--data",
+            str(preferences_file),
+            "--output",
+            str(output),
+            "--base-model",
+            str(tiny_bert_dir),
+            "--epochs",
+            "2",
+            "--max-length",
+            "48",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "3e-3",
+            "--eval-fraction",
+            "0.2",
+            "--seed",
+            "7",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"saved {output}")
+    epoch_lines = [line for line in captured.err.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/2", "2/2"]
+    config = json.loads((output / "training_config.json").read_text())
+    assert (config["seed"], config["epochs"], config["learning_rate"]) == (7, 2, 3e-3)
+
+    assert main(["eval", "--model", str(output), "--data", str(preferences_file), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["pairs"] == 120 and 0.0 <= metrics["accuracy"] <= 1.0
+
+    assert main(["eval", "--model", str(output), "--data", str(preferences_file)]) == 0
+    assert "accuracy: " in capsys.readouterr().out
+
+    # score through the module entry point, as a user runs it
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rm_training",
+            "score",
+            "--model",
+            str(output),
+            "--prompt",
+            "question 3",
+            "--response",
+            "excellent river",
+            "--response",
+            "stone river",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=120,
+    )
+    scores = [float(line) for line in result.stdout.split()]
+    assert len(scores) == 2
+
+
+def test_a_bad_option_value_is_an_error_not_a_traceback(
+    preferences_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["train", "--data", str(preferences_file), "--output", str(tmp_path / "m"), "--eval-fraction", "1.5"]
+    )
+    assert code == 2
+    assert "eval_fraction" in capsys.readouterr().err

@@ -1,0 +1,116 @@
+"""The (prompt, response) format, truncation that keeps the response, the collator, length grouping,
+and reading the score at the last real token of a decoder whose pad token is its EOS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerFast
+
+from rm_training.data import Comparison
+from rm_training.evaluate import compute_rewards
+from rm_training.model import load_reward_model, load_tokenizer
+from rm_training.tokenization import EncodedPair, EncodedSequence, PairEncoder, length_grouped_batches
+
+
+def test_a_long_prompt_is_cut_from_the_left_and_the_response_kept(
+    bert_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    encoder = PairEncoder(bert_tokenizer, max_length=32)
+    prompt = " ".join(f"word{i}" for i in range(500)) + " final question"
+    (sequence,) = encoder.encode([prompt], ["the complete answer stays"])
+    text = bert_tokenizer.decode(sequence.input_ids)
+    assert len(sequence.input_ids) == 32
+    assert text.startswith("[CLS]") and text.endswith("final question [SEP] the complete answer stays [SEP]")
+    assert sequence.prompt_truncated and not sequence.response_truncated
+    # The response is segment B, as the pair template says.
+    assert sequence.token_type_ids[-5:] == [1, 1, 1, 1, 1]
+
+
+def test_an_overlong_response_is_cut_at_its_end_leaving_part_of_the_prompt(
+    bert_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    encoder = PairEncoder(bert_tokenizer, max_length=35)  # 32 tokens of text after [CLS] [SEP] [SEP]
+    prompt = " ".join(["ask"] * 20)
+    response = "start " + " ".join(["blah"] * 100)
+    (sequence,) = encoder.encode([prompt], [response])
+    assert len(sequence.input_ids) == 35
+    assert sequence.prompt_truncated and sequence.response_truncated
+    assert sequence.token_type_ids.count(0) - 2 == 8  # a quarter of the budget stays with the prompt
+    assert bert_tokenizer.decode(sequence.input_ids).split("[SEP]")[1].strip().startswith("start")
+
+
+def test_a_pair_that_fits_is_not_truncated(bert_tokenizer: PreTrainedTokenizerFast) -> None:
+    encoder = PairEncoder(bert_tokenizer, max_length=64)
+    (sequence,) = encoder.encode(["short prompt"], ["short answer"])
+    assert bert_tokenizer.decode(sequence.input_ids) == "[CLS] short prompt [SEP] short answer [SEP]"
+    assert not sequence.prompt_truncated and not sequence.response_truncated
+
+
+def test_collate_pads_chosen_then_rejected_into_one_batch(bert_tokenizer: PreTrainedTokenizerFast) -> None:
+    encoder = PairEncoder(bert_tokenizer, max_length=16)
+    pairs = [
+        EncodedPair(
+            Comparison(prompt="p", chosen="c", rejected="r", target=0.75, weight=4.0, margin=2.0),
+            EncodedSequence([101, 7, 102, 8, 9, 102], [0, 0, 0, 1, 1, 1], False, False),
+            EncodedSequence([101, 7, 102, 5, 102], [0, 0, 0, 1, 1], False, False),
+        ),
+        EncodedPair(
+            Comparison(prompt="q", chosen="c", rejected="r", tie=True, target=0.5),
+            EncodedSequence([101, 3, 102, 4, 102], [0, 0, 0, 1, 1], False, False),
+            EncodedSequence([101, 3, 102, 6, 6, 6, 102], [0, 0, 0, 1, 1, 1, 1], False, False),
+        ),
+    ]
+    batch = encoder.collate(pairs)
+    assert batch["input_ids"].tolist() == [
+        [101, 7, 102, 8, 9, 102, 0],
+        [101, 3, 102, 4, 102, 0, 0],
+        [101, 7, 102, 5, 102, 0, 0],
+        [101, 3, 102, 6, 6, 6, 102],
+    ]
+    assert batch["attention_mask"].tolist() == [
+        [1, 1, 1, 1, 1, 1, 0],
+        [1, 1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 1, 1],
+    ]
+    assert batch["token_type_ids"][0].tolist() == [0, 0, 0, 1, 1, 1, 0]
+    assert batch["target"].tolist() == [0.75, 0.5]
+    assert batch["weight"].tolist() == [4.0, 1.0]
+    assert batch["margin"].tolist() == [2.0, 0.0]
+    assert batch["tie"].tolist() == [False, True]
+
+
+def test_length_grouped_batches_cover_every_pair_once_and_repeat_by_seed() -> None:
+    lengths = [(i * 37) % 101 for i in range(1000)]
+    batches = length_grouped_batches(lengths, batch_size=16, seed=3, epoch=1)
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    assert batches == length_grouped_batches(lengths, batch_size=16, seed=3, epoch=1)
+    assert batches != length_grouped_batches(lengths, batch_size=16, seed=3, epoch=2)
+    # Grouping pads far less than a random batch would: compare the padded tokens.
+    padded = sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
+    naive = [list(range(i, min(i + 16, 1000))) for i in range(0, 1000, 16)]
+    padded_naive = sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in naive)
+    assert padded < padded_naive / 5
+
+
+def test_decoder_with_pad_equal_to_eos_reads_the_last_real_token(tiny_gpt2_dir: Path) -> None:
+    """TRL issues #937 and #2758: with pad == EOS a head that looks for the pad token reads a padding
+    position, and chosen and rejected get the same score. Ours reads each row's last real token, so the
+    scores differ and do not depend on how much padding the batch adds."""
+    tokenizer = load_tokenizer(str(tiny_gpt2_dir))
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    torch.manual_seed(0)
+    model = load_reward_model(str(tiny_gpt2_dir), tokenizer)
+    encoder = PairEncoder(tokenizer, max_length=64)
+    assert encoder.separator == "\n\n" and not encoder.uses_token_type_ids
+    chosen, rejected = encoder.encode(["the question"] * 2, ["a good answer with more words", "bad"])
+    batched = compute_rewards(model, encoder, [chosen, rejected], batch_size=2, device=torch.device("cpu"))
+    alone = [
+        compute_rewards(model, encoder, [s], batch_size=1, device=torch.device("cpu")).item()
+        for s in (chosen, rejected)
+    ]
+    assert batched[0].item() != batched[1].item()
+    torch.testing.assert_close(batched, torch.tensor(alone), rtol=1e-5, atol=1e-5)
+    assert tokenizer.eos_token_id not in chosen.input_ids + rejected.input_ids  # no EOS appended
