@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from annotation import services
 from annotation.models import Assignment, Pair, Project
 
 
@@ -49,18 +50,7 @@ class ProjectRaterSerializer(serializers.Serializer):
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = [
-            "slug",
-            "name",
-            "instructions",
-            "judgments_per_pair",
-            "allow_tie",
-            "strength_levels",
-            "rationale",
-            "lease_seconds",
-            "gold_fraction",
-            "created_at",
-        ]
+        fields = ["slug", *services.PROJECT_SETTINGS, "created_at"]
         read_only_fields = ["created_at"]
         # The model's check constraints, as field bounds so that errors name the field.
         extra_kwargs = {
