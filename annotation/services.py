@@ -381,15 +381,17 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
     """
     if not user_can_rate(project=project, user=user):
         raise Forbidden("You are not a rater in this project.")
-    rater = rater_get_or_create(user=user)
     now = now or timezone.now()
     lease = timedelta(seconds=project.lease_seconds)
     with transaction.atomic():
         # One request per rater at a time: a double click must not open two assignments.
-        Rater.objects.select_for_update().filter(pk=rater.pk).first()
+        rater = Rater.objects.select_for_update().filter(user=user).first()
+        if rater is None:
+            rater = rater_get_or_create(user=user)
+            Rater.objects.select_for_update().filter(pk=rater.pk).first()
         current = (
             Assignment.objects.filter(project=project, rater=rater, status=AssignmentStatus.ACTIVE)
-            .select_related("pair")
+            .select_related("pair", "rater")
             .first()
         )
         if current is not None:
