@@ -3,6 +3,7 @@ save/load/score, cancellation and progress."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -124,17 +125,10 @@ def test_progress_rises_to_one(fast_config: TrainingConfig, tmp_path: Path) -> N
     assert len(metrics["history"]) == 2
 
 
-def test_a_decoder_with_pad_equal_to_eos_trains(tiny_gpt2_dir: Path, tmp_path: Path) -> None:
-    config = TrainingConfig(
-        base_model=str(tiny_gpt2_dir),
-        max_length=48,
-        epochs=2,
-        batch_size=16,
-        learning_rate=3e-3,
-        eval_fraction=0.2,
-        device="cpu",
-        bf16=False,
-    )
+def test_a_decoder_with_pad_equal_to_eos_trains(
+    fast_config: TrainingConfig, tiny_gpt2_dir: Path, tmp_path: Path
+) -> None:
+    config = dataclasses.replace(fast_config, base_model=str(tiny_gpt2_dir), epochs=2)
     metrics = train(config, examples=marker_comparisons(160), output_dir=tmp_path / "model")
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
     scores = RewardScorer(tmp_path / "model", device="cpu").score(
