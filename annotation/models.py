@@ -10,8 +10,31 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import F, Q
 
-SIDES = [("a", "A"), ("b", "B")]
-CHOICES = [("a", "A"), ("b", "B"), ("tie", "Tie")]
+
+# The vocabulary of judgments, used by the models, their constraints, the services, the serializers and
+# the pages. rm_training.votes.CHOICES holds the same values for the trainer, which imports no Django (a
+# test keeps the two equal).
+class Choice(models.TextChoices):
+    """What a judgment says: response A, response B, or neither."""
+
+    A = "a", "A"
+    B = "b", "B"
+    TIE = "tie", "Tie"
+
+
+class Side(models.TextChoices):
+    """One of a pair's two responses."""
+
+    A = "a", "A"
+    B = "b", "B"
+
+
+class ShownChoice(models.TextChoices):
+    """What the rater answers: the side of the screen, never a or b (see Assignment.stored_choice)."""
+
+    LEFT = "left", "Left"
+    RIGHT = "right", "Right"
+    TIE = "tie", "Tie"
 
 
 class RationaleMode(models.TextChoices):
@@ -113,7 +136,7 @@ class Pair(models.Model):
     model_a = models.CharField(max_length=200, blank=True)
     model_b = models.CharField(max_length=200, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
-    gold = models.CharField(max_length=3, choices=CHOICES, null=True, blank=True)  # noqa: DJ001  (null: no gold)
+    gold = models.CharField(max_length=3, choices=Choice.choices, null=True, blank=True)  # noqa: DJ001  (null: no gold)
     # sha256 of the imported content: a re-import with the same external_id compares against it.
     content_sha256 = models.CharField(max_length=64, editable=False)
     # Judgments made so far; kept by judgment_record under the pair's row lock, read by the engine's
@@ -137,7 +160,7 @@ class Pair(models.Model):
             # A comparison of a response with itself carries no preference.
             models.CheckConstraint(condition=~Q(response_a=F("response_b")), name="pair_responses_differ"),
             models.CheckConstraint(
-                condition=Q(gold__isnull=True) | Q(gold__in=["a", "b", "tie"]), name="pair_gold_choice"
+                condition=Q(gold__isnull=True) | Q(gold__in=Choice.values), name="pair_gold_choice"
             ),
         ]
         indexes = [models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order")]
@@ -160,7 +183,7 @@ class Assignment(models.Model):
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="assignments")
     rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="assignments")
     shown_left = models.CharField(
-        max_length=1, choices=SIDES, help_text="Which response was shown on the left."
+        max_length=1, choices=Side.choices, help_text="Which response was shown on the left."
     )
     status = models.CharField(
         max_length=10, choices=AssignmentStatus.choices, default=AssignmentStatus.ACTIVE
@@ -177,10 +200,12 @@ class Assignment(models.Model):
             # One open assignment per rater and project: asking again returns it (no hoarding).
             models.UniqueConstraint(
                 fields=["rater", "project"],
-                condition=Q(status="active"),
+                condition=Q(status=AssignmentStatus.ACTIVE),
                 name="assignment_one_active_per_rater",
             ),
-            models.CheckConstraint(condition=Q(shown_left__in=["a", "b"]), name="assignment_shown_left_side"),
+            models.CheckConstraint(
+                condition=Q(shown_left__in=Side.values), name="assignment_shown_left_side"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=AssignmentStatus.values), name="assignment_status_valid"
             ),
@@ -193,6 +218,25 @@ class Assignment(models.Model):
     def __str__(self) -> str:
         return f"assignment {self.pk} ({self.status})"
 
+    # left/right <-> a/b, in one place: the rater sees sides of the screen, the data keeps a and b.
+
+    @property
+    def shown_right(self) -> str:
+        return Side.B if self.shown_left == Side.A else Side.A
+
+    def text_on(self, side: str) -> str:
+        """The response shown on the given side of the screen ("left" or "right")."""
+        shown = self.shown_left if side == ShownChoice.LEFT else self.shown_right
+        return self.pair.response_a if shown == Side.A else self.pair.response_b
+
+    def stored_choice(self, shown_choice: str) -> Choice:
+        """The a/b/tie to store for what the rater answered on this assignment's screen."""
+        shown = ShownChoice(shown_choice)  # anything else is a caller's bug, not a rater's answer
+        if shown == ShownChoice.TIE:
+            return Choice.TIE
+        side = self.shown_left if shown == ShownChoice.LEFT else self.shown_right
+        return Choice(side)
+
 
 class Judgment(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judgments")
@@ -202,11 +246,11 @@ class Judgment(models.Model):
     assignment = models.OneToOneField(
         Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="judgment"
     )
-    choice = models.CharField(max_length=3, choices=CHOICES)
+    choice = models.CharField(max_length=3, choices=Choice.choices)
     strength = models.PositiveSmallIntegerField(null=True, blank=True)
     rationale = models.TextField(blank=True)
     # Null for imported judgments whose source did not record the sides.
-    shown_left = models.CharField(max_length=1, choices=SIDES, null=True, blank=True)  # noqa: DJ001
+    shown_left = models.CharField(max_length=1, choices=Side.choices, null=True, blank=True)  # noqa: DJ001
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Measured by the server.")
     client_time_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Reported by the browser.")
     created_at = models.DateTimeField()
@@ -216,16 +260,17 @@ class Judgment(models.Model):
         constraints = [
             # A rater judges a pair once, whatever the path the judgment came in by.
             models.UniqueConstraint(fields=["pair", "rater"], name="judgment_pair_rater_unique"),
-            models.CheckConstraint(condition=Q(choice__in=["a", "b", "tie"]), name="judgment_choice_valid"),
+            models.CheckConstraint(condition=Q(choice__in=Choice.values), name="judgment_choice_valid"),
             models.CheckConstraint(
                 condition=Q(strength__isnull=True) | Q(strength__gte=1), name="judgment_strength_positive"
             ),
             # Strength says how much better one side is; a tie has none.
             models.CheckConstraint(
-                condition=~Q(choice="tie") | Q(strength__isnull=True), name="judgment_tie_has_no_strength"
+                condition=~Q(choice=Choice.TIE) | Q(strength__isnull=True),
+                name="judgment_tie_has_no_strength",
             ),
             models.CheckConstraint(
-                condition=Q(shown_left__isnull=True) | Q(shown_left__in=["a", "b"]),
+                condition=Q(shown_left__isnull=True) | Q(shown_left__in=Side.values),
                 name="judgment_shown_left_side",
             ),
         ]

@@ -146,6 +146,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # API.md: anonymous callers see nothing but the login page and /healthz, the schema included.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # One schema name per vocabulary (annotation.models), wherever a field uses it.
+    "ENUM_NAME_OVERRIDES": {
+        "Choice": "annotation.models.Choice",
+        "ShownChoice": "annotation.models.ShownChoice",
+        "Side": "annotation.models.Side",
+    },
 }
 
 # Celery: Redis when REDIS_URL or CELERY_BROKER_URL is set; otherwise kombu's file-system transport,

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from annotation.api.health import healthz
+from config.health import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotation import services
-from annotation.models import Assignment, Pair, Project
+from annotation.models import Assignment, Choice, Pair, Project, ShownChoice
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -120,13 +120,11 @@ class ServedAssignmentSerializer(serializers.Serializer):
 
     @extend_schema_field(serializers.CharField())
     def get_left(self, assignment: Assignment) -> str:
-        pair = assignment.pair
-        return pair.response_a if assignment.shown_left == "a" else pair.response_b
+        return assignment.text_on(ShownChoice.LEFT)
 
     @extend_schema_field(serializers.CharField())
     def get_right(self, assignment: Assignment) -> str:
-        pair = assignment.pair
-        return pair.response_b if assignment.shown_left == "a" else pair.response_a
+        return assignment.text_on(ShownChoice.RIGHT)
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, assignment: Assignment) -> dict[str, int]:
@@ -141,7 +139,7 @@ class ServedAssignmentSerializer(serializers.Serializer):
 class JudgmentRequestSerializer(serializers.Serializer):
     """Types only; what a project allows (ties, strength, rationale) is checked by judgment_record."""
 
-    choice = serializers.ChoiceField(choices=["left", "right", "tie"])
+    choice = serializers.ChoiceField(choices=ShownChoice.choices)
     strength = serializers.IntegerField(required=False, allow_null=True, default=None)
     rationale = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
     client_time_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
@@ -149,7 +147,7 @@ class JudgmentRequestSerializer(serializers.Serializer):
 
 class JudgmentRecordedSerializer(serializers.Serializer):
     judgment = serializers.IntegerField(source="pk")
-    choice = serializers.ChoiceField(choices=["a", "b", "tie"])
+    choice = serializers.ChoiceField(choices=Choice.choices)
     strength = serializers.IntegerField(allow_null=True)
     time_on_task_ms = serializers.IntegerField(allow_null=True)
 

@@ -147,6 +147,10 @@ def test_strength_is_recorded_when_the_project_asks_for_it(make_project, make_pa
         ({"rationale": "off"}, {"choice": "left", "rationale": "Because."}, "rationale"),
         ({}, {"choice": "left", "client_time_ms": -1}, "client_time_ms"),
         ({}, {"choice": "left", "strength": "lots"}, "strength"),
+        ({"strength_levels": 3}, {"choice": "left", "strength": True}, "strength"),
+        ({"strength_levels": 3}, {"choice": "left", "strength": 0}, "strength"),
+        ({}, {"choice": "up"}, "choice"),
+        ({}, {"choice": "left", "client_time_ms": "soon"}, "client_time_ms"),
     ],
 )
 def test_a_bad_judgment_is_400_and_records_nothing(

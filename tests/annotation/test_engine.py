@@ -325,7 +325,6 @@ def test_removed_rater_releases_the_place_and_keeps_judgments(make_project, make
 @pytest.mark.parametrize(
     ("settings", "payload", "field"),
     [
-        ({}, {"choice": "up"}, "choice"),
         ({"allow_tie": False}, {"choice": "tie"}, "choice"),
         ({"strength_levels": 3}, {"choice": "left"}, "strength"),
         ({"strength_levels": 3}, {"choice": "left", "strength": 4}, "strength"),
@@ -333,7 +332,6 @@ def test_removed_rater_releases_the_place_and_keeps_judgments(make_project, make
         ({}, {"choice": "left", "strength": 1}, "strength"),
         ({"rationale": "required"}, {"choice": "left", "rationale": "  "}, "rationale"),
         ({"rationale": "off"}, {"choice": "left", "rationale": "because"}, "rationale"),
-        ({}, {"choice": "left", "client_time_ms": -5}, "client_time_ms"),
     ],
 )
 def test_bad_judgments_are_refused_and_nothing_is_stored(

@@ -1,45 +1,14 @@
-"""Reads: who may see which project, a rater's progress, a project's raters."""
+"""A rater's progress in a project, and the project's raters with theirs."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from .errors import NotFound
-from .models import AssignmentStatus, Judgment, Membership, Pair, Project, Rater
-
-User = AbstractBaseUser | AnonymousUser
-
-
-def projects_visible_to(user: Any) -> QuerySet[Project]:
-    """Staff see every project; a rater sees those they are a member of, directly or by group."""
-    if not user.is_authenticated or not user.is_active:
-        return Project.objects.none()
-    if user.is_staff:
-        return Project.objects.all()
-    return Project.objects.filter(
-        Q(Exists(Membership.objects.filter(project=OuterRef("pk"), user=user)))
-        | Q(rater_group__in=user.groups.all())
-    )
-
-
-def project_get_visible(*, slug: str, user: Any) -> Project:
-    """The project, or NotFound when it does not exist or the user may not see it (no existence leak)."""
-    project = projects_visible_to(user).filter(slug=slug).first()
-    if project is None:
-        raise NotFound(f"No project {slug!r}.")
-    return project
-
-
-def user_can_rate(*, project: Project, user: Any) -> bool:
-    """Raters are members (or in the project's rater group); staff may rate too, to try a project out."""
-    if not user.is_authenticated or not user.is_active:
-        return False
-    return projects_visible_to(user).filter(pk=project.pk).exists()
+from annotation.models import AssignmentStatus, Judgment, Membership, Pair, Project, Rater
 
 
 def rater_progress(*, project: Project, rater: Rater) -> dict[str, int]:

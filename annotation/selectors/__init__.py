@@ -1,0 +1,8 @@
+"""Reads, one module per area; callers import the package (``from annotation import selectors``)."""
+
+from __future__ import annotations
+
+from .access import project_get_visible, projects_visible_to, user_can_rate
+from .progress import project_raters, rater_progress
+
+__all__ = ["project_get_visible", "project_raters", "projects_visible_to", "rater_progress", "user_can_rate"]

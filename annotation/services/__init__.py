@@ -1,0 +1,28 @@
+"""Writes, one module per area; every caller (API, pages, admin, commands, tasks) goes through these.
+
+Callers import the package (``from annotation import services``); the modules are where each rule lives.
+"""
+
+from __future__ import annotations
+
+from .engine import assignment_next, assignment_skip, judgment_record, leases_expire
+from .pairs import ImportResult, pairs_import
+from .projects import PROJECT_ADMIN_SETTINGS, PROJECT_SETTINGS, project_create, project_update
+from .raters import project_rater_remove, project_raters_add, rater_create, rater_get_or_create
+
+__all__ = [
+    "PROJECT_ADMIN_SETTINGS",
+    "PROJECT_SETTINGS",
+    "ImportResult",
+    "assignment_next",
+    "assignment_skip",
+    "judgment_record",
+    "leases_expire",
+    "pairs_import",
+    "project_create",
+    "project_rater_remove",
+    "project_raters_add",
+    "project_update",
+    "rater_create",
+    "rater_get_or_create",
+]

@@ -1,0 +1,292 @@
+"""The assignment engine: next, judgment and skip, and the closing of stale leases.
+
+The engine's guarantees (at most judgments_per_pair raters per pair, no pair twice to one rater, one
+open assignment per rater and project) hold under any number of concurrent requests and server
+processes: every place on a pair is taken or given back while that pair's row is locked, candidates are
+picked with SELECT ... FOR UPDATE SKIP LOCKED so raters never queue behind each other, and the unique
+constraints in annotation.models back the rest. On SQLite (the quickstart) transactions are IMMEDIATE,
+which serialises them instead.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from annotation.errors import Conflict, Forbidden, Invalid, NotFound
+from annotation.models import (
+    Assignment,
+    AssignmentStatus,
+    Judgment,
+    Pair,
+    Project,
+    Rater,
+    RationaleMode,
+    ShownChoice,
+    Side,
+)
+from annotation.selectors import user_can_rate
+
+from .raters import rater_get_or_create
+
+# How many locked-but-full candidates one request tries before it looks again from the top.
+_CLAIM_ATTEMPTS = 8
+
+
+def _held_places(pair_ref: Any, now: datetime) -> Subquery:
+    """Active, unexpired assignments of a pair: places held by raters who have not answered yet."""
+    return Subquery(
+        Assignment.objects.filter(pair=pair_ref, status=AssignmentStatus.ACTIVE, lease_expires_at__gt=now)
+        .order_by()
+        .values("pair")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+
+
+def _places(pair: Pair, now: datetime, *, exclude: int | None = None) -> tuple[int, Counter[str]]:
+    """(places taken, sides shown so far) for a pair whose row the caller has locked."""
+    rows = Assignment.objects.filter(pair=pair).filter(
+        Q(status=AssignmentStatus.JUDGED) | Q(status=AssignmentStatus.ACTIVE, lease_expires_at__gt=now)
+    )
+    if exclude is not None:
+        rows = rows.exclude(pk=exclude)
+    statuses = list(rows.values_list("status", "shown_left"))
+    held = sum(1 for status, _ in statuses if status == AssignmentStatus.ACTIVE)
+    return pair.judgment_count + held, Counter(side for _, side in statuses)
+
+
+def _side_for(pair: Pair, sides: Counter[str]) -> str:
+    """Show response A on the side it has been shown on least; ties alternate with the pair's id, so the
+    first rater of every pair does not always see A on the left."""
+    if sides[Side.A] != sides[Side.B]:
+        return Side.A if sides[Side.A] < sides[Side.B] else Side.B
+    return Side.A if (pair.pk + sides[Side.A]) % 2 == 0 else Side.B
+
+
+def _gold_due(*, project: Project, rater: Rater) -> bool:
+    served = Assignment.objects.filter(project=project, rater=rater).aggregate(
+        total=Count("pk"), gold=Count("pk", filter=Q(pair__gold__isnull=False))
+    )
+    return served["gold"] + 1 <= project.gold_fraction * (served["total"] + 1)
+
+
+def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | None:
+    quota = project.judgments_per_pair
+    candidates = (
+        Pair.objects.filter(project=project, gold__isnull=not gold)
+        .exclude(Exists(Assignment.objects.filter(pair=OuterRef("pk"), rater=rater)))
+        .order_by("-judgment_count", "id")
+        # Row locks: a pair another request is filling is skipped, never waited for.
+        .select_for_update(skip_locked=True, of=("self",))
+    )
+    if not gold:
+        # Gold pairs check raters and are shown to any number of them; regular pairs fill up to the quota.
+        candidates = candidates.alias(
+            taken=F("judgment_count") + Coalesce(_held_places(OuterRef("pk"), now), Value(0))
+        ).filter(judgment_count__lt=quota, taken__lt=quota)
+    # Regular pairs one judgment_count at a time, fullest first: each query then walks the
+    # (project, judgment_count, id) index in order and stops at the first free pair, where one
+    # "ORDER BY judgment_count DESC, id" query reads and sorts every open pair of the project.
+    levels: list[int | None] = [None] if gold else list(range(quota - 1, -1, -1))
+    tried: list[int] = []
+    for level in levels:
+        level_candidates = candidates if level is None else candidates.filter(judgment_count=level)
+        while len(tried) < _CLAIM_ATTEMPTS:
+            pair = level_candidates.exclude(pk__in=tried).first()
+            if pair is None:
+                break
+            # The candidate query's snapshot predates our lock; count again now that the row is ours.
+            taken, sides = _places(pair, now)
+            if gold or taken < quota:
+                return Assignment.objects.create(
+                    project=project,
+                    pair=pair,
+                    rater=rater,
+                    shown_left=_side_for(pair, sides),
+                    served_at=now,
+                    lease_expires_at=now + timedelta(seconds=project.lease_seconds),
+                )
+            tried.append(pair.pk)
+    return None
+
+
+def assignment_next(*, project: Project, user: Any, now: datetime | None = None) -> Assignment | None:
+    """The caller's next assignment in the project, or None when nothing is left for them.
+
+    A rater holding an unexpired assignment gets it back. One whose lease has run out gets it back too
+    (with a new lease) if its place is still free; otherwise it is closed as expired and a new pair is
+    served. Pairs nearest completion come first, then the oldest; gold pairs at the project's gold_fraction.
+    """
+    if not user_can_rate(project=project, user=user):
+        raise Forbidden("You are not a rater in this project.")
+    now = now or timezone.now()
+    lease = timedelta(seconds=project.lease_seconds)
+    with transaction.atomic():
+        # One request per rater at a time: a double click must not open two assignments.
+        rater = Rater.objects.select_for_update().filter(user=user).first()
+        if rater is None:
+            rater = rater_get_or_create(user=user)
+            Rater.objects.select_for_update().filter(pk=rater.pk).first()
+        current = (
+            Assignment.objects.filter(project=project, rater=rater, status=AssignmentStatus.ACTIVE)
+            .select_related("pair", "rater")
+            .first()
+        )
+        if current is not None:
+            if current.lease_expires_at > now:
+                return current
+            pair = Pair.objects.select_for_update().get(pk=current.pair_id)
+            taken, _ = _places(pair, now, exclude=current.pk)
+            if current.pair.gold is not None or taken < project.judgments_per_pair:
+                current.lease_expires_at = now + lease
+                current.save(update_fields=["lease_expires_at"])
+                return current
+            current.status = AssignmentStatus.EXPIRED
+            current.finished_at = now
+            current.save(update_fields=["status", "finished_at"])
+        has_gold = (
+            project.gold_fraction > 0 and Pair.objects.filter(project=project, gold__isnull=False).exists()
+        )
+        if has_gold and _gold_due(project=project, rater=rater):
+            assignment = _claim(project=project, rater=rater, now=now, gold=True)
+            if assignment is not None:
+                return assignment
+        return _claim(project=project, rater=rater, now=now, gold=False)
+
+
+def _own_assignment(*, assignment_id: int, user: Any) -> Assignment:
+    assignment = (
+        Assignment.objects.select_related("project", "pair")
+        .filter(pk=assignment_id, rater__user=user)
+        .first()
+    )
+    if assignment is None:
+        raise NotFound(f"No assignment {assignment_id} of yours.")
+    return assignment
+
+
+def _judgment_errors(
+    *, project: Project, choice: str, strength: int | None, rationale: str
+) -> list[dict[str, Any]]:
+    """What the project allows: ties, strength and its range, rationale. Types are the caller's business
+    (the API's serializer, the pages' form) and are not checked again here."""
+    errors = []
+
+    def error(field: str, message: str) -> None:
+        errors.append({"field": field, "message": message})
+
+    if choice == ShownChoice.TIE and not project.allow_tie:
+        error("choice", "This project does not allow ties.")
+    if project.strength_levels == 0:
+        if strength is not None:
+            error("strength", "This project does not ask for strength.")
+    elif choice == ShownChoice.TIE:
+        if strength is not None:
+            error("strength", "A tie has no strength.")
+    elif strength is None:
+        error("strength", f"Required: 1 to {project.strength_levels}.")
+    elif not 1 <= strength <= project.strength_levels:
+        error("strength", f"Must be a whole number from 1 to {project.strength_levels}.")
+    if project.rationale == RationaleMode.OFF and rationale:
+        error("rationale", "This project does not take a rationale.")
+    if project.rationale == RationaleMode.REQUIRED and not rationale.strip():
+        error("rationale", "Required in this project.")
+    return errors
+
+
+def judgment_record(
+    *,
+    assignment_id: int,
+    user: Any,
+    choice: str,
+    strength: int | None = None,
+    rationale: str = "",
+    client_time_ms: int | None = None,
+    now: datetime | None = None,
+) -> Judgment:
+    """Record the rater's judgment on their assignment: atomic, and at most one per assignment.
+
+    `choice` is what the rater saw: left, right or tie; it is stored as a, b or tie. A judgment that
+    arrives after the lease is accepted while the pair still has a free place, and refused with
+    `assignment_expired` once the place has gone to someone else.
+    """
+    assignment = _own_assignment(assignment_id=assignment_id, user=user)
+    project = assignment.project
+    errors = _judgment_errors(project=project, choice=choice, strength=strength, rationale=rationale)
+    if errors:
+        raise Invalid("The judgment is invalid.", errors=errors)
+    if not user_can_rate(project=project, user=user):
+        raise Forbidden("You are no longer a rater in this project.")
+    with transaction.atomic():
+        # Lock order everywhere: pair, then assignment.
+        pair = Pair.objects.select_for_update().get(pk=assignment.pair_id)
+        assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        now = now or timezone.now()
+        if assignment.status == AssignmentStatus.JUDGED:
+            existing = Judgment.objects.filter(assignment=assignment).values_list("pk", flat=True).first()
+            raise Conflict("This assignment is already judged.", code="already_judged", judgment=existing)
+        if assignment.status == AssignmentStatus.SKIPPED:
+            raise Conflict("This assignment was skipped.", code="assignment_skipped")
+        if assignment.lease_expires_at <= now or assignment.status == AssignmentStatus.EXPIRED:
+            taken, _ = _places(pair, now, exclude=assignment.pk)
+            if pair.gold is None and taken >= project.judgments_per_pair:
+                raise Conflict(
+                    "This assignment expired and its place went to another rater; ask for the next pair.",
+                    code="assignment_expired",
+                )
+        judgment = Judgment.objects.create(
+            project=project,
+            pair=pair,
+            rater_id=assignment.rater_id,
+            assignment=assignment,
+            choice=assignment.stored_choice(choice),
+            strength=strength if choice != ShownChoice.TIE else None,
+            rationale=rationale,
+            shown_left=assignment.shown_left,
+            time_on_task_ms=max(0, int((now - assignment.served_at).total_seconds() * 1000)),
+            client_time_ms=client_time_ms,
+            created_at=now,
+        )
+        assignment.status = AssignmentStatus.JUDGED
+        assignment.finished_at = now
+        assignment.save(update_fields=["status", "finished_at"])
+        Pair.objects.filter(pk=pair.pk).update(judgment_count=F("judgment_count") + 1)
+    return judgment
+
+
+def assignment_skip(
+    *, assignment_id: int, user: Any, reason: str = "", now: datetime | None = None
+) -> Assignment:
+    """Skip: the pair is never served to this rater again and its place goes back to the pool."""
+    assignment = _own_assignment(assignment_id=assignment_id, user=user)
+    with transaction.atomic():
+        Pair.objects.select_for_update().filter(pk=assignment.pair_id).first()
+        assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        if assignment.status == AssignmentStatus.JUDGED:
+            raise Conflict("This assignment is already judged.", code="already_judged")
+        if assignment.status == AssignmentStatus.SKIPPED:
+            return assignment
+        assignment.status = AssignmentStatus.SKIPPED
+        assignment.skip_reason = reason
+        assignment.finished_at = now or timezone.now()
+        assignment.save(update_fields=["status", "skip_reason", "finished_at"])
+    return assignment
+
+
+def leases_expire(*, now: datetime | None = None) -> int:
+    """Close active assignments whose lease has run out, so admin pages show what is really held.
+
+    Not needed for correctness: an expired lease already holds no place. A late judgment on a closed
+    assignment is still accepted while the pair has a free place.
+    """
+    now = now or timezone.now()
+    return Assignment.objects.filter(status=AssignmentStatus.ACTIVE, lease_expires_at__lte=now).update(
+        status=AssignmentStatus.EXPIRED, finished_at=now
+    )

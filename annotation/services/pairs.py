@@ -1,0 +1,142 @@
+"""Pair import: all or nothing, idempotent by external_id and content."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from annotation.errors import Conflict, Invalid, TooLarge
+from annotation.models import Choice, Pair, Project
+
+_PAIR_FIELDS = {"prompt", "response_a", "response_b", "external_id", "model_a", "model_b", "metadata", "gold"}
+_MAX_SHORT = 200
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    unchanged: int
+
+
+def _pair_content_sha256(item: dict[str, Any]) -> str:
+    canonical = {field: item.get(field) for field in sorted(_PAIR_FIELDS - {"external_id"})}
+    canonical["model_a"] = canonical["model_a"] or ""
+    canonical["model_b"] = canonical["model_b"] or ""
+    canonical["metadata"] = canonical["metadata"] or {}
+    blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _pair_item_errors(index: int, item: Any) -> list[dict[str, Any]]:
+    if not isinstance(item, dict):
+        return [{"index": index, "field": None, "message": "Each item must be a JSON object."}]
+    errors = []
+
+    def error(field: str | None, message: str) -> None:
+        errors.append({"index": index, "field": field, "message": message})
+
+    for field in sorted(set(item) - _PAIR_FIELDS):
+        error(field, f"Unknown field {field!r}; allowed: {', '.join(sorted(_PAIR_FIELDS))}.")
+    for field in ("prompt", "response_a", "response_b"):
+        value = item.get(field)
+        if not isinstance(value, str) or not value.strip():
+            error(field, "Required: a non-empty string.")
+    if isinstance(item.get("response_a"), str) and item.get("response_a") == item.get("response_b"):
+        error("response_b", "response_a and response_b are the same text.")
+    for field in ("external_id", "model_a", "model_b"):
+        value = item.get(field)
+        if value is not None and (not isinstance(value, str) or len(value) > _MAX_SHORT):
+            error(field, f"Must be a string of at most {_MAX_SHORT} characters.")
+    if item.get("external_id") == "":
+        error("external_id", "Must not be empty (leave it out instead).")
+    if item.get("metadata") is not None and not isinstance(item["metadata"], dict):
+        error("metadata", "Must be a JSON object.")
+    if item.get("gold") is not None and item["gold"] not in Choice.values:
+        error("gold", 'Must be "a", "b" or "tie".')
+    return errors
+
+
+def pairs_import(*, project: Project, items: list[Any]) -> ImportResult:
+    """Import pairs, all or nothing. A known external_id with the same content is `unchanged`; with other
+    content it is an error, since judgments may already refer to the pair."""
+    limit = settings.PAIRWISE_MAX_IMPORT_ITEMS
+    if len(items) > limit:
+        raise TooLarge(f"{len(items)} items in one request; the limit is {limit}. Split the file.")
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        errors.extend(_pair_item_errors(index, item))
+    if errors:
+        raise Invalid(
+            f"{len({e['index'] for e in errors})} of {len(items)} items are invalid.", errors=errors
+        )
+
+    hashes = [_pair_content_sha256(item) for item in items]
+    external_ids = [item.get("external_id") for item in items]
+    seen: dict[str, int] = {}
+    for index, external_id in enumerate(external_ids):
+        if external_id is None:
+            continue
+        if external_id in seen:
+            errors.append(
+                {
+                    "index": index,
+                    "field": "external_id",
+                    "message": f"{external_id!r} appears twice in this request "
+                    f"(first at item {seen[external_id]}).",
+                }
+            )
+        seen.setdefault(external_id, index)
+    existing = dict(
+        Pair.objects.filter(project=project, external_id__in=list(seen)).values_list(
+            "external_id", "content_sha256"
+        )
+    )
+    new_pairs = []
+    unchanged = 0
+    for index, (item, content_sha256) in enumerate(zip(items, hashes, strict=True)):
+        external_id = item.get("external_id")
+        if external_id in existing:
+            if existing[external_id] == content_sha256:
+                unchanged += 1
+            else:
+                errors.append(
+                    {
+                        "index": index,
+                        "field": "external_id",
+                        "message": f"A pair {external_id!r} already exists in this project "
+                        "with other content.",
+                    }
+                )
+            continue
+        new_pairs.append(
+            Pair(
+                project=project,
+                external_id=external_id,
+                prompt=item["prompt"],
+                response_a=item["response_a"],
+                response_b=item["response_b"],
+                model_a=item.get("model_a") or "",
+                model_b=item.get("model_b") or "",
+                metadata=item.get("metadata") or {},
+                gold=item.get("gold"),
+                content_sha256=content_sha256,
+            )
+        )
+    if errors:
+        raise Invalid(
+            f"{len({e['index'] for e in errors})} of {len(items)} items are invalid.", errors=errors
+        )
+    try:
+        with transaction.atomic():
+            Pair.objects.bulk_create(new_pairs, batch_size=1000)
+    except IntegrityError:
+        raise Conflict(
+            "Another import added some of these external_ids at the same time; nothing was stored. Retry.",
+            code="import_conflict",
+        ) from None
+    return ImportResult(created=len(new_pairs), unchanged=unchanged)

@@ -1,0 +1,70 @@
+"""Writes on raters: accounts, and who rates in which project."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.errors import Invalid, NotFound
+from annotation.models import Assignment, AssignmentStatus, Membership, Project, Rater
+
+
+def rater_get_or_create(*, user: Any) -> Rater:
+    rater, _ = Rater.objects.get_or_create(user=user)
+    return rater
+
+
+@transaction.atomic
+def rater_create(*, username: str, password: str, email: str = "") -> Any:
+    """Create a rater account (not staff). Passwords go through Django's validators."""
+    user_model = get_user_model()
+    errors = []
+    if not username:
+        errors.append({"field": "username", "message": "This field is required."})
+    elif user_model.objects.filter(username=username).exists():
+        errors.append({"field": "username", "message": f"A user named {username!r} already exists."})
+    try:
+        validate_password(password, user_model(username=username, email=email))
+    except ValidationError as exc:
+        errors.extend({"field": "password", "message": message} for message in exc.messages)
+    if errors:
+        raise Invalid("The rater could not be created.", errors=errors)
+    user = user_model.objects.create_user(username=username, password=password, email=email)
+    rater_get_or_create(user=user)
+    return user
+
+
+@transaction.atomic
+def project_raters_add(*, project: Project, usernames: list[str]) -> list[str]:
+    """Add users to a project as raters; all or nothing. Returns the usernames newly added."""
+    users = {u.get_username(): u for u in get_user_model().objects.filter(username__in=usernames)}
+    unknown = [name for name in usernames if name not in users]
+    if unknown:
+        raise Invalid(
+            "Unknown usernames.",
+            errors=[{"field": "usernames", "message": f"No user named {name!r}."} for name in unknown],
+        )
+    added = []
+    for name in dict.fromkeys(usernames):
+        _, created = Membership.objects.get_or_create(project=project, user=users[name])
+        rater_get_or_create(user=users[name])
+        if created:
+            added.append(name)
+    return added
+
+
+@transaction.atomic
+def project_rater_remove(*, project: Project, username: str, now: datetime | None = None) -> None:
+    """Remove a rater from a project. Their judgments stay; the place they held goes back to the pool."""
+    deleted, _ = Membership.objects.filter(project=project, user__username=username).delete()
+    if not deleted:
+        raise NotFound(f"{username!r} is not a rater in {project.slug!r}.")
+    Assignment.objects.filter(
+        project=project, rater__user__username=username, status=AssignmentStatus.ACTIVE
+    ).update(status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now())
