@@ -17,9 +17,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-TiePolicy = Literal["drop", "half"]
+from .votes import CHOICES, TiePolicy, Votes, outcome
 
 
 @dataclass(frozen=True)
@@ -97,41 +97,28 @@ def _comparison(
     prompt: str,
     text_a: str,
     text_b: str,
-    votes: dict[str, int],
-    margin: float | None,
+    votes: Votes,
+    margins: dict[str, float | None],
     pair_id: str | None,
     use_votes: bool,
     ties: TiePolicy,
 ) -> Comparison | None:
-    """Orient a pair by its votes and turn them into a target and a weight; None when it is left out."""
-    a, b, tie_votes = votes.get("a", 0), votes.get("b", 0), votes.get("tie", 0)
-    counted_ties = tie_votes if ties == "half" else 0
-    total = a + b + counted_ties
-    if total == 0:
+    """Orient a pair by its votes (rm_training.votes, the one rule); None when it is left out."""
+    result = outcome(votes, ties=ties, use_votes=use_votes)
+    if result is None:
         return None
-    is_tie = a == b
-    if is_tie and ties == "drop":
-        return None
-    a_wins = a >= b
-    chosen, rejected = (text_a, text_b) if a_wins else (text_b, text_a)
-    winner, loser = (a, b) if a_wins else (b, a)
-    if is_tie:
-        target, weight = 0.5, float(total) if use_votes else 1.0
-    elif use_votes:
-        target, weight = (winner + counted_ties / 2) / total, float(total)
-    else:
-        target, weight = 1.0, 1.0
+    chosen, rejected = (text_a, text_b) if result.chosen == "a" else (text_b, text_a)
     return Comparison(
         prompt=prompt,
         chosen=chosen,
         rejected=rejected,
-        target=target,
-        weight=weight,
-        margin=None if is_tie else margin,
-        tie=is_tie,
-        votes_chosen=winner,
-        votes_rejected=loser,
-        votes_tie=tie_votes,
+        target=result.target,
+        weight=result.weight,
+        margin=None if result.tie else margins[result.chosen],
+        tie=result.tie,
+        votes_chosen=result.votes_chosen,
+        votes_rejected=result.votes_rejected,
+        votes_tie=result.votes_tie,
         pair_id=pair_id,
     )
 
@@ -149,7 +136,7 @@ def comparisons_from_preferences(
         chosen, rejected = _text(row, "chosen", number), _text(row, "rejected", number)
         votes = row.get("votes") or {"a": 1, "b": 0, "tie": 0}
         if not isinstance(votes, dict) or not all(
-            isinstance(votes.get(k, 0), int) and votes.get(k, 0) >= 0 for k in ("a", "b", "tie")
+            isinstance(votes.get(k, 0), int) and votes.get(k, 0) >= 0 for k in CHOICES
         ):
             raise DataError(f"line {number}: 'votes' must be an object of non-negative counts a, b, tie")
         # The export orients rows so that chosen is the majority, whichever of a/b it was.
@@ -162,8 +149,8 @@ def comparisons_from_preferences(
             prompt=prompt,
             text_a=chosen,
             text_b=rejected,
-            votes={"a": high, "b": low, "tie": votes.get("tie", 0)},
-            margin=None if margin is None else float(margin),
+            votes=Votes(a=high, b=low, tie=votes.get("tie", 0)),
+            margins={"a": None if margin is None else float(margin), "b": None},
             pair_id=None if pair_id is None else str(pair_id),
             use_votes=use_votes,
             ties=ties,
@@ -184,9 +171,10 @@ def comparisons_from_judgments(
         prompt = _text(row, "prompt", number, required=False)
         text_a, text_b = _text(row, "response_a", number), _text(row, "response_b", number)
         choice = row.get("choice")
-        if choice not in ("a", "b", "tie"):
+        if choice not in CHOICES:
             raise DataError(f"line {number}: 'choice' must be 'a', 'b' or 'tie'")
-        key = str(row.get("pair_id", row.get("external_id")) or _digest([prompt, text_a, text_b]))
+        identity = row.get("pair_id", row.get("external_id"))
+        key = _digest([prompt, text_a, text_b]) if identity in (None, "") else str(identity)
         pairs.setdefault(key, {"prompt": prompt, "a": text_a, "b": text_b})
         votes[key][choice] += 1
         strength = row.get("strength")
@@ -194,15 +182,13 @@ def comparisons_from_judgments(
             strengths[key][choice].append(float(strength))
     comparisons = []
     for key, pair in pairs.items():
-        pair_votes = votes[key]
-        winner = "a" if pair_votes["a"] >= pair_votes["b"] else "b"
-        winner_strengths = strengths[key][winner]
         comparison = _comparison(
             prompt=pair["prompt"],
             text_a=pair["a"],
             text_b=pair["b"],
-            votes=pair_votes,
-            margin=sum(winner_strengths) / len(winner_strengths) if winner_strengths else None,
+            votes=Votes(**votes[key]),
+            # The margin of the side the votes favour: the mean strength its judgments gave.
+            margins={side: sum(s) / len(s) if s else None for side, s in strengths[key].items()},
             pair_id=key,
             use_votes=use_votes,
             ties=ties,

@@ -81,16 +81,29 @@ def test_without_votes_a_pair_is_its_majority_label(tmp_path: Path) -> None:
 
 
 def test_ties_are_dropped_or_count_half(tmp_path: Path) -> None:
-    rows = [judgment(1, "r1", "a"), judgment(1, "r2", "tie"), judgment(2, "r1", "a"), judgment(2, "r2", "b")]
+    rows = [
+        *(judgment(1, rater, choice) for rater, choice in [("r1", "a"), ("r2", "a"), ("r3", "tie")]),
+        *(judgment(2, rater, choice) for rater, choice in [("r1", "a"), ("r2", "b")]),
+        *(judgment(3, rater, choice) for rater, choice in [("r1", "a"), ("r2", "tie")]),
+        *(judgment(4, rater, choice) for rater, choice in [("r1", "a"), ("r2", "tie"), ("r3", "tie")]),
+    ]
     path = write_jsonl(tmp_path / "j.jsonl", rows)
 
     dropped = {c.pair_id: c for c in read_comparisons(path, ties="drop")}
-    assert set(dropped) == {"1"}  # pair 2 has no strict majority
-    assert (dropped["1"].target, dropped["1"].weight) == (1.0, 1.0)
+    # Pair 2's votes tie, pair 3's top is shared by a and tie, pair 4's majority is tie: all left out.
+    assert set(dropped) == {"1"}
+    assert (dropped["1"].target, dropped["1"].weight, dropped["1"].votes_tie) == (1.0, 2.0, 1)
 
     halved = {c.pair_id: c for c in read_comparisons(path, ties="half")}
-    assert (halved["1"].target, halved["1"].weight) == (0.75, 2.0)
+    assert (halved["1"].target, halved["1"].weight) == (pytest.approx(2.5 / 3), 3.0)
     assert halved["2"].tie and halved["2"].target == 0.5
+    assert (halved["3"].target, halved["4"].target) == (0.75, pytest.approx(2 / 3))
+
+
+def test_a_pair_id_of_zero_is_an_id(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "j.jsonl", [judgment(0, "r1", "a"), judgment(0, "r2", "a")])
+    (comparison,) = read_comparisons(path)
+    assert (comparison.pair_id, comparison.weight) == ("0", 2.0)
 
 
 def test_a_bad_row_names_its_line(tmp_path: Path) -> None:
