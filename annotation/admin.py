@@ -4,38 +4,113 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
-from django.db.models import Count, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
+from . import services
 from .models import Assignment, Judgment, Membership, Pair, Project, Rater
 
 
 class MembershipInline(admin.TabularInline):
+    """The project's raters, read-only: adding and removing go through the services (the form's fields
+    below), so that a removed rater's open assignment gives its place back."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
-    readonly_fields = ["added_at"]
+    fields = readonly_fields = ["user", "added_at"]
+    can_delete = False
+    verbose_name_plural = "raters (add or remove them with the fields above)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ProjectAdminForm(forms.ModelForm):
+    add_raters = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
+        required=False,
+        widget=admin.widgets.FilteredSelectMultiple("users", is_stacked=False),
+        help_text="Users to add as raters of this project.",
+    )
+    remove_raters = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.none(),
+        required=False,
+        help_text="Raters to remove; their judgments stay, and a pair they hold goes back to the pool.",
+    )
+
+    class Meta:
+        model = Project
+        fields = ["slug", *services.PROJECT_ADMIN_SETTINGS]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            members = get_user_model().objects.filter(memberships__project=self.instance)
+            self.fields["remove_raters"].queryset = members.order_by("username")
+
+
+def _count_of(model: Any) -> Coalesce:
+    """Rows of `model` in each project, as a subquery: two joined COUNTs would multiply their rows."""
+    rows = model.objects.filter(project=OuterRef("pk")).order_by().values("project")
+    return Coalesce(Subquery(rows.annotate(n=Count("pk")).values("n")), Value(0))
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectAdminForm
     list_display = ["slug", "name", "judgments_per_pair", "pair_count", "judgment_total", "created_at"]
     search_fields = ["slug", "name"]
-    prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
     fieldsets = [
-        (None, {"fields": ["slug", "name", "instructions", "rater_group"]}),
+        (None, {"fields": ["slug", "name", "instructions"]}),
+        ("Raters", {"fields": ["rater_group", "add_raters", "remove_raters"]}),
         ("Rating", {"fields": ["judgments_per_pair", "allow_tie", "strength_levels", "rationale"]}),
         ("Assignment", {"fields": ["lease_seconds", "gold_fraction"]}),
     ]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # The API names a project by its slug for good: renaming it would break every URL and export.
+        return ["slug"] if obj is not None else []
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
+        return {} if obj is not None else {"slug": ["name"]}
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:  # nobody to remove yet
+            return [
+                (name, {"fields": [f for f in opts["fields"] if f != "remove_raters"]})
+                for name, opts in self.fieldsets
+            ]
+        return self.fieldsets
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Project]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(_pairs=Count("pairs", distinct=True), _judgments=Count("judgments", distinct=True))
-        )
+        return super().get_queryset(request).annotate(_pairs=_count_of(Pair), _judgments=_count_of(Judgment))
+
+    def save_model(self, request: HttpRequest, obj: Project, form: Any, change: bool) -> None:
+        """Through the services, like every write: the same checks as the API."""
+        values = {f: form.cleaned_data[f] for f in services.PROJECT_ADMIN_SETTINGS if f in form.cleaned_data}
+        if change:
+            changed = {f: v for f, v in values.items() if f in form.changed_data}
+            services.project_update(project=obj, changes=changed)
+        else:
+            created = services.project_create(slug=obj.slug, **values)
+            obj.pk, obj.created_at = created.pk, created.created_at
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        project = form.instance
+        added = [user.get_username() for user in form.cleaned_data.get("add_raters") or []]
+        if added:
+            services.project_raters_add(project=project, usernames=added)
+        for user in form.cleaned_data.get("remove_raters") or []:
+            services.project_rater_remove(project=project, username=user.get_username())
 
     @admin.display(description="pairs", ordering="_pairs")
     def pair_count(self, project: Any) -> int:

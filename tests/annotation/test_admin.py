@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from annotation import services
-from annotation.models import Assignment, Judgment, Pair, Project
+from annotation.models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
 
 CHANGELISTS = ["project", "pair", "assignment", "judgment", "rater"]
 
@@ -122,3 +126,105 @@ def test_raters_cannot_open_the_admin(client, make_rater, judged_project):
     response = client.get(reverse("admin:annotation_judgment_changelist"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert Project.objects.exists()
+
+
+def _project_form(project: Project, **changes: Any) -> dict[str, Any]:
+    """The project change form as the admin page posts it, with `changes` applied."""
+    data: dict[str, Any] = {
+        "name": project.name,
+        "instructions": project.instructions,
+        "rater_group": "",
+        "judgments_per_pair": project.judgments_per_pair,
+        "strength_levels": project.strength_levels,
+        "rationale": project.rationale,
+        "lease_seconds": project.lease_seconds,
+        "gold_fraction": project.gold_fraction,
+        "memberships-TOTAL_FORMS": 0,
+        "memberships-INITIAL_FORMS": 0,
+        "memberships-MIN_NUM_FORMS": 0,
+        "memberships-MAX_NUM_FORMS": 1000,
+        **({"allow_tie": "on"} if project.allow_tie else {}),
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.fixture
+def superuser_client(client, admin_user):
+    admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    return client
+
+
+def test_removing_a_rater_in_the_admin_gives_their_held_pair_back(
+    superuser_client, make_project, make_pairs, make_rater
+):
+    project = make_project(judgments_per_pair=1)
+    make_pairs(project, 1)
+    leaver, stayer = make_rater(project), make_rater(project)
+    held = services.assignment_next(project=project, user=leaver)
+    assert services.assignment_next(project=project, user=stayer) is None  # the one place is held
+
+    url = reverse("admin:annotation_project_change", args=[project.pk])
+    response = superuser_client.post(url, _project_form(project, remove_raters=[leaver.pk]))
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+    assert not Membership.objects.filter(project=project, user=leaver).exists()
+    held.refresh_from_db()
+    assert held.status == AssignmentStatus.EXPIRED
+    assert services.assignment_next(project=project, user=stayer) is not None
+
+
+def test_adding_raters_in_the_admin_goes_through_the_service(superuser_client, make_project, make_user):
+    project = make_project()
+    newcomer = make_user()
+    url = reverse("admin:annotation_project_change", args=[project.pk])
+    response = superuser_client.post(url, _project_form(project, add_raters=[newcomer.pk]))
+    assert response.status_code == 302
+    assert Membership.objects.filter(project=project, user=newcomer).exists()
+    assert Rater.objects.filter(user=newcomer).exists()  # the service makes the rater row too
+
+
+def test_the_slug_cannot_be_renamed_in_the_admin(superuser_client, make_project):
+    project = make_project("fixed-slug")
+    url = reverse("admin:annotation_project_change", args=[project.pk])
+    page = superuser_client.get(url).content.decode()
+    assert 'name="slug"' not in page
+    response = superuser_client.post(url, _project_form(project, slug="renamed", name="New name"))
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.slug, project.name) == ("fixed-slug", "New name")
+
+
+def test_a_project_created_in_the_admin_is_checked_by_the_service(superuser_client):
+    url = reverse("admin:annotation_project_add")
+    form = {
+        "slug": "from-admin",
+        "name": "From admin",
+        "instructions": "",
+        "rater_group": "",
+        "judgments_per_pair": 2,
+        "strength_levels": 0,
+        "rationale": "optional",
+        "lease_seconds": 600,
+        "gold_fraction": 0,
+        "memberships-TOTAL_FORMS": 0,
+        "memberships-INITIAL_FORMS": 0,
+        "memberships-MIN_NUM_FORMS": 0,
+        "memberships-MAX_NUM_FORMS": 1000,
+    }
+    assert superuser_client.post(url, form).status_code == 302
+    assert Project.objects.get(slug="from-admin").judgments_per_pair == 2
+    refused = superuser_client.post(url, {**form, "slug": "too-short-lease", "lease_seconds": 5})
+    assert refused.status_code == 200 and not Project.objects.filter(slug="too-short-lease").exists()
+
+
+def test_the_project_list_counts_pairs_and_judgments_each_on_its_own(superuser_client, judged_project):
+    # Joining pairs and judgments in one query would read pairs x judgments rows to count them.
+    with CaptureQueriesContext(connection) as queries:
+        page = superuser_client.get(reverse("admin:annotation_project_changelist")).content.decode()
+    listing = [q["sql"] for q in queries.captured_queries if 'FROM "annotation_project"' in q["sql"]]
+    assert listing and not any("COUNT(DISTINCT" in sql or "LEFT OUTER JOIN" in sql for sql in listing)
+    assert '<td class="field-pair_count">6</td>' in page
+    assert '<td class="field-judgment_total">6</td>' in page
