@@ -174,7 +174,11 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 # Task state lives in our own tables (training runs), so no result backend is needed.
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ACKS_LATE = True
+# Acknowledged on receipt by default. Late acknowledgement (redelivery when a worker dies mid-task) is
+# switched on per task, only where running twice is harmless: on Redis, a task that runs longer than the
+# visibility timeout (one hour) is delivered again to another worker, so a late-acknowledged training run
+# would start twice.
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {

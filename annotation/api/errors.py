@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions
+from rest_framework.fields import get_error_detail
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -18,7 +21,7 @@ def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
     if isinstance(detail, dict):
         errors = []
         for key, value in detail.items():
-            name = None if key == "non_field_errors" else str(key)
+            name = None if key in ("non_field_errors", NON_FIELD_ERRORS) else str(key)
             errors.extend(_flatten(value, name if field is None or name is None else f"{field}.{name}"))
         return errors
     if isinstance(detail, list):
@@ -35,6 +38,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        # A model's full_clean() or a validator inside a service: bad input, never a 500.
+        exc = exceptions.ValidationError(detail=get_error_detail(exc))
     if isinstance(exc, exceptions.ValidationError):
         return Response(
             {"detail": "Invalid input.", "code": "invalid", "errors": _flatten(exc.detail)},
