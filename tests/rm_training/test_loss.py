@@ -115,3 +115,34 @@ def test_weights_give_a_weighted_mean() -> None:
     result = bradley_terry_loss(r_chosen, r_rejected, weight=torch.tensor([3.0, 1.0]))
     expected = (3 * result.per_example[0] + result.per_example[1]) / 4
     assert result.loss.item() == pytest.approx(expected.item())
+
+
+def test_micro_batch_losses_over_the_global_weight_add_up_to_the_batch_loss() -> None:
+    """What gradient accumulation relies on: each micro-batch's loss with the global batch's weight as
+    normalizer is its share of the weighted mean, so the shares (and their gradients) sum to the whole."""
+    r_chosen = torch.tensor([1.0, -0.5, 0.3, 2.0, -1.0], requires_grad=True)
+    r_rejected = torch.tensor([0.0, 0.5, 0.1, -1.0, 0.2])
+    target = torch.tensor([1.0, 2 / 3, 1.0, 0.5, 1.0])
+    weight = torch.tensor([1.0, 3.0, 1.0, 2.0, 4.0])
+    whole = bradley_terry_loss(r_chosen, r_rejected, target=target, weight=weight, centering=0.01)
+    whole.loss.backward()
+    grad_whole = r_chosen.grad.clone()  # type: ignore[union-attr]
+    r_chosen.grad = None
+
+    global_weight = float(weight.sum())
+    shares = [
+        bradley_terry_loss(
+            r_chosen[part],
+            r_rejected[part],
+            target=target[part],
+            weight=weight[part],
+            centering=0.01,
+            normalizer=global_weight,
+        ).loss
+        for part in (slice(0, 2), slice(2, 5))
+    ]
+    assert shares[0].item() == pytest.approx((weight[:2] * whole.per_example[:2]).sum().item() / 11)
+    total = shares[0] + shares[1]
+    total.backward()
+    assert total.item() == pytest.approx(whole.loss.item())
+    torch.testing.assert_close(r_chosen.grad, grad_whole)
