@@ -15,10 +15,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from .config import TrainingConfig
 from .data import Comparison, rater_agreement, read_comparisons
 from .loss import bradley_terry_loss
-from .model import load_reward_model, load_tokenizer, resolve_device
+from .model import load_trained, rewards_from
 from .tokenization import EncodedPair, EncodedSequence, PairEncoder
 
 ECE_BINS = 10
@@ -45,9 +44,8 @@ def compute_rewards(
     try:
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            batch = encoder.pad([sequences[i] for i in indices])
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-            rewards[indices] = logits[:, 0].float().cpu()
+            inputs = encoder.pad([sequences[i] for i in indices])
+            rewards[indices] = rewards_from(model, {k: v.to(device) for k, v in inputs.items()}).float().cpu()
     finally:
         model.train(was_training)
     return rewards
@@ -153,13 +151,10 @@ def evaluate_model_dir(
 
     The data is read with the options the model was trained with (votes, ties), from its saved config.
     """
-    config = TrainingConfig.load(model_dir)
+    trained = load_trained(model_dir, device, max_length=max_length)
+    config, encoder = trained.config, trained.encoder
     comparisons = read_comparisons(data_path, use_votes=config.use_votes, ties=config.ties)
-    tokenizer = load_tokenizer(str(model_dir))
-    target_device = resolve_device(device)
-    model = load_reward_model(str(model_dir), tokenizer, target_device)
-    encoder = PairEncoder(tokenizer, max_length or config.max_length)
     pairs = encoder.encode_pairs(comparisons)
-    metrics = evaluate_pairs(model, encoder, pairs, batch_size=batch_size, device=target_device)
+    metrics = evaluate_pairs(trained.model, encoder, pairs, batch_size=batch_size, device=trained.device)
     metrics["pairs_truncated"] = sum(p.truncated for p in pairs)
     return metrics

