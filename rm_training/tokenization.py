@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from tokenizers import Encoding, Tokenizer
@@ -52,6 +53,30 @@ class EncodedPair:
     @property
     def response_truncated(self) -> bool:
         return self.chosen.response_truncated or self.rejected.response_truncated
+
+
+class PairTargets(NamedTuple):
+    """What the loss needs of B pairs besides their rewards, one value per pair."""
+
+    # As on Comparison, one entry per pair; a pair without a margin gets 0.
+    target: torch.Tensor  # float32
+    weight: torch.Tensor  # float32
+    margin: torch.Tensor  # float32
+    tie: torch.Tensor  # bool
+
+    def to(self, device: torch.device) -> PairTargets:
+        return PairTargets(*(t.to(device) for t in self))
+
+
+class Batch(NamedTuple):
+    """A collated batch of B pairs: the model's inputs (2B rows, chosen then rejected) and the loss's
+    inputs, apart, so that ``model(**batch.inputs)`` is the whole forward pass and no caller lists keys."""
+
+    inputs: dict[str, torch.Tensor]
+    targets: PairTargets
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch({k: v.to(device) for k, v in self.inputs.items()}, self.targets.to(device))
 
 
 class PairEncoder:
@@ -125,18 +150,21 @@ class PairEncoder:
             batch["token_type_ids"] = token_type_ids
         return batch
 
-    def collate(self, pairs: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
-        """One batch of 2B sequences, chosen first then rejected, for a single forward pass; plus the
-        per-pair loss inputs."""
-        batch = self.pad([p.chosen for p in pairs] + [p.rejected for p in pairs])
+    def collate(self, pairs: Sequence[EncodedPair]) -> Batch:
+        """One batch of 2B sequences, chosen first then rejected, for a single forward pass; and apart from
+        them the per-pair loss inputs."""
         comparisons = [p.comparison for p in pairs]
-        batch["target"] = torch.tensor([c.target for c in comparisons], dtype=torch.float32)
-        batch["weight"] = torch.tensor([c.weight for c in comparisons], dtype=torch.float32)
-        batch["margin"] = torch.tensor(
-            [0.0 if c.margin is None else c.margin for c in comparisons], dtype=torch.float32
+        return Batch(
+            inputs=self.pad([p.chosen for p in pairs] + [p.rejected for p in pairs]),
+            targets=PairTargets(
+                target=torch.tensor([c.target for c in comparisons], dtype=torch.float32),
+                weight=torch.tensor([c.weight for c in comparisons], dtype=torch.float32),
+                margin=torch.tensor(
+                    [0.0 if c.margin is None else c.margin for c in comparisons], dtype=torch.float32
+                ),
+                tie=torch.tensor([c.tie for c in comparisons], dtype=torch.bool),
+            ),
         )
-        batch["tie"] = torch.tensor([c.tie for c in comparisons], dtype=torch.bool)
-        return batch
 
 
 def length_grouped_batches(

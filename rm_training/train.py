@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -48,7 +48,14 @@ from .config import TrainingConfig
 from .data import Comparison, dataset_digest, read_comparisons, split_by_prompt
 from .evaluate import evaluate_pairs
 from .loss import bradley_terry_loss
-from .model import autocast, load_reward_model, load_tokenizer, resolve_base_model, resolve_device
+from .model import (
+    autocast,
+    load_reward_model,
+    load_tokenizer,
+    resolve_base_model,
+    resolve_device,
+    rewards_from,
+)
 from .model_card import write_model_card
 from .tokenization import EncodedPair, PairEncoder, length_grouped_batches
 
@@ -56,6 +63,7 @@ logger = logging.getLogger("rm_training")
 
 ProgressCallback = Callable[[float, dict[str, Any]], None]
 StopCallback = Callable[[], bool]
+T = TypeVar("T")
 
 METRICS_FILENAME = "metrics.json"
 
@@ -210,34 +218,17 @@ def _train(
             if _stop_requested(should_stop, processes):
                 progress.close()
                 raise TrainingCancelled(f"stopped at step {step} of {total_steps}")
-            # The step's loss is the weighted mean over the whole global batch: each micro-batch adds its
-            # weighted sum over the global weight. DDP averages gradients over processes, hence x world_size.
-            global_weight = sum(train_pairs[i].comparison.weight for i in global_batch)
-            chunks = _split(global_batch, micro_batches)
-            mine = chunks[processes.rank * config.gradient_accumulation_steps :][
-                : config.gradient_accumulation_steps
-            ]
-            step_loss = torch.zeros((), device=device)
-            for index, chunk in enumerate(mine):
-                last = index == len(mine) - 1
-                # Synchronise gradients over processes once per step, on the last micro-batch.
-                sync = contextlib.nullcontext() if last or not processes.distributed else trained.no_sync()  # type: ignore[operator]
-                with sync:
-                    loss_sum = _weighted_loss_sum(
-                        trained, encoder, [train_pairs[i] for i in chunk], config, device
-                    )
-                    (loss_sum / global_weight * processes.world_size).backward()
-                step_loss += loss_sum.detach() / global_weight
-            if config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if processes.distributed:
-                dist.all_reduce(step_loss)
+            loss_value = _train_step(
+                trained,
+                [train_pairs[i] for i in global_batch],
+                encoder=encoder,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                config=config,
+                processes=processes,
+            )
             step += 1
             pairs_seen += len(global_batch)
-            loss_value = float(step_loss)
             epoch_losses.append(loss_value)
             learning_rate = scheduler.get_last_lr()[0]
             if step % config.logging_steps == 0 or step == total_steps:
@@ -302,29 +293,69 @@ def _train(
     return metrics
 
 
-def _weighted_loss_sum(
+def _train_step(
+    trained: torch.nn.Module,
+    pairs: Sequence[EncodedPair],
+    *,
+    encoder: PairEncoder,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: TrainingConfig,
+    processes: Processes,
+) -> float:
+    """One optimizer step on a global batch, this process's share of it; returns the step's loss.
+
+    ``trained`` is the model, or its DDP wrapper when there are several processes. The step's loss is
+    the weighted mean over the whole global batch: each micro-batch's loss is its share of it (the global
+    weight as normaliser), and every process computes the same global weight from the same batch.
+    """
+    global_weight = sum(p.comparison.weight for p in pairs)
+    parts = _split(pairs, processes.world_size * config.gradient_accumulation_steps)
+    mine = parts[processes.rank * config.gradient_accumulation_steps :][: config.gradient_accumulation_steps]
+    step_loss = torch.zeros((), device=processes.device)
+    for index, part in enumerate(mine):
+        last = index == len(mine) - 1
+        # Synchronise gradients over processes once per step, on the last micro-batch.
+        sync = contextlib.nullcontext() if last or not processes.distributed else trained.no_sync()  # type: ignore[operator]
+        with sync:
+            loss = _micro_batch_loss(trained, encoder, part, config, processes.device, global_weight)
+            # DDP averages gradients over processes; the shares are to be summed, hence x world_size.
+            (loss * processes.world_size).backward()
+        step_loss += loss.detach()
+    if config.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    if processes.distributed:
+        dist.all_reduce(step_loss)
+    return float(step_loss)
+
+
+def _micro_batch_loss(
     model: torch.nn.Module,
     encoder: PairEncoder,
-    pairs: list[EncodedPair],
+    pairs: Sequence[EncodedPair],
     config: TrainingConfig,
     device: torch.device,
+    normalizer: float,
 ) -> torch.Tensor:
-    """Sum of weight x Bradley-Terry loss over the pairs, chosen and rejected in one forward pass."""
-    batch = {k: v.to(device) for k, v in encoder.collate(pairs).items()}
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    """The Bradley-Terry loss of the pairs over ``normalizer``, chosen and rejected in one forward pass."""
+    batch = encoder.collate(pairs).to(device)
     with autocast(device, config.bf16):
-        rewards = model(**inputs).logits[:, 0]
+        rewards = rewards_from(model, batch.inputs)
     r_chosen, r_rejected = rewards[: len(pairs)], rewards[len(pairs) :]
-    result = bradley_terry_loss(
+    targets = batch.targets
+    return bradley_terry_loss(
         r_chosen,
         r_rejected,
-        margin=batch["margin"] * config.margin_scale if config.margin_scale else None,
-        tie=batch["tie"],
-        target=batch["target"],
-        weight=batch["weight"],
+        margin=targets.margin * config.margin_scale if config.margin_scale else None,
+        tie=targets.tie,
+        target=targets.target,
+        weight=targets.weight,
         centering=config.center_rewards_coefficient,
-    )
-    return (batch["weight"] * result.per_example).sum()
+        normalizer=normalizer,
+    ).loss
 
 
 def _stop_requested(should_stop: StopCallback | None, processes: Processes) -> bool:
@@ -337,7 +368,7 @@ def _stop_requested(should_stop: StopCallback | None, processes: Processes) -> b
     return stop
 
 
-def _split(items: list[int], parts: int) -> list[list[int]]:
+def _split(items: Sequence[T], parts: int) -> list[Sequence[T]]:
     """Contiguous parts whose sizes differ by at most one."""
     size, extra = divmod(len(items), parts)
     bounds = [i * size + min(i, extra) for i in range(parts + 1)]

@@ -63,23 +63,34 @@ def test_collate_pads_chosen_then_rejected_into_one_batch(bert_tokenizer: PreTra
         ),
     ]
     batch = encoder.collate(pairs)
-    assert batch["input_ids"].tolist() == [
+    # The model's inputs and nothing else, so that model(**batch.inputs) is the forward pass.
+    assert set(batch.inputs) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert batch.inputs["input_ids"].tolist() == [
         [101, 7, 102, 8, 9, 102, 0],
         [101, 3, 102, 4, 102, 0, 0],
         [101, 7, 102, 5, 102, 0, 0],
         [101, 3, 102, 6, 6, 6, 102],
     ]
-    assert batch["attention_mask"].tolist() == [
+    assert batch.inputs["attention_mask"].tolist() == [
         [1, 1, 1, 1, 1, 1, 0],
         [1, 1, 1, 1, 1, 0, 0],
         [1, 1, 1, 1, 1, 0, 0],
         [1, 1, 1, 1, 1, 1, 1],
     ]
-    assert batch["token_type_ids"][0].tolist() == [0, 0, 0, 1, 1, 1, 0]
-    assert batch["target"].tolist() == [0.75, 0.5]
-    assert batch["weight"].tolist() == [4.0, 1.0]
-    assert batch["margin"].tolist() == [2.0, 0.0]
-    assert batch["tie"].tolist() == [False, True]
+    assert batch.inputs["token_type_ids"][0].tolist() == [0, 0, 0, 1, 1, 1, 0]
+    assert batch.targets.target.tolist() == [0.75, 0.5]
+    assert batch.targets.weight.tolist() == [4.0, 1.0]
+    assert batch.targets.margin.tolist() == [2.0, 0.0]
+    assert batch.targets.tie.tolist() == [False, True]
+    moved = batch.to(torch.device("cpu"))
+    assert set(moved.inputs) == set(batch.inputs) and moved.targets.tie.dtype == torch.bool
+
+
+def test_a_decoder_batch_has_no_segment_ids(tiny_gpt2_dir: Path) -> None:
+    encoder = PairEncoder(load_tokenizer(str(tiny_gpt2_dir)), max_length=32)
+    batch = encoder.collate(encoder.encode_pairs([Comparison(prompt="river", chosen="good", rejected="bad")]))
+    assert set(batch.inputs) == {"input_ids", "attention_mask"}
+    assert batch.inputs["input_ids"].shape[0] == 2
 
 
 def test_length_grouped_batches_cover_every_pair_once_and_repeat_by_seed() -> None:

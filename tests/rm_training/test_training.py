@@ -16,7 +16,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from rm_training.config import TrainingConfig
 from rm_training.data import Comparison
 from rm_training.loss import bradley_terry_loss
-from rm_training.model import load_reward_model, load_tokenizer
+from rm_training.model import load_reward_model, load_tokenizer, rewards_from
 from rm_training.scoring import RewardScorer
 from rm_training.tokenization import PairEncoder
 from rm_training.train import TrainingCancelled, train
@@ -30,16 +30,15 @@ def test_one_gradient_step_raises_the_chosen_reward_over_the_rejected(tiny_bert_
     model = load_reward_model(str(tiny_bert_dir), tokenizer)
     encoder = PairEncoder(tokenizer, max_length=48)
     pairs = encoder.encode_pairs(marker_comparisons(8))
-    batch = encoder.collate(pairs)
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    inputs = encoder.collate(pairs).inputs
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 
-    rewards = model(**inputs).logits[:, 0]
+    rewards = rewards_from(model, inputs)
     before = (rewards[:8] - rewards[8:]).detach()
     bradley_terry_loss(rewards[:8], rewards[8:]).loss.backward()
     optimizer.step()
     with torch.no_grad():
-        rewards = model(**inputs).logits[:, 0]
+        rewards = rewards_from(model, inputs)
     after = rewards[:8] - rewards[8:]
     assert after.mean().item() > before.mean().item()
 
