@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainingConfig
+from .metrics import TrainingMetrics
 
 
 def _format(value: Any) -> str:
@@ -16,19 +17,19 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def write_model_card(directory: Path, *, config: TrainingConfig, metrics: dict[str, Any]) -> Path:
-    counts, dataset = metrics["counts"], metrics["dataset"]
+def write_model_card(directory: Path, *, config: TrainingConfig, metrics: TrainingMetrics) -> Path:
+    counts, dataset = metrics.counts, metrics.dataset
     results = [
-        ("held-out accuracy (equal scores count half)", metrics["eval_accuracy"]),
-        ("held-out loss", metrics["eval_loss"]),
-        ("final training loss (last epoch)", metrics["train_loss"]),
-        ("accuracy on unanimous pairs", metrics["accuracy_unanimous"]),
-        ("accuracy on split pairs", metrics["accuracy_split"]),
-        ("accuracy against individual judgments", metrics["judgment_accuracy"]),
-        ("agreement between raters (same pairs)", metrics["rater_agreement"]),
-        ("expected calibration error", metrics["ece"]),
-        ("reward mean", metrics["reward_mean"]),
-        ("reward standard deviation", metrics["reward_std"]),
+        ("held-out accuracy (equal scores count half)", metrics.eval_accuracy),
+        ("held-out loss", metrics.eval_loss),
+        ("final training loss (last epoch)", metrics.train_loss),
+        ("accuracy on unanimous pairs", metrics.accuracy_unanimous),
+        ("accuracy on split pairs", metrics.accuracy_split),
+        ("accuracy against individual judgments", metrics.judgment_accuracy),
+        ("agreement between raters (same pairs)", metrics.rater_agreement),
+        ("expected calibration error", metrics.ece),
+        ("reward mean", metrics.reward_mean),
+        ("reward standard deviation", metrics.reward_std),
     ]
     lines = [
         "---",
@@ -54,11 +55,10 @@ def write_model_card(directory: Path, *, config: TrainingConfig, metrics: dict[s
         "",
         "## Data",
         "",
-        f"- pairs: {dataset['pairs']} (train {dataset['train']}, held out {dataset['eval']}, "
-        "split by prompt)",
-        f"- pairs truncated to {config.max_length} tokens: {counts['pairs_truncated']} "
-        f"(of which with a response cut: {counts['responses_truncated']})",
-        f"- data sha256: `{dataset['sha256']}`",
+        f"- pairs: {dataset.pairs} (train {dataset.train}, held out {dataset.eval}, split by prompt)",
+        f"- pairs truncated to {config.max_length} tokens: {counts.pairs_truncated} "
+        f"(of which with a response cut: {counts.responses_truncated})",
+        f"- data sha256: `{dataset.sha256}`",
         "",
         "## Results (held-out pairs)",
         "",
@@ -71,7 +71,7 @@ def write_model_card(directory: Path, *, config: TrainingConfig, metrics: dict[s
         *[
             f"| {h['epoch']} | {_format(h['train_loss'])} | {_format(h.get('eval_loss'))} | "
             f"{_format(h.get('eval_accuracy'))} |"
-            for h in metrics["history"]
+            for h in metrics.history
         ],
         "",
         "## Training config",
@@ -80,8 +80,8 @@ def write_model_card(directory: Path, *, config: TrainingConfig, metrics: dict[s
         "| --- | --- |",
         *[f"| {name} | `{value}` |" for name, value in config.to_dict().items()],
         "",
-        f"{metrics['steps']} optimizer steps in {metrics['train_seconds']:.1f} s on "
-        f"{metrics['processes']} {metrics['device']} process(es).",
+        f"{metrics.steps} optimizer steps in {metrics.train_seconds:.1f} s on "
+        f"{metrics.processes} {metrics.device} process(es).",
         "",
     ]
     path = directory / "README.md"

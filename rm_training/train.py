@@ -26,7 +26,6 @@ Run the Celery task in a solo pool or a spawned child: this module imports torch
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -36,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -48,6 +47,7 @@ from .config import TrainingConfig
 from .data import Comparison, dataset_digest, read_comparisons, split_by_prompt
 from .evaluate import evaluate_pairs
 from .loss import bradley_terry_loss
+from .metrics import Counts, DatasetSummary, EpochSummary, LogEntry, TrainingMetrics
 from .model import (
     autocast,
     load_reward_model,
@@ -64,8 +64,6 @@ logger = logging.getLogger("rm_training")
 ProgressCallback = Callable[[float, dict[str, Any]], None]
 StopCallback = Callable[[], bool]
 T = TypeVar("T")
-
-METRICS_FILENAME = "metrics.json"
 
 
 class TrainingCancelled(Exception):
@@ -202,8 +200,8 @@ def _train(
         disable=not (config.progress_bar and processes.is_main),
     )
     step = 0
-    history: list[dict[str, Any]] = []
-    log: list[dict[str, Any]] = []
+    history: list[EpochSummary] = []
+    log: list[LogEntry] = []
     eval_metrics: dict[str, Any] = {}
     train_seconds = 0.0
     pairs_seen = 0
@@ -249,15 +247,23 @@ def _train(
         train_seconds += time.perf_counter() - epoch_started
 
         # --- eval (rank 0; the others wait) ---
-        summary: dict[str, Any] = {"epoch": epoch, "train_loss": sum(epoch_losses) / len(epoch_losses)}
+        held_out: dict[str, Any] = {}
         if processes.is_main and eval_pairs:
             eval_metrics = evaluate_pairs(
                 model, encoder, eval_pairs, batch_size=config.eval_batch_size, device=device
             )
-            summary |= {"eval_loss": eval_metrics["loss"], "eval_accuracy": eval_metrics["accuracy"]}
+            held_out = {"eval_loss": eval_metrics["loss"], "eval_accuracy": eval_metrics["accuracy"]}
         if processes.distributed:
             dist.barrier()
-        summary["pairs_per_second"] = pairs_seen / train_seconds
+        summary = cast(
+            EpochSummary,
+            {
+                "epoch": epoch,
+                "train_loss": sum(epoch_losses) / len(epoch_losses),
+                **held_out,
+                "pairs_per_second": pairs_seen / train_seconds,
+            },
+        )
         history.append(summary)
         if processes.is_main:
             logger.info(_epoch_line(summary, config.epochs))
@@ -284,13 +290,13 @@ def _train(
         model.save_pretrained(output_dir)
         tokenizer.save_pretrained(output_dir)
         config.save(output_dir)
-        (output_dir / METRICS_FILENAME).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        metrics.save(output_dir)
         write_model_card(output_dir, config=config, metrics=metrics)
         if on_progress is not None:
-            on_progress(1.0, metrics)
+            on_progress(1.0, metrics.to_dict())
     if processes.distributed:
         dist.barrier()  # nobody returns (and maybe reads output_dir) before rank 0 has written it
-    return metrics
+    return metrics.to_dict()
 
 
 def _train_step(
@@ -382,7 +388,7 @@ def _parameter_groups(model: PreTrainedModel, weight_decay: float) -> list[dict[
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _epoch_line(summary: dict[str, Any], epochs: int) -> str:
+def _epoch_line(summary: EpochSummary, epochs: int) -> str:
     parts = [f"epoch {summary['epoch']}/{epochs}", f"train_loss {summary['train_loss']:.4f}"]
     if "eval_loss" in summary:
         parts.append(f"eval_loss {summary['eval_loss']:.4f}")
@@ -394,8 +400,8 @@ def _epoch_line(summary: dict[str, Any], epochs: int) -> str:
 
 def _final_metrics(
     *,
-    history: list[dict[str, Any]],
-    log: list[dict[str, Any]],
+    history: list[EpochSummary],
+    log: list[LogEntry],
     eval_metrics: dict[str, Any],
     comparisons: Sequence[Comparison],
     train_pairs: Sequence[EncodedPair],
@@ -405,41 +411,41 @@ def _final_metrics(
     pairs_seen: int,
     runtime_seconds: float,
     processes: Processes,
-) -> dict[str, Any]:
+) -> TrainingMetrics:
     all_pairs = [*train_pairs, *eval_pairs]
-    return {
-        "eval_accuracy": eval_metrics.get("accuracy"),
-        "eval_loss": eval_metrics.get("loss"),
-        "train_loss": history[-1]["train_loss"],
-        "accuracy_unanimous": eval_metrics.get("accuracy_unanimous"),
-        "accuracy_split": eval_metrics.get("accuracy_split"),
-        "judgment_accuracy": eval_metrics.get("judgment_accuracy"),
-        "rater_agreement": eval_metrics.get("rater_agreement"),
-        "ece": eval_metrics.get("ece"),
-        "reward_mean": eval_metrics.get("reward_mean"),
-        "reward_std": eval_metrics.get("reward_std"),
-        "counts": {
-            "train_pairs": len(train_pairs),
-            "train_tokens": sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in train_pairs),
-            "eval_pairs": len(eval_pairs),
-            "pairs_truncated": sum(p.truncated for p in all_pairs),
-            "responses_truncated": sum(p.response_truncated for p in all_pairs),
-            "eval_pairs_unanimous": eval_metrics.get("pairs_unanimous", 0),
-            "eval_pairs_split": eval_metrics.get("pairs_split", 0),
-            "eval_judgments": eval_metrics.get("judgments", 0),
-        },
-        "dataset": {
-            "pairs": len(comparisons),
-            "train": len(train_pairs),
-            "eval": len(eval_pairs),
-            "sha256": dataset_digest(comparisons),
-        },
-        "steps": steps,
-        "train_pairs_per_second": pairs_seen / train_seconds if train_seconds else None,
-        "train_seconds": train_seconds,
-        "runtime_seconds": runtime_seconds,
-        "processes": processes.world_size,
-        "device": processes.device.type,
-        "history": history,
-        "log": log,
-    }
+    return TrainingMetrics(
+        eval_accuracy=eval_metrics.get("accuracy"),
+        eval_loss=eval_metrics.get("loss"),
+        train_loss=history[-1]["train_loss"],
+        accuracy_unanimous=eval_metrics.get("accuracy_unanimous"),
+        accuracy_split=eval_metrics.get("accuracy_split"),
+        judgment_accuracy=eval_metrics.get("judgment_accuracy"),
+        rater_agreement=eval_metrics.get("rater_agreement"),
+        ece=eval_metrics.get("ece"),
+        reward_mean=eval_metrics.get("reward_mean"),
+        reward_std=eval_metrics.get("reward_std"),
+        counts=Counts(
+            train_pairs=len(train_pairs),
+            train_tokens=sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in train_pairs),
+            eval_pairs=len(eval_pairs),
+            pairs_truncated=sum(p.truncated for p in all_pairs),
+            responses_truncated=sum(p.response_truncated for p in all_pairs),
+            eval_pairs_unanimous=eval_metrics.get("pairs_unanimous", 0),
+            eval_pairs_split=eval_metrics.get("pairs_split", 0),
+            eval_judgments=eval_metrics.get("judgments", 0),
+        ),
+        dataset=DatasetSummary(
+            pairs=len(comparisons),
+            train=len(train_pairs),
+            eval=len(eval_pairs),
+            sha256=dataset_digest(comparisons),
+        ),
+        steps=steps,
+        train_pairs_per_second=pairs_seen / train_seconds if train_seconds else None,
+        train_seconds=train_seconds,
+        runtime_seconds=runtime_seconds,
+        processes=processes.world_size,
+        device=processes.device.type,
+        history=history,
+        log=log,
+    )

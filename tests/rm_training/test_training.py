@@ -16,6 +16,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from rm_training.config import TrainingConfig
 from rm_training.data import Comparison
 from rm_training.loss import bradley_terry_loss
+from rm_training.metrics import TrainingMetrics
 from rm_training.model import load_reward_model, load_tokenizer, rewards_from
 from rm_training.scoring import RewardScorer
 from rm_training.tokenization import PairEncoder
@@ -65,6 +66,9 @@ def test_a_tiny_model_learns_a_planted_preference(fast_config: TrainingConfig, t
         "history",
     ):
         assert key in saved
+    # metrics.json is the typed object train() returned, and reads back into it.
+    assert saved == metrics
+    assert TrainingMetrics.load(tmp_path / "model").to_dict() == metrics
 
 
 def test_saved_model_loads_and_scores_as_it_trained(fast_config: TrainingConfig, tmp_path: Path) -> None:

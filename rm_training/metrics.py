@@ -1,0 +1,104 @@
+"""What a training run measured, as the typed object that ``metrics.json`` is written from and read into.
+
+Imports nothing heavy, like :mod:`rm_training.config`: the web process reads a finished run's metrics
+without importing torch. The held-out figures are None when the run held nothing out (or, for the split
+and per-judgment ones, when the held-out pairs have no such votes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+METRICS_FILENAME = "metrics.json"
+
+
+class LogEntry(TypedDict):
+    """The training loss every ``logging_steps`` optimizer steps (and at the last)."""
+
+    step: int
+    epoch: int
+    loss: float
+    learning_rate: float
+
+
+class EpochSummary(TypedDict):
+    """One epoch: the mean training loss over its steps, and the held-out figures when there are any."""
+
+    epoch: int
+    train_loss: float
+    eval_loss: NotRequired[float]
+    eval_accuracy: NotRequired[float | None]
+    pairs_per_second: float
+
+
+@dataclass
+class Counts:
+    train_pairs: int
+    train_tokens: int
+    eval_pairs: int
+    pairs_truncated: int  # over train and eval
+    responses_truncated: int  # of those, pairs with a response cut
+    eval_pairs_unanimous: int
+    eval_pairs_split: int
+    eval_judgments: int
+
+
+@dataclass
+class DatasetSummary:
+    pairs: int
+    train: int
+    eval: int
+    sha256: str  # rm_training.data.dataset_digest of every pair, so a run names the data it saw
+
+
+@dataclass
+class TrainingMetrics:
+    """Final metrics of a run; the held-out ones are those of :func:`rm_training.evaluate.reward_metrics`
+    after the last epoch. The field order is the order of the keys in ``metrics.json``."""
+
+    eval_accuracy: float | None
+    eval_loss: float | None
+    train_loss: float  # mean over the last epoch's steps
+    accuracy_unanimous: float | None
+    accuracy_split: float | None
+    judgment_accuracy: float | None
+    rater_agreement: float | None
+    ece: float | None
+    reward_mean: float | None
+    reward_std: float | None
+    counts: Counts
+    dataset: DatasetSummary
+    steps: int
+    train_pairs_per_second: float | None
+    train_seconds: float
+    runtime_seconds: float
+    processes: int
+    device: str  # the device type: "cpu", "cuda"
+    history: list[EpochSummary]
+    log: list[LogEntry]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingMetrics:
+        return cls(
+            **{
+                **values,
+                "counts": Counts(**values["counts"]),
+                "dataset": DatasetSummary(**values["dataset"]),
+            }
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / METRICS_FILENAME
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TrainingMetrics:
+        return cls.from_dict(json.loads((Path(directory) / METRICS_FILENAME).read_text(encoding="utf-8")))
