@@ -7,8 +7,18 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+
+# Bounds of a project's settings, checked by the model's validators (the API and the admin) and its
+# constraints (the database).
+MAX_JUDGMENTS_PER_PAIR = 25
+MAX_STRENGTH_LEVELS = 10
+MIN_LEASE_SECONDS = 10
+MAX_LEASE_SECONDS = 7 * 24 * 3600
+# Milliseconds in a PostgreSQL integer column (about 24 days): longer client timings are refused.
+MAX_TIME_MS = 2**31 - 1
 
 
 # The vocabulary of judgments, used by the models, their constraints, the services, the serializers and
@@ -48,18 +58,27 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True, help_text="Markdown shown to raters.")
     judgments_per_pair = models.PositiveSmallIntegerField(
-        default=3, help_text="Exactly this many distinct raters judge each pair."
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_JUDGMENTS_PER_PAIR)],
+        help_text=f"Exactly this many distinct raters judge each pair (1 to {MAX_JUDGMENTS_PER_PAIR}).",
     )
     allow_tie = models.BooleanField(default=True)
     strength_levels = models.PositiveSmallIntegerField(
-        default=0, help_text="0: no strength; K: raters also say how much better, 1..K."
+        default=0,
+        validators=[MaxValueValidator(MAX_STRENGTH_LEVELS)],
+        help_text=f"0: no strength; K (up to {MAX_STRENGTH_LEVELS}): raters also say how much better, 1..K.",
     )
     rationale = models.CharField(max_length=10, choices=RationaleMode.choices, default=RationaleMode.OPTIONAL)
     lease_seconds = models.PositiveIntegerField(
-        default=900, help_text="How long an assignment is held before its place may go to someone else."
+        default=900,
+        validators=[MinValueValidator(MIN_LEASE_SECONDS), MaxValueValidator(MAX_LEASE_SECONDS)],
+        help_text="How long an assignment is held before its place may go to someone else "
+        f"({MIN_LEASE_SECONDS} s to {MAX_LEASE_SECONDS // 86400} days).",
     )
     gold_fraction = models.FloatField(
-        default=0.0, help_text="Share of served assignments that are gold pairs, when the project has any."
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of served assignments that are gold pairs, when the project has any.",
     )
     rater_group = models.ForeignKey(
         Group,
@@ -74,11 +93,20 @@ class Project(models.Model):
     class Meta:
         ordering = ["slug"]
         constraints = [
-            models.CheckConstraint(condition=Q(judgments_per_pair__gte=1), name="project_quota_positive"),
+            # The engine probes once per judgment_count level: a quota in the thousands made each
+            # `next` take seconds. No team needs more than a couple of dozen raters on one pair.
             models.CheckConstraint(
-                condition=Q(strength_levels__lte=10), name="project_strength_levels_range"
+                condition=Q(judgments_per_pair__gte=1, judgments_per_pair__lte=MAX_JUDGMENTS_PER_PAIR),
+                name="project_quota_range",
             ),
-            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_min"),
+            models.CheckConstraint(
+                condition=Q(strength_levels__lte=MAX_STRENGTH_LEVELS), name="project_strength_levels_range"
+            ),
+            # A lease far in the future overflows the date arithmetic of every `next`.
+            models.CheckConstraint(
+                condition=Q(lease_seconds__gte=MIN_LEASE_SECONDS, lease_seconds__lte=MAX_LEASE_SECONDS),
+                name="project_lease_range",
+            ),
             models.CheckConstraint(
                 condition=Q(gold_fraction__gte=0) & Q(gold_fraction__lte=1),
                 name="project_gold_fraction_range",
@@ -154,16 +182,17 @@ class Pair(models.Model):
                 name="pair_external_id_unique",
             ),
             models.CheckConstraint(condition=~Q(prompt=""), name="pair_prompt_not_empty"),
-            models.CheckConstraint(
-                condition=~Q(response_a="") & ~Q(response_b=""), name="pair_responses_not_empty"
-            ),
             # A comparison of a response with itself carries no preference.
             models.CheckConstraint(condition=~Q(response_a=F("response_b")), name="pair_responses_differ"),
             models.CheckConstraint(
                 condition=Q(gold__isnull=True) | Q(gold__in=Choice.values), name="pair_gold_choice"
             ),
         ]
-        indexes = [models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order")]
+        indexes = [
+            models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order"),
+            # Re-imports without an external_id find the same content by its hash.
+            models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
+        ]
 
     def __str__(self) -> str:
         return self.external_id or f"pair {self.pk}"
@@ -252,7 +281,12 @@ class Judgment(models.Model):
     # Null for imported judgments whose source did not record the sides.
     shown_left = models.CharField(max_length=1, choices=Side.choices, null=True, blank=True)  # noqa: DJ001
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Measured by the server.")
-    client_time_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Reported by the browser.")
+    client_time_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(MAX_TIME_MS)],
+        help_text="Reported by the browser.",
+    )
     created_at = models.DateTimeField()
 
     class Meta:

@@ -8,11 +8,11 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
 from rest_framework.authtoken.models import Token
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +24,7 @@ from annotation.models import Pair, Project
 
 from . import serializers as s
 from .pagination import IdCursorPagination
+from .parsers import JSONParser
 from .permissions import IsStaff, IsStaffOrReadOnly
 
 
@@ -247,16 +248,30 @@ class NextView(ApiView):
         request=None,
         responses={
             200: s.ServedAssignmentSerializer,
-            204: OpenApiResponse(description="Nothing is left for this rater."),
+            204: OpenApiResponse(
+                description="No pair for the caller now: done when there is no Retry-After header; "
+                "with one, the remaining places are held by other raters' leases, ask again then."
+            ),
             404: _error("No such project, or not one the caller rates in."),
         },
+        parameters=[
+            OpenApiParameter(
+                "Retry-After",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                response=[204],
+                description="Seconds until a held place may come free; absent when the rater is done.",
+            )
+        ],
         summary="The caller's next pair (or the one they hold)",
     )
     def post(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
         assignment = services.assignment_next(project=project, user=request.user)
         if assignment is None:
-            return Response(status=204)
+            rater = services.rater_get_or_create(user=request.user)
+            wait = selectors.rater_wait_seconds(project=project, rater=rater)
+            return Response(status=204, headers={} if wait is None else {"Retry-After": str(wait)})
         progress = selectors.rater_progress(project=project, rater=assignment.rater)
         context = {"progress": progress, "project": project}
         return Response(s.ServedAssignmentSerializer(assignment, context=context).data)

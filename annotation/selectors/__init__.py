@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from .access import project_get_visible, projects_visible_to, user_can_rate
-from .progress import project_raters, rater_progress
+from .progress import project_raters, rater_progress, rater_wait_seconds
 
-__all__ = ["project_get_visible", "project_raters", "projects_visible_to", "rater_progress", "user_can_rate"]
+__all__ = [
+    "project_get_visible",
+    "project_raters",
+    "projects_visible_to",
+    "rater_progress",
+    "rater_wait_seconds",
+    "user_can_rate",
+]

@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
-from annotation.models import AssignmentStatus, Judgment, Membership, Pair, Project, Rater
+from annotation.models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
 
 
 def rater_progress(*, project: Project, rater: Rater) -> dict[str, int]:
-    """done: the rater's judgments in the project; available: regular pairs still open to them."""
+    """done: the rater's judgments in the project; available: regular pairs still open to them, the one
+    they hold included."""
     done = Judgment.objects.filter(project=project, rater=rater).count()
     open_pairs = Pair.objects.filter(
         project=project, gold__isnull=True, judgment_count__lt=project.judgments_per_pair
     )
     # Two index counts, where "open pairs NOT EXISTS an assignment of the rater" probes every open pair
-    # (the rater has at most one assignment per pair).
-    available = open_pairs.count() - open_pairs.filter(assignments__rater=rater).count()
-    return {"done": done, "available": available}
+    # (the rater has at most one assignment per pair, so one filter() joins that one row).
+    finished = open_pairs.filter(assignments__rater=rater).exclude(
+        assignments__status=AssignmentStatus.ACTIVE
+    )
+    return {"done": done, "available": open_pairs.count() - finished.count()}
+
+
+def rater_wait_seconds(*, project: Project, rater: Rater, now: datetime | None = None) -> int | None:
+    """When `next` has nothing for a rater: None if nothing is left for them, else the seconds until the
+    first lease held by someone else on a pair they could still get runs out (ask again then)."""
+    now = now or timezone.now()
+    first_expiry = (
+        Assignment.objects.filter(
+            project=project,
+            status=AssignmentStatus.ACTIVE,
+            lease_expires_at__gt=now,
+            pair__gold__isnull=True,
+            pair__judgment_count__lt=project.judgments_per_pair,
+        )
+        .exclude(pair__in=Assignment.objects.filter(project=project, rater=rater).values("pair"))
+        .aggregate(first=Min("lease_expires_at"))["first"]
+    )
+    if first_expiry is None:
+        return None
+    return max(1, math.ceil((first_expiry - now).total_seconds()))
 
 
 def project_raters(*, project: Project, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from annotation.errors import Conflict, Forbidden, Invalid, NotFound
 from annotation.models import (
+    MAX_TIME_MS,
     Assignment,
     AssignmentStatus,
     Judgment,
@@ -250,7 +251,9 @@ def judgment_record(
             strength=strength if choice != ShownChoice.TIE else None,
             rationale=rationale,
             shown_left=assignment.shown_left,
-            time_on_task_ms=max(0, int((now - assignment.served_at).total_seconds() * 1000)),
+            time_on_task_ms=min(
+                MAX_TIME_MS, max(0, int((now - assignment.served_at).total_seconds() * 1000))
+            ),
             client_time_ms=client_time_ms,
             created_at=now,
         )

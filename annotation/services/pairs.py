@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 
 from annotation.errors import Conflict, Invalid, TooLarge
 from annotation.models import Choice, Pair, Project
+from rm_training import jsonl
 
 _PAIR_FIELDS = {"prompt", "response_a", "response_b", "external_id", "model_a", "model_b", "metadata", "gold"}
 _MAX_SHORT = 200
@@ -42,12 +43,16 @@ def _pair_item_errors(index: int, item: Any) -> list[dict[str, Any]]:
 
     for field in sorted(set(item) - _PAIR_FIELDS):
         error(field, f"Unknown field {field!r}; allowed: {', '.join(sorted(_PAIR_FIELDS))}.")
-    for field in ("prompt", "response_a", "response_b"):
-        value = item.get(field)
-        if not isinstance(value, str) or not value.strip():
-            error(field, "Required: a non-empty string.")
+    if not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
+        error("prompt", "Required: a non-empty string.")
+    # A response may be empty: a model that said nothing is judged too (the rater pages mark it).
+    for field in ("response_a", "response_b"):
+        if not isinstance(item.get(field), str):
+            error(field, "Required: a string (it may be empty).")
     if isinstance(item.get("response_a"), str) and item.get("response_a") == item.get("response_b"):
         error("response_b", "response_a and response_b are the same text.")
+    for path, message in jsonl.text_problems(item):
+        error(jsonl.dotted(path), message[0].upper() + message[1:] + ".")
     for field in ("external_id", "model_a", "model_b"):
         value = item.get(field)
         if value is not None and (not isinstance(value, str) or len(value) > _MAX_SHORT):
@@ -96,11 +101,24 @@ def pairs_import(*, project: Project, items: list[Any]) -> ImportResult:
             "external_id", "content_sha256"
         )
     )
+    # An item without an external_id is known by its content: the same pair imported again (in this
+    # request or an earlier one) is unchanged, not a duplicate that raters would judge twice.
+    anonymous = [h for item, h in zip(items, hashes, strict=True) if item.get("external_id") is None]
+    known_contents = set(
+        Pair.objects.filter(project=project, content_sha256__in=anonymous).values_list(
+            "content_sha256", flat=True
+        )
+    )
     new_pairs = []
     unchanged = 0
     for index, (item, content_sha256) in enumerate(zip(items, hashes, strict=True)):
         external_id = item.get("external_id")
-        if external_id in existing:
+        if external_id is None:
+            if content_sha256 in known_contents:
+                unchanged += 1
+                continue
+            known_contents.add(content_sha256)
+        elif external_id in existing:
             if existing[external_id] == content_sha256:
                 unchanged += 1
             else:

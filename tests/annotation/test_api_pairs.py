@@ -72,10 +72,12 @@ def test_import_takes_json_lines(project, staff):
     assert sorted(Pair.objects.values_list("external_id", flat=True)) == ["x0", "x1", "x2", "x3"]
 
 
-def test_pairs_without_external_id_are_imported_each_time(project, staff):
+def test_the_same_pair_without_external_id_is_unchanged_when_imported_again(project, staff):
     items = [{"prompt": "p", "response_a": "a", "response_b": "b"}]
     assert staff.post(URL, items, format="json").json() == {"created": 1, "unchanged": 0}
-    assert staff.post(URL, items, format="json").json() == {"created": 1, "unchanged": 0}
+    assert staff.post(URL, items * 2, format="json").json() == {"created": 0, "unchanged": 2}
+    other = [{"prompt": "p", "response_a": "a", "response_b": "B"}]  # differs in one letter's case
+    assert staff.post(URL, other * 2, format="json").json() == {"created": 1, "unchanged": 1}
     assert Pair.objects.count() == 2
 
 
@@ -158,7 +160,8 @@ def test_json_lines_with_a_broken_line_stores_nothing(project, staff):
     assert response.status_code == 400
     body = response.json()
     assert body["code"] == "parse_error"
-    assert "Line 2" in body["detail"]
+    assert [(e["index"], e["line"]) for e in body["errors"]] == [(1, 2)]
+    assert "not valid JSON" in body["errors"][0]["message"]
     assert not Pair.objects.exists()
 
 

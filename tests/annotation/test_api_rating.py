@@ -41,7 +41,7 @@ def test_next_serves_a_pair_shown_left_and_right(project, make_rater, api):
     assert (body["left"], body["right"]) == (shown[assignment.shown_left], shown[hidden])
     assert "response_a" not in body and "response_b" not in body
     assert body["expires_at"].startswith(assignment.lease_expires_at.strftime("%Y-%m-%dT%H:%M"))
-    assert body["progress"] == {"done": 0, "available": 2}
+    assert body["progress"] == {"done": 0, "available": 3}  # the pair being served counts
     assert body["project"] == {
         "slug": "rate",
         "allow_tie": True,
@@ -232,7 +232,7 @@ def test_a_skipped_pair_is_not_served_again(project, make_rater, api):
     following = client.post(NEXT).json()
     assert following["pair"] != served["pair"]
     # Three pairs: one skipped, one held now, one still to come.
-    assert following["progress"]["available"] == 1
+    assert following["progress"]["available"] == 2
 
 
 def test_judging_a_skipped_assignment_is_409(project, make_rater, api):

@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any, TextIO
+from collections.abc import Iterable
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation import services
 from annotation.errors import ServiceError
 from annotation.models import Project
+from rm_training import jsonl
 
 # Errors listed in full up to this many; a file with thousands of bad lines needs no more to be fixed.
 _ERRORS_SHOWN = 50
 
 
-def _read_items(stream: TextIO) -> tuple[list[Any], list[int], list[str]]:
-    """The items, the line number of each, and the lines that are not JSON."""
+def _read_items(chunks: Iterable[bytes]) -> tuple[list[Any], list[int], list[str]]:
+    """The items, the line number of each, and what is wrong with the lines that cannot be read."""
     items: list[Any] = []
     line_numbers: list[int] = []
     broken: list[str] = []
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
+    for line in jsonl.read_lines(chunks):
+        if line.error is not None:
+            where = f"{line.field}: " if line.field else ""
+            broken.append(f"line {line.number}: {where}{line.error}")
             continue
-        try:
-            items.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            broken.append(f"line {number}: not valid JSON: {exc.msg}")
-            continue
-        line_numbers.append(number)
+        items.append(line.value)
+        line_numbers.append(line.number)
     return items, line_numbers, broken
 
 
@@ -49,16 +48,18 @@ class Command(BaseCommand):
             raise CommandError(f"No project {slug!r}.")
         try:
             if file == "-":
-                items, line_numbers, broken = _read_items(sys.stdin)
+                items, line_numbers, broken = _read_items(iter(lambda: sys.stdin.buffer.read(1 << 16), b""))
             else:
-                with open(file, encoding="utf-8") as stream:
-                    items, line_numbers, broken = _read_items(stream)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CommandError(f"Cannot read {file}: {exc}") from None
+                with open(file, "rb") as stream:
+                    items, line_numbers, broken = _read_items(iter(lambda: stream.read(1 << 16), b""))
+        except OSError as exc:
+            raise CommandError(f"Cannot read {file}: {exc.strerror or exc}.") from None
         if broken:
             lines = "1 line" if len(broken) == 1 else f"{len(broken)} lines"
             verb = "is" if len(broken) == 1 else "are"
-            self._fail(f"{lines} of {file} {verb} not JSON; nothing was imported.", broken)
+            self._fail(
+                f"{lines} of {file} {verb} not JSON that Pairwise can store; nothing was imported.", broken
+            )
         try:
             result = services.pairs_import(project=project, items=items)
         except ServiceError as exc:
