@@ -1,4 +1,7 @@
-"""URL routes: the REST API under /api/v1/, its schema, the admin and the health check."""
+"""URL routes: the REST API under /api/v1/, its schema, the admin and the health check.
+
+The error handlers answer JSON under /api/ and Django's own pages elsewhere (config.errors).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz
+
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.page_not_found"
+handler500 = "config.errors.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
