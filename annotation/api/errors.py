@@ -29,6 +29,16 @@ def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
     return [{"field": field, "message": str(detail)}]
 
 
+def _unsupported_media_type(context: dict[str, Any]) -> exceptions.UnsupportedMediaType:
+    """DRF's 415, naming what the view does accept, so the caller can fix the request at once."""
+    request = context.get("request")
+    sent = getattr(request, "content_type", "") or ""
+    accepted = dict.fromkeys(parser.media_type for parser in getattr(request, "parsers", None) or [])
+    media_type = sent.split(";")[0].strip()  # without parameters such as charset
+    what = f'Unsupported media type "{media_type}"' if media_type else "No Content-Type header"
+    return exceptions.UnsupportedMediaType(sent, detail=f"{what}. Send one of: {', '.join(accepted)}.")
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
         body: dict[str, Any] = {"detail": exc.detail, "code": exc.code, **exc.extra}
@@ -41,6 +51,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, DjangoValidationError):
         # A model's full_clean() or a validator inside a service: bad input, never a 500.
         exc = exceptions.ValidationError(detail=get_error_detail(exc))
+    elif isinstance(exc, exceptions.UnsupportedMediaType):
+        exc = _unsupported_media_type(context)
     if isinstance(exc, exceptions.ValidationError):
         return Response(
             {"detail": "Invalid input.", "code": "invalid", "errors": _flatten(exc.detail)},
