@@ -2,16 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from django.http import QueryDict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotation import services
 from annotation.models import Assignment, Choice, Pair, Project, ShownChoice
 
+# A request body's type as a caller who wrote JSON would name it.
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
 
-class TokenRequestSerializer(serializers.Serializer):
+
+class RefuseUnknownFieldsMixin:
+    """Refuse fields the serializer does not know, where DRF would drop them without a word.
+
+    A typo such as `judgements_per_pair` would otherwise answer 201 with the default in its place.
+    Read-only fields (`created_at`) are known: a client may send back what it read, and they are
+    ignored as before. Each unknown field is an error of its own, beside the errors of known fields.
+    """
+
+    # What a Django form posts along with its fields (the token view takes form posts).
+    _FORM_EXTRAS = frozenset({"csrfmiddlewaretoken"})
+
+    fields: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            # DRF's own words here ("Expected a dictionary, but got list") are Python's, not JSON's.
+            kind = _JSON_TYPES.get(type(data), type(data).__name__)
+            message = f"The body must be a JSON object with fields {self._allowed()}; got {kind}."
+            raise serializers.ValidationError({"non_field_errors": [message]})
+        unknown = self._unknown_field_errors(data)
+        try:
+            value = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+    def _unknown_field_errors(self, data: Mapping[str, Any]) -> dict[str, list[str]]:
+        extras = self._FORM_EXTRAS if isinstance(data, QueryDict) else frozenset()
+        unknown = [key for key in data if key not in self.fields and key not in extras]
+        return {str(key): [f"Unknown field; allowed: {self._allowed()}."] for key in unknown}
+
+    def _allowed(self) -> str:
+        return ", ".join(name for name, field in self.fields.items() if not field.read_only)
+
+
+class TokenRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(trim_whitespace=False, style={"input_type": "password"})
 
@@ -20,7 +64,7 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
 
 
-class RaterCreateSerializer(serializers.Serializer):
+class RaterCreateSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(trim_whitespace=False, write_only=True)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
@@ -31,7 +75,7 @@ class RaterSerializer(serializers.Serializer):
     username = serializers.CharField()
 
 
-class ProjectRatersAddSerializer(serializers.Serializer):
+class ProjectRatersAddSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     usernames = serializers.ListField(child=serializers.CharField(), allow_empty=False, max_length=10_000)
 
 
@@ -47,7 +91,7 @@ class ProjectRaterSerializer(serializers.Serializer):
     added_at = serializers.DateTimeField()
 
 
-class ProjectSerializer(serializers.ModelSerializer):
+class ProjectSerializer(RefuseUnknownFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["slug", *services.PROJECT_SETTINGS, "created_at"]
@@ -136,7 +180,7 @@ class ServedAssignmentSerializer(serializers.Serializer):
         return RatingSettingsSerializer(self.context["project"]).data
 
 
-class JudgmentRequestSerializer(serializers.Serializer):
+class JudgmentRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """Types only; what a project allows (ties, strength, rationale) is checked by judgment_record."""
 
     choice = serializers.ChoiceField(choices=ShownChoice.choices)
@@ -152,7 +196,7 @@ class JudgmentRecordedSerializer(serializers.Serializer):
     time_on_task_ms = serializers.IntegerField(allow_null=True)
 
 
-class SkipRequestSerializer(serializers.Serializer):
+class SkipRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
 
