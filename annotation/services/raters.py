@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from annotation.errors import Invalid, NotFound
@@ -22,13 +23,24 @@ def rater_get_or_create(*, user: Any) -> Rater:
 
 @transaction.atomic
 def rater_create(*, username: str, password: str, email: str = "") -> Any:
-    """Create a rater account (not staff). Passwords go through Django's validators."""
+    """Create a rater account (not staff). Usernames and passwords go through Django's validators."""
     user_model = get_user_model()
+    # As create_user stores it, so that the duplicate check looks for the name that would be stored.
+    username = user_model.normalize_username(username)
     errors = []
     if not username:
         errors.append({"field": "username", "message": "This field is required."})
-    elif user_model.objects.filter(username=username).exists():
-        errors.append({"field": "username", "message": f"A user named {username!r} already exists."})
+    else:
+        try:
+            # The username field's validators: Django's username_validator (letters, digits and
+            # @.+-_ only) and its max_length, which the database would otherwise refuse with a 500.
+            field = cast("Field[Any, Any]", user_model._meta.get_field(user_model.USERNAME_FIELD))
+            field.run_validators(username)
+        except ValidationError as exc:
+            errors.extend({"field": "username", "message": message} for message in exc.messages)
+        else:
+            if user_model.objects.filter(username=username).exists():
+                errors.append({"field": "username", "message": f"A user named {username!r} already exists."})
     try:
         validate_password(password, user_model(username=username, email=email))
     except ValidationError as exc:
