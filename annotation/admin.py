@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -21,7 +22,8 @@ class MembershipInline(admin.TabularInline):
 
     model = Membership
     extra = 0
-    fields = readonly_fields = ["user", "added_at"]
+    fields = ("user", "added_at")
+    readonly_fields = ("user", "added_at")
     can_delete = False
     verbose_name_plural = "raters (add or remove them with the fields above)"
 
@@ -36,7 +38,7 @@ class ProjectAdminForm(forms.ModelForm):
     add_raters = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
         required=False,
-        widget=admin.widgets.FilteredSelectMultiple("users", is_stacked=False),
+        widget=FilteredSelectMultiple("users", is_stacked=False),
         help_text="Users to add as raters of this project.",
     )
     remove_raters = forms.ModelMultipleChoiceField(
@@ -53,7 +55,9 @@ class ProjectAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             members = get_user_model().objects.filter(memberships__project=self.instance)
-            self.fields["remove_raters"].queryset = members.order_by("username")
+            remove = self.fields["remove_raters"]
+            assert isinstance(remove, forms.ModelMultipleChoiceField)
+            remove.queryset = members.order_by("username")
 
 
 def _count_of(model: Any) -> Coalesce:
