@@ -139,19 +139,40 @@ def new_pseudonym() -> str:
 
 
 class Rater(models.Model):
-    """Whoever makes judgments: a user of this site, or (later) a rater imported with outside history.
+    """Whoever makes judgments: a user of this site, or a rater imported with outside history.
 
-    Exports name raters by `pseudonym` only, never by username or email, and it never changes.
+    An imported rater has no user (so cannot log in): it is named by the source's id within the project
+    it was imported into. Exports name every rater by `pseudonym` only, never by username, email or source
+    id, and it never changes.
     """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="rater"
     )
     pseudonym = models.CharField(max_length=32, unique=True, default=new_pseudonym, editable=False)
+    imported_into = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="imported_raters"
+    )
+    # The rater's id in the source the judgments came from (imported raters only).
+    source_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001  (null: a user)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        constraints = [
+            # A rater is either a user of this site or an imported one, never both or neither.
+            models.CheckConstraint(
+                condition=Q(user__isnull=False, imported_into__isnull=True, source_id__isnull=True)
+                | Q(user__isnull=True, imported_into__isnull=False, source_id__isnull=False),
+                name="rater_user_or_imported",
+            ),
+            # Re-imports find the same imported rater by the source's id.
+            models.UniqueConstraint(fields=["imported_into", "source_id"], name="rater_source_id_unique"),
+        ]
+
     def __str__(self) -> str:
-        return self.user.get_username() if self.user else self.pseudonym
+        if self.user is not None:
+            return self.user.get_username()
+        return f"{self.source_id} (imported)"
 
 
 class Pair(models.Model):

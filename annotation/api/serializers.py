@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotation import services
-from annotation.models import Assignment, Choice, Pair, Project, ShownChoice
+from annotation.models import MAX_TIME_MS, Assignment, Choice, Pair, Project, ShownChoice
 
 # A request body's type as a caller who wrote JSON would name it.
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
@@ -186,7 +186,9 @@ class JudgmentRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer
     choice = serializers.ChoiceField(choices=ShownChoice.choices)
     strength = serializers.IntegerField(required=False, allow_null=True, default=None)
     rationale = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
-    client_time_ms = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+    client_time_ms = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=MAX_TIME_MS
+    )
 
 
 class JudgmentRecordedSerializer(serializers.Serializer):
@@ -203,3 +205,55 @@ class SkipRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
 class SkippedSerializer(serializers.Serializer):
     assignment = serializers.IntegerField(source="pk")
     status = serializers.CharField()
+
+
+class JudgmentImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    raters_created = serializers.IntegerField(help_text="Imported raters seen for the first time.")
+
+
+class ExportQuerySerializer(serializers.Serializer):
+    """The filters of every export: judgment time in [since, until), pairs with at least min_votes."""
+
+    since = serializers.DateTimeField(required=False, help_text="Judgments made at or after this time.")
+    until = serializers.DateTimeField(required=False, help_text="Judgments made before this time.")
+    min_votes = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10_000,
+        help_text="Only pairs with at least this many judgments.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": "Must be later than since."})
+        return attrs
+
+
+class PreferencesQuerySerializer(ExportQuerySerializer):
+    format = serializers.ChoiceField(
+        choices=["standard", "conversational"],
+        required=False,
+        default="standard",
+        help_text="conversational: prompt as chat messages, chosen and rejected as assistant messages.",
+    )
+
+
+class ExportedJudgmentSerializer(serializers.Serializer):
+    """One judgment as every export gives it; `rater` is a stable pseudonym, never a username."""
+
+    judgment_id = serializers.IntegerField()
+    pair_id = serializers.IntegerField()
+    external_id = serializers.CharField(allow_null=True)
+    prompt = serializers.CharField()
+    response_a = serializers.CharField(allow_blank=True)
+    response_b = serializers.CharField(allow_blank=True)
+    model_a = serializers.CharField(allow_blank=True)
+    model_b = serializers.CharField(allow_blank=True)
+    rater = serializers.CharField(source="rater_pseudonym")
+    choice = serializers.ChoiceField(choices=Choice.choices)
+    strength = serializers.IntegerField(allow_null=True)
+    shown_left = serializers.CharField(allow_null=True)
+    rationale = serializers.CharField(allow_blank=True)
+    time_on_task_ms = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField(format="%Y-%m-%dT%H:%M:%S.%fZ")  # as in the export files

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, re_path
 
 from . import views
 
@@ -19,6 +19,22 @@ urlpatterns: list[URLPattern] = [
     ),
     path("projects/<slug:slug>/pairs/", views.PairsView.as_view(), name="api-project-pairs"),
     path("projects/<slug:slug>/next/", views.NextView.as_view(), name="api-project-next"),
+    path(
+        "projects/<slug:slug>/judgments/import/",
+        views.JudgmentsImportView.as_view(),
+        name="api-project-judgments-import",
+    ),
+    path("projects/<slug:slug>/judgments/", views.JudgmentsListView.as_view(), name="api-project-judgments"),
+    re_path(
+        r"^projects/(?P<slug>[-a-zA-Z0-9_]+)/export/judgments\.(?P<extension>jsonl|csv)$",
+        views.JudgmentsExportView.as_view(),
+        name="api-project-export-judgments",
+    ),
+    path(
+        "projects/<slug:slug>/export/preferences.jsonl",
+        views.PreferencesExportView.as_view(),
+        name="api-project-export-preferences",
+    ),
     path("assignments/<int:assignment_id>/judgment/", views.JudgmentView.as_view(), name="api-judgment"),
     path("assignments/<int:assignment_id>/skip/", views.SkipView.as_view(), name="api-skip"),
 ]

@@ -7,11 +7,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
 from rest_framework.authtoken.models import Token
 from rest_framework.generics import GenericAPIView
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -314,3 +316,143 @@ class SkipView(ApiView):
             assignment_id=assignment_id, user=request.user, reason=serializer.validated_data["reason"]
         )
         return Response(s.SkippedSerializer(assignment).data)
+
+
+# Judgments made elsewhere
+
+
+class JudgmentsImportView(ApiView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        request={
+            "application/json": {"type": "array", "items": {"type": "object"}},
+            "application/x-ndjson": {"type": "string", "description": "One judgment object per line."},
+        },
+        responses={
+            201: s.JudgmentImportResultSerializer,
+            400: _error('Invalid items: {"detail", "code", "errors": [{"index", "field", "message"}]}.'),
+            409: _error("Another import or rating of the same (pair, rater) happened at the same time."),
+            413: _error("Too many bytes or items in one request."),
+        },
+        examples=[
+            OpenApiExample(
+                "A JSON list",
+                value=[{"pair": "your-id-17", "rater": "annotator-3", "choice": "a", "shown_left": "b"}],
+                request_only=True,
+            )
+        ],
+        summary="Import judgments made elsewhere, all or nothing",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        result = services.judgments_import(project=project, items=_import_items(request.data))
+        return Response(s.JudgmentImportResultSerializer(result).data, status=201)
+
+
+# Exports
+
+
+class _ErrorsAsJSON(BaseContentNegotiation):
+    """Exports answer files whatever the Accept header says; only their errors go through a renderer."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        return (renderers[0], renderers[0].media_type)
+
+
+class _ExportView(ApiView):
+    permission_classes = [IsStaff]
+    content_negotiation_class = _ErrorsAsJSON
+
+    def _filters(self, request: Request, serializer_class: type = s.ExportQuerySerializer) -> dict[str, Any]:
+        query = serializer_class(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return dict(query.validated_data)
+
+
+def _stream(chunks: Any, *, content_type: str, filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(chunks, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+_EXPORT_ERRORS = {
+    400: _error("A bad since, until or min_votes."),
+    401: _error("Not logged in."),
+    403: _error("Not staff."),
+    404: _error("No such project."),
+}
+
+
+class JudgmentsExportView(_ExportView):
+    @extend_schema(
+        parameters=[s.ExportQuerySerializer],
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR, description="One judgment per line: the fields of ExportedJudgment."
+            ),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description="A header row, then one judgment per row (UTF-8)."
+            ),
+            **_EXPORT_ERRORS,
+        },
+        summary="Every judgment of the project, streamed (.jsonl or .csv)",
+    )
+    def get(self, request: Request, slug: str, extension: str) -> StreamingHttpResponse:
+        project = _project(request, slug)
+        filters = selectors.ExportFilter(**self._filters(request))
+        if extension == "csv":
+            rows = selectors.judgment_rows(project=project, filters=filters)
+            chunks = selectors.as_csv(rows, selectors.JUDGMENT_COLUMNS)
+            return _stream(chunks, content_type="text/csv; charset=utf-8", filename=f"{slug}-judgments.csv")
+        lines = selectors.judgment_lines(project=project, filters=filters)
+        return _stream(lines, content_type="application/x-ndjson", filename=f"{slug}-judgments.jsonl")
+
+
+class PreferencesExportView(_ExportView):
+    @extend_schema(
+        parameters=[s.PreferencesQuerySerializer],
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description='One pair per line: {"prompt", "chosen", "rejected", "pair_id", "external_id", '
+                '"votes", "agreement", "margin"}, as TRL reads it.',
+            ),
+            **_EXPORT_ERRORS,
+        },
+        summary="One preference per pair with a strict majority, streamed, in TRL's format",
+    )
+    def get(self, request: Request, slug: str) -> StreamingHttpResponse:
+        project = _project(request, slug)
+        query = self._filters(request, s.PreferencesQuerySerializer)
+        conversational = query.pop("format") == "conversational"
+        rows = selectors.preference_rows(
+            project=project, filters=selectors.ExportFilter(**query), conversational=conversational
+        )
+        return _stream(
+            selectors.as_jsonl(rows),
+            content_type="application/x-ndjson",
+            filename=f"{slug}-preferences.jsonl",
+        )
+
+
+class JudgmentsListView(GenericApiView):
+    permission_classes = [IsStaff]
+    serializer_class = s.ExportedJudgmentSerializer
+    pagination_class = IdCursorPagination
+
+    def get_queryset(self) -> Any:
+        project = _project(self.request, self.kwargs["slug"])
+        query = s.ExportQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = selectors.ExportFilter(**query.validated_data)
+        return selectors.judgments_for_export(project=project, filters=filters)
+
+    @extend_schema(parameters=[s.ExportQuerySerializer], summary="The judgment rows of the export, paginated")
+    def get(self, request: Request, slug: str) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)

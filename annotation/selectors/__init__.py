@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 from .access import project_get_visible, projects_visible_to, user_can_rate
+from .exports import (
+    JUDGMENT_COLUMNS,
+    PREFERENCE_COLUMNS,
+    ExportFilter,
+    as_csv,
+    as_jsonl,
+    judgment_lines,
+    judgment_rows,
+    judgments_for_export,
+    preference_rows,
+)
 from .progress import project_raters, rater_progress, rater_wait_seconds
 
 __all__ = [
+    "JUDGMENT_COLUMNS",
+    "PREFERENCE_COLUMNS",
+    "ExportFilter",
+    "as_csv",
+    "as_jsonl",
+    "judgment_lines",
+    "judgment_rows",
+    "judgments_for_export",
+    "preference_rows",
     "project_get_visible",
     "project_raters",
     "projects_visible_to",

@@ -6,6 +6,7 @@ Callers import the package (``from annotation import services``); the modules ar
 from __future__ import annotations
 
 from .engine import assignment_next, assignment_skip, judgment_record, leases_expire
+from .judgments_import import JudgmentImportResult, judgments_import
 from .pairs import ImportResult, pairs_import
 from .projects import PROJECT_ADMIN_SETTINGS, PROJECT_SETTINGS, project_create, project_update
 from .raters import project_rater_remove, project_raters_add, rater_create, rater_get_or_create
@@ -14,9 +15,11 @@ __all__ = [
     "PROJECT_ADMIN_SETTINGS",
     "PROJECT_SETTINGS",
     "ImportResult",
+    "JudgmentImportResult",
     "assignment_next",
     "assignment_skip",
     "judgment_record",
+    "judgments_import",
     "leases_expire",
     "pairs_import",
     "project_create",

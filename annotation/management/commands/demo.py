@@ -25,11 +25,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--slug", default="demo")
-        parser.add_argument("--password", help="Password for both demo users (default: a new random one).")
+        parser.add_argument("--password", help="The demo rater's password (default: a new random one).")
+        parser.add_argument("--admin-password", help="The demo admin's password (default: a new random one).")
 
     @transaction.atomic
-    def handle(self, *args: Any, slug: str, password: str | None, **options: Any) -> None:
-        password = password or secrets.token_urlsafe(9)
+    def handle(
+        self, *args: Any, slug: str, password: str | None, admin_password: str | None, **options: Any
+    ) -> None:
+        # Each user its own password: whoever is handed the rater's login must not hold the admin's.
+        passwords = {
+            "demo-admin": admin_password or secrets.token_urlsafe(12),
+            "demo-rater": password or secrets.token_urlsafe(9),
+        }
         project, _ = Project.objects.get_or_create(
             slug=slug,
             defaults={
@@ -47,7 +54,7 @@ class Command(BaseCommand):
         for username, staff in (("demo-admin", True), ("demo-rater", False)):
             user, _ = users.get_or_create(username=username, defaults={"email": f"{username}@example.org"})
             user.is_staff = user.is_superuser = staff
-            user.set_password(password)
+            user.set_password(passwords[username])
             user.save()
             logins.append((username, staff))
         services.project_raters_add(project=project, usernames=["demo-rater"])
@@ -56,4 +63,4 @@ class Command(BaseCommand):
         )
         for username, staff in logins:
             role = "admin (staff)" if staff else "rater"
-            self.stdout.write(f"  {role:14} username: {username:11} password: {password}")
+            self.stdout.write(f"  {role:14} username: {username:11} password: {passwords[username]}")

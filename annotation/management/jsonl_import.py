@@ -1,0 +1,95 @@
+"""The shape every JSON Lines import command shares: read the file with rm_training.jsonl (progress on a
+terminal), list every bad line, call one service all or nothing, and name lines, not indexes, in errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from annotation.errors import ServiceError
+from annotation.models import Project
+from rm_training import jsonl
+
+# Errors listed in full up to this many; a file with thousands of bad lines needs no more to be fixed.
+ERRORS_SHOWN = 50
+_BLOCK = 1 << 16
+
+
+class JSONLinesImportCommand(BaseCommand):
+    """Subclasses name what they import and the service that stores it."""
+
+    what = "items"  # plural, for messages
+
+    def import_items(self, project: Project, items: list[Any]) -> str:
+        """Store the items (all or nothing) and return the summary line; raise ServiceError otherwise."""
+        raise NotImplementedError
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("slug", help="The project's slug.")
+        parser.add_argument("file", help=f"A .jsonl file of {self.what}, or '-' for standard input.")
+
+    def handle(self, *args: Any, slug: str, file: str, **options: Any) -> None:
+        project = Project.objects.filter(slug=slug).first()
+        if project is None:
+            raise CommandError(f"No project {slug!r}.")
+        try:
+            if file == "-":
+                items, line_numbers, broken = self._read(sys.stdin.buffer, size=None)
+            else:
+                with open(file, "rb") as stream:
+                    items, line_numbers, broken = self._read(stream, size=os.fstat(stream.fileno()).st_size)
+        except OSError as exc:
+            raise CommandError(f"Cannot read {file}: {exc.strerror or exc}.") from None
+        if broken:
+            lines = "1 line" if len(broken) == 1 else f"{len(broken)} lines"
+            verb = "is" if len(broken) == 1 else "are"
+            self._fail(
+                f"{lines} of {file} {verb} not JSON that Pairwise can store; nothing was imported.", broken
+            )
+        try:
+            summary = self.import_items(project, items)
+        except ServiceError as exc:
+            problems = [
+                f"line {line_numbers[e['index']]}: {e.get('field') or 'item'}: {e['message']}"
+                if e.get("index") is not None
+                else e["message"]
+                for e in exc.extra.get("errors", [])
+            ]
+            self._fail(f"{exc.detail} Nothing was imported.", problems)
+        self.stdout.write(f"{project.slug}: {summary} (from {len(items)} lines).")
+
+    def _read(self, stream: BinaryIO, *, size: int | None) -> tuple[list[Any], list[int], list[str]]:
+        """The items, the line number of each, and what is wrong with the lines that cannot be read."""
+        items: list[Any] = []
+        line_numbers: list[int] = []
+        broken: list[str] = []
+        # A progress bar on a terminal (tqdm turns itself off elsewhere), by bytes read.
+        with tqdm(
+            total=size, unit="B", unit_scale=True, desc="reading", file=sys.stderr, disable=None
+        ) as bar:
+            for line in jsonl.read_lines(_blocks(stream, bar.update)):
+                if line.error is not None:
+                    where = f"{line.field}: " if line.field else ""
+                    broken.append(f"line {line.number}: {where}{line.error}")
+                    continue
+                items.append(line.value)
+                line_numbers.append(line.number)
+        return items, line_numbers, broken
+
+    def _fail(self, summary: str, problems: list[str]) -> None:
+        for problem in problems[:ERRORS_SHOWN]:
+            self.stderr.write(f"  {problem}")
+        if len(problems) > ERRORS_SHOWN:
+            self.stderr.write(f"  ... and {len(problems) - ERRORS_SHOWN} more.")
+        raise CommandError(summary)
+
+
+def _blocks(stream: BinaryIO, progress: Callable[[int], Any]) -> Iterator[bytes]:
+    while block := stream.read(_BLOCK):
+        progress(len(block))
+        yield block

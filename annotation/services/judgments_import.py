@@ -1,0 +1,171 @@
+"""Judgments made elsewhere (other tools, public data sets): all or nothing, one per (pair, rater).
+
+Imported raters are Raters without a user, named by the source's id within the project; they cannot log
+in and appear in exports under their pseudonym only. Imported judgments count toward a pair's quota and
+may exceed it (history is kept as it was); the engine then never serves a pair they filled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from annotation.errors import Conflict, Invalid, TooLarge
+from annotation.models import Choice, Judgment, Pair, Project, Rater, Side
+from rm_training import jsonl
+
+_FIELDS = {"pair", "rater", "choice", "strength", "rationale", "shown_left", "created_at"}
+_MAX_ID = 200
+
+
+@dataclass(frozen=True)
+class JudgmentImportResult:
+    created: int
+    raters_created: int
+
+
+def _item_errors(index: int, item: Any, project: Project) -> list[dict[str, Any]]:
+    if not isinstance(item, dict):
+        return [{"index": index, "field": None, "message": "Each item must be a JSON object."}]
+    errors: list[dict[str, Any]] = []
+
+    def error(field: str | None, message: str) -> None:
+        errors.append({"index": index, "field": field, "message": message})
+
+    for field in sorted(set(item) - _FIELDS):
+        error(field, f"Unknown field {field!r}; allowed: {', '.join(sorted(_FIELDS))}.")
+    for field in ("pair", "rater"):
+        value = item.get(field)
+        if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID:
+            error(field, f"Required: a non-empty string of at most {_MAX_ID} characters.")
+    choice = item.get("choice")
+    if choice not in Choice.values:
+        error("choice", 'Required: "a", "b" or "tie".')
+    strength = item.get("strength")
+    if strength is not None:
+        levels = project.strength_levels
+        if choice == Choice.TIE:
+            error("strength", "A tie has no strength.")
+        elif levels == 0:
+            error("strength", "This project does not record strength.")
+        elif isinstance(strength, bool) or not isinstance(strength, int) or not 1 <= strength <= levels:
+            error("strength", f"Must be a whole number from 1 to {levels}.")
+    if item.get("rationale") is not None and not isinstance(item["rationale"], str):
+        error("rationale", "Must be a string.")
+    if item.get("shown_left") is not None and item["shown_left"] not in Side.values:
+        error("shown_left", 'Must be "a" or "b".')
+    created_at = item.get("created_at")
+    if created_at is not None and _parse_time(created_at) is None:
+        error("created_at", "Must be an ISO 8601 time with a time zone, such as 2026-11-30T09:15:00Z.")
+    for path, message in jsonl.text_problems(item):
+        error(jsonl.dotted(path), message[0].upper() + message[1:] + ".")
+    return errors
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    return parsed if parsed is not None and timezone.is_aware(parsed) else None
+
+
+def judgments_import(
+    *, project: Project, items: list[Any], now: datetime | None = None
+) -> JudgmentImportResult:
+    """Import judgments, all or nothing; every bad item is reported with its index."""
+    limit = settings.PAIRWISE_MAX_IMPORT_ITEMS
+    if len(items) > limit:
+        raise TooLarge(f"{len(items)} items in one request; the limit is {limit}. Split the file.")
+    errors = [e for index, item in enumerate(items) for e in _item_errors(index, item, project)]
+    if not errors:
+        errors = _reference_errors(project, items)
+    if errors:
+        raise Invalid(
+            f"{len({e['index'] for e in errors})} of {len(items)} items are invalid; nothing was stored.",
+            errors=errors,
+        )
+    now = now or timezone.now()
+    try:
+        with transaction.atomic():
+            return _store(project, items, now)
+    except IntegrityError:
+        raise Conflict(
+            "Another import or rating of the same (pair, rater) happened at the same time; nothing was "
+            "stored. Retry.",
+            code="import_conflict",
+        ) from None
+
+
+def _reference_errors(project: Project, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Unknown pairs, and (pair, rater) judged twice: in this request or already in the project."""
+    pairs = dict(
+        Pair.objects.filter(project=project, external_id__in={i["pair"] for i in items}).values_list(
+            "external_id", "pk"
+        )
+    )
+    already = set(
+        Judgment.objects.filter(
+            project=project, rater__imported_into=project, rater__source_id__in={i["rater"] for i in items}
+        ).values_list("pair__external_id", "rater__source_id")
+    )
+    errors = []
+    seen: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(items):
+        pair, rater = key = (item["pair"], item["rater"])
+        if pair not in pairs:
+            errors.append({"index": index, "field": "pair", "message": f"No pair with external_id {pair!r}."})
+        elif key in seen:
+            message = f"{rater!r} judges {pair!r} twice (first at item {seen[key]})."
+            errors.append({"index": index, "field": "rater", "message": message})
+        elif key in already:
+            message = f"{rater!r} already has a judgment of {pair!r} in this project."
+            errors.append({"index": index, "field": "rater", "message": message})
+        seen.setdefault(key, index)
+    return errors
+
+
+def _store(project: Project, items: list[dict[str, Any]], now: datetime) -> JudgmentImportResult:
+    pair_ids = dict(
+        Pair.objects.filter(project=project, external_id__in={i["pair"] for i in items}).values_list(
+            "external_id", "pk"
+        )
+    )
+    # Lock order everywhere: pairs first (in id order, so two imports never deadlock), as the engine does.
+    list(Pair.objects.select_for_update().filter(pk__in=pair_ids.values()).order_by("pk").values_list("pk"))
+    source_ids = sorted({i["rater"] for i in items})
+    known = dict(
+        Rater.objects.filter(imported_into=project, source_id__in=source_ids).values_list("source_id", "pk")
+    )
+    new_raters = [Rater(imported_into=project, source_id=s) for s in source_ids if s not in known]
+    for rater in Rater.objects.bulk_create(new_raters):
+        known[rater.source_id or ""] = rater.pk
+    Judgment.objects.bulk_create(
+        [
+            Judgment(
+                project=project,
+                pair_id=pair_ids[item["pair"]],
+                rater_id=known[item["rater"]],
+                choice=item["choice"],
+                strength=item.get("strength"),
+                rationale=item.get("rationale") or "",
+                shown_left=item.get("shown_left"),
+                created_at=_parse_time(item.get("created_at")) or now,
+            )
+            for item in items
+        ],
+        batch_size=2000,
+    )
+    # Each pair's count again from its rows: the pairs are locked, so no engine judgment races this.
+    counts = Judgment.objects.filter(pair=OuterRef("pk")).order_by().values("pair").annotate(n=Count("pk"))
+    Pair.objects.filter(pk__in=pair_ids.values()).update(judgment_count=Subquery(counts.values("n")))
+    return JudgmentImportResult(created=len(items), raters_created=len(new_raters))

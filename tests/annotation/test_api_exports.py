@@ -1,0 +1,375 @@
+"""Judgment import and the exports: all or nothing, rows that match the database, pseudonyms, filters,
+streaming with a fixed number of queries, and files that the trainer and TRL's loaders read as they are."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from annotation import selectors, services
+from annotation.models import Judgment, Pair, Rater
+from rm_training.data import read_comparisons
+
+IMPORT = "/api/v1/projects/ex/judgments/import/"
+EXPORT = "/api/v1/projects/ex/export/"
+
+
+@pytest.fixture
+def project(make_project, make_pairs):
+    project = make_project("ex", strength_levels=3, judgments_per_pair=3)
+    make_pairs(project, 6)
+    return project
+
+
+@pytest.fixture
+def staff(admin_user, api):
+    return api(admin_user)
+
+
+def body(response: Any) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def jsonl_rows(response: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in body(response).decode().splitlines()]
+
+
+def judge(project, user, choice: str, **extra: Any) -> Judgment:
+    assignment = services.assignment_next(project=project, user=user)
+    assert assignment is not None
+    return services.judgment_record(assignment_id=assignment.pk, user=user, choice=choice, **extra)
+
+
+# Judgment import
+
+
+def test_ten_thousand_judgments_in_one_request(make_project, make_pairs, staff):
+    project = make_project("big", judgments_per_pair=3)
+    make_pairs(project, 2500)
+    items = [
+        {"pair": f"p{i % 2500}", "rater": f"ann-{i // 2500}", "choice": ("a", "b", "tie")[i % 3]}
+        for i in range(10_000)
+    ]
+    response = staff.post("/api/v1/projects/big/judgments/import/", items, format="json")
+    assert response.status_code == 201, response.content[:500]
+    assert response.json() == {"created": 10_000, "raters_created": 4}
+    assert Judgment.objects.filter(project=project).count() == 10_000
+    # Imported judgments count toward the quota (and may exceed it: 4 on each pair here).
+    assert set(Pair.objects.filter(project=project).values_list("judgment_count", flat=True)) == {4}
+
+
+def test_one_bad_item_among_a_thousand_stores_nothing_and_names_its_index(project, staff):
+    items = [{"pair": f"p{i % 6}", "rater": f"ann-{i}", "choice": "a"} for i in range(1000)]
+    items[637]["choice"] = "left"
+    response = staff.post(IMPORT, items, format="json")
+    assert response.status_code == 400
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(637, "choice")]
+    assert not Judgment.objects.exists() and not Rater.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"pair": "nope", "rater": "r", "choice": "a"}, "pair"),
+        ({"pair": "p0", "rater": "", "choice": "a"}, "rater"),
+        ({"pair": "p0", "rater": "r", "choice": "a", "strength": 4}, "strength"),
+        ({"pair": "p0", "rater": "r", "choice": "tie", "strength": 1}, "strength"),
+        ({"pair": "p0", "rater": "r", "choice": "a", "shown_left": "left"}, "shown_left"),
+        ({"pair": "p0", "rater": "r", "choice": "a", "created_at": "2026-11-30 10:00"}, "created_at"),
+        ({"pair": "p0", "rater": "r", "choice": "a", "created_at": "yesterday"}, "created_at"),
+        ({"pair": "p0", "rater": "r", "choice": "a", "rationale": "x\u0000"}, "rationale"),
+        ({"pair": "p0", "rater": "r", "choice": "a", "judge": "typo"}, "judge"),
+        ({"pair": 7, "rater": "r", "choice": "a"}, "pair"),
+    ],
+)
+def test_a_bad_judgment_item_is_refused_with_its_field(project, staff, item, field):
+    response = staff.post(IMPORT, [{"pair": "p1", "rater": "ok", "choice": "b"}, item], format="json")
+    assert response.status_code == 400, response.content
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(1, field)]
+    assert not Judgment.objects.exists()
+
+
+def test_a_repeated_pair_and_rater_is_refused_in_a_request_and_across_requests(project, staff):
+    twice = [{"pair": "p0", "rater": "r1", "choice": "a"}, {"pair": "p0", "rater": "r1", "choice": "b"}]
+    response = staff.post(IMPORT, twice, format="json")
+    assert response.status_code == 400 and response.json()["errors"][0]["index"] == 1
+    assert staff.post(IMPORT, twice[:1], format="json").status_code == 201
+    again = staff.post(IMPORT, [{"pair": "p1", "rater": "r1", "choice": "a"}, twice[1]], format="json")
+    assert again.status_code == 400 and again.json()["errors"][0]["index"] == 1
+    assert Judgment.objects.count() == 1
+
+
+def test_imported_judgments_fill_the_quota_so_the_engine_never_serves_the_pair(project, staff, make_rater):
+    items = [{"pair": "p0", "rater": f"r{i}", "choice": "a"} for i in range(3)]
+    assert staff.post(IMPORT, items, format="json").status_code == 201
+    user = make_rater(project)
+    served = {services.assignment_next(project=project, user=user).pair.external_id}
+    for _ in range(5):
+        assignment = services.assignment_next(project=project, user=user)
+        services.judgment_record(assignment_id=assignment.pk, user=user, choice="left", strength=1)
+        nxt = services.assignment_next(project=project, user=user)
+        if nxt is None:
+            break
+        served.add(nxt.pair.external_id)
+    assert "p0" not in served
+
+
+def test_imported_raters_cannot_log_in_and_are_exported_by_pseudonym(project, staff, api, client):
+    staff.post(IMPORT, [{"pair": "p0", "rater": "annotator-3", "choice": "a"}], format="json")
+    rater = Rater.objects.get(source_id="annotator-3")
+    assert rater.user is None
+    for username in ("annotator-3", rater.pseudonym):
+        response = api().post("/api/v1/auth/token/", {"username": username, "password": ""}, format="json")
+        assert response.status_code == 400
+    (row,) = jsonl_rows(staff.get(EXPORT + "judgments.jsonl"))
+    assert row["rater"] == rater.pseudonym and "annotator-3" not in json.dumps(row)
+
+
+# Exports
+
+
+@pytest.fixture
+def judged(project, make_rater):
+    """Three raters judge pairs p0..p2 through the engine; rationales that CSV must quote."""
+    users = [make_rater(project, username=f"rater-{i}") for i in range(3)]
+    for user in users:
+        for choice in ("left", "right", "tie"):
+            extra = {} if choice == "tie" else {"strength": 2}
+            judge(project, user, choice, rationale=f'He said "no", then,\nleft {user.username}', **extra)
+    return users
+
+
+def test_judgment_rows_match_the_database(project, judged, staff):
+    response = staff.get(EXPORT + "judgments.jsonl")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/x-ndjson"
+    assert response["Content-Disposition"] == 'attachment; filename="ex-judgments.jsonl"'
+    rows = jsonl_rows(response)
+    judgments = Judgment.objects.select_related("pair", "rater", "assignment").order_by("id")
+    assert [r["judgment_id"] for r in rows] == [j.pk for j in judgments]
+    for row, judgment in zip(rows, judgments, strict=True):
+        assignment = judgment.assignment
+        assert row["choice"] == judgment.choice
+        assert row["shown_left"] == assignment.shown_left
+        if judgment.choice != "tie":  # a/b is the side shown, mapped back
+            shown = (
+                assignment.shown_left if judgment.choice == assignment.shown_left else assignment.shown_right
+            )
+            assert row["choice"] == shown
+        assert (row["strength"], row["rationale"]) == (judgment.strength, judgment.rationale)
+        assert (row["prompt"], row["response_a"], row["response_b"]) == (
+            judgment.pair.prompt,
+            judgment.pair.response_a,
+            judgment.pair.response_b,
+        )
+        assert row["time_on_task_ms"] == judgment.time_on_task_ms
+        assert row["created_at"] == judgment.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # in UTC
+        assert row["rater"] == judgment.rater.pseudonym != judgment.rater.user.username
+
+
+def test_the_csv_has_a_header_and_quotes_newlines_quotes_and_commas(project, judged, staff):
+    response = staff.get(EXPORT + "judgments.csv")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"] == 'attachment; filename="ex-judgments.csv"'
+    rows = list(csv.DictReader(io.StringIO(body(response).decode("utf-8"))))
+    as_json = jsonl_rows(staff.get(EXPORT + "judgments.jsonl"))
+    assert len(rows) == len(as_json) == 9
+    for row, expected in zip(rows, as_json, strict=True):
+        assert row["rationale"] == expected["rationale"] and "\n" in row["rationale"]
+        assert row["strength"] == ("" if expected["strength"] is None else str(expected["strength"]))
+
+
+def test_the_database_and_python_write_the_same_jsonl_bytes(project, judged, staff):
+    """judgment_lines has PostgreSQL write each line; as_jsonl is the path elsewhere: same bytes."""
+    filters = selectors.ExportFilter()
+    from_database = b"".join(selectors.judgment_lines(project=project, filters=filters))
+    from_python = b"".join(selectors.as_jsonl(selectors.judgment_rows(project=project, filters=filters)))
+    assert from_database == from_python
+    assert from_database.count(b"\n") == 9
+
+
+def test_the_pseudonym_is_stable_across_exports(project, judged, staff):
+    first = [r["rater"] for r in jsonl_rows(staff.get(EXPORT + "judgments.jsonl"))]
+    second = [r["rater"] for r in jsonl_rows(staff.get(EXPORT + "judgments.jsonl"))]
+    assert first == second and len(set(first)) == 3
+    assert not {u.username for u in judged} & set(first)
+
+
+def test_since_until_and_min_votes_filter(project, judged, staff):
+    late = Judgment.objects.order_by("id").last()
+    Judgment.objects.filter(pk=late.pk).update(created_at=timezone.now() + timedelta(days=2))
+    cut = (timezone.now() + timedelta(days=1)).isoformat()
+    before = jsonl_rows(staff.get(EXPORT + "judgments.jsonl", {"until": cut}))
+    after = jsonl_rows(staff.get(EXPORT + "judgments.jsonl", {"since": cut}))
+    assert [r["judgment_id"] for r in after] == [late.pk]
+    assert len(before) == 8 and late.pk not in {r["judgment_id"] for r in before}
+    # p0..p2 have 3 judgments each; with the late one cut off, its pair has 2 in the window.
+    full = jsonl_rows(staff.get(EXPORT + "judgments.jsonl", {"until": cut, "min_votes": 3}))
+    assert len(full) == 6 and late.pair_id not in {r["pair_id"] for r in full}
+    bad = staff.get(EXPORT + "judgments.jsonl", {"min_votes": 0})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "min_votes"
+    assert staff.get(EXPORT + "judgments.jsonl", {"since": cut, "until": cut}).status_code == 400
+
+
+def test_preferences_have_strict_majorities_only_with_votes_agreement_and_margin(project, staff):
+    items = [
+        *({"pair": "p0", "rater": r, "choice": "b", "strength": s} for r, s in (("x", 1), ("y", 2))),
+        {"pair": "p0", "rater": "z", "choice": "a", "strength": 3},
+        {"pair": "p1", "rater": "x", "choice": "a"},
+        {"pair": "p1", "rater": "y", "choice": "tie"},
+        {"pair": "p2", "rater": "x", "choice": "a"},
+        {"pair": "p2", "rater": "y", "choice": "tie"},
+        {"pair": "p2", "rater": "z", "choice": "tie"},
+    ]
+    staff.post(IMPORT, items, format="json")
+    response = staff.get(EXPORT + "preferences.jsonl")
+    assert response["Content-Disposition"] == 'attachment; filename="ex-preferences.jsonl"'
+    (row,) = jsonl_rows(response)
+    pair = Pair.objects.get(external_id="p0")
+    assert row == {
+        "prompt": pair.prompt,
+        "chosen": pair.response_b,
+        "rejected": pair.response_a,
+        "pair_id": pair.pk,
+        "external_id": "p0",
+        "votes": {"a": 1, "b": 2, "tie": 0},
+        "agreement": 0.667,
+        "margin": 1.5,
+    }
+    (chat,) = jsonl_rows(staff.get(EXPORT + "preferences.jsonl", {"format": "conversational"}))
+    assert chat["prompt"] == [{"role": "user", "content": pair.prompt}]
+    assert chat["chosen"] == [{"role": "assistant", "content": pair.response_b}]
+    assert chat["rejected"] == [{"role": "assistant", "content": pair.response_a}]
+    assert staff.get(EXPORT + "preferences.jsonl", {"format": "chat"}).status_code == 400
+
+
+def test_the_trainer_reads_the_same_pairs_from_both_exports(project, judged, staff, tmp_path, make_rater):
+    more = [make_rater(project) for _ in range(2)]
+    for user in more:
+        for choice in ("left", "left", "right"):
+            judge(project, user, choice, strength=1)
+    (tmp_path / "j.jsonl").write_bytes(body(staff.get(EXPORT + "judgments.jsonl")))
+    (tmp_path / "p.jsonl").write_bytes(body(staff.get(EXPORT + "preferences.jsonl")))
+    from_judgments = read_comparisons(tmp_path / "j.jsonl")
+    from_preferences = read_comparisons(tmp_path / "p.jsonl")
+    assert from_preferences  # something to compare
+    assert from_judgments == from_preferences
+
+
+def test_the_preferences_file_loads_with_datasets_in_the_columns_trl_reads(project, judged, staff, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    staff.post(
+        IMPORT,
+        [{"pair": f"p{i}", "rater": f"x{j}", "choice": "a"} for i in (4, 5) for j in range(2)],
+        format="json",
+    )
+    for form in ("standard", "conversational"):
+        path = tmp_path / f"{form}.jsonl"
+        path.write_bytes(body(staff.get(EXPORT + "preferences.jsonl", {"format": form})))
+        loaded = datasets.load_dataset("json", data_files=str(path), split="train")
+        assert {"prompt", "chosen", "rejected"} <= set(loaded.column_names)
+        assert loaded.num_rows == len(path.read_text().splitlines()) >= 2
+        if form == "conversational":
+            assert loaded[0]["chosen"][0]["role"] == "assistant"
+
+
+def test_the_paginated_list_gives_the_export_rows(project, judged, staff):
+    exported = jsonl_rows(staff.get(EXPORT + "judgments.jsonl"))
+    page = staff.get("/api/v1/projects/ex/judgments/", {"page_size": 4}).json()
+    rows = page["results"]
+    while page["next"]:
+        page = staff.get(page["next"]).json()
+        rows += page["results"]
+    assert rows == exported
+
+
+@pytest.mark.parametrize(
+    "path", ["export/judgments.jsonl", "export/judgments.csv", "export/preferences.jsonl", "judgments/"]
+)
+def test_exports_are_staff_only(project, judged, api, path):
+    url = f"/api/v1/projects/ex/{path}"
+    assert api().get(url).status_code == 401
+    forbidden = api(judged[0]).get(url)
+    assert forbidden.status_code == 403 and forbidden.json()["code"] == "permission_denied"
+    assert api(judged[0]).post(IMPORT, [], format="json").status_code == 403
+
+
+def test_export_queries_do_not_grow_with_rows(project, staff):
+    def queries(path: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = staff.get(EXPORT + path)
+            body(response)
+        return len(captured.captured_queries)
+
+    def add(count: int, offset: int) -> None:
+        items = [
+            {"pair": f"p{i % 6}", "rater": f"r{offset + i}", "choice": "ab"[i % 2]} for i in range(count)
+        ]
+        assert staff.post(IMPORT, items, format="json").status_code == 201
+
+    add(12, 0)
+    few = {path: queries(path) for path in ("judgments.jsonl", "judgments.csv", "preferences.jsonl")}
+    add(3000, 100)  # more rows than one fetch from the server-side cursor
+    many = {path: queries(path) for path in few}
+    assert few == many
+    # token and user, project, then one statement for the rows (judgments.jsonl's COPY runs on the
+    # driver's own cursor, which Django does not count).
+    assert few == {"judgments.jsonl": 2, "judgments.csv": 3, "preferences.jsonl": 3}
+
+
+# Commands
+
+
+def test_export_comparisons_writes_what_the_endpoint_streams(project, judged, staff, tmp_path):
+    for kind, form, url in (
+        ("judgments", "jsonl", "judgments.jsonl"),
+        ("judgments", "csv", "judgments.csv"),
+        ("preferences", "jsonl", "preferences.jsonl"),
+    ):
+        path = tmp_path / f"{kind}.{form}"
+        err = io.StringIO()
+        call_command(
+            "export_comparisons", "ex", "--kind", kind, "--format", form, "-o", str(path), stderr=err
+        )
+        assert path.read_bytes() == body(staff.get(EXPORT + url)), kind
+        assert f"rows written to {path}" in err.getvalue()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_export_comparisons_refuses_bad_arguments_in_a_line(project, tmp_path):
+    for args, message in (
+        (["nope", "--kind", "judgments"], "No project 'nope'"),
+        (["ex", "--kind", "preferences", "--format", "csv"], "--format csv is for --kind judgments"),
+        (["ex", "--kind", "judgments", "--min-votes", "0"], "--min-votes must be at least 1"),
+    ):
+        with pytest.raises(CommandError, match=message):
+            call_command("export_comparisons", *args, "-o", str(tmp_path / "x.jsonl"))
+    with pytest.raises(CommandError, match="is a folder"):
+        call_command("export_comparisons", "ex", "--kind", "judgments", "-o", str(tmp_path))
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_import_judgments_command_imports_and_names_bad_lines(project, tmp_path):
+    good = [{"pair": "p0", "rater": "a1", "choice": "a"}, {"pair": "p1", "rater": "a1", "choice": "tie"}]
+    path = tmp_path / "j.jsonl"
+    path.write_text("\n".join(json.dumps(item) for item in good) + "\n")
+    out = io.StringIO()
+    call_command("import_judgments", "ex", str(path), stdout=out, stderr=io.StringIO())
+    assert "2 judgments created, 1 new imported raters" in out.getvalue()
+    path.write_text(
+        json.dumps({"pair": "p2", "rater": "a1", "choice": "a"}) + "\n\n" + json.dumps(good[0]) + "\n"
+    )
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="Nothing was imported"):
+        call_command("import_judgments", "ex", str(path), stdout=io.StringIO(), stderr=err)
+    assert "line 3: rater:" in err.getvalue()
+    assert Judgment.objects.count() == 2
