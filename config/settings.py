@@ -8,28 +8,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
+from .env import (
+    LOG_LEVELS,
+    env_bool,
+    env_broker,
+    env_choice,
+    env_database,
+    env_dir,
+    env_hosts,
+    env_int,
+    env_origins,
+    env_secret_key,
+)
 
-from .env import env_bool, env_int, env_list, env_str
-
+# Every variable is checked here, at start, with the bounds the README's Configuration table lists: a bad
+# value raises ImproperlyConfigured with one line naming it, which manage.py and config.wsgi print alone.
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("PAIRWISE_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
+VAR_DIR = env_dir("PAIRWISE_VAR_DIR", BASE_DIR / "var", base=BASE_DIR)
 
 DEBUG = env_bool("DEBUG", False)
 
-_secret_key = env_str("SECRET_KEY")
-if not _secret_key:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY is not set. Set it (python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
-            "or set DEBUG=1 for a local development key."
-        )
-    _secret_key = "insecure-development-key-used-only-with-DEBUG=1"
-SECRET_KEY: str = _secret_key
+# SECRET_KEY, else the key scripts/start keeps in var/secret_key, so commands run by hand in a
+# quickstart checkout need nothing exported; outside DEBUG there is no default.
+SECRET_KEY: str = env_secret_key("SECRET_KEY", VAR_DIR / "secret_key", debug=DEBUG)
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+ALLOWED_HOSTS = env_hosts("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -75,10 +79,12 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'pairwise.sqlite3'}") or "",
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
+    "default": env_database(
+        "DATABASE_URL",
+        f"sqlite:///{VAR_DIR / 'pairwise.sqlite3'}",
+        conn_max_age=env_int(
+            "DATABASE_CONN_MAX_AGE", 60, min_value=0, max_value=86_400, note="seconds, up to a day"
+        ),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -114,10 +120,25 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# HTTPS-only settings, off by default because the quickstart serves plain HTTP on localhost: a browser
+# that once saw HSTS refuses plain HTTP on that host for SECURE_HSTS_SECONDS.
+SECURE_HSTS_SECONDS = env_int(
+    "SECURE_HSTS_SECONDS", 0, min_value=0, max_value=63_072_000, note="0 is off; 63072000 is two years"
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Load balancers and container health checks call /healthz over plain HTTP; a redirect would fail them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+if env_bool("BEHIND_HTTPS_PROXY", False):
+    # Only safe when the proxy sets X-Forwarded-Proto itself and drops any a client sends; without it,
+    # a proxy that terminates HTTPS makes every request look like HTTP, and SECURE_SSL_REDIRECT loops.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Largest request body Django reads into memory; pair imports above it get a 413 (see annotation.api).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("PAIRWISE_MAX_REQUEST_BYTES", 50 * 1024 * 1024)
-PAIRWISE_MAX_IMPORT_ITEMS = env_int("PAIRWISE_MAX_IMPORT_ITEMS", 50_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int(
+    "PAIRWISE_MAX_REQUEST_BYTES", 50 * 1024 * 1024, min_value=1024, max_value=1024**3, note="1 KiB to 1 GiB"
+)
+PAIRWISE_MAX_IMPORT_ITEMS = env_int("PAIRWISE_MAX_IMPORT_ITEMS", 50_000, min_value=1, max_value=1_000_000)
 
 _renderers = ["rest_framework.renderers.JSONRenderer"]
 if DEBUG:
@@ -156,8 +177,8 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: Redis when REDIS_URL or CELERY_BROKER_URL is set; otherwise kombu's file-system transport,
 # which needs no server (one machine only).
-REDIS_URL = env_str("REDIS_URL")
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL) or "filesystem://"
+REDIS_URL = env_broker("REDIS_URL", "") or None
+CELERY_BROKER_URL = env_broker("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "celery-broker"
     # kombu expects the folders to exist; make them so a hand-started worker works too.
@@ -190,5 +211,5 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)},
 }
