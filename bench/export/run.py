@@ -101,20 +101,31 @@ def fill(args: argparse.Namespace, slug: str, judgments: int) -> int:
              'model-a', 'model-b', '{{}}', md5(g::text) || md5(g::text), 0, now()
       FROM generate_series(1, {pairs}) g;
     """)  # fmt: skip
+    # Ids of the rows just inserted: one statement's rows get consecutive ids, so judgments can name
+    # them by arithmetic instead of a join (which the planner, with no statistics yet, would nest).
+    first_pair, first_rater = (
+        int(v)
+        for v in psql(
+            args,
+            f"SELECT (SELECT min(id) FROM annotation_pair WHERE project_id = {project}), "
+            f"(SELECT min(id) FROM annotation_rater WHERE imported_into_id = {project})",
+        )
+        .strip()
+        .split("|")
+    )
     psql(args, f"""
     INSERT INTO annotation_judgment (project_id, pair_id, rater_id, choice, strength, rationale, shown_left,
         time_on_task_ms, client_time_ms, created_at)
-      SELECT {project}, p.id, r.id,
+      SELECT {project}, {first_pair} + g % {pairs}, {first_rater} + (g / {pairs}) % {RATERS},
              (ARRAY['a', 'b', 'tie'])[1 + (g % 3)],
              CASE WHEN g % 3 = 2 THEN NULL ELSE 1 + (g % 3) END,
              CASE WHEN g % 10 = 0 THEN 'Clearer, and "shorter".' ELSE '' END,
              (ARRAY['a', 'b'])[1 + (g % 2)], 1000 + (g % 50000), NULL,
              now() - (g || ' seconds')::interval
-      FROM generate_series(0, {judgments} - 1) g
-      JOIN annotation_pair p ON p.project_id = {project} AND p.external_id = 'ext-' || (1 + g % {pairs})
-      JOIN annotation_rater r ON r.imported_into_id = {project} AND r.source_id = 'source-' || (1 + (g / {pairs}) % {RATERS});
+      FROM generate_series(0, {judgments} - 1) g;
     UPDATE annotation_pair p SET judgment_count = c.n
-      FROM (SELECT pair_id, count(*) n FROM annotation_judgment WHERE project_id = {project} GROUP BY pair_id) c
+      FROM (SELECT pair_id, count(*) n FROM annotation_judgment WHERE project_id = {project}
+            GROUP BY pair_id) c
       WHERE p.id = c.pair_id;
     ANALYZE;
     """)  # fmt: skip
