@@ -58,3 +58,35 @@ def test_demo_runs_again_without_duplicating_pairs(db):
     call_command("demo", stdout=out)
     assert Pair.objects.count() == count
     assert f"0 pairs added, {count} already there" in out.getvalue()
+
+
+def test_demo_admin_and_rater_each_get_their_own_password_and_both_log_in(client, db):
+    """Whoever is handed the rater's login must not hold the admin's."""
+    out = io.StringIO()
+    call_command("demo", stdout=out)
+    logins = _logins(out.getvalue())
+    assert set(logins) == {"demo-admin", "demo-rater"}
+    assert logins["demo-admin"] != logins["demo-rater"]
+    assert len(logins["demo-admin"]) >= 16 and len(logins["demo-rater"]) >= 12
+    users = get_user_model().objects
+    assert not users.get(username="demo-admin").check_password(logins["demo-rater"])
+    assert not users.get(username="demo-rater").check_password(logins["demo-admin"])
+    for username, password in logins.items():
+        assert client.login(username=username, password=password), username
+        client.logout()
+    # The admin's login opens the admin pages.
+    response = client.post(
+        "/admin/login/?next=/admin/", {"username": "demo-admin", "password": logins["demo-admin"]}
+    )
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    # Every run makes new ones: a password printed by an earlier start stops working.
+    again = io.StringIO()
+    call_command("demo", stdout=again)
+    assert not users.get(username="demo-admin").check_password(logins["demo-admin"])
+    assert _logins(again.getvalue())["demo-admin"] != logins["demo-admin"]
+
+
+def test_demo_takes_each_password_on_its_own(db):
+    out = io.StringIO()
+    call_command("demo", password="rater-pass-123", admin_password="admin-pass-456", stdout=out)
+    assert _logins(out.getvalue()) == {"demo-admin": "admin-pass-456", "demo-rater": "rater-pass-123"}
