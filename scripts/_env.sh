@@ -11,10 +11,13 @@ install_python_deps() {  # $1: "app" (the app alone) or an extra of pyproject.to
     echo "==> creating .venv with $($PY --version)"
     "$PY" -m venv .venv
   fi
-  local stamp=".venv/.pairwise-installed-$1"
-  if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
-    return
-  fi
+  local stamp=".venv/.pairwise-installed-$1" extra
+  # "app" is in every extra: after scripts/test installed "dev", scripts/start has nothing to install.
+  for extra in "$1" $([ "$1" = app ] && echo dev); do
+    if [ -f ".venv/.pairwise-installed-$extra" ] && [ ".venv/.pairwise-installed-$extra" -nt pyproject.toml ]; then
+      return
+    fi
+  done
   echo "==> installing Python packages (first run takes a few minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet "$TORCH_SPEC"
