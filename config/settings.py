@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI's own files, served from here: /api/docs/ works on an air-gapped network.
+    "drf_spectacular_sidecar",
     "annotation",
 ]
 
@@ -152,12 +154,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": _renderers,
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "annotation.api.parsers.JSONParser",
         "annotation.api.parsers.JSONLinesParser",
+        "annotation.api.parsers.JSONLinesAliasParser",
     ],
     "EXCEPTION_HANDLER": "annotation.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Password guessing on the token endpoint (annotation.api.views.TokenView): 429 with Retry-After.
+    "DEFAULT_THROTTLE_RATES": {"token": "20/minute"},
 }
 
 SPECTACULAR_SETTINGS = {
@@ -167,6 +172,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # API.md: anonymous callers see nothing but the login page and /healthz, the schema included.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # One schema name per vocabulary (annotation.models), wherever a field uses it.
     "ENUM_NAME_OVERRIDES": {
         "Choice": "annotation.models.Choice",
@@ -193,6 +201,15 @@ if CELERY_BROKER_URL == "filesystem://":
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
+# The cache (throttling counts, later cached figures): Redis when it is configured, so that every web
+# process counts the same; otherwise each process's memory.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 # Task state lives in our own tables (training runs), so no result backend is needed.
 CELERY_RESULT_BACKEND = None
 # Acknowledged on receipt by default. Late acknowledgement (redelivery when a worker dies mid-task) is

@@ -16,6 +16,14 @@ from annotation.models import Project
 _counter = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Each test starts with an empty cache (throttle counts included)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def make_user(db: Any) -> Callable[..., Any]:
     def make(username: str | None = None, *, staff: bool = False, password: str = "correct-horse-9") -> Any:

@@ -18,6 +18,7 @@ from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotation import selectors, services
@@ -73,10 +74,17 @@ class TokenView(ApiView):
     permission_classes = [AllowAny]
     # JSON, or a plain form post (`curl -d username=... -d password=...`).
     parser_classes = [JSONParser, FormParser]
+    # Password guessing: a few tries a minute per client address, then 429 with Retry-After.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "token"
 
     @extend_schema(
         request=s.TokenRequestSerializer,
-        responses={200: s.TokenSerializer, 400: _error("Missing fields or wrong credentials.")},
+        responses={
+            200: s.TokenSerializer,
+            400: _error("Missing fields or wrong credentials."),
+            429: _error("Too many tries from this address; the Retry-After header says when to try again."),
+        },
         auth=[],
         summary="Exchange a username and password for an API token",
     )

@@ -373,3 +373,32 @@ def test_import_judgments_command_imports_and_names_bad_lines(project, tmp_path)
         call_command("import_judgments", "ex", str(path), stdout=io.StringIO(), stderr=err)
     assert "line 3: rater:" in err.getvalue()
     assert Judgment.objects.count() == 2
+
+
+# The rest of the error contract
+
+
+def test_token_requests_are_throttled_with_retry_after(api, make_user):
+    make_user("thrower", password="correct-horse-9")
+    client = api()
+    answers = [
+        client.post("/api/v1/auth/token/", {"username": "thrower", "password": f"guess-{i}"}, format="json")
+        for i in range(25)
+    ]
+    statuses = [a.status_code for a in answers]
+    assert statuses[:20] == [400] * 20
+    assert statuses[20:] == [429] * 5
+    assert answers[-1].json()["code"] == "throttled" and int(answers[-1]["Retry-After"]) > 0
+    # Throttled means refused, even with the right password.
+    right = client.post(
+        "/api/v1/auth/token/", {"username": "thrower", "password": "correct-horse-9"}, format="json"
+    )
+    assert right.status_code == 429
+
+
+def test_the_api_docs_need_nothing_from_the_network(client, admin_user):
+    client.force_login(admin_user)
+    page = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in page
+    assert "cdn" not in page.lower() and "https://" not in page
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
