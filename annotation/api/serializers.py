@@ -212,8 +212,14 @@ class JudgmentImportResultSerializer(serializers.Serializer):
     raters_created = serializers.IntegerField(help_text="Imported raters seen for the first time.")
 
 
-class ExportQuerySerializer(serializers.Serializer):
-    """The filters of every export: judgment time in [since, until), pairs with at least min_votes."""
+class ExportQuerySerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+    """The filters of every export: judgment time in [since, until), pairs with at least min_votes.
+
+    An unknown parameter is refused: a typo such as `min_vote=3` would otherwise export everything.
+    """
+
+    # The paginated list's own parameters (IdCursorPagination).
+    _FORM_EXTRAS = frozenset({"cursor", "page_size"})
 
     since = serializers.DateTimeField(required=False, help_text="Judgments made at or after this time.")
     until = serializers.DateTimeField(required=False, help_text="Judgments made before this time.")

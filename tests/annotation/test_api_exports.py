@@ -402,3 +402,11 @@ def test_the_api_docs_need_nothing_from_the_network(client, admin_user):
     assert "swagger-ui" in page
     assert "cdn" not in page.lower() and "https://" not in page
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
+
+
+def test_an_unknown_export_parameter_is_refused(project, staff):
+    for path in ("export/judgments.jsonl", "export/preferences.jsonl", "judgments/"):
+        response = staff.get(f"/api/v1/projects/ex/{path}", {"min_vote": 3})
+        assert response.status_code == 400, path
+        assert response.json()["errors"][0]["field"] == "min_vote"
+    assert staff.get("/api/v1/projects/ex/judgments/", {"page_size": 5}).status_code == 200
