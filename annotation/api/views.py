@@ -208,13 +208,13 @@ _IMPORT_EXAMPLE = [
 ]
 
 
-def _import_items(data: Any) -> list[Any]:
-    """The three body forms: a JSON list, {"pairs": [...]}, or JSON Lines (parsed into a list)."""
+def _import_items(data: Any, what: str) -> list[Any]:
+    """The three body forms of an import: a JSON list, {what: [...]}, or JSON Lines (parsed into a list)."""
     if isinstance(data, list):
         return data
-    if isinstance(data, dict) and set(data) == {"pairs"} and isinstance(data["pairs"], list):
-        return data["pairs"]
-    raise Invalid('The body must be a JSON list of pairs, {"pairs": [...]}, or JSON Lines.')
+    if isinstance(data, dict) and set(data) == {what} and isinstance(data[what], list):
+        return data[what]
+    raise Invalid(f'The body must be a JSON list of {what}, {{"{what}": [...]}}, or JSON Lines.')
 
 
 class PairsView(mixins.ListModelMixin, GenericApiView):
@@ -246,7 +246,7 @@ class PairsView(mixins.ListModelMixin, GenericApiView):
     )
     def post(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
-        result = services.pairs_import(project=project, items=_import_items(request.data))
+        result = services.pairs_import(project=project, items=_import_items(request.data, "pairs"))
         return Response(s.ImportResultSerializer(result).data, status=201)
 
 
@@ -354,7 +354,7 @@ class JudgmentsImportView(ApiView):
     )
     def post(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
-        result = services.judgments_import(project=project, items=_import_items(request.data))
+        result = services.judgments_import(project=project, items=_import_items(request.data, "judgments"))
         return Response(s.JudgmentImportResultSerializer(result).data, status=201)
 
 

@@ -410,3 +410,13 @@ def test_an_unknown_export_parameter_is_refused(project, staff):
         assert response.status_code == 400, path
         assert response.json()["errors"][0]["field"] == "min_vote"
     assert staff.get("/api/v1/projects/ex/judgments/", {"page_size": 5}).status_code == 200
+
+
+def test_judgments_import_takes_the_three_body_forms(project, staff):
+    items = [{"pair": "p0", "rater": f"r{i}", "choice": "a"} for i in range(3)]
+    assert staff.post(IMPORT, {"judgments": items[:1]}, format="json").status_code == 201
+    jsonl = "\n".join(json.dumps(item) for item in items[1:])
+    assert staff.post(IMPORT, jsonl, content_type="application/x-ndjson").status_code == 201
+    wrapped_wrongly = staff.post(IMPORT, {"pairs": items}, format="json")
+    assert wrapped_wrongly.status_code == 400 and '{"judgments": [...]}' in wrapped_wrongly.json()["detail"]
+    assert Judgment.objects.count() == 3
