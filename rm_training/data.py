@@ -7,18 +7,27 @@ Judgments become weighted votes, not one example per judgment. A pair judged 2 t
 exactly (-2 log s(z) - log s(-z) = 3 x [-(2/3) log s(z) - (1/3) log s(-z)]), so training sees the same
 gradient, at one forward pass per pair instead of three, never with the same pair twice in a batch, and the
 vote share is kept for calibration and for accuracy against individual judgments.
+
+Files are read by :mod:`rm_training.jsonl`, the one reader of the API and the commands, and every field
+is checked for type; the first problem is a :class:`DataError` whose one line names the file, the line and
+the field. A response may be empty (real data has empty responses). A pair whose two responses are the same
+text has nothing to prefer: it is dropped, and counted in :class:`ComparisonData` with the pairs that the
+votes rule leaves out, so that no pair disappears without a number saying so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import jsonl
+from .errors import InputError
 from .votes import CHOICES, TiePolicy, Votes, outcome
 
 
@@ -47,49 +56,203 @@ class Comparison:
         return self.votes_chosen + self.votes_rejected
 
 
-class DataError(ValueError):
-    """The input file is not in either of the formats of API.md; the message names the line."""
+class DataError(InputError):
+    """A data file the trainer cannot use. The message is one line that names the file and the line (and
+    the field) when there is one: ``prefs.jsonl: line 3: votes.a: must be ...``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        field: str | None = None,
+        path: str | Path | None = None,
+    ) -> None:
+        self.message, self.line, self.field, self.path = message, line, field, path
+        where = [str(path)] if path is not None else []
+        if line is not None:
+            where.append(f"line {line}")
+        if field:
+            where.append(field)
+        super().__init__(": ".join([*where, message]))
+
+    def in_file(self, path: str | Path) -> DataError:
+        return DataError(self.message, line=self.line, field=self.field, path=path)
+
+
+@dataclass(frozen=True)
+class ComparisonData:
+    """The comparisons a file makes, and what became of its other pairs, so that none is lost unseen."""
+
+    comparisons: list[Comparison]
+    rows: int
+    # Pairs the votes rule (rm_training.votes) leaves out: no side with a strict majority, or no votes.
+    left_out: int = 0
+    # Pairs whose two responses are the same text: there is nothing to prefer, so they are dropped.
+    identical: int = 0
+
+    def usable(self, source: str | Path | None = None) -> list[Comparison]:
+        """The comparisons; a DataError that says where the pairs went when there are none."""
+        if self.comparisons:
+            return self.comparisons
+        if not self.rows:
+            raise DataError("no pairs", path=source)
+        rows = "1 row" if self.rows == 1 else f"{self.rows} rows"
+        losses = [
+            f"{count} {what}"
+            for count, what in (
+                (self.left_out, "left out by the votes rule (no side with a strict majority)"),
+                (self.identical, "with the same text on both sides"),
+            )
+            if count
+        ]
+        raise DataError(f"no usable pairs in {rows}: " + ("; ".join(losses) or "none"), path=source)
+
+
+# Vote counts are at most a PostgreSQL integer, as the judgments they count; beyond it a weight stops
+# being an exact float (and past 1e308 stops being one at all).
+MAX_VOTES = 2**31 - 1
+_CHUNK_BYTES = 1 << 16
+
+
+def read_data(path: str | Path, *, use_votes: bool = True, ties: TiePolicy = "drop") -> ComparisonData:
+    """Read a preferences or a judgments JSONL file (told apart by the first row's fields).
+
+    Every problem is a :class:`DataError` naming the file and the first bad line: text the project's one
+    reader (:mod:`rm_training.jsonl`) refuses, and rows whose fields have the wrong type.
+    """
+    rows = _read_jsonl(Path(path))
+    if not rows:
+        raise DataError("no rows: the file is empty", path=path)
+    number, first = rows[0]
+    try:
+        if "chosen" in first:
+            return _from_preferences(rows, use_votes=use_votes, ties=ties)
+        if "choice" in first:
+            return _from_judgments(rows, use_votes=use_votes, ties=ties)
+    except DataError as error:
+        raise error.in_file(path) from None
+    raise DataError(
+        "neither a preferences row (prompt, chosen, rejected) "
+        "nor a judgments row (pair_id, response_a, response_b, choice)",
+        line=number,
+        path=path,
+    )
 
 
 def read_comparisons(
     path: str | Path, *, use_votes: bool = True, ties: TiePolicy = "drop"
 ) -> list[Comparison]:
-    """Read a preferences or a judgments JSONL file (told apart by the first row's fields)."""
-    rows = list(_read_jsonl(Path(path)))
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    first = rows[0][1]
-    if "chosen" in first:
-        return comparisons_from_preferences(rows, use_votes=use_votes, ties=ties)
-    if "choice" in first:
-        return comparisons_from_judgments(rows, use_votes=use_votes, ties=ties)
-    raise DataError(
-        f"{path}:{rows[0][0]}: neither a preferences row (prompt, chosen, rejected) "
-        "nor a judgments row (pair_id, response_a, response_b, choice)"
-    )
+    """The comparisons of :func:`read_data`, without the counts of the pairs left out."""
+    return read_data(path, use_votes=use_votes, ties=ties).comparisons
 
 
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: a row must be a JSON object")
-            yield number, row
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of every non-blank line, read by rm_training.jsonl so that the trainer refuses
+    what the API and the commands refuse, in the same words."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        with path.open("rb") as stream:
+            for line in jsonl.read_lines(iter(lambda: stream.read(_CHUNK_BYTES), b"")):
+                if line.error is not None:
+                    raise DataError(line.error, line=line.number, field=line.field, path=path)
+                if not isinstance(line.value, dict):
+                    raise DataError(
+                        f"a row must be a JSON object, not {_kind(line.value)}", line=line.number, path=path
+                    )
+                rows.append((line.number, line.value))
+    except IsADirectoryError:
+        raise DataError("a directory, not a JSON Lines file", path=path) from None
+    except FileNotFoundError:
+        raise DataError("no such file", path=path) from None
+    except OSError as error:
+        raise DataError(f"cannot be read: {error.strerror or error}", path=path) from None
+    return rows
 
 
-def _text(row: dict[str, Any], key: str, number: int, *, required: bool = True) -> str:
-    value = row.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value):
-        raise DataError(f"line {number}: '{key}' must be a non-empty string")
+def _kind(value: Any) -> str:
+    """What a JSON value is, for a message, without echoing a long value into it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        text = repr(value)
+        return f"the number {text if len(text) <= 20 else text[:17] + '...'}"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 20 else repr(value[:17]) + "..."
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _text(row: dict[str, Any], key: str, number: int, *, optional: bool = False) -> str:
+    """A string field. Empty is allowed (real data has empty responses); missing is allowed only for an
+    optional field (the prompt), and null counts as missing there."""
+    if key not in row or (optional and row[key] is None):
+        if optional:
+            return ""
+        raise DataError("missing", line=number, field=key)
+    value = row[key]
+    if not isinstance(value, str):
+        raise DataError(f"must be a string, not {_kind(value)}", line=number, field=key)
     return value
+
+
+def _number(row: dict[str, Any], key: str, number: int) -> float | None:
+    """An optional non-negative number (a margin, a strength); None when absent or null."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"must be a number, not {_kind(value)}", line=number, field=key)
+    try:
+        result = float(value)
+    except OverflowError:
+        raise DataError("is too large for a number", line=number, field=key) from None
+    # The reader refuses NaN and infinities in files; rows built in Python reach here too.
+    if not math.isfinite(result) or result < 0:
+        raise DataError(f"must be a finite number of at least 0, not {_kind(value)}", line=number, field=key)
+    return result
+
+
+def _votes(row: dict[str, Any], number: int) -> Votes:
+    """A preferences row's vote counts; a row without them is one vote for chosen."""
+    raw = row.get("votes")
+    if raw is None:
+        return Votes(a=1)
+    if not isinstance(raw, dict):
+        raise DataError(
+            f"must be an object of counts a, b, tie, not {_kind(raw)}", line=number, field="votes"
+        )
+    unknown = sorted(set(raw) - set(CHOICES))
+    if unknown:
+        raise DataError(
+            f"unknown choice {_kind(unknown[0])}: the counts are a, b and tie", line=number, field="votes"
+        )
+    counts: dict[str, int] = {}
+    for choice in CHOICES:
+        value = raw.get(choice, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VOTES:
+            raise DataError(
+                f"must be a whole number from 0 to {MAX_VOTES}, not {_kind(value)}",
+                line=number,
+                field=f"votes.{choice}",
+            )
+        counts[choice] = value
+    return Votes(**counts)
+
+
+def _identity(row: dict[str, Any], number: int) -> str | None:
+    """The pair's id: pair_id, else external_id; None when neither is given (or both are empty)."""
+    identity = None
+    for key in ("pair_id", "external_id"):
+        value = row.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise DataError(f"must be a string or an integer, not {_kind(value)}", line=number, field=key)
+        if identity is None and value != "":
+            identity = str(value)
+    return identity
 
 
 def _comparison(
@@ -128,60 +291,82 @@ def comparisons_from_preferences(
 ) -> list[Comparison]:
     """Rows of the preferences export (or any TRL-style prompt/chosen/rejected file).
 
-    ``votes`` and ``margin`` are optional; a row without votes is one vote for chosen.
-    """
+    ``votes`` and ``margin`` are optional; a row without votes is one vote for chosen. A row whose two
+    responses are the same text is dropped (see :class:`ComparisonData`)."""
+    return _from_preferences(rows, use_votes=use_votes, ties=ties).comparisons
+
+
+def _from_preferences(
+    rows: Sequence[tuple[int, dict[str, Any]]], *, use_votes: bool, ties: TiePolicy
+) -> ComparisonData:
     comparisons = []
+    left_out = identical = 0
     for number, row in rows:
-        prompt = _text(row, "prompt", number, required=False)
+        prompt = _text(row, "prompt", number, optional=True)
         chosen, rejected = _text(row, "chosen", number), _text(row, "rejected", number)
-        votes = row.get("votes") or {"a": 1, "b": 0, "tie": 0}
-        if not isinstance(votes, dict) or not all(
-            isinstance(votes.get(k, 0), int) and votes.get(k, 0) >= 0 for k in CHOICES
-        ):
-            raise DataError(f"line {number}: 'votes' must be an object of non-negative counts a, b, tie")
+        votes = _votes(row, number)
+        margin = _number(row, "margin", number)
+        pair_id = _identity(row, number)
+        if chosen == rejected:
+            identical += 1
+            continue
         # The export orients rows so that chosen is the majority, whichever of a/b it was.
-        high, low = max(votes.get("a", 0), votes.get("b", 0)), min(votes.get("a", 0), votes.get("b", 0))
-        margin = row.get("margin")
-        if margin is not None and not isinstance(margin, int | float):
-            raise DataError(f"line {number}: 'margin' must be a number")
-        pair_id = row.get("pair_id", row.get("external_id"))
         comparison = _comparison(
             prompt=prompt,
             text_a=chosen,
             text_b=rejected,
-            votes=Votes(a=high, b=low, tie=votes.get("tie", 0)),
-            margins={"a": None if margin is None else float(margin), "b": None},
-            pair_id=None if pair_id is None else str(pair_id),
+            votes=Votes(a=max(votes.a, votes.b), b=min(votes.a, votes.b), tie=votes.tie),
+            margins={"a": margin, "b": None},
+            pair_id=pair_id,
             use_votes=use_votes,
             ties=ties,
         )
-        if comparison is not None:
+        if comparison is None:
+            left_out += 1
+        else:
             comparisons.append(comparison)
-    return comparisons
+    return ComparisonData(comparisons, rows=len(rows), left_out=left_out, identical=identical)
 
 
 def comparisons_from_judgments(
     rows: Sequence[tuple[int, dict[str, Any]]], *, use_votes: bool = True, ties: TiePolicy = "drop"
 ) -> list[Comparison]:
-    """Rows of the judgments export, one per judgment, grouped into one comparison per pair."""
+    """Rows of the judgments export, one per judgment, grouped into one comparison per pair. A pair whose
+    two responses are the same text is dropped (see :class:`ComparisonData`)."""
+    return _from_judgments(rows, use_votes=use_votes, ties=ties).comparisons
+
+
+def _from_judgments(
+    rows: Sequence[tuple[int, dict[str, Any]]], *, use_votes: bool, ties: TiePolicy
+) -> ComparisonData:
     pairs: dict[str, dict[str, Any]] = {}
     votes: dict[str, dict[str, int]] = defaultdict(lambda: {"a": 0, "b": 0, "tie": 0})
     strengths: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"a": [], "b": []})
     for number, row in rows:
-        prompt = _text(row, "prompt", number, required=False)
+        prompt = _text(row, "prompt", number, optional=True)
         text_a, text_b = _text(row, "response_a", number), _text(row, "response_b", number)
         choice = row.get("choice")
-        if choice not in CHOICES:
-            raise DataError(f"line {number}: 'choice' must be 'a', 'b' or 'tie'")
-        identity = row.get("pair_id", row.get("external_id"))
-        key = _digest([prompt, text_a, text_b]) if identity in (None, "") else str(identity)
-        pairs.setdefault(key, {"prompt": prompt, "a": text_a, "b": text_b})
+        if not isinstance(choice, str) or choice not in CHOICES:
+            raise DataError(f"must be 'a', 'b' or 'tie', not {_kind(choice)}", line=number, field="choice")
+        strength = _number(row, "strength", number)
+        identity = _identity(row, number)
+        key = _digest([prompt, text_a, text_b]) if identity is None else identity
+        pair = pairs.setdefault(key, {"prompt": prompt, "a": text_a, "b": text_b, "line": number})
+        if (pair["prompt"], pair["a"], pair["b"]) != (prompt, text_a, text_b):
+            # Two texts under one id: which one the votes were for cannot be told, so neither is guessed.
+            raise DataError(
+                f"pair {_kind(key)} has a different prompt or responses than on line {pair['line']}",
+                line=number,
+            )
         votes[key][choice] += 1
-        strength = row.get("strength")
-        if choice != "tie" and isinstance(strength, int | float) and not isinstance(strength, bool):
-            strengths[key][choice].append(float(strength))
+        if choice != "tie" and strength is not None:
+            strengths[key][choice].append(strength)
     comparisons = []
+    left_out = identical = 0
     for key, pair in pairs.items():
+        if pair["a"] == pair["b"]:
+            identical += 1
+            continue
         comparison = _comparison(
             prompt=pair["prompt"],
             text_a=pair["a"],
@@ -193,9 +378,18 @@ def comparisons_from_judgments(
             use_votes=use_votes,
             ties=ties,
         )
-        if comparison is not None:
+        if comparison is None:
+            left_out += 1
+        else:
             comparisons.append(comparison)
-    return comparisons
+    return ComparisonData(comparisons, rows=len(rows), left_out=left_out, identical=identical)
+
+
+def drop_identical(comparisons: Sequence[Comparison]) -> tuple[list[Comparison], int]:
+    """The comparisons whose two responses differ as text, and how many did not: for examples given in
+    Python, which :func:`read_data` has not sorted."""
+    kept = [c for c in comparisons if c.chosen != c.rejected]
+    return kept, len(comparisons) - len(kept)
 
 
 def split_by_prompt(

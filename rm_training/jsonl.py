@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,10 @@ def loads(text: str) -> Any:
         raise
     except json.JSONDecodeError as exc:
         raise JSONError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError:
+        # int() refuses integers longer than sys.get_int_max_str_digits() (a guard against slow parsing)
+        # with a plain ValueError, which would otherwise escape every caller as a crash.
+        raise JSONError(f"a number has more than {sys.get_int_max_str_digits()} digits") from None
     except RecursionError:
         raise JSONError(f"nested more than {MAX_DEPTH} levels deep") from None
     return value

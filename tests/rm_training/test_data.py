@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from rm_training.data import Comparison, DataError, rater_agreement, read_comparisons, split_by_prompt
+from rm_training.data import (
+    Comparison,
+    DataError,
+    rater_agreement,
+    read_comparisons,
+    read_data,
+    split_by_prompt,
+)
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -114,6 +121,202 @@ def test_a_bad_row_names_its_line(tmp_path: Path) -> None:
     path.write_text('{"prompt": "p", "text": "neither format"}\n')
     with pytest.raises(DataError, match="neither"):
         read_comparisons(path)
+
+
+GOOD_ROW = b'{"prompt": "p", "chosen": "x", "rejected": "y"}\n'
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"prompt": "\xff", "chosen": "x", "rejected": "y"}', "not UTF-8 text (byte 0xff"),
+        (b'{"prompt": "p", "chosen": "x", "rejected": "y", "margin": NaN}', "NaN is not a JSON number"),
+        (b'{"prompt": "p", "chosen": "x", "rejected": "y", "margin": -Infinity}', "-Infinity is not a JSON"),
+        (
+            b'{"prompt": "p", "chosen": "x", "rejected": "y", "margin": 1e400}',
+            "the number 1e400 is too large",
+        ),
+        (b'{"prompt": "p", "chosen": "x", "rejected": "y", "margin": ' + b"9" * 5000 + b"}", "digits"),
+        (b'{"prompt": "p", "chosen": "x\\u0000", "rejected": "y"}', "chosen: the text holds a NUL"),
+        (
+            b'{"prompt": "p", "chosen": "x", "rejected": "y", "votes": {"a\\u0000": 1}}',
+            "votes.a\\x00: the key",
+        ),
+        (b'{"prompt": "\\ud800", "chosen": "x", "rejected": "y"}', "prompt: the text holds a lone UTF-16"),
+        (
+            b'{"prompt": "p", "chosen": "x", "rejected": "y", "tags": ' + b"[" * 100 + b"]" * 100 + b"}",
+            "nested",
+        ),
+        (b'{"prompt": "p", "chosen": "x", "rejected": "y"', "not valid JSON"),
+        (b'["p", "x", "y"]', "a row must be a JSON object, not a list"),
+        (b'"p"', "a row must be a JSON object, not 'p'"),
+    ],
+)
+def test_values_the_reader_refuses_name_the_file_and_line(tmp_path: Path, line: bytes, message: str) -> None:
+    """The trainer reads with rm_training.jsonl: the API's and the commands' refusals, in their words."""
+    path = tmp_path / "prefs.jsonl"
+    path.write_bytes(GOOD_ROW + b"\n" + line + b"\n" + GOOD_ROW)
+    with pytest.raises(DataError) as raised:
+        read_comparisons(path)
+    assert str(raised.value).startswith(f"{path}: line 3: ")
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_byte_order_mark_and_blank_lines_are_read_past(tmp_path: Path) -> None:
+    path = tmp_path / "prefs.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD_ROW + b"\n  \n" + GOOD_ROW.replace(b'"p"', b'"q"'))
+    assert [c.prompt for c in read_comparisons(path)] == ["p", "q"]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"votes": {"a": True, "b": 0}}, "votes.a: must be a whole number from 0 to 2147483647, not true"),
+        (
+            {"votes": {"a": 2, "b": -1}},
+            "votes.b: must be a whole number from 0 to 2147483647, not the number -1",
+        ),
+        ({"votes": {"a": 1.5}}, "votes.a: must be a whole number"),
+        ({"votes": {"a": 2.0}}, "votes.a: must be a whole number"),
+        ({"votes": {"a": "2"}}, "votes.a: must be a whole number"),
+        ({"votes": {"a": 2**31}}, "votes.a: must be a whole number"),
+        ({"votes": {"A": 2}}, "votes: unknown choice 'A'"),
+        ({"votes": [2, 1, 0]}, "votes: must be an object of counts a, b, tie, not a list"),
+        ({"margin": "1.5"}, "margin: must be a number, not '1.5'"),
+        ({"margin": True}, "margin: must be a number, not true"),
+        ({"margin": -1}, "margin: must be a finite number of at least 0"),
+        ({"margin": 10**400}, "margin: is too large for a number"),
+        ({"prompt": 5}, "prompt: must be a string, not the number 5"),
+        ({"prompt": ["p"]}, "prompt: must be a string, not a list"),
+        ({"chosen": None}, "chosen: must be a string, not null"),
+        ({"rejected": {"text": "y"}}, "rejected: must be a string, not an object"),
+        ({"pair_id": 1.5}, "pair_id: must be a string or an integer"),
+        ({"external_id": False}, "external_id: must be a string or an integer"),
+    ],
+)
+def test_a_preferences_field_of_the_wrong_type_names_its_line(
+    tmp_path: Path, row: dict[str, Any], message: str
+) -> None:
+    path = write_jsonl(
+        tmp_path / "prefs.jsonl",
+        [
+            {"prompt": "p", "chosen": "x", "rejected": "y"},
+            {"prompt": "q", "chosen": "x", "rejected": "y"} | row,
+        ],
+    )
+    with pytest.raises(DataError) as raised:
+        read_comparisons(path)
+    assert str(raised.value).startswith(f"{path}: line 2: {message}")
+
+
+def test_a_missing_response_is_refused(tmp_path: Path) -> None:
+    for key in ("chosen", "rejected"):
+        row = {"prompt": "p", "chosen": "x", "rejected": "y"}
+        del row[key]
+        path = write_jsonl(tmp_path / "prefs.jsonl", [{"prompt": "p", "chosen": "x", "rejected": "y"}, row])
+        with pytest.raises(DataError, match=f"line 2: {key}: missing"):
+            read_comparisons(path)
+    for key in ("response_a", "response_b"):
+        row = judgment(1, "r1", "a")
+        del row[key]
+        with pytest.raises(DataError, match=f"line 2: {key}: missing"):
+            read_comparisons(write_jsonl(tmp_path / "j.jsonl", [judgment(1, "r2", "a"), row]))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"choice": "A"}, "choice: must be 'a', 'b' or 'tie', not 'A'"),
+        ({"choice": ["a"]}, "choice: must be 'a', 'b' or 'tie', not a list"),
+        ({"choice": None}, "choice: must be 'a', 'b' or 'tie', not null"),
+        ({"strength": "3"}, "strength: must be a number, not '3'"),
+        ({"strength": True}, "strength: must be a number, not true"),
+        ({"strength": -2}, "strength: must be a finite number of at least 0, not the number -2"),
+        ({"response_a": 7}, "response_a: must be a string, not the number 7"),
+        ({"pair_id": {"id": 1}}, "pair_id: must be a string or an integer, not an object"),
+        ({"response_b": "another text"}, "pair '1' has a different prompt or responses than on line 1"),
+    ],
+)
+def test_a_judgments_field_of_the_wrong_type_names_its_line(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    path = write_jsonl(tmp_path / "j.jsonl", [judgment(1, "r1", "a"), judgment(1, "r2", "b") | change])
+    with pytest.raises(DataError) as raised:
+        read_comparisons(path)
+    assert str(raised.value) == f"{path}: line 2: {message}"
+
+
+def test_a_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_text("\n \n")
+    for path, message in [
+        (tmp_path / "missing.jsonl", "no such file"),
+        (tmp_path, "a directory, not a JSON Lines file"),
+        (tmp_path / "empty.jsonl", "no rows: the file is empty"),
+    ]:
+        with pytest.raises(DataError) as raised:
+            read_comparisons(path)
+        assert str(raised.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"prompt": "p", "chosen": "", "rejected": "a real answer"},
+        {"prompt": "p", "chosen": "a real answer", "rejected": ""},
+        {"prompt": "", "chosen": "x", "rejected": "y"},
+        {"chosen": "x", "rejected": "y"},
+        {"prompt": None, "chosen": "", "rejected": "y"},
+    ],
+)
+def test_empty_responses_and_prompts_are_accepted(tmp_path: Path, row: dict[str, Any]) -> None:
+    (comparison,) = read_comparisons(write_jsonl(tmp_path / "prefs.jsonl", [row]))
+    assert (comparison.prompt, comparison.chosen, comparison.rejected) == (
+        row.get("prompt") or "",
+        row["chosen"],
+        row["rejected"],
+    )
+
+
+def test_an_empty_response_in_judgments_is_accepted(tmp_path: Path) -> None:
+    rows = [judgment(1, "r1", "b") | {"response_a": ""}, judgment(1, "r2", "b") | {"response_a": ""}]
+    (comparison,) = read_comparisons(write_jsonl(tmp_path / "j.jsonl", rows))
+    assert (comparison.chosen, comparison.rejected, comparison.weight) == ("b1", "", 2.0)
+
+
+def test_pairs_with_the_same_text_on_both_sides_are_dropped_and_counted(tmp_path: Path) -> None:
+    preferences = write_jsonl(
+        tmp_path / "prefs.jsonl",
+        [
+            {"prompt": "p", "chosen": "same", "rejected": "same"},
+            {"prompt": "q", "chosen": "", "rejected": ""},
+            {"prompt": "r", "chosen": "x", "rejected": "y"},
+            {"prompt": "s", "chosen": "x", "rejected": "y", "votes": {"a": 1, "b": 1}},
+        ],
+    )
+    data = read_data(preferences)
+    assert [c.prompt for c in data.comparisons] == ["r"]
+    assert (data.rows, data.identical, data.left_out) == (4, 2, 1)
+
+    rows = [judgment(1, "r1", "a"), judgment(1, "r2", "b"), judgment(2, "r1", "a"), judgment(2, "r2", "a")]
+    rows[2:] = [row | {"response_b": row["response_a"]} for row in rows[2:]]
+    data = read_data(write_jsonl(tmp_path / "j.jsonl", rows))
+    assert (data.comparisons, data.rows, data.identical, data.left_out) == ([], 4, 1, 1)
+
+
+def test_a_file_without_usable_pairs_says_where_they_went(tmp_path: Path) -> None:
+    for rows, message in [
+        ([{"prompt": "p", "chosen": "x", "rejected": "x"}], "no usable pairs in 1 row: 1 with the same text"),
+        (
+            [{"prompt": "p", "chosen": "x", "rejected": "y", "votes": {"a": 1, "b": 1}}] * 2,
+            "no usable pairs in 2 rows: 2 left out by the votes rule",
+        ),
+    ]:
+        path = write_jsonl(tmp_path / "prefs.jsonl", rows)
+        data = read_data(path)
+        with pytest.raises(DataError) as raised:
+            data.usable(path)
+        assert str(raised.value).startswith(f"{path}: {message}")
 
 
 def comparisons_with_shared_prompts() -> list[Comparison]:
