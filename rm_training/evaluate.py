@@ -4,10 +4,16 @@ calibration and the spread of the rewards.
 Equal scores count half in every accuracy: a model that cannot tell two responses apart is right half
 the time in expectation, so a constant model scores exactly 0.5, never 0 or 1. Pairs judged a tie are left
 out of the pair accuracies (neither side is right) but their decisive votes count in judgment accuracy.
+
+Whether two scores are equal is decided on the model's inputs, not on floats: a pair whose two sides
+encode to the same tokens (an uncased tokenizer folds their only difference away, or truncation cuts it
+off) is a tie in score, its margin exactly 0, even when batching with different padding makes the two
+rewards differ in the eighth decimal.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,12 +21,14 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from .data import Comparison, rater_agreement, read_comparisons
+from .data import Comparison, rater_agreement, read_data
 from .loss import bradley_terry_loss
 from .model import load_trained, rewards_from
 from .tokenization import EncodedPair, EncodedSequence, PairEncoder
 
 ECE_BINS = 10
+
+logger = logging.getLogger("rm_training")
 
 
 @torch.no_grad()
@@ -59,10 +67,16 @@ def evaluate_pairs(
     batch_size: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Score both sides of every pair and compute :func:`reward_metrics`."""
+    """Score both sides of every pair and compute :func:`reward_metrics`; a pair whose sides encode
+    the same is a tie in score."""
     sequences = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     rewards = compute_rewards(model, encoder, sequences, batch_size=batch_size, device=device)
-    return reward_metrics([p.comparison for p in pairs], rewards[: len(pairs)], rewards[len(pairs) :])
+    return reward_metrics(
+        [p.comparison for p in pairs],
+        rewards[: len(pairs)],
+        rewards[len(pairs) :],
+        identical=[p.identical for p in pairs],
+    )
 
 
 def _credit(z: torch.Tensor) -> torch.Tensor:
@@ -75,9 +89,16 @@ def _mean(values: torch.Tensor, mask: torch.Tensor) -> float | None:
 
 
 def reward_metrics(
-    comparisons: Sequence[Comparison], r_chosen: torch.Tensor, r_rejected: torch.Tensor
+    comparisons: Sequence[Comparison],
+    r_chosen: torch.Tensor,
+    r_rejected: torch.Tensor,
+    *,
+    identical: Sequence[bool] | None = None,
 ) -> dict[str, Any]:
     """Metrics from the rewards of each pair's chosen and rejected response.
+
+    ``identical[i]``: pair i's two sides are the same model input, so its rewards are equal whatever the
+    floats say; its rejected reward is taken to be its chosen one.
 
     - ``loss``: the Bradley-Terry loss towards the data's targets (vote shares, ties at 0.5), weighted
       by votes, without margin or centering, so that it compares across loss options.
@@ -93,6 +114,12 @@ def reward_metrics(
     if n == 0:
         raise ValueError("no pairs to evaluate")
     r_chosen, r_rejected = r_chosen.float(), r_rejected.float()
+    same = (
+        torch.zeros(n, dtype=torch.bool)
+        if identical is None
+        else torch.tensor(list(identical), dtype=torch.bool)
+    )
+    r_rejected = torch.where(same, r_chosen, r_rejected)
     z = r_chosen - r_rejected
     target = torch.tensor([c.target for c in comparisons])
     weight = torch.tensor([c.weight for c in comparisons])
@@ -136,6 +163,7 @@ def reward_metrics(
         "pairs_unanimous": int((several & (minority == 0)).sum()),
         "pairs_split": int((several & (minority > 0)).sum()),
         "judgments": int(judgments),
+        "pairs_identical_tokens": int(same.sum()),
     }
 
 
@@ -150,11 +178,27 @@ def evaluate_model_dir(
     """Metrics of a trained model directory on every pair of a preferences or judgments file.
 
     The data is read with the options the model was trained with (votes, ties), from its saved config.
+    Pairs with the same text on both sides are dropped and counted (``pairs_identical_text``), as are
+    those the votes rule leaves out (``pairs_left_out_by_votes``); pairs whose sides encode the same
+    are scored as ties and counted (``pairs_identical_tokens``).
     """
     trained = load_trained(model_dir, device, max_length=max_length)
     config, encoder = trained.config, trained.encoder
-    comparisons = read_comparisons(data_path, use_votes=config.use_votes, ties=config.ties)
-    pairs = encoder.encode_pairs(comparisons)
+    data = read_data(data_path, use_votes=config.use_votes, ties=config.ties)
+    pairs = encoder.encode_pairs(data.usable(data_path))
     metrics = evaluate_pairs(trained.model, encoder, pairs, batch_size=batch_size, device=trained.device)
     metrics["pairs_truncated"] = sum(p.truncated for p in pairs)
+    metrics["pairs_identical_text"] = data.identical
+    metrics["pairs_left_out_by_votes"] = data.left_out
+    if data.identical:
+        logger.warning(
+            "%d pair(s) with the same text on both sides dropped: nothing to prefer", data.identical
+        )
+    if metrics["pairs_identical_tokens"]:
+        logger.warning(
+            "%d pair(s) encode to the same tokens on both sides (the tokenizer folds case, or max_length %d "
+            "cuts off the difference): scored as ties",
+            metrics["pairs_identical_tokens"],
+            encoder.max_length,
+        )
     return metrics

@@ -37,7 +37,10 @@ class EpochSummary(TypedDict):
 
 @dataclass
 class Counts:
-    train_pairs: int
+    """How many pairs went where. Every pair of the data is trained on, held out, or counted as left out
+    here. The fields with defaults came later: a metrics.json written before them reads as zeros."""
+
+    train_pairs: int  # trained on: the training split less its pairs that encode the same on both sides
     train_tokens: int
     eval_pairs: int
     pairs_truncated: int  # over train and eval
@@ -45,12 +48,20 @@ class Counts:
     eval_pairs_unanimous: int
     eval_pairs_split: int
     eval_judgments: int
+    # Left out when the data was read: no side with a strict majority (rm_training.votes).
+    pairs_left_out_by_votes: int = 0
+    # Dropped when the data was read: the same text on both sides, so nothing to prefer.
+    pairs_identical_text: int = 0
+    # Both sides encode to the same tokens (an uncased tokenizer, or truncation at max_length): the
+    # model cannot tell them apart. Left out of training (their gradient is zero); scored as ties held out.
+    train_pairs_identical_tokens: int = 0
+    eval_pairs_identical_tokens: int = 0
 
 
 @dataclass
 class DatasetSummary:
-    pairs: int
-    train: int
+    pairs: int  # usable pairs: those read less the ones counted as left out or dropped in Counts
+    train: int  # the training split, before its pairs that encode the same on both sides are left out
     eval: int
     sha256: str  # rm_training.data.dataset_digest of every pair, so a run names the data it saw
 

@@ -56,6 +56,11 @@ def write_model_card(directory: Path, *, config: TrainingConfig, metrics: Traini
         "## Data",
         "",
         f"- pairs: {dataset.pairs} (train {dataset.train}, held out {dataset.eval}, split by prompt)",
+        f"- left out when read: {counts.pairs_left_out_by_votes} by the votes rule (no side with a strict "
+        f"majority), {counts.pairs_identical_text} with the same text on both sides",
+        f"- pairs whose two sides encode to the same tokens (case folded by the tokenizer, or the "
+        f"difference cut off at {config.max_length} tokens): {counts.train_pairs_identical_tokens} left out "
+        f"of training, {counts.eval_pairs_identical_tokens} held out and scored as ties",
         f"- pairs truncated to {config.max_length} tokens: {counts.pairs_truncated} "
         f"(of which with a response cut: {counts.responses_truncated})",
         f"- data sha256: `{dataset.sha256}`",

@@ -24,6 +24,7 @@ from tokenizers import Encoding, Tokenizer
 from transformers import PreTrainedTokenizerBase
 
 from .data import Comparison
+from .errors import InputError
 
 DECODER_SEPARATOR = "\n\n"
 
@@ -53,6 +54,16 @@ class EncodedPair:
     @property
     def response_truncated(self) -> bool:
         return self.chosen.response_truncated or self.rejected.response_truncated
+
+    @property
+    def identical(self) -> bool:
+        """Whether both sides encode to the same model input (an uncased tokenizer folds their only
+        difference away, or truncation cuts it off). Their rewards are then equal by construction, so
+        such a pair is a tie in score, and its Bradley-Terry gradient is exactly zero."""
+        return (self.chosen.input_ids, self.chosen.token_type_ids) == (
+            self.rejected.input_ids,
+            self.rejected.token_type_ids,
+        )
 
 
 class PairTargets(NamedTuple):
@@ -85,7 +96,10 @@ class PairEncoder:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int) -> None:
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
-            raise ValueError("rm_training needs a fast (tokenizers-backed) tokenizer")
+            raise InputError(
+                f"{tokenizer.name_or_path}: rm_training needs a fast tokenizer (a tokenizer.json), and this "
+                "one is not"
+            )
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; load it through rm_training.model")
         # A private copy without the padding/truncation that some tokenizer.json files switch on
@@ -102,7 +116,9 @@ class PairEncoder:
         )
         self.budget = max_length - special_pair
         if self.budget < 2:
-            raise ValueError(f"max_length {max_length} leaves no room for text")
+            raise InputError(
+                f"max_length {max_length} leaves no room for text: the template takes {special_pair}"
+            )
 
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[EncodedSequence]:
         # One Encoding per use, even for a repeated prompt: truncation cuts encodings in place.

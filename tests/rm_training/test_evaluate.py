@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -61,3 +63,27 @@ def test_reward_mean_and_spread_cover_both_sides() -> None:
     assert metrics["reward_std"] == pytest.approx(
         torch.tensor([1.0, 3.0, -1.0, -3.0]).std(unbiased=False).item()
     )
+
+
+@pytest.mark.parametrize("noise", [1e-8, -1e-8, 3e-7, 0.0])
+def test_pairs_whose_sides_are_the_same_input_are_ties_whatever_the_floats_say(noise: float) -> None:
+    """Batched padding can make two identical inputs differ in the eighth decimal; they are still a tie."""
+    comparisons = [pair(), pair(), pair(2, 1), pair()]
+    r_chosen = torch.tensor([0.3, -1.0, 2.0, 1.0])
+    r_rejected = torch.tensor([0.3 + noise, -1.0 - noise, 2.0 + noise, 0.0])
+    metrics = reward_metrics(comparisons, r_chosen, r_rejected, identical=[True, True, True, False])
+    # Three ties at half credit and one right: 2.5 / 4, the same for every noise.
+    assert metrics["accuracy"] == pytest.approx(2.5 / 4)
+    assert metrics["mean_margin"] == pytest.approx(1.0 / 4)
+    assert metrics["pairs_identical_tokens"] == 3
+    # Judgments: 1 + 1 + (2 + 1) at half credit, and 1 agreed with: 3.5 of 6.
+    assert metrics["judgment_accuracy"] == pytest.approx(3.5 / 6)
+    only_ties = reward_metrics(comparisons[:2], r_chosen[:2], r_rejected[:2], identical=[True, True])
+    assert only_ties["accuracy"] == 0.5
+    assert only_ties["loss"] == pytest.approx(math.log(2), abs=1e-7)
+
+
+def test_without_the_inputs_equal_floats_still_count_half_and_unequal_ones_do_not() -> None:
+    metrics = reward_metrics([pair(), pair()], torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0 + 1e-6]))
+    assert metrics["accuracy"] == pytest.approx(0.25)
+    assert metrics["pairs_identical_tokens"] == 0

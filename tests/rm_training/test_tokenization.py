@@ -13,6 +13,8 @@ from rm_training.evaluate import compute_rewards
 from rm_training.model import load_reward_model, load_tokenizer
 from rm_training.tokenization import EncodedPair, EncodedSequence, PairEncoder, length_grouped_batches
 
+from .conftest import word_level_tokenizer
+
 
 def test_a_long_prompt_is_cut_from_the_left_and_the_response_kept(
     bert_tokenizer: PreTrainedTokenizerFast,
@@ -125,3 +127,36 @@ def test_decoder_with_pad_equal_to_eos_reads_the_last_real_token(tiny_gpt2_dir: 
     assert batched[0].item() != batched[1].item()
     torch.testing.assert_close(batched, torch.tensor(alone), rtol=1e-5, atol=1e-5)
     assert tokenizer.eos_token_id not in chosen.input_ids + rejected.input_ids  # no EOS appended
+
+
+def test_sides_that_differ_only_in_case_are_the_same_input_for_an_uncased_tokenizer(
+    bert_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    encoder = PairEncoder(bert_tokenizer, max_length=64)
+    pairs = encoder.encode_pairs(
+        [
+            Comparison(prompt="Is it?", chosen="YES, it is.", rejected="yes, it is."),
+            Comparison(prompt="Name?", chosen="Paris", rejected="paris"),
+            Comparison(prompt="Is it?", chosen="Yes, it is.", rejected="No, it is not."),
+            Comparison(prompt="Is it?", chosen="yes, it is", rejected="yes, it is."),
+        ]
+    )
+    assert [p.identical for p in pairs] == [True, True, False, False]
+
+
+def test_sides_whose_difference_truncation_cuts_off_are_the_same_input(
+    bert_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    common = " ".join(["river"] * 40)
+    comparison = Comparison(prompt="q", chosen=common + " good", rejected=common + " bad")
+    assert PairEncoder(bert_tokenizer, max_length=32).encode_pairs([comparison])[0].identical
+    assert not PairEncoder(bert_tokenizer, max_length=64).encode_pairs([comparison])[0].identical
+
+
+def test_a_cased_tokenizer_keeps_case_apart() -> None:
+    tokenizer = word_level_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token
+    (pair,) = PairEncoder(tokenizer, max_length=32).encode_pairs(
+        [Comparison(prompt="q", chosen="River stone", rejected="river stone")]
+    )
+    assert not pair.identical
