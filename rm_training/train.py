@@ -2,19 +2,30 @@
 
 The entry point for callers (the CLI, a Celery task) is::
 
-    train(config, *, output_dir, data_path=None, examples=None, on_progress=None, should_stop=None) -> dict
+    train(config, *, output_dir, data_path=None, examples=None, on_progress=None, should_stop=None,
+          overwrite=False) -> dict
 
 - ``config``: a :class:`rm_training.config.TrainingConfig`.
 - ``data_path`` (a preferences or judgments JSONL file) or ``examples`` (a list of
   :class:`rm_training.data.Comparison`): exactly one of them.
 - ``output_dir``: where the model, tokenizer, ``training_config.json``, ``metrics.json`` and the model card
   (``README.md``) are written; ``AutoModelForSequenceClassification.from_pretrained`` loads it as it is.
+  It must be new or empty, or a trained model with ``overwrite=True``; it is checked before any work and
+  written whole or not at all (:mod:`rm_training.output`).
 - ``on_progress(fraction, info)``: called after every optimizer step with the fraction done (0..1) and
   ``{"step", "total_steps", "epoch", "loss", "learning_rate"}``, after every epoch with that epoch's
   summary (``"epoch_end": True`` and its eval metrics), and once with 1.0 and the final metrics.
 - ``should_stop()``: asked between optimizer steps; when it returns True the run stops there, writes
   nothing and raises :class:`TrainingCancelled`, so a cancelled run can never pass for a finished one.
 - Returns the metrics that ``metrics.json`` holds.
+- Raises :class:`rm_training.errors.InputError` (one line) for anything given that cannot be used: a
+  setting the base model cannot take (max_length past its positions), a base model that is not there,
+  data with no usable pairs, an output that is a file. Most are found before the model's weights load.
+
+Pairs whose two responses are the same text are dropped when read; pairs whose two sides encode to the same
+tokens (an uncased tokenizer, or truncation cutting off the difference) are left out of training, since
+their Bradley-Terry gradient is exactly zero and they would only dilute their batch, and are scored as ties
+when held out. All of these are counted in ``metrics.json`` and the model card, and logged.
 
 Several processes: start the same entry point under ``torchrun --nproc_per_node N``; each process trains
 on its share of every batch (DDP: NCCL on GPUs, gloo on CPUs) and only rank 0 evaluates and writes.
@@ -35,7 +46,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -44,19 +55,32 @@ from tqdm import tqdm
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
 from .config import TrainingConfig
-from .data import Comparison, dataset_digest, read_comparisons, split_by_prompt
+from .data import (
+    Comparison,
+    ComparisonData,
+    DataError,
+    dataset_digest,
+    drop_identical,
+    read_data,
+    split_by_prompt,
+)
+from .errors import InputError
 from .evaluate import evaluate_pairs
 from .loss import bradley_terry_loss
 from .metrics import Counts, DatasetSummary, EpochSummary, LogEntry, TrainingMetrics
 from .model import (
     autocast,
+    check_max_length,
+    load_model_config,
     load_reward_model,
     load_tokenizer,
+    position_limit,
     resolve_base_model,
     resolve_device,
     rewards_from,
 )
 from .model_card import write_model_card
+from .output import check_output_dir, written_whole
 from .tokenization import EncodedPair, PairEncoder, length_grouped_batches
 
 logger = logging.getLogger("rm_training")
@@ -68,6 +92,13 @@ T = TypeVar("T")
 
 class TrainingCancelled(Exception):
     """should_stop() asked the run to stop; nothing was written."""
+
+
+class SameTokens(NamedTuple):
+    """Pairs whose two sides encode to the same tokens: left out of training, scored as ties held out."""
+
+    train: int
+    eval: int
 
 
 @dataclass(frozen=True)
@@ -93,13 +124,16 @@ def train(
     examples: Sequence[Comparison] | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCallback | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train a reward model and write it to output_dir; see the module docstring."""
     if (data_path is None) == (examples is None):
         raise ValueError("pass exactly one of data_path and examples")
     processes = _start_processes(config.device)
     try:
-        return _train(config, processes, Path(output_dir), data_path, examples, on_progress, should_stop)
+        return _train(
+            config, processes, Path(output_dir), data_path, examples, on_progress, should_stop, overwrite
+        )
     finally:
         if processes.distributed:
             dist.destroy_process_group()
@@ -126,6 +160,7 @@ def _train(
     examples: Sequence[Comparison] | None,
     on_progress: ProgressCallback | None,
     should_stop: StopCallback | None,
+    overwrite: bool,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     device = processes.device
@@ -133,21 +168,34 @@ def _train(
     random.seed(config.seed)
     torch.manual_seed(config.seed)
 
+    # --- settings against what they drive, before any data is read or weights loaded ---
+    base = resolve_base_model(config.base_model)
+    check_output_dir(output_dir, overwrite=overwrite, reads=[p for p in (data_path, base) if p is not None])
+    tokenizer = load_tokenizer(base)
+    check_max_length(config.max_length, position_limit(load_model_config(base), tokenizer), config.base_model)
+    encoder = PairEncoder(tokenizer, config.max_length)
+
     # --- data ---
-    comparisons = (
-        list(examples)
-        if examples is not None
-        else read_comparisons(str(data_path), use_votes=config.use_votes, ties=config.ties)
-    )
-    if not comparisons:
-        raise ValueError("no usable pairs in the data")
+    data = _read(config, data_path, examples)
+    comparisons = data.usable(data_path)
     train_comparisons, eval_comparisons = split_by_prompt(
         comparisons, eval_fraction=config.eval_fraction, seed=config.seed
     )
+    encoded_train = encoder.encode_pairs(train_comparisons)
+    train_pairs = [p for p in encoded_train if not p.identical]
+    eval_pairs = encoder.encode_pairs(eval_comparisons)
+    same_tokens = SameTokens(len(encoded_train) - len(train_pairs), sum(p.identical for p in eval_pairs))
+    if not train_pairs:
+        raise DataError(
+            f"no pairs to train on: both sides of each of the {len(encoded_train)} training pair(s) encode "
+            f"to the same tokens (the tokenizer folds case, or max_length {config.max_length} cuts off "
+            "the difference)",
+            path=data_path,
+        )
+    if processes.is_main:
+        _report_dropped(data, same_tokens, config.max_length)
 
     # --- model ---
-    base = resolve_base_model(config.base_model)
-    tokenizer = load_tokenizer(base)
     model = load_reward_model(base, tokenizer, device, disable_dropout=config.disable_dropout)
     if config.gradient_checkpointing:
         # transformers 5 renamed it; the older name still works there, with a deprecation warning.
@@ -161,9 +209,6 @@ def _train(
         else model
     )
 
-    encoder = PairEncoder(tokenizer, config.max_length)
-    train_pairs = encoder.encode_pairs(train_comparisons)
-    eval_pairs = encoder.encode_pairs(eval_comparisons)
     lengths = [p.length for p in train_pairs]
 
     # --- schedule ---
@@ -172,11 +217,16 @@ def _train(
     micro_batches = processes.world_size * config.gradient_accumulation_steps
     full, rest = divmod(len(train_pairs), config.batch_size)
     steps_per_epoch = full + (1 if rest >= micro_batches else 0)
-    if config.batch_size < micro_batches or steps_per_epoch == 0:
-        raise ValueError(
-            f"batch_size {config.batch_size} is too small for {processes.world_size} process(es) x "
-            f"{config.gradient_accumulation_steps} accumulation steps, or there are too few training pairs "
-            f"({len(train_pairs)})"
+    if config.batch_size < micro_batches:
+        raise InputError(
+            f"batch_size {config.batch_size} is less than the {micro_batches} micro-batches of a step "
+            f"({processes.world_size} process(es) x {config.gradient_accumulation_steps} "
+            "gradient_accumulation_steps), each of which needs a pair: raise batch_size"
+        )
+    if steps_per_epoch == 0:
+        raise InputError(
+            f"{len(train_pairs)} training pair(s) are fewer than the {micro_batches} micro-batches of a "
+            "step, each of which needs a pair: lower gradient_accumulation_steps or eval_fraction"
         )
     total_steps = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(
@@ -276,9 +326,11 @@ def _train(
         history=history,
         log=log,
         eval_metrics=eval_metrics,
-        comparisons=comparisons,
+        data=data,
+        train_comparisons=train_comparisons,
         train_pairs=train_pairs,
         eval_pairs=eval_pairs,
+        same_tokens=same_tokens,
         steps=step,
         train_seconds=train_seconds,
         pairs_seen=pairs_seen,
@@ -286,17 +338,46 @@ def _train(
         processes=processes,
     )
     if processes.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
-        config.save(output_dir)
-        metrics.save(output_dir)
-        write_model_card(output_dir, config=config, metrics=metrics)
+        with written_whole(output_dir) as staging:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            config.save(staging)
+            metrics.save(staging)
+            write_model_card(staging, config=config, metrics=metrics)
         if on_progress is not None:
             on_progress(1.0, metrics.to_dict())
     if processes.distributed:
         dist.barrier()  # nobody returns (and maybe reads output_dir) before rank 0 has written it
     return metrics.to_dict()
+
+
+def _read(
+    config: TrainingConfig, data_path: str | Path | None, examples: Sequence[Comparison] | None
+) -> ComparisonData:
+    """The run's comparisons, from the file or as given, without the pairs whose sides are the same text."""
+    if examples is None:
+        return read_data(str(data_path), use_votes=config.use_votes, ties=config.ties)
+    kept, identical = drop_identical(examples)
+    return ComparisonData(kept, rows=len(examples), identical=identical)
+
+
+def _report_dropped(data: ComparisonData, same_tokens: SameTokens, max_length: int) -> None:
+    """Say what became of every pair that is not trained on as it came, so that nothing is lost unseen."""
+    if data.left_out:
+        logger.info("%d pair(s) left out by the votes rule (no side with a strict majority)", data.left_out)
+    if data.identical:
+        logger.warning(
+            "%d pair(s) with the same text on both sides dropped: nothing to prefer", data.identical
+        )
+    if same_tokens.train or same_tokens.eval:
+        logger.warning(
+            "%d pair(s) encode to the same tokens on both sides (the tokenizer folds case, or max_length %d "
+            "cuts off the difference): %d left out of training, %d held out and scored as ties",
+            same_tokens.train + same_tokens.eval,
+            max_length,
+            same_tokens.train,
+            same_tokens.eval,
+        )
 
 
 def _train_step(
@@ -403,9 +484,11 @@ def _final_metrics(
     history: list[EpochSummary],
     log: list[LogEntry],
     eval_metrics: dict[str, Any],
-    comparisons: Sequence[Comparison],
+    data: ComparisonData,
+    train_comparisons: Sequence[Comparison],
     train_pairs: Sequence[EncodedPair],
     eval_pairs: Sequence[EncodedPair],
+    same_tokens: SameTokens,
     steps: int,
     train_seconds: float,
     pairs_seen: int,
@@ -433,12 +516,16 @@ def _final_metrics(
             eval_pairs_unanimous=eval_metrics.get("pairs_unanimous", 0),
             eval_pairs_split=eval_metrics.get("pairs_split", 0),
             eval_judgments=eval_metrics.get("judgments", 0),
+            pairs_left_out_by_votes=data.left_out,
+            pairs_identical_text=data.identical,
+            train_pairs_identical_tokens=same_tokens.train,
+            eval_pairs_identical_tokens=same_tokens.eval,
         ),
         dataset=DatasetSummary(
-            pairs=len(comparisons),
-            train=len(train_pairs),
+            pairs=len(data.comparisons),
+            train=len(train_comparisons),
             eval=len(eval_pairs),
-            sha256=dataset_digest(comparisons),
+            sha256=dataset_digest(data.comparisons),
         ),
         steps=steps,
         train_pairs_per_second=pairs_seen / train_seconds if train_seconds else None,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rm_training.config import GROUPS, TrainingConfig
+from rm_training.config import GROUPS, MAX_SEED, TrainingConfig
+from rm_training.errors import InputError
 
 
 def test_config_round_trips_through_json(tmp_path: Path) -> None:
@@ -34,11 +35,42 @@ def test_every_field_has_a_group_and_a_help_text() -> None:
         ({"ties": "maybe"}, "ties"),
         ({"epochs": "3"}, "epochs must be int"),
         ({"use_votes": 1}, "use_votes must be true or false"),
+        ({"learning_rate": float("inf")}, "learning_rate must be a finite number"),
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+        ({"learning_rate": 0}, "learning_rate must be positive"),
+        ({"max_grad_norm": float("inf")}, "max_grad_norm must be a finite number"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number"),
+        ({"eval_fraction": float("nan")}, "eval_fraction must be a finite number"),
+        ({"eval_fraction": -0.1}, r"eval_fraction must be in \[0, 1\)"),
+        ({"warmup_ratio": 1.5}, "warmup_ratio must be in"),
+        ({"margin_scale": float("-inf")}, "margin_scale must be a finite number"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"batch_size": 2, "gradient_accumulation_steps": 4}, "batch_size must be at least gradient_acc"),
+        ({"max_length": 4}, "max_length must be at least 8"),
+        ({"seed": -1}, "seed must be in"),
+        ({"seed": 2**64}, "seed must be in"),
+        ({"device": "banana"}, "device must be 'auto', 'cpu'"),
+        ({"device": "cuda:x"}, "device must be"),
+        ({"base_model": "  "}, "base_model must not be empty"),
     ],
 )
 def test_bad_values_are_refused_loudly(values: dict[str, object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message) as raised:
         TrainingConfig.from_dict(values)
+    assert "\n" not in str(raised.value)
+
+
+def test_every_bad_field_is_named_once_in_one_line() -> None:
+    with pytest.raises(InputError) as raised:
+        TrainingConfig.from_dict({"epochs": 0, "max_grad_norm": float("nan"), "seed": -1})
+    assert str(raised.value) == (
+        f"epochs must be at least 1; max_grad_norm must be a finite number; seed must be in [0, {MAX_SEED}]"
+    )
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_device_names_are_accepted(device: str) -> None:
+    assert TrainingConfig(device=device).device == device
 
 
 def test_an_integer_learning_rate_from_json_is_accepted() -> None:

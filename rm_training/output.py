@@ -1,0 +1,97 @@
+"""Where a trained model goes: the output directory is checked before any work, and written whole or not
+at all.
+
+A run refuses an output that is a file, or a non-empty directory unless told to overwrite it; and even
+then only a directory that training wrote (one with its ``training_config.json``), so that a slip of the
+keyboard never deletes unrelated files. The model is written into a fresh directory beside the output and
+swapped in by renames once complete, so that the output holds the old model or the new one, never part of
+one, whenever the run stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .config import CONFIG_FILENAME
+from .errors import InputError
+
+
+def check_output_dir(path: str | Path, *, overwrite: bool, reads: Iterable[str | Path] = ()) -> None:
+    """An InputError (one line) when a run could not write its model to ``path``, or would mix it into
+    other files. ``reads``: the paths the run reads (its data, its base model), which replacing the
+    output must not delete."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise InputError(f"output {path} is a file, not a directory: name a new or empty directory")
+        if any(path.iterdir()):
+            if not overwrite:
+                raise InputError(
+                    f"output {path} is not empty: pass --overwrite to replace the model in it, "
+                    "or name a new directory"
+                )
+            if not (path / CONFIG_FILENAME).is_file():
+                raise InputError(
+                    f"output {path} holds files that train did not write (it has no {CONFIG_FILENAME}), "
+                    "and --overwrite only replaces a trained model: empty it or name a new directory"
+                )
+        # Replacing moves the directory away and deletes it: never with the working directory in it,
+        # nor the files this run reads.
+        resolved = path.resolve()
+        if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+            raise InputError(
+                f"output {path} is the working directory or holds it: name a directory inside it"
+            )
+        for read in reads:
+            if resolved == Path(read).resolve() or resolved in Path(read).resolve().parents:
+                raise InputError(
+                    f"output {path} holds {read}, which this run reads: write the model elsewhere"
+                )
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"output {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"output {path}: no permission to write in {ancestor}")
+
+
+@contextlib.contextmanager
+def written_whole(path: str | Path) -> Iterator[Path]:
+    """A fresh directory beside ``path`` to write the model into. When the block ends normally it takes
+    the place of ``path`` (and of what was there) by two renames; when it raises, it is removed and
+    ``path`` is left as it was."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = _beside(path, "partial")
+    staging.mkdir()
+    old: Path | None = None
+    try:
+        yield staging
+        if path.exists() or path.is_symlink():
+            old = _beside(path, "old")
+            os.replace(path, old)
+        try:
+            os.replace(staging, path)
+        except BaseException:
+            if old is not None:
+                os.replace(old, path)
+            raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+
+
+def _beside(path: Path, kind: str) -> Path:
+    """A hidden name in the same directory, so that the renames stay on one file system."""
+    return path.with_name(f".{path.name}.{kind}-{secrets.token_hex(4)}")
