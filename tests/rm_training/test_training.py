@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,9 @@ def test_one_gradient_step_raises_the_chosen_reward_over_the_rejected(tiny_bert_
 
 
 def test_a_tiny_model_learns_a_planted_preference(fast_config: TrainingConfig, tmp_path: Path) -> None:
-    started = time.perf_counter()
     metrics = train(fast_config, examples=marker_comparisons(400), output_dir=tmp_path / "model")
     assert metrics["eval_accuracy"] >= 0.95
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
-    assert time.perf_counter() - started < 30
     assert metrics["counts"]["train_pairs"] + metrics["counts"]["eval_pairs"] == 400
     saved = json.loads((tmp_path / "model" / "metrics.json").read_text())
     for key in (
