@@ -1,0 +1,29 @@
+"""The rating page's two form posts. Types only: what a project allows (ties, strength, a required
+rationale) is judged by services.judgment_record, exactly as for the API's serializer."""
+
+from __future__ import annotations
+
+from django import forms
+
+from annotation.models import MAX_TIME_MS, ShownChoice
+
+
+class _AssignmentForm(forms.Form):
+    # The assignment the page showed: a post answers that pair, never "whatever is current now".
+    assignment = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+
+
+class JudgmentForm(_AssignmentForm):
+    choice = forms.ChoiceField(
+        choices=ShownChoice.choices,
+        error_messages={"required": "Choose a response (or a tie) first: nothing was saved."},
+    )
+    strength = forms.IntegerField(required=False)
+    rationale = forms.CharField(required=False, strip=False)
+    # Filled in by rate.js; absent when the page runs without JavaScript.
+    client_time_ms = forms.IntegerField(required=False, min_value=0, max_value=MAX_TIME_MS)
+
+
+class SkipForm(_AssignmentForm):
+    # The API's bound (SkipRequestSerializer).
+    reason = forms.CharField(required=False, max_length=2000)

@@ -1,0 +1,22 @@
+"""Routes of the rater's pages: the project list at /, login and logout, and the rating page."""
+
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import URLPattern, path
+
+from . import views
+
+urlpatterns: list[URLPattern] = [
+    path("", views.home, name="home"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="registration/login.html", next_page="home", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    # Django's LogoutView takes POST only: a link or an image elsewhere cannot log a rater out.
+    path("logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
+    path("projects/<slug:slug>/rate/", views.rate, name="rate"),
+]
