@@ -1,4 +1,4 @@
-"""URL routes: the REST API under /api/v1/, its schema, the admin and the health check.
+"""URL routes: the rater's pages, the REST API under /api/v1/, its schema, the admin and the health check.
 
 The error handlers answer JSON under /api/ and Django's own pages elsewhere (config.errors).
 """
@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from annotation.pages.security import csp_override
 from config.health import healthz
 
 handler400 = "config.errors.bad_request"
@@ -21,5 +22,14 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("annotation.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view loads its start-up script from a URL instead of inline, so the page runs under the
+    # site's Content-Security-Policy; only its one inline <style> block needs an exception.
+    path(
+        "api/docs/",
+        csp_override(style_src="'self' 'unsafe-inline'")(
+            SpectacularSwaggerSplitView.as_view(url_name="schema")
+        ),
+        name="api-docs",
+    ),
+    path("", include("annotation.pages.urls")),
 ]
