@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +21,7 @@ from annotation.errors import Invalid
 from annotation.models import MAX_JUDGMENTS_PER_PAIR, MAX_LEASE_SECONDS, Assignment, Judgment, Pair, Project
 
 URL = "/api/v1/projects/hostile/pairs/"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -303,3 +308,32 @@ def test_fuzzed_imports_never_answer_5xx(project, staff):
             assert Pair.objects.count() == before  # all or nothing
         stored = Pair.objects.count()
     assert stored > 0  # some rounds were valid, so the fuzzer reaches the storing path too
+
+
+def test_sqlite_refuses_what_postgresql_refuses(tmp_path):
+    """The quickstart's SQLite would store a NUL that PostgreSQL refuses: the same input gets the same
+    answer on both, because the check runs before any database sees the text."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'quickstart.sqlite3'}",
+        "SECRET_KEY": "test-only",
+        "PAIRWISE_VAR_DIR": str(tmp_path / "var"),
+    }
+    env.pop("REDIS_URL", None)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=300)
+    create = "from annotation.models import Project; Project.objects.create(slug='q', name='Q')"
+    subprocess.run([*manage, "shell", "-c", create], env=env, check=True, timeout=120)
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b"\n".join(BAD_ITEMS[case].encode() for case in sorted(BAD_ITEMS)) + b"\n")
+    refused = subprocess.run(
+        [*manage, "import_pairs", "q", str(path)], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert f"{len(BAD_ITEMS)} lines of {path} are not JSON" in refused.stderr
+    count = "from annotation.models import Pair; print(Pair.objects.count())"
+    stored = subprocess.run(
+        [*manage, "shell", "-c", count], env=env, capture_output=True, text=True, check=True
+    )
+    assert stored.stdout.strip().splitlines()[-1] == "0"
