@@ -112,6 +112,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Static files (the API docs' Swagger UI, the rater pages' own files) are served from the installed apps
+# too, so a server started without `collectstatic` (by hand, in a fresh container volume) shows them.
+WHITENOISE_USE_FINDERS = True
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -134,7 +137,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", Fals
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Load balancers and container health checks call /healthz over plain HTTP; a redirect would fail them.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-if env_bool("BEHIND_HTTPS_PROXY", False):
+BEHIND_HTTPS_PROXY = env_bool("BEHIND_HTTPS_PROXY", False)
+if BEHIND_HTTPS_PROXY:
     # Only safe when the proxy sets X-Forwarded-Proto itself and drops any a client sends; without it,
     # a proxy that terminates HTTPS makes every request look like HTTP, and SECURE_SSL_REDIRECT loops.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -166,6 +170,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Password guessing on the token endpoint (annotation.api.views.TokenView): 429 with Retry-After.
     "DEFAULT_THROTTLE_RATES": {"token": "20/minute"},
+    # Who a client is, for throttling: the connection's address, or the one address our proxy appended to
+    # X-Forwarded-For. Never the whole header, which a client can vary at will to escape the limit.
+    "NUM_PROXIES": 1 if BEHIND_HTTPS_PROXY else 0,
 }
 
 SPECTACULAR_SETTINGS = {

@@ -305,7 +305,10 @@ def _from_preferences(
         prompt = _text(row, "prompt", number, optional=True)
         chosen, rejected = _text(row, "chosen", number), _text(row, "rejected", number)
         votes = _votes(row, number)
+        # A TRL-style file's "margin", else the chosen side's mean "strength" of Pairwise's export.
         margin = _number(row, "margin", number)
+        if margin is None:
+            margin = _number(row, "strength", number)
         pair_id = _identity(row, number)
         if chosen == rejected:
             identical += 1

@@ -92,10 +92,15 @@ def outcome(votes: Votes, *, ties: TiePolicy = "drop", use_votes: bool = True) -
 
 
 def preference_row(
-    *, prompt: str, response_a: str, response_b: str, votes: Votes, margin: float | None = None
+    *, prompt: str, response_a: str, response_b: str, votes: Votes, strength: float | None = None
 ) -> dict[str, object] | None:
     """A pair as a row of the preferences file (TRL's prompt/chosen/rejected, plus votes, agreement and
-    margin), or None when the rule leaves it out. The trainer reads such rows back to the same example."""
+    the chosen side's mean strength), or None when the rule leaves it out. The trainer reads such rows back
+    to the same example.
+
+    Not "margin": TRL's RewardTrainer reads a column of that name as a logit margin to subtract, and fails
+    on the nulls of pairs without strength. The trainer here takes ``strength`` as its margin.
+    """
     result = outcome(votes, ties="drop")
     if result is None:
         return None
@@ -106,5 +111,5 @@ def preference_row(
         "rejected": texts[result.rejected],
         "votes": {"a": votes.a, "b": votes.b, "tie": votes.tie},
         "agreement": round(result.agreement, 3),
-        "margin": margin,
+        "strength": strength,
     }

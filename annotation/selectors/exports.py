@@ -47,7 +47,7 @@ PREFERENCE_COLUMNS = (
     "external_id",
     "votes",
     "agreement",
-    "margin",
+    "strength",
 )
 
 # Rows fetched from the database at a time: large enough to amortise the round trip, small enough
@@ -147,7 +147,8 @@ def preference_rows(
 ) -> Iterator[dict[str, Any]]:
     """One row per pair whose votes (in the window) have a strict majority for a or b, in pair order.
 
-    ``margin`` is the mean strength of the chosen side's judgments, when the project records strength.
+    ``strength`` is the mean strength of the chosen side's judgments, when the project records strength
+    (not named "margin": TRL would read that column as a logit margin, and fail on its nulls).
     ``conversational``: prompt as a list of chat messages and chosen/rejected as assistant messages, the
     form TRL reads for chat models.
     """
@@ -172,7 +173,7 @@ def preference_rows(
             response_a=pair["response_a"],
             response_b=pair["response_b"],
             votes=votes,
-            margin=pair[f"strength_{winner}"] if winner in ("a", "b") else None,
+            strength=pair[f"strength_{winner}"] if winner in ("a", "b") else None,
         )
         if row is None:
             continue

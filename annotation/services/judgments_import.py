@@ -8,7 +8,7 @@ may exceed it (history is kept as it was); the engine then never serves a pair t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -63,20 +63,28 @@ def _item_errors(index: int, item: Any, project: Project) -> list[dict[str, Any]
         error("shown_left", 'Must be "a" or "b".')
     created_at = item.get("created_at")
     if created_at is not None and _parse_time(created_at) is None:
-        error("created_at", "Must be an ISO 8601 time with a time zone, such as 2026-11-30T09:15:00Z.")
+        error(
+            "created_at",
+            "Must be an ISO 8601 time with a time zone, in years 1 to 9999 in UTC, "
+            "such as 2026-11-30T09:15:00Z.",
+        )
     for path, message in jsonl.text_problems(item):
         error(jsonl.dotted(path), message[0].upper() + message[1:] + ".")
     return errors
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """An aware time that stays within years 1 to 9999 in UTC (what every database and export can hold):
+    "9999-12-31T23:59:59-14:00" is year 10000 in UTC."""
     if not isinstance(value, str):
         return None
     try:
         parsed = parse_datetime(value)
-    except ValueError:
+        if parsed is None or not timezone.is_aware(parsed):
+            return None
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed is not None and timezone.is_aware(parsed) else None
 
 
 def judgments_import(

@@ -220,7 +220,7 @@ def test_since_until_and_min_votes_filter(project, judged, staff):
     assert staff.get(EXPORT + "judgments.jsonl", {"since": cut, "until": cut}).status_code == 400
 
 
-def test_preferences_have_strict_majorities_only_with_votes_agreement_and_margin(project, staff):
+def test_preferences_have_strict_majorities_only_with_votes_agreement_and_strength(project, staff):
     items = [
         *({"pair": "p0", "rater": r, "choice": "b", "strength": s} for r, s in (("x", 1), ("y", 2))),
         {"pair": "p0", "rater": "z", "choice": "a", "strength": 3},
@@ -243,7 +243,7 @@ def test_preferences_have_strict_majorities_only_with_votes_agreement_and_margin
         "external_id": "p0",
         "votes": {"a": 1, "b": 2, "tie": 0},
         "agreement": 0.667,
-        "margin": 1.5,
+        "strength": 1.5,
     }
     (chat,) = jsonl_rows(staff.get(EXPORT + "preferences.jsonl", {"format": "conversational"}))
     assert chat["prompt"] == [{"role": "user", "content": pair.prompt}]
@@ -277,6 +277,8 @@ def test_the_preferences_file_loads_with_datasets_in_the_columns_trl_reads(proje
         path.write_bytes(body(staff.get(EXPORT + "preferences.jsonl", {"format": form})))
         loaded = datasets.load_dataset("json", data_files=str(path), split="train")
         assert {"prompt", "chosen", "rejected"} <= set(loaded.column_names)
+        # TRL's RewardTrainer reads a "margin" column as a logit margin and fails on nulls.
+        assert "margin" not in loaded.column_names
         assert loaded.num_rows == len(path.read_text().splitlines()) >= 2
         if form == "conversational":
             assert loaded[0]["chosen"][0]["role"] == "assistant"
@@ -420,3 +422,30 @@ def test_judgments_import_takes_the_three_body_forms(project, staff):
     wrapped_wrongly = staff.post(IMPORT, {"pairs": items}, format="json")
     assert wrapped_wrongly.status_code == 400 and '{"judgments": [...]}' in wrapped_wrongly.json()["detail"]
     assert Judgment.objects.count() == 3
+
+
+def test_the_token_throttle_cannot_be_escaped_with_x_forwarded_for(api, make_user):
+    make_user("spoofer", password="correct-horse-9")
+    client = api()
+    statuses = [
+        client.post(
+            "/api/v1/auth/token/",
+            {"username": "spoofer", "password": "wrong"},
+            format="json",
+            HTTP_X_FORWARDED_FOR=f"10.0.0.{i}",
+        ).status_code
+        for i in range(25)
+    ]
+    assert statuses[20:] == [429] * 5
+
+
+def test_an_import_time_outside_what_the_database_holds_is_refused(project, staff):
+    for created_at in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"):
+        item = {"pair": "p0", "rater": "r", "choice": "a", "created_at": created_at}
+        response = staff.post(IMPORT, [item], format="json")
+        assert response.status_code == 400, created_at
+        assert response.json()["errors"][0]["field"] == "created_at"
+    assert not Judgment.objects.exists()
+    fine = {"pair": "p0", "rater": "r", "choice": "a", "created_at": "2026-01-01T10:00:00+02:00"}
+    assert staff.post(IMPORT, [fine], format="json").status_code == 201
+    assert Judgment.objects.get().created_at.isoformat() == "2026-01-01T08:00:00+00:00"

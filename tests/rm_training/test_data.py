@@ -347,3 +347,13 @@ def test_rater_agreement_counts_agreeing_pairs_of_judgments() -> None:
     assert rater_agreement([split]) == pytest.approx(2 / 6)
     assert rater_agreement([split, unanimous]) == pytest.approx(8 / 12)
     assert rater_agreement([Comparison(prompt="p", chosen="a", rejected="b")]) is None
+
+
+def test_the_exports_strength_is_the_margin_and_a_trl_margin_wins(tmp_path: Path) -> None:
+    rows = [
+        {"prompt": "p", "chosen": "x", "rejected": "y", "strength": 2.5},
+        {"prompt": "q", "chosen": "x", "rejected": "y", "strength": 2.5, "margin": 0.5},
+        {"prompt": "r", "chosen": "x", "rejected": "y", "strength": None},
+    ]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    assert [c.margin for c in read_comparisons(path)] == [2.5, 0.5, None]

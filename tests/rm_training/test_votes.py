@@ -89,7 +89,7 @@ def test_a_projects_judgments_and_its_preferences_train_the_same_pairs(tmp_path:
             response_a=response_a,
             response_b=response_b,
             votes=votes,
-            margin=strengths.get(winner or ""),
+            strength=strengths.get(winner or ""),
         )
         if row is not None:
             preferences.append({**row, "pair_id": pair})
