@@ -258,7 +258,7 @@ def test_the_lease_warning_then_a_late_answer_that_lost_its_place(tab, make_proj
     t.page.keyboard.press("1")
     t.page.keyboard.press("Enter")
     _wait_for_next(t, {"id": held.pk})
-    t.page.wait_for_selector("#status:has-text('not saved')")
+    t.page.wait_for_selector("#status:has-text('Your answer was not saved')")
     assert t.page.locator("#lease").is_hidden()
     assert not Judgment.objects.filter(assignment_id=held.pk).exists()
     t.errors = [e for e in t.errors if "409" not in e]  # the refused POST, logged by Chromium
@@ -359,6 +359,7 @@ def test_screenshots_of_the_rating_page(tab, make_project, make_rater):
             shown = _on_screen(t)
             t.page.keyboard.press("2")
             t.page.keyboard.press("Shift+Digit1")
+            t.screenshot("rate-desktop-chosen")
             t.page.keyboard.press("Enter")
             _wait_for_next(t, shown)
             assert (

@@ -79,6 +79,7 @@ document.documentElement.classList.replace("no-js", "js");
   function leaseTick() {
     var left = lease.deadline - performance.now();
     var warnAt = Math.min(120, config.leaseSeconds / 4) * 1000;
+    // The banner counts down every second; screen readers hear only the two changes, through say().
     if (left <= 0 && lease.state !== "expired") {
       lease.state = "expired";
       leaseBox.hidden = false;
@@ -86,16 +87,18 @@ document.documentElement.classList.replace("no-js", "js");
       leaseMessage.textContent =
         "The hold on this pair ran out. Answer anyway: your answer is saved if no other rater has " +
         "taken the pair; if one has, it is not saved and you get a new pair.";
+      say(leaseMessage.textContent);
     } else if (left > 0 && left <= warnAt) {
-      if (lease.state !== "warning") {
-        lease.state = "warning";
-        leaseBox.hidden = false;
-        leaseBox.className = "lease warning";
-      }
       var seconds = Math.ceil(left / 1000);
       leaseMessage.textContent =
         "The hold on this pair runs out in " + Math.floor(seconds / 60) + ":" +
         String(seconds % 60).padStart(2, "0") + ". After that another rater may take it.";
+      if (lease.state !== "warning") {
+        lease.state = "warning";
+        leaseBox.hidden = false;
+        leaseBox.className = "lease warning";
+        say(leaseMessage.textContent);
+      }
     }
   }
   leaseStart(Number(root.dataset.leaseLeftMs));
