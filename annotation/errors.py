@@ -42,3 +42,14 @@ class Conflict(ServiceError):
 class TooLarge(ServiceError):
     status = 413
     default_code = "too_large"
+
+
+def items_invalid(errors: list[dict[str, Any]], total: int) -> Invalid:
+    """The refusal of an all-or-nothing import: how many of its items are at fault, every error listed."""
+    bad = len({error.get("index") for error in errors})
+    verb = "is" if bad == 1 else "are"
+    return Invalid(f"{bad} of {total} items {verb} invalid; nothing was stored.", errors=errors)
+
+
+def too_many_items(total: int, limit: int) -> TooLarge:
+    return TooLarge(f"{total} items in one request; the limit is {limit}. Split them; nothing was stored.")

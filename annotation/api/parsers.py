@@ -15,13 +15,17 @@ from rest_framework.parsers import BaseParser
 from annotation.errors import Invalid
 from rm_training import jsonl
 
+# The keys that wrap a list of items in an import body ({"pairs": [...]}, {"judgments": [...]}).
+_ITEM_LISTS = frozenset({"pairs", "judgments"})
+
 
 def _located(path: tuple[str | int, ...], body: Any) -> dict[str, Any]:
-    """{"index", "field"} of a path into the body: items of a list body, or of {"<items>": [...]}."""
+    """{"index", "field"} of a path into the body: items of a list body, or of {"pairs": [...]} and the
+    like; any other body's fields are named in full ("usernames.0")."""
     if isinstance(body, list) and path:
         return {"index": path[0], "field": jsonl.dotted(path[1:])}
-    if isinstance(body, dict) and len(body) == 1 and isinstance(next(iter(body.values())), list) and path:
-        return {"index": path[1] if len(path) > 1 else None, "field": jsonl.dotted(path[2:])}
+    if isinstance(body, dict) and set(body) <= _ITEM_LISTS and len(path) > 1:
+        return {"index": path[1], "field": jsonl.dotted(path[2:])}
     return {"field": jsonl.dotted(path)}
 
 

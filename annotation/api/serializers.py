@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.http import QueryDict
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -212,17 +213,30 @@ class JudgmentImportResultSerializer(serializers.Serializer):
     raters_created = serializers.IntegerField(help_text="Imported raters seen for the first time.")
 
 
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time that names its time zone: a bare one would be read in the server's zone."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value.strip())
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None:
+                raise serializers.ValidationError(
+                    "Add a time zone, such as 2026-11-30T09:15:00Z (in a URL, write + as %2B)."
+                )
+        return super().to_internal_value(value)
+
+
 class ExportQuerySerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """The filters of every export: judgment time in [since, until), pairs with at least min_votes.
 
     An unknown parameter is refused: a typo such as `min_vote=3` would otherwise export everything.
     """
 
-    # The paginated list's own parameters (IdCursorPagination).
-    _FORM_EXTRAS = frozenset({"cursor", "page_size"})
-
-    since = serializers.DateTimeField(required=False, help_text="Judgments made at or after this time.")
-    until = serializers.DateTimeField(required=False, help_text="Judgments made before this time.")
+    since = AwareDateTimeField(required=False, help_text="Judgments made at or after this time.")
+    until = AwareDateTimeField(required=False, help_text="Judgments made before this time.")
     min_votes = serializers.IntegerField(
         required=False,
         min_value=1,
@@ -234,6 +248,11 @@ class ExportQuerySerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
         if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
             raise serializers.ValidationError({"until": "Must be later than since."})
         return attrs
+
+
+class JudgmentListQuerySerializer(ExportQuerySerializer):
+    # The paginated list's own parameters (IdCursorPagination).
+    _FORM_EXTRAS = frozenset({"cursor", "page_size"})
 
 
 class PreferencesQuerySerializer(ExportQuerySerializer):

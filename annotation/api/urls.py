@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, path, re_path
+from django.urls import URLPattern, path
 
 from . import views
 
@@ -25,10 +25,14 @@ urlpatterns: list[URLPattern] = [
         name="api-project-judgments-import",
     ),
     path("projects/<slug:slug>/judgments/", views.JudgmentsListView.as_view(), name="api-project-judgments"),
-    re_path(
-        r"^projects/(?P<slug>[-a-zA-Z0-9_]+)/export/judgments\.(?P<extension>jsonl|csv)$",
-        views.JudgmentsExportView.as_view(),
-        name="api-project-export-judgments",
+    *(
+        path(
+            f"projects/<slug:slug>/export/judgments.{extension}",
+            views.JudgmentsExportView.as_view(),
+            {"extension": extension},
+            name=f"api-project-export-judgments-{extension}",
+        )
+        for extension in ("jsonl", "csv")
     ),
     path(
         "projects/<slug:slug>/export/preferences.jsonl",

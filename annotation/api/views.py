@@ -36,11 +36,10 @@ def _error(description: str) -> OpenApiResponse:
 
 
 class BodyLimitMixin:
-    """Refuse a request body over DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it.
-
-    DRF's parsers read the raw stream, so Django's own check (on request.body and forms) never runs.
-    Checked after authentication and permissions: strangers learn nothing, not even the limit.
-    """
+    # Refuses a request body over DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it: DRF's parsers read
+    # the raw stream, so Django's own check (on request.body and forms) never runs. Checked after
+    # authentication and permissions: strangers learn nothing, not even the limit. (A comment, not a
+    # docstring: the schema would show a docstring as every endpoint's description.)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
@@ -448,19 +447,18 @@ class PreferencesExportView(_ExportView):
         )
 
 
-class JudgmentsListView(GenericApiView):
+class JudgmentsListView(mixins.ListModelMixin, GenericApiView):
     permission_classes = [IsStaff]
     serializer_class = s.ExportedJudgmentSerializer
     pagination_class = IdCursorPagination
 
     def get_queryset(self) -> Any:
         project = _project(self.request, self.kwargs["slug"])
-        query = s.ExportQuerySerializer(data=self.request.query_params)
+        query = s.JudgmentListQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         filters = selectors.ExportFilter(**query.validated_data)
         return selectors.judgments_for_export(project=project, filters=filters)
 
     @extend_schema(parameters=[s.ExportQuerySerializer], summary="The judgment rows of the export, paginated")
     def get(self, request: Request, slug: str) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.list(request)

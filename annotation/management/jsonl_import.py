@@ -60,7 +60,7 @@ class JSONLinesImportCommand(BaseCommand):
                 else e["message"]
                 for e in exc.extra.get("errors", [])
             ]
-            self._fail(f"{exc.detail} Nothing was imported.", problems)
+            self._fail(exc.detail, problems)
         self.stdout.write(f"{project.slug}: {summary} (from {len(items)} lines).")
 
     def _read(self, stream: BinaryIO, *, size: int | None) -> tuple[list[Any], list[int], list[str]]:

@@ -17,7 +17,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from annotation.errors import Conflict, Invalid, TooLarge
+from annotation.errors import Conflict, items_invalid, too_many_items
 from annotation.models import Choice, Judgment, Pair, Project, Rater, Side
 from rm_training import jsonl
 
@@ -93,15 +93,14 @@ def judgments_import(
     """Import judgments, all or nothing; every bad item is reported with its index."""
     limit = settings.PAIRWISE_MAX_IMPORT_ITEMS
     if len(items) > limit:
-        raise TooLarge(f"{len(items)} items in one request; the limit is {limit}. Split the file.")
+        raise too_many_items(len(items), limit)
     errors = [e for index, item in enumerate(items) for e in _item_errors(index, item, project)]
-    if not errors:
-        errors = _reference_errors(project, items)
+    # The items that pass on their own are checked against the project too, so one answer lists every
+    # problem, not the next one only after the first is fixed.
+    faulty = {e["index"] for e in errors}
+    errors += _reference_errors(project, [(i, item) for i, item in enumerate(items) if i not in faulty])
     if errors:
-        raise Invalid(
-            f"{len({e['index'] for e in errors})} of {len(items)} items are invalid; nothing was stored.",
-            errors=errors,
-        )
+        raise items_invalid(sorted(errors, key=lambda e: e["index"]), len(items))
     now = now or timezone.now()
     try:
         with transaction.atomic():
@@ -114,8 +113,9 @@ def judgments_import(
         ) from None
 
 
-def _reference_errors(project: Project, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _reference_errors(project: Project, indexed: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Unknown pairs, and (pair, rater) judged twice: in this request or already in the project."""
+    items = [item for _, item in indexed]
     pairs = dict(
         Pair.objects.filter(project=project, external_id__in={i["pair"] for i in items}).values_list(
             "external_id", "pk"
@@ -128,7 +128,7 @@ def _reference_errors(project: Project, items: list[dict[str, Any]]) -> list[dic
     )
     errors = []
     seen: dict[tuple[str, str], int] = {}
-    for index, item in enumerate(items):
+    for index, item in indexed:
         pair, rater = key = (item["pair"], item["rater"])
         if pair not in pairs:
             errors.append({"index": index, "field": "pair", "message": f"No pair with external_id {pair!r}."})

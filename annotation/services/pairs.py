@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from annotation.errors import Conflict, Invalid, TooLarge
+from annotation.errors import Conflict, items_invalid, too_many_items
 from annotation.models import Choice, Pair, Project
 from rm_training import jsonl
 
@@ -57,8 +57,8 @@ def _pair_item_errors(index: int, item: Any) -> list[dict[str, Any]]:
         value = item.get(field)
         if value is not None and (not isinstance(value, str) or len(value) > _MAX_SHORT):
             error(field, f"Must be a string of at most {_MAX_SHORT} characters.")
-    if item.get("external_id") == "":
-        error("external_id", "Must not be empty (leave it out instead).")
+    if isinstance(item.get("external_id"), str) and not item["external_id"].strip():
+        error("external_id", "Must not be empty or blank (leave it out instead).")
     if item.get("metadata") is not None and not isinstance(item["metadata"], dict):
         error("metadata", "Must be a JSON object.")
     if item.get("gold") is not None and item["gold"] not in Choice.values:
@@ -71,14 +71,12 @@ def pairs_import(*, project: Project, items: list[Any]) -> ImportResult:
     content it is an error, since judgments may already refer to the pair."""
     limit = settings.PAIRWISE_MAX_IMPORT_ITEMS
     if len(items) > limit:
-        raise TooLarge(f"{len(items)} items in one request; the limit is {limit}. Split the file.")
+        raise too_many_items(len(items), limit)
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         errors.extend(_pair_item_errors(index, item))
     if errors:
-        raise Invalid(
-            f"{len({e['index'] for e in errors})} of {len(items)} items are invalid.", errors=errors
-        )
+        raise items_invalid(errors, len(items))
 
     hashes = [_pair_content_sha256(item) for item in items]
     external_ids = [item.get("external_id") for item in items]
@@ -146,9 +144,7 @@ def pairs_import(*, project: Project, items: list[Any]) -> ImportResult:
             )
         )
     if errors:
-        raise Invalid(
-            f"{len({e['index'] for e in errors})} of {len(items)} items are invalid.", errors=errors
-        )
+        raise items_invalid(errors, len(items))
     try:
         with transaction.atomic():
             Pair.objects.bulk_create(new_pairs, batch_size=1000)

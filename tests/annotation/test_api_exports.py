@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -338,20 +339,56 @@ def test_export_comparisons_writes_what_the_endpoint_streams(project, judged, st
         ("preferences", "jsonl", "preferences.jsonl"),
     ):
         path = tmp_path / f"{kind}.{form}"
-        err = io.StringIO()
+        out = io.StringIO()
         call_command(
-            "export_comparisons", "ex", "--kind", kind, "--format", form, "-o", str(path), stderr=err
+            "export_comparisons", "ex", "--kind", kind, "--format", form, "-o", str(path), stdout=out
         )
-        assert path.read_bytes() == body(staff.get(EXPORT + url)), kind
-        assert f"rows written to {path}" in err.getvalue()
+        expected = body(staff.get(EXPORT + url))
+        assert path.read_bytes() == expected, kind
+        # The count is right with no terminal (the progress bar is off then and counts nothing).
+        rows = 9 if kind == "judgments" else expected.count(b"\n")
+        assert f"ex: {rows} {kind} rows written to {path}" in out.getvalue()
+        assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_export_comparisons_writes_into_a_symlink_or_a_pipe_without_replacing_it(project, judged, tmp_path):
+    real = tmp_path / "real.jsonl"
+    real.write_text("old")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    call_command("export_comparisons", "ex", "--kind", "judgments", "-o", str(link), stdout=io.StringIO())
+    assert link.is_symlink() and real.read_bytes().count(b"\n") == 9
 
 
 def test_export_comparisons_refuses_bad_arguments_in_a_line(project, tmp_path):
     for args, message in (
         (["nope", "--kind", "judgments"], "No project 'nope'"),
         (["ex", "--kind", "preferences", "--format", "csv"], "--format csv is for --kind judgments"),
-        (["ex", "--kind", "judgments", "--min-votes", "0"], "--min-votes must be at least 1"),
+        (["ex", "--kind", "judgments", "--min-votes", "0"], "--min-votes: .*greater than or equal to 1"),
+        (
+            ["ex", "--kind", "judgments", "--min-votes", "9" * 25],
+            "--min-votes: .*less than or equal to 10000",
+        ),
+        (["ex", "--kind", "judgments", "--since", "2026-01-01T00:00:00"], "--since: Add a time zone"),
+        (
+            [
+                "ex",
+                "--kind",
+                "judgments",
+                "--since",
+                "2027-01-01T00:00:00Z",
+                "--until",
+                "2026-01-01T00:00:00Z",
+            ],
+            "--until: Must be later than since",
+        ),
     ):
         with pytest.raises(CommandError, match=message):
             call_command("export_comparisons", *args, "-o", str(tmp_path / "x.jsonl"))
@@ -371,7 +408,7 @@ def test_import_judgments_command_imports_and_names_bad_lines(project, tmp_path)
         json.dumps({"pair": "p2", "rater": "a1", "choice": "a"}) + "\n\n" + json.dumps(good[0]) + "\n"
     )
     err = io.StringIO()
-    with pytest.raises(CommandError, match="Nothing was imported"):
+    with pytest.raises(CommandError, match="nothing was stored"):
         call_command("import_judgments", "ex", str(path), stdout=io.StringIO(), stderr=err)
     assert "line 3: rater:" in err.getvalue()
     assert Judgment.objects.count() == 2
@@ -449,3 +486,31 @@ def test_an_import_time_outside_what_the_database_holds_is_refused(project, staf
     fine = {"pair": "p0", "rater": "r", "choice": "a", "created_at": "2026-01-01T10:00:00+02:00"}
     assert staff.post(IMPORT, [fine], format="json").status_code == 201
     assert Judgment.objects.get().created_at.isoformat() == "2026-01-01T08:00:00+00:00"
+
+
+def test_export_filters_need_a_time_zone(project, judged, staff):
+    for since in ("2026-01-01", "2026-01-01T00:00:00"):
+        response = staff.get(EXPORT + "judgments.jsonl", {"since": since})
+        assert response.status_code == 400 and "time zone" in response.json()["errors"][0]["message"]
+    assert staff.get(EXPORT + "judgments.jsonl", {"since": "2026-01-01T00:00:00+01:00"}).status_code == 200
+
+
+def test_the_files_take_no_paging_parameters(project, staff):
+    assert staff.get(EXPORT + "judgments.jsonl", {"page_size": 5}).status_code == 400
+
+
+def test_every_bad_judgment_item_is_named_in_one_answer(project, staff):
+    staff.post(IMPORT, [{"pair": "p0", "rater": "r1", "choice": "a"}], format="json")
+    items = [
+        {"pair": "p1", "rater": "r2", "choice": "a"},
+        {"pair": "nope", "rater": "r2", "choice": "a"},
+        {"pair": "p0", "rater": "r1", "choice": "b"},
+        {"pair": "p2", "rater": "r2", "choice": "left"},
+    ]
+    response = staff.post(IMPORT, items, format="json")
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [
+        (1, "pair"),
+        (2, "rater"),
+        (3, "choice"),
+    ]
+    assert response.json()["detail"] == "3 of 4 items are invalid; nothing was stored."

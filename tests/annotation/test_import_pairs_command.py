@@ -87,5 +87,5 @@ def test_import_pairs_exits_non_zero_and_prints_the_bad_lines(make_project, tmp_
     assert result.returncode == 1
     assert "line 2: gold:" in result.stderr
     assert "line 4: metadata: Must be a JSON object." in result.stderr
-    assert "Nothing was imported." in result.stderr
+    assert "nothing was stored." in result.stderr
     assert not Pair.objects.exists()
