@@ -1,11 +1,13 @@
-"""The rating page's two form posts. Types only: what a project allows (ties, strength, a required
+"""The rating page's two form posts, and the login form. Types only: what a project allows (ties, strength, a required
 rationale) is judged by services.judgment_record, exactly as for the API's serializer."""
 
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
 
 from annotation.models import MAX_TIME_MS, ShownChoice
+from config import login_throttle
 
 
 class _AssignmentForm(forms.Form):
@@ -27,3 +29,15 @@ class JudgmentForm(_AssignmentForm):
 class SkipForm(_AssignmentForm):
     # The API's bound (SkipRequestSerializer).
     reason = forms.CharField(required=False, max_length=2000)
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form, saying so when this address has failed too often (config.login_throttle)."""
+
+    def clean(self) -> dict[str, object]:
+        if self.request is not None and login_throttle.is_throttled(self.request):
+            minutes = login_throttle.WINDOW // 60
+            raise forms.ValidationError(
+                f"Too many failed logins from your address. Try again in {minutes} minutes.", code="throttled"
+            )
+        return super().clean()

@@ -6,13 +6,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, path
 
 from . import views
+from .forms import LoginForm
 
 urlpatterns: list[URLPattern] = [
     path("", views.home, name="home"),
     path(
         "login/",
         auth_views.LoginView.as_view(
-            template_name="registration/login.html", next_page="home", redirect_authenticated_user=True
+            template_name="registration/login.html",
+            next_page="home",
+            redirect_authenticated_user=True,
+            authentication_form=LoginForm,
         ),
         name="login",
     ),
