@@ -1,5 +1,5 @@
-"""The rating page's two form posts, and the login form. Types only: what a project allows (ties, strength, a required
-rationale) is judged by services.judgment_record, exactly as for the API's serializer."""
+"""The rating page's two form posts, and the login form. Types only: what a project allows (ties,
+strength, a required rationale) is judged by services.judgment_record, as for the API's serializer."""
 
 from __future__ import annotations
 

@@ -19,10 +19,12 @@ def rater_progress(*, project: Project, rater: Rater) -> dict[str, int]:
     open_pairs = Pair.objects.filter(
         project=project, gold__isnull=True, judgment_count__lt=project.judgments_per_pair
     )
-    # Two index counts, where "open pairs NOT EXISTS an assignment of the rater" probes every open pair
-    # (the rater has at most one assignment per pair, so one filter() joins that one row).
-    finished = open_pairs.filter(assignments__rater=rater).exclude(
-        assignments__status=AssignmentStatus.ACTIVE
+    # Two index counts, where "open pairs NOT EXISTS an assignment of the rater" probes every open pair.
+    # One filter() call, so both conditions hold for the same assignment row: this rater's, finished (an
+    # exclude() would also drop pairs that another rater holds open).
+    finished = open_pairs.filter(
+        assignments__rater=rater,
+        assignments__status__in=[AssignmentStatus.JUDGED, AssignmentStatus.SKIPPED, AssignmentStatus.EXPIRED],
     )
     return {"done": done, "available": open_pairs.count() - finished.count()}
 

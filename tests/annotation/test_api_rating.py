@@ -258,3 +258,14 @@ def test_skipping_someone_elses_assignment_is_404(project, make_rater, api):
     response = api(make_rater(project)).post(f"/api/v1/assignments/{assignment_id}/skip/", {}, format="json")
     assert response.status_code == 404
     assert Assignment.objects.get(pk=assignment_id).status == AssignmentStatus.ACTIVE
+
+
+def test_available_counts_only_this_raters_finished_pairs(make_project, make_pairs, make_rater, api):
+    """Another rater's open assignment on a pair this rater judged must not put that pair back."""
+    project = make_project("shared", judgments_per_pair=2)
+    make_pairs(project, 4)
+    first, second = api(make_rater(project)), api(make_rater(project))
+    served = first.post("/api/v1/projects/shared/next/").json()
+    first.post(f"/api/v1/assignments/{served['assignment']}/judgment/", {"choice": "left"}, format="json")
+    assert second.post("/api/v1/projects/shared/next/").json()["pair"] == served["pair"]  # nearest completion
+    assert first.post("/api/v1/projects/shared/next/").json()["progress"] == {"done": 1, "available": 3}
