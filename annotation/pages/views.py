@@ -15,7 +15,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_safe
 
 from annotation import selectors, services
 from annotation.errors import Conflict, Forbidden, Invalid, NotFound
@@ -26,7 +27,8 @@ from .text import is_blank, markdown_html, segments
 
 # What a rater is told when an answer could not be recorded (ServiceError codes of judgment_record).
 CONFLICT_MESSAGES = {
-    "already_judged": "Your answer to that pair was already saved.",
+    "already_judged": "That pair already had your answer (from another tab or an earlier try); "
+    "this one was not saved.",
     "assignment_expired": "Your answer was not saved: the hold on that pair ran out and another rater "
     "took it. Here is a new pair.",
     "assignment_skipped": "That pair was skipped, so the answer was not saved.",
@@ -40,7 +42,7 @@ def _project(request: HttpRequest, slug: str) -> Project:
         raise Http404(exc.detail) from None
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     """Anonymous visitors go to the login page; raters (and staff) see their projects and progress."""
     if not request.user.is_authenticated:
@@ -53,6 +55,8 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "annotation/pages/home.html", {"rows": rows})
 
 
+# never_cache: Back after judging must not show a pair from the browser's cache, already answered.
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def rate(request: HttpRequest, slug: str) -> HttpResponse:

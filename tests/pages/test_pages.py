@@ -234,12 +234,12 @@ def test_an_answer_after_the_lease_went_to_someone_else_is_not_saved_and_says_so
     assert not Judgment.objects.filter(assignment=held).exists()
 
 
-def test_answering_twice_says_it_was_already_saved(project, rater):
+def test_answering_twice_says_the_second_answer_was_not_saved(project, rater):
     client = _client(rater)
     assignment = _served(client)
     client.post(RATE, {"assignment": assignment.pk, "choice": "left"})
     response = client.post(RATE, {"assignment": assignment.pk, "choice": "right"}, follow=True)
-    assert b"already saved" in response.content
+    assert b"already had your answer" in response.content and b"this one was not saved" in response.content
     assert Judgment.objects.get().choice == assignment.shown_left
 
 
@@ -362,3 +362,13 @@ def test_the_api_docs_run_under_the_policy_with_their_script_from_a_url(rater):
     assert "'unsafe-inline'" in page.headers[HEADER] and "script-src 'self';" in page.headers[HEADER]
     script = client.get("/api/docs/?script=")
     assert script.status_code == 200 and b"SwaggerUIBundle" in script.content
+
+
+def test_the_rating_page_is_never_cached_so_back_shows_the_current_pair(project, rater):
+    response = _client(rater).get(RATE)
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_head_on_the_home_page_answers_like_get(rater):
+    assert Client().head("/").status_code == 302
+    assert _client(rater).head("/").status_code == 200

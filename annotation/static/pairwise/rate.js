@@ -26,6 +26,7 @@ document.documentElement.classList.replace("no-js", "js");
   var skipBox = document.getElementById("skip");
   var skipForm = document.getElementById("skip-form");
   var statusLine = document.getElementById("status");
+  var announcer = document.getElementById("announcer");
   var errorsBox = document.getElementById("form-errors");
   var help = document.getElementById("help");
   var rationaleBox = document.getElementById("rationale");
@@ -87,7 +88,7 @@ document.documentElement.classList.replace("no-js", "js");
       leaseMessage.textContent =
         "The hold on this pair ran out. Answer anyway: your answer is saved if no other rater has " +
         "taken the pair; if one has, it is not saved and you get a new pair.";
-      say(leaseMessage.textContent);
+      announce(leaseMessage.textContent);
     } else if (left > 0 && left <= warnAt) {
       var seconds = Math.ceil(left / 1000);
       leaseMessage.textContent =
@@ -97,7 +98,7 @@ document.documentElement.classList.replace("no-js", "js");
         lease.state = "warning";
         leaseBox.hidden = false;
         leaseBox.className = "lease warning";
-        say(leaseMessage.textContent);
+        announce(leaseMessage.textContent);
       }
     }
   }
@@ -156,6 +157,11 @@ document.documentElement.classList.replace("no-js", "js");
     // Cleared first so that the same words said twice are announced twice.
     statusLine.textContent = "";
     setTimeout(function () { statusLine.textContent = message; }, 30);
+  }
+  function announce(message) {
+    // For screen readers only: the lease banner shows the same words on screen, counting down.
+    announcer.textContent = "";
+    setTimeout(function () { announcer.textContent = message; }, 30);
   }
   function showErrors(messages) {
     errorsBox.replaceChildren();
@@ -262,7 +268,9 @@ document.documentElement.classList.replace("no-js", "js");
   }
 
   function conflictNote(code, detail) {
-    if (code === "already_judged") return "Your answer to that pair was already saved.";
+    if (code === "already_judged") {
+      return "That pair already had your answer (from another tab or an earlier try); this one was not saved.";
+    }
     if (code === "assignment_expired") {
       return "Your answer was not saved: the hold on that pair ran out and another rater took it. Here is a new pair.";
     }
@@ -298,7 +306,11 @@ document.documentElement.classList.replace("no-js", "js");
   }
 
   function next(message) {
-    return api("/api/v1/projects/" + encodeURIComponent(config.slug) + "/next/").then(function (r) {
+    return api("/api/v1/projects/" + encodeURIComponent(config.slug) + "/next/").catch(function () {
+      // The answer above went through; only the next pair did not come. Enter must not send it again.
+      showErrors([message + " The next pair could not be loaded: reload the page to go on."]);
+      return new Promise(function () {});
+    }).then(function (r) {
       if (r.status === 200 && sameSettings(r.data.project)) {
         show(r);
         say(message + " Next pair.");
