@@ -26,7 +26,10 @@ def check_output_dir(path: str | Path, *, overwrite: bool, reads: Iterable[str |
     other files. ``reads``: the paths the run reads (its data, its base model), which replacing the
     output must not delete."""
     path = Path(path)
-    if path.exists() or path.is_symlink():
+    if path.is_symlink():
+        # The swap renames: it would replace the link, never write where it points.
+        raise InputError(f"output {path} is a symbolic link: name the directory it points to")
+    if path.exists():
         if not path.is_dir():
             raise InputError(f"output {path} is a file, not a directory: name a new or empty directory")
         if any(path.iterdir()):
@@ -62,10 +65,15 @@ def check_output_dir(path: str | Path, *, overwrite: bool, reads: Iterable[str |
 
 
 @contextlib.contextmanager
-def written_whole(path: str | Path) -> Iterator[Path]:
+def written_whole(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """A fresh directory beside ``path`` to write the model into. When the block ends normally it takes
     the place of ``path`` (and of what was there) by two renames; when it raises, it is removed and
-    ``path`` is left as it was."""
+    ``path`` is left as it was.
+
+    The output is checked again at the swap, since files may have appeared there during a run: it is
+    replaced only while empty, or (with ``overwrite``) while it holds nothing but files the new model
+    replaces. Otherwise nothing there is touched and the new model is kept beside it, named in the error.
+    """
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = _beside(path, "partial")
@@ -73,6 +81,11 @@ def written_whole(path: str | Path) -> Iterator[Path]:
     old: Path | None = None
     try:
         yield staging
+        reason = _not_replaceable(path, staging, overwrite=overwrite)
+        if reason is not None:
+            kept = path.with_name(f"{path.name}.new-{secrets.token_hex(3)}")
+            os.replace(staging, kept)
+            raise InputError(f"output {path} {reason}: nothing in it was touched; the new model is in {kept}")
         if path.exists() or path.is_symlink():
             old = _beside(path, "old")
             os.replace(path, old)
@@ -90,6 +103,24 @@ def written_whole(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink()
+
+
+def _not_replaceable(path: Path, staging: Path, *, overwrite: bool) -> str | None:
+    """Why the output may not be replaced by the staged model now, or None when it may."""
+    if not (path.exists() or path.is_symlink()):
+        return None
+    if not path.is_dir() or path.is_symlink():
+        return "is no longer a directory"
+    entries = {entry.name for entry in path.iterdir()}
+    if not entries:
+        return None
+    if not overwrite:
+        return "is no longer empty (files appeared during the run)"
+    stray = sorted(entries - {entry.name for entry in staging.iterdir()})
+    if stray:
+        more = ", ..." if len(stray) > 3 else ""
+        return f"holds files a model would not replace ({', '.join(stray[:3])}{more})"
+    return None
 
 
 def _beside(path: Path, kind: str) -> Path:

@@ -275,6 +275,13 @@ def _train(
                 config=config,
                 processes=processes,
             )
+            if not math.isfinite(loss_value):
+                # Every process sees the same all-reduced loss, so all stop here together; nothing is saved.
+                progress.close()
+                raise InputError(
+                    f"training diverged at step {step + 1} (loss {loss_value}): nothing was saved; "
+                    f"lower --learning-rate (it is {config.learning_rate:g})"
+                )
             step += 1
             pairs_seen += len(global_batch)
             epoch_losses.append(loss_value)
@@ -338,7 +345,7 @@ def _train(
         processes=processes,
     )
     if processes.is_main:
-        with written_whole(output_dir) as staging:
+        with written_whole(output_dir, overwrite=overwrite) as staging:
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
             config.save(staging)

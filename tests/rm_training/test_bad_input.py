@@ -592,16 +592,19 @@ def test_overwrite_replaces_a_trained_model_whole(
 ) -> None:
     output = tmp_path / "model"
     shutil.copytree(trained_dir, output)
-    (output / "stale.txt").write_text("from an older run")
     data = write_rows(tmp_path / "prefs.jsonl", marker_rows(16, seed=3))
-    code, _ = run(
-        ["train", "--data", str(data), "--output", str(output), *train_args, "--overwrite", "--seed", "3"],
-        capsys,
-    )
+    args = ["train", "--data", str(data), "--output", str(output), *train_args, "--overwrite", "--seed", "3"]
+    code, _ = run(args, capsys)
     assert code == 0
-    assert not (output / "stale.txt").exists()
     assert TrainingConfig.load(output).seed == 3
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # A file no model holds is never deleted, --overwrite or not: the new model is kept beside instead.
+    (output / "stale.txt").write_text("notes of a person")
+    code, err = run([*args[:-1], "4"], capsys)
+    assert code == 2 and "would not replace (stale.txt)" in err[-1]
+    assert (output / "stale.txt").exists() and TrainingConfig.load(output).seed == 3
+    (kept,) = tmp_path.glob("model.new-*")
+    assert TrainingConfig.load(kept).seed == 4
 
 
 def test_a_run_that_fails_while_writing_leaves_the_old_model_whole(
@@ -635,8 +638,59 @@ def test_written_whole_swaps_in_a_complete_directory_or_nothing(tmp_path: Path) 
         (staging / "b").write_text("2")
         raise KeyboardInterrupt
     assert [p.name for p in target.iterdir()] == ["a"]
-    with written_whole(target) as staging:
-        (staging / "c").write_text("3")
-    assert [p.name for p in target.iterdir()] == ["c"]
+    with written_whole(target, overwrite=True) as staging:
+        (staging / "a").write_text("3")
+    assert [(p.name, p.read_text()) for p in target.iterdir()] == [("a", "3")]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert output_module.check_output_dir(tmp_path / "new" / "deeper", overwrite=False) is None
+
+
+def test_files_that_appear_in_the_output_during_a_run_are_never_deleted(tmp_path):
+    """The output is checked again when the model is swapped in: a folder that became non-empty (or, with
+    overwrite, holds files a model would not replace) is left as it is, and the new model kept beside."""
+    from rm_training.errors import InputError
+    from rm_training.output import written_whole
+
+    output = tmp_path / "model"
+    with pytest.raises(InputError, match="no longer empty"), written_whole(output) as staging:
+        (staging / "config.json").write_text("{}")
+        output.mkdir()
+        (output / "my_notes.txt").write_text("keep me")
+    assert (output / "my_notes.txt").read_text() == "keep me"
+    (kept,) = tmp_path.glob("model.new-*")
+    assert (kept / "config.json").exists()
+
+    (output / "config.json").write_text("old")
+    refused = pytest.raises(InputError, match=r"would not replace \(my_notes\.txt\)")
+    with refused, written_whole(output, overwrite=True) as staging:
+        (staging / "config.json").write_text("{}")
+    assert (output / "my_notes.txt").exists() and (output / "config.json").read_text() == "old"
+
+    (output / "my_notes.txt").unlink()
+    with written_whole(output, overwrite=True) as staging:
+        (staging / "config.json").write_text("new")
+    assert (output / "config.json").read_text() == "new"
+
+
+def test_an_output_that_is_a_symlink_is_refused_before_any_work(tmp_path):
+    from rm_training.errors import InputError
+    from rm_training.output import check_output_dir
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(InputError, match="symbolic link"):
+        check_output_dir(tmp_path / "link", overwrite=False)
+
+
+def test_a_run_that_diverges_stops_with_one_line_and_saves_nothing(fast_config, tmp_path, capsys):
+    import dataclasses
+
+    from rm_training.errors import InputError
+    from rm_training.train import train
+    from tests.rm_training.conftest import marker_comparisons
+
+    config = dataclasses.replace(fast_config, learning_rate=1e30)
+    with pytest.raises(InputError, match=r"training diverged at step .*lower --learning-rate"):
+        train(config, examples=marker_comparisons(80), output_dir=tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+    assert not list(tmp_path.glob(".model.*"))
