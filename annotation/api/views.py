@@ -374,10 +374,12 @@ class _ExportView(ApiView):
     permission_classes = [IsStaff]
     content_negotiation_class = _ErrorsAsJSON
 
-    def _filters(self, request: Request, serializer_class: type = s.ExportQuerySerializer) -> dict[str, Any]:
-        query = serializer_class(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        return dict(query.validated_data)
+
+def _query(request: Request, serializer_class: type = s.ExportQuerySerializer) -> dict[str, Any]:
+    """The export filters of the query string, checked by one serializer for every export endpoint."""
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return dict(query.validated_data)
 
 
 def _stream(chunks: Any, *, content_type: str, filename: str) -> StreamingHttpResponse:
@@ -411,7 +413,7 @@ class JudgmentsExportView(_ExportView):
     )
     def get(self, request: Request, slug: str, extension: str) -> StreamingHttpResponse:
         project = _project(request, slug)
-        filters = selectors.ExportFilter(**self._filters(request))
+        filters = selectors.ExportFilter(**_query(request))
         if extension == "csv":
             rows = selectors.judgment_rows(project=project, filters=filters)
             chunks = selectors.as_csv(rows, selectors.JUDGMENT_COLUMNS)
@@ -435,7 +437,7 @@ class PreferencesExportView(_ExportView):
     )
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
         project = _project(request, slug)
-        query = self._filters(request, s.PreferencesQuerySerializer)
+        query = _query(request, s.PreferencesQuerySerializer)
         conversational = query.pop("format") == "conversational"
         rows = selectors.preference_rows(
             project=project, filters=selectors.ExportFilter(**query), conversational=conversational
@@ -454,9 +456,7 @@ class JudgmentsListView(mixins.ListModelMixin, GenericApiView):
 
     def get_queryset(self) -> Any:
         project = _project(self.request, self.kwargs["slug"])
-        query = s.JudgmentListQuerySerializer(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = selectors.ExportFilter(**query.validated_data)
+        filters = selectors.ExportFilter(**_query(self.request, s.JudgmentListQuerySerializer))
         return selectors.judgments_for_export(project=project, filters=filters)
 
     @extend_schema(parameters=[s.ExportQuerySerializer], summary="The judgment rows of the export, paginated")

@@ -3,9 +3,11 @@ synthetic preference data. Nothing here touches a database, a network or ../shar
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -156,3 +158,9 @@ def fast_config(tiny_bert_dir: Path) -> TrainingConfig:
         # float32 everywhere, so the tests behave alike on CPUs with and without native bf16
         bf16=False,
     )
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Rows as a JSON Lines file, for the readers under test."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path

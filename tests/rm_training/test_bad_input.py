@@ -6,6 +6,7 @@ the answer is exit status 2 and one line on stderr (``error: ...``), and nothing
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -36,12 +37,7 @@ from rm_training.scoring import RewardScorer
 from rm_training.tokenization import PairEncoder
 from rm_training.train import train
 
-from .conftest import marker_comparisons
-
-
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
+from .conftest import marker_comparisons, write_jsonl
 
 
 def marker_rows(n: int, *, seed: int = 0) -> list[dict[str, Any]]:
@@ -150,7 +146,7 @@ def test_a_bad_judgments_row_is_one_line_naming_its_line(
     expected: str,
 ) -> None:
     row = {"pair_id": 1, "prompt": "p", "response_a": "x", "response_b": "y", "choice": "a", "strength": 2}
-    data = write_rows(tmp_path / "judgments.jsonl", [row, row | change])
+    data = write_jsonl(tmp_path / "judgments.jsonl", [row, row | change])
     output = tmp_path / "model"
     code, lines = run(["train", "--data", str(data), "--output", str(output), *train_args], capsys)
     assert_refused(code, lines, f"{data}: {expected}")
@@ -177,7 +173,7 @@ def test_a_file_with_empty_responses_trains(
         {"prompt": "what is it?", "chosen": "a river", "rejected": ""},
         {"prompt": "say something", "chosen": "", "rejected": "stone stone stone"},
     ]
-    data = write_rows(tmp_path / "prefs.jsonl", rows)
+    data = write_jsonl(tmp_path / "prefs.jsonl", rows)
     output = tmp_path / "model"
     code, _ = run(["train", "--data", str(data), "--output", str(output), *train_args], capsys)
     assert code == 0
@@ -209,7 +205,7 @@ def test_a_file_left_with_no_usable_pairs_is_refused(
     rows: list[dict[str, Any]],
     expected: str,
 ) -> None:
-    data = write_rows(tmp_path / "prefs.jsonl", rows)
+    data = write_jsonl(tmp_path / "prefs.jsonl", rows)
     output = tmp_path / "model"
     code, lines = run(
         ["train", "--data", str(data), "--output", str(output), *train_args, "--eval-fraction", "0.5"], capsys
@@ -228,7 +224,7 @@ def test_pairs_without_a_usable_difference_are_left_out_of_training_counted_and_
         {"prompt": "same text 2", "chosen": "", "rejected": ""},
         {"prompt": "no majority", "chosen": "x", "rejected": "y", "votes": {"a": 1, "b": 1}},
     ]
-    data = write_rows(tmp_path / "prefs.jsonl", rows)
+    data = write_jsonl(tmp_path / "prefs.jsonl", rows)
     config = TrainingConfig.from_dict(fast_config.to_dict() | {"epochs": 1, "eval_fraction": 0.5})
     with caplog.at_level("INFO", logger="rm_training"):
         metrics = train(config, data_path=data, output_dir=tmp_path / "model")
@@ -254,7 +250,7 @@ def test_eval_scores_case_only_pairs_as_ties(
         {"prompt": "question " + "river " * i, "chosen": "YES, it is.", "rejected": "yes, it is."}
         for i in range(6)
     ]
-    data = write_rows(tmp_path / "case.jsonl", rows)
+    data = write_jsonl(tmp_path / "case.jsonl", rows)
     with caplog.at_level("WARNING", logger="rm_training"):
         code = main(["eval", "--model", str(trained_dir), "--data", str(data), "--json", "--batch-size", "3"])
     assert code == 0
@@ -290,7 +286,7 @@ def test_float_noise_between_identical_inputs_does_not_decide_a_pair() -> None:
 def test_a_max_length_past_the_models_positions_is_refused_at_start(
     tmp_path: Path, train_args: list[str], capsys: pytest.CaptureFixture[str], max_length: str
 ) -> None:
-    data = write_rows(tmp_path / "prefs.jsonl", marker_rows(16))
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16))
     output = tmp_path / "model"
     code, lines = run(
         ["train", "--data", str(data), "--output", str(output), *train_args, "--max-length", max_length],
@@ -327,7 +323,7 @@ def test_every_bad_setting_is_one_line(
     options: list[str],
     expected: str,
 ) -> None:
-    data = write_rows(tmp_path / "prefs.jsonl", marker_rows(16))
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16))
     output = tmp_path / "model"
     code, lines = run(["train", "--data", str(data), "--output", str(output), *train_args, *options], capsys)
     assert_refused(code, lines, expected)
@@ -338,7 +334,7 @@ def test_every_bad_setting_is_one_line(
 def test_a_cuda_device_on_a_machine_without_one_is_one_line(
     tmp_path: Path, train_args: list[str], trained_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = write_rows(tmp_path / "prefs.jsonl", marker_rows(16))
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16))
     code, lines = run(
         ["train", "--data", str(data), "--output", str(tmp_path / "m"), *train_args, "--device", "cuda"],
         capsys,
@@ -366,7 +362,7 @@ def test_a_bad_config_file_is_one_line_naming_it(
     content: bytes,
     expected: str,
 ) -> None:
-    data = write_rows(tmp_path / "prefs.jsonl", marker_rows(16))
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16))
     config_file = tmp_path / "config.json"
     config_file.write_bytes(content)
     output = tmp_path / "model"
@@ -476,7 +472,7 @@ def test_a_base_model_that_cannot_be_loaded_is_one_line(
     case: str,
 ) -> None:
     base, expected = broken_models(tmp_path, tiny_bert_dir)[case]
-    data = write_rows(tmp_path / "prefs.jsonl", marker_rows(16))
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16))
     output = tmp_path / "model"
     argv = ["train", "--data", str(data), "--output", str(output), *train_args, "--base-model", base]
     code, lines = run(argv, capsys)
@@ -526,7 +522,7 @@ def test_eval_and_score_with_a_model_that_is_not_a_trained_directory_are_one_lin
             (model / CONFIG_FILENAME).write_text('{"colour": "red"}')
         else:
             (model / "model.safetensors").write_bytes(b"\0" * 64)
-    data = write_rows(tmp_path / "prefs.jsonl", marker_rows(4))
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(4))
     code, lines = run(["eval", "--model", str(model), "--data", str(data)], capsys)
     assert_refused(code, lines, expected)
     code, lines = run(["score", "--model", str(model), "--prompt", "p", "--response", "r"], capsys)
@@ -560,7 +556,7 @@ def test_a_batch_size_below_one_is_a_usage_error(
 def test_an_output_that_cannot_take_the_model_is_refused_before_training(
     tmp_path: Path, train_args: list[str], trained_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = write_rows(tmp_path / "prefs.jsonl", marker_rows(16))
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16))
     a_file = tmp_path / "afile"
     a_file.write_text("keep me")
     not_empty = tmp_path / "notes"
@@ -592,7 +588,7 @@ def test_overwrite_replaces_a_trained_model_whole(
 ) -> None:
     output = tmp_path / "model"
     shutil.copytree(trained_dir, output)
-    data = write_rows(tmp_path / "prefs.jsonl", marker_rows(16, seed=3))
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16, seed=3))
     args = ["train", "--data", str(data), "--output", str(output), *train_args, "--overwrite", "--seed", "3"]
     code, _ = run(args, capsys)
     assert code == 0
@@ -618,7 +614,7 @@ def test_a_run_that_fails_while_writing_leaves_the_old_model_whole(
         raise RuntimeError("the machine went away while writing")
 
     monkeypatch.setattr(train_module, "write_model_card", crash)
-    data = write_rows(tmp_path / "prefs.jsonl", marker_rows(16, seed=3))
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16, seed=3))
     with pytest.raises(RuntimeError):
         main(["train", "--data", str(data), "--output", str(output), *train_args, "--overwrite"])
     assert {p.name: p.read_bytes() for p in output.iterdir()} == before
@@ -648,8 +644,6 @@ def test_written_whole_swaps_in_a_complete_directory_or_nothing(tmp_path: Path) 
 def test_files_that_appear_in_the_output_during_a_run_are_never_deleted(tmp_path):
     """The output is checked again when the model is swapped in: a folder that became non-empty (or, with
     overwrite, holds files a model would not replace) is left as it is, and the new model kept beside."""
-    from rm_training.errors import InputError
-    from rm_training.output import written_whole
 
     output = tmp_path / "model"
     with pytest.raises(InputError, match="no longer empty"), written_whole(output) as staging:
@@ -673,21 +667,14 @@ def test_files_that_appear_in_the_output_during_a_run_are_never_deleted(tmp_path
 
 
 def test_an_output_that_is_a_symlink_is_refused_before_any_work(tmp_path):
-    from rm_training.errors import InputError
-    from rm_training.output import check_output_dir
 
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(InputError, match="symbolic link"):
-        check_output_dir(tmp_path / "link", overwrite=False)
+        output_module.check_output_dir(tmp_path / "link", overwrite=False)
 
 
 def test_a_run_that_diverges_stops_with_one_line_and_saves_nothing(fast_config, tmp_path, capsys):
-    import dataclasses
-
-    from rm_training.errors import InputError
-    from rm_training.train import train
-    from tests.rm_training.conftest import marker_comparisons
 
     config = dataclasses.replace(fast_config, learning_rate=1e30)
     with pytest.raises(InputError, match=r"training diverged at step .*lower --learning-rate"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,7 @@ from rm_training.data import (
     split_by_prompt,
 )
 
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
+from .conftest import write_jsonl
 
 
 def judgment(pair: int, rater: str, choice: str, strength: int | None = None) -> dict[str, Any]:
