@@ -77,6 +77,7 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Raters", {"fields": ["rater_group", "add_raters", "remove_raters"]}),
         ("Rating", {"fields": ["judgments_per_pair", "allow_tie", "strength_levels", "rationale"]}),
         ("Assignment", {"fields": ["lease_seconds", "gold_fraction"]}),
+        ("Agreement dashboard", {"fields": ["very_fast_ms"]}),
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
