@@ -195,20 +195,40 @@ def project_agreement(project: Project, *, filters: ExportFilter | None = None) 
     return report
 
 
+@dataclass(frozen=True)
+class AgreementRows:
+    """What the figures are computed from: three statements' worth of rows."""
+
+    judgments: Any  # int64 array (judgments, 7): see read_judgment_columns
+    pairs: Any  # int64 array (pairs, 4): see read_pair_columns
+    raters: dict[int, RaterName]  # by rater id
+
+
+def read_rows(project: Project, filters: ExportFilter) -> AgreementRows:
+    """The rows the figures need, in three statements (judgments, pairs, the raters' names)."""
+    import numpy as np
+
+    judgments = read_judgment_columns(project, filters)
+    pairs = read_pair_columns(project)
+    rater_ids = np.unique(judgments[:, 1]).tolist()
+    return AgreementRows(judgments=judgments, pairs=pairs, raters=_rater_names(project, rater_ids))
+
+
 def compute_agreement(project: Project, *, filters: ExportFilter) -> AgreementReport:
-    """Read the rows (three statements) and compute every figure; no cache."""
+    """Read the rows and compute every figure; no cache."""
+    return report_from_rows(project, filters=filters, rows=read_rows(project, filters))
+
+
+def report_from_rows(project: Project, *, filters: ExportFilter, rows: AgreementRows) -> AgreementReport:
+    """Every figure of the report from the rows (no database)."""
     import numpy as np
 
     from annotation.agreement import JudgmentArrays, agreement_figures
 
-    judgments = read_judgment_columns(project, filters)
-    pairs = read_pair_columns(project)
-    pair_ids, longer, gold, judgment_count = pairs.T if len(pairs) else np.zeros((4, 0), np.int64)
+    pair_ids, longer, gold, judgment_count = rows.pairs.T
     order = np.argsort(pair_ids)
     pair_ids, longer, gold, judgment_count = (c[order] for c in (pair_ids, longer, gold, judgment_count))
-    j_pair, j_rater, choice, strength, shown_left, time_ms, day = (
-        judgments.T if len(judgments) else np.zeros((7, 0), np.int64)
-    )
+    j_pair, j_rater, choice, strength, shown_left, time_ms, day = rows.judgments.T
     pair_index = np.searchsorted(pair_ids, j_pair)
     rater_ids, rater_index = np.unique(j_rater, return_inverse=True)
     data = JudgmentArrays(
@@ -237,7 +257,7 @@ def compute_agreement(project: Project, *, filters: ExportFilter) -> AgreementRe
     return AgreementReport(
         project=project.slug,
         figures=figures,
-        raters=_rater_names(project, [int(r) for r in rater_ids]),
+        raters=tuple(rows.raters[int(r)] for r in rater_ids),
         pairs_total=int(regular.sum()),
         pairs_complete=int((regular & (judgment_count >= project.judgments_per_pair)).sum()),
         gold_pairs=int((~regular).sum()),
@@ -339,14 +359,13 @@ def _field(i: int) -> list[tuple[str, str]]:
     return [(f"length{i}", ">i4"), (f"value{i}", ">i8")]
 
 
-def _rater_names(project: Project, rater_ids: list[int]) -> tuple[RaterName, ...]:
-    """Names of the raters, in the order of rater_ids: one statement, whatever the number (the project's
-    imported raters are in the condition so that an empty list still makes one query)."""
+def _rater_names(project: Project, rater_ids: list[int]) -> dict[int, RaterName]:
+    """Names of the raters by id: one statement, whatever the number (the project's imported raters are
+    in the condition so that an empty list still makes one query)."""
     rows = Rater.objects.filter(Q(pk__in=rater_ids) | Q(imported_into=project)).values_list(
         "pk", "pseudonym", "user__username", "source_id"
     )
-    names = {
+    return {
         pk: RaterName(pseudonym, username if username is not None else f"{source_id} (imported)")
         for pk, pseudonym, username, source_id in rows
     }
-    return tuple(names[pk] for pk in rater_ids)
