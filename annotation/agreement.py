@@ -314,12 +314,19 @@ class AgreementFigures:
     per_rater: tuple[RaterFigures, ...] = field(default_factory=tuple)
 
 
-def _binomial_p(successes: int, trials: int) -> float:
-    if trials == 0:
-        return math.nan
-    from scipy.stats import binomtest  # lazily: only the dashboard and the API need scipy
+def binomial_p_values(successes: npt.ArrayLike, trials: npt.ArrayLike) -> FloatArray:
+    """Two-sided exact binomial test against 1/2, for many counts at once (nan without trials).
 
-    return float(binomtest(successes, trials, 0.5).pvalue)
+    The same p-value as scipy.stats.binomtest(k, n, 0.5): the distribution is symmetric, so the outcomes
+    at most as likely as k are those at least as far from n / 2, and p = 2 P(X <= min(k, n - k)), at most 1.
+    """
+    from scipy.special import bdtr  # lazily: only the dashboard and the API need scipy
+
+    k = np.asarray(successes, dtype=np.int64)
+    n = np.asarray(trials, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        p = np.minimum(1.0, 2 * bdtr(np.minimum(k, n - k), n, 0.5))
+    return np.where(n > 0, p, np.nan)
 
 
 def _share(hits: npt.NDArray[Any], totals: npt.NDArray[Any]) -> FloatArray:
@@ -474,6 +481,7 @@ def agreement_figures(
     timed_n, fast_n = per_rater(timed), per_rater(fast)
     gold_n, gold_right = per_rater(golded), per_rater(golded & (data.choice == gold))
     medians = _medians(data.rater[timed], data.time_ms[timed], n_raters)
+    left_p, longer_p = binomial_p_values(left_n, sided_n), binomial_p_values(longer_n, lengthed_n)
     columns = {
         "agreement": _share(pair_agreeing, pair_totals),
         "majority_agreement": _share(majority_agreeing, with_majority),
@@ -493,10 +501,10 @@ def agreement_figures(
             majority_judgments=int(with_majority[r]),
             left_rate=float(columns["left_rate"][r]),
             left_judgments=int(sided_n[r]),
-            left_p_value=_binomial_p(int(left_n[r]), int(sided_n[r])),
+            left_p_value=float(left_p[r]),
             longer_rate=float(columns["longer_rate"][r]),
             longer_judgments=int(lengthed_n[r]),
-            longer_p_value=_binomial_p(int(longer_n[r]), int(lengthed_n[r])),
+            longer_p_value=float(longer_p[r]),
             median_time_ms=float(medians[r]),
             very_fast_share=float(columns["very_fast_share"][r]) if very_fast_ms > 0 else math.nan,
             timed_judgments=int(timed_n[r]),
@@ -525,7 +533,7 @@ def agreement_figures(
         ceiling_accuracy_interval=(ceiling_accuracy(low), ceiling_accuracy(high)),
         left_rate=left_total / sided_total if sided_total else math.nan,
         left_judgments=sided_total,
-        left_p_value=_binomial_p(left_total, sided_total),
+        left_p_value=float(binomial_p_values(left_total, sided_total)),
         longer_rate=float(chose_longer.sum() / lengthed.sum()) if lengthed.any() else math.nan,
         longer_judgments=int(lengthed.sum()),
         judgments_per_day=tuple((int(d), int(n)) for d, n in zip(days, per_day, strict=True)),

@@ -282,3 +282,13 @@ def test_a_rater_who_gets_gold_wrong_is_flagged():
     f = ag.agreement_figures(ag.JudgmentArrays(**{**data.__dict__, "choice": choice}), very_fast_ms=3000)
     assert f.per_rater[0].gold_accuracy == 0.0
     assert [code for code, _ in f.per_rater[0].flags] == ["low_gold_accuracy"]
+
+
+def test_the_binomial_test_is_scipys():
+    from scipy.stats import binomtest
+
+    cases = [(0, 1), (1, 1), (0, 10), (3, 10), (5, 10), (7, 10), (10, 10), (4, 9), (5, 9), (50, 60), (31, 61)]
+    got = ag.binomial_p_values([k for k, _ in cases], [n for _, n in cases])
+    for (k, n), p in zip(cases, got, strict=True):
+        assert p == pytest.approx(binomtest(k, n, 0.5).pvalue, rel=1e-9, abs=1e-15), (k, n)
+    assert np.isnan(ag.binomial_p_values([0], [0])[0])
