@@ -95,6 +95,22 @@ def count_table(item: IntArray, category: IntArray, n_items: int, n_categories: 
     return flat.reshape(n_items, n_categories).astype(np.int64)
 
 
+def dense_index(values: IntArray) -> tuple[IntArray, IntArray]:
+    """The distinct values in order and each value's index among them, like
+    ``np.unique(values, return_inverse=True)``; by a lookup table, without sorting, when the values span
+    a range not much larger than their number (ids, days, rater pairs)."""
+    if not len(values):
+        return values[:0], values[:0]
+    low, high = int(values.min()), int(values.max())
+    if high - low > 4 * len(values) + (1 << 20):
+        distinct, index = np.unique(values, return_inverse=True)
+        return distinct, index.reshape(-1)
+    present = np.zeros(high - low + 1, dtype=bool)
+    present[values - low] = True
+    position = np.cumsum(present) - 1
+    return np.flatnonzero(present) + low, position[values - low]
+
+
 def _rated(counts: IntArray) -> IntArray:
     """The rows with two or more judgments: the only ones that carry agreement."""
     return counts[counts.sum(axis=1) >= 2]
@@ -163,7 +179,12 @@ def _alpha_from_coincidence(o: FloatArray, level: str) -> float:
 
 def krippendorff_alpha(counts: IntArray, level: str = "nominal") -> float:
     """Krippendorff's alpha from a count table (columns in order for ``level="ordinal"``)."""
-    return _alpha_from_coincidence(_coincidences(counts).sum(axis=0), level)
+    counts = _rated(counts).astype(np.float64)
+    # The items' coincidence matrices summed, as one product: sum_u n_u n_u^T / (m_u - 1), less the
+    # diagonal sum_u n_u / (m_u - 1).
+    scaled = counts / (counts.sum(axis=1) - 1)[:, None]
+    o = scaled.T @ counts - np.diag(scaled.sum(axis=0))
+    return _alpha_from_coincidence(o, level)
 
 
 def cohen_kappas(
@@ -173,17 +194,19 @@ def cohen_kappas(
     *,
     n_categories: int = 3,
     min_shared: int = MIN_SHARED_PAIRS,
+    pairs: tuple[IntArray, IntArray] | None = None,
 ) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
     """Cohen's kappa of every two raters sharing at least ``min_shared`` items: (rater, other rater with
-    a larger index, shared items, kappa). Kappa is nan where both raters used one category only."""
-    first, second = judgment_pairs(item)
+    a larger index, shared items, kappa). Kappa is nan where both raters used one category only.
+    ``pairs``: judgment_pairs(item), when the caller has it already."""
+    first, second = pairs if pairs is not None else judgment_pairs(item)
     low = np.minimum(rater[first], rater[second])
     high = np.maximum(rater[first], rater[second])
     # Orient each judgment pair as (lower rater, higher rater) so one rater is always the table's rows.
     swap = rater[first] > rater[second]
     row = np.where(swap, choice[second], choice[first])
     column = np.where(swap, choice[first], choice[second])
-    keys, which = np.unique(low * (int(rater.max(initial=0)) + 1) + high, return_inverse=True)
+    keys, which = dense_index(low * (int(rater.max(initial=0)) + 1) + high)
     squares = n_categories * n_categories
     tables = np.bincount(which * squares + row * n_categories + column, minlength=len(keys) * squares)
     tables = tables.reshape(len(keys), n_categories, n_categories).astype(np.float64)
@@ -230,7 +253,15 @@ def bootstrap_intervals(
     counts = _rated(counts)
     if not len(counts):
         return {"percent_agreement": (math.nan, math.nan), "krippendorff_alpha": (math.nan, math.nan)}
-    profiles, frequency = np.unique(counts, axis=0, return_counts=True)
+    base = int(counts.max()) + 1
+    if base ** counts.shape[1] < 2**62:
+        # Each row as one integer (its counts as digits in base max + 1): no sort of whole rows.
+        digits = base ** np.arange(counts.shape[1], dtype=np.int64)
+        keys, which = dense_index(counts @ digits)
+        frequency = np.bincount(which)
+        profiles = (keys[:, None] // digits[None, :]) % base
+    else:
+        profiles, frequency = np.unique(counts, axis=0, return_counts=True)
     n = profiles.sum(axis=1)
     agreeing = (profiles * (profiles - 1)).sum(axis=1).astype(np.float64)
     possible = (n * (n - 1)).astype(np.float64)
@@ -336,8 +367,16 @@ def _share(hits: npt.NDArray[Any], totals: npt.NDArray[Any]) -> FloatArray:
 
 def _medians(group: IntArray, values: IntArray, n_groups: int) -> FloatArray:
     """The median of values in each group (nan for an empty group), from one sort."""
-    order = np.lexsort((values, group))
-    group, values = group[order], values[order].astype(np.float64)
+    if not len(values):
+        return np.full(n_groups, np.nan)
+    # One sort of group * span + value (non-negative values), cheaper than a lexsort of two columns.
+    span = int(values.max()) + 1
+    if (n_groups + 1) * span < 2**62:
+        keys = np.sort(group * span + values)
+        group, values = keys // span, (keys % span).astype(np.float64)
+    else:
+        order = np.lexsort((values, group))
+        group, values = group[order], values[order].astype(np.float64)
     starts = np.searchsorted(group, np.arange(n_groups), side="left")
     ends = np.searchsorted(group, np.arange(n_groups), side="right")
     sizes = ends - starts
@@ -440,7 +479,9 @@ def agreement_figures(
         ordinal = krippendorff_alpha(ordinal_counts, "ordinal")
 
     first, second = judgment_pairs(data.pair)
-    *_, kappas = cohen_kappas(data.pair, data.rater, data.choice, min_shared=min_shared)
+    *_, kappas = cohen_kappas(
+        data.pair, data.rater, data.choice, min_shared=min_shared, pairs=(first, second)
+    )
     finite_kappas = kappas[np.isfinite(kappas)]
 
     # Per rater: agreement on shared pairs, from every two judgments of the same pair.
@@ -513,12 +554,13 @@ def agreement_figures(
         )
         raters.append(replace(figures, flags=_flags(figures, very_fast_ms)))
 
-    days, per_day = np.unique(data.day, return_counts=True)
+    days, day_index = dense_index(data.day)
+    per_day = np.bincount(day_index, minlength=len(days))
     left_total, sided_total = int(chose_left.sum()), int(sided.sum())
     return AgreementFigures(
         pairs=int((per_pair >= 2).sum()),
         judgments=int(on_shared.sum()),
-        raters=len(np.unique(data.rater[on_shared])),
+        raters=int((np.bincount(data.rater[on_shared], minlength=n_raters) > 0).sum()),
         judgments_total=len(data.pair),
         percent_agreement=percent,
         percent_agreement_interval=(low, high),

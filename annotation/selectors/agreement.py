@@ -206,11 +206,11 @@ class AgreementRows:
 
 def read_rows(project: Project, filters: ExportFilter) -> AgreementRows:
     """The rows the figures need, in three statements (judgments, pairs, the raters' names)."""
-    import numpy as np
+    from annotation.agreement import dense_index
 
     judgments = read_judgment_columns(project, filters)
     pairs = read_pair_columns(project)
-    rater_ids = np.unique(judgments[:, 1]).tolist()
+    rater_ids = dense_index(judgments[:, 1])[0].tolist()
     return AgreementRows(judgments=judgments, pairs=pairs, raters=_rater_names(project, rater_ids))
 
 
@@ -223,14 +223,14 @@ def report_from_rows(project: Project, *, filters: ExportFilter, rows: Agreement
     """Every figure of the report from the rows (no database)."""
     import numpy as np
 
-    from annotation.agreement import JudgmentArrays, agreement_figures
+    from annotation.agreement import JudgmentArrays, agreement_figures, dense_index
 
     pair_ids, longer, gold, judgment_count = rows.pairs.T
     order = np.argsort(pair_ids)
     pair_ids, longer, gold, judgment_count = (c[order] for c in (pair_ids, longer, gold, judgment_count))
     j_pair, j_rater, choice, strength, shown_left, time_ms, day = rows.judgments.T
     pair_index = np.searchsorted(pair_ids, j_pair)
-    rater_ids, rater_index = np.unique(j_rater, return_inverse=True)
+    rater_ids, rater_index = dense_index(j_rater)
     data = JudgmentArrays(
         pair=pair_index,
         rater=rater_index.reshape(-1),

@@ -292,3 +292,17 @@ def test_the_binomial_test_is_scipys():
     for (k, n), p in zip(cases, got, strict=True):
         assert p == pytest.approx(binomtest(k, n, 0.5).pvalue, rel=1e-9, abs=1e-15), (k, n)
     assert np.isnan(ag.binomial_p_values([0], [0])[0])
+
+
+def test_per_rater_medians_and_dense_indexes_match_numpy():
+    rng = np.random.default_rng(4)
+    group = rng.integers(6, size=500)
+    values = rng.integers(0, 90_000, size=500)
+    medians = ag._medians(group, values, 8)
+    for g in range(6):
+        assert medians[g] == np.median(values[group == g])
+    assert np.isnan(medians[6:]).all()
+    for sample in (rng.integers(10**12, size=50), rng.integers(100, size=1000), np.zeros(0, np.int64)):
+        distinct, index = ag.dense_index(sample)
+        expected, inverse = np.unique(sample, return_inverse=True)
+        assert np.array_equal(distinct, expected) and np.array_equal(index, inverse.reshape(-1))
