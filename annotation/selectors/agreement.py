@@ -230,6 +230,13 @@ def report_from_rows(project: Project, *, filters: ExportFilter, rows: Agreement
     pair_ids, longer, gold, judgment_count = (c[order] for c in (pair_ids, longer, gold, judgment_count))
     j_pair, j_rater, choice, strength, shown_left, time_ms, day = rows.judgments.T
     pair_index = np.searchsorted(pair_ids, j_pair)
+    # A pair deleted between the two statements takes its judgments with it: drop those rows.
+    known = pair_index < len(pair_ids)
+    known[known] = pair_ids[pair_index[known]] == j_pair[known]
+    if not known.all():
+        pair_index, j_rater, choice, strength, shown_left, time_ms, day = (
+            c[known] for c in (pair_index, j_rater, choice, strength, shown_left, time_ms, day)
+        )
     rater_ids, rater_index = dense_index(j_rater)
     data = JudgmentArrays(
         pair=pair_index,

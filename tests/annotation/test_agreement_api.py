@@ -233,3 +233,15 @@ def test_a_rater_who_always_picks_the_left_side_is_flagged(make_project, api, ad
     assert "side_bias" in flags[bob]
     reason = next(f["reason"] for r in body["per_rater"] if r["rater"] == bob for f in r["flags"])
     assert "left side in 100%" in reason
+
+
+def test_a_pair_deleted_between_the_two_reads_drops_its_judgments(project):
+    rows = selector.read_rows(project, ExportFilter())
+    Pair.objects.filter(project=project, external_id="p0").delete()
+    fresh = selector.AgreementRows(rows.judgments, selector.read_pair_columns(project), rows.raters)
+    report = selector.report_from_rows(project, filters=ExportFilter(), rows=fresh)
+    assert (
+        report.figures.judgments_total
+        == Judgment.objects.filter(project=project).count()
+        < len(rows.judgments)
+    )
