@@ -94,7 +94,7 @@ def test_the_dashboard_renders_in_a_fixed_number_of_queries(
 
 
 def test_planted_raters_are_flagged_with_their_reason_and_careful_ones_are_not(
-    superuser_client, make_project
+    superuser_client, make_project, make_rater
 ):
     project = make_project()
     services.pairs_import(
@@ -115,11 +115,24 @@ def test_planted_raters_are_flagged_with_their_reason_and_careful_ones_are_not(
             {"pair": f"p{i}", "rater": "careful-2", "choice": truth, "shown_left": "ab"[(i // 4) % 2]},
         ]
     services.judgments_import(project=project, items=items)
+    # One who answers in a second: a real rater on the rating path, whose server-measured time on task
+    # is milliseconds (the imported raters have no times, so they cannot be too fast).
+    services.pairs_import(
+        project=project,
+        items=[
+            {"external_id": f"q{i}", "prompt": "Q", "response_a": "a", "response_b": "b"} for i in range(6)
+        ],
+    )
+    hasty = make_rater(project, username="hasty")
+    for _ in range(6):
+        assignment = services.assignment_next(project=project, user=hasty)
+        services.judgment_record(assignment_id=assignment.pk, user=hasty, choice="left")
     page = superuser_client.get(url(project)).content.decode()
     rows = {
-        m.group(1): m.group(0)
-        for m in re.finditer(r"<th scope=\"row\">([^<]+) \(imported\).*?</tr>", page, re.S)
+        m.group(1).removesuffix(" (imported)"): m.group(0)
+        for m in re.finditer(r"<th scope=\"row\">([^<]+)<br>.*?</tr>", page, re.S)
     }
+    assert "too fast" in rows["hasty"] and "100% of 6 timed judgments took under 3 s" in rows["hasty"]
     assert "side bias" in rows["lefty"] and "left side in 100% of 30" in rows["lefty"]
     assert "length bias" in rows["long-lover"] and "longer response in 100% of 30" in rows["long-lover"]
     assert "⚑" not in rows["careful-1"] and "⚑" not in rows["careful-2"]
