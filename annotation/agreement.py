@@ -238,6 +238,14 @@ def judgment_pairs(item: IntArray) -> tuple[IntArray, IntArray]:
     return (np.concatenate(firsts) if firsts else empty), (np.concatenate(seconds) if seconds else empty)
 
 
+def strict_majority(counts: IntArray) -> IntArray:
+    """Each row's category with strictly more votes than every other, -1 when the top is shared or there
+    are no votes: rm_training.votes.Votes.majority (the rule of the exports and the trainer) on arrays."""
+    top = counts.max(axis=1)
+    single = (top > 0) & ((counts == top[:, None]).sum(axis=1) == 1)
+    return np.where(single, counts.argmax(axis=1), -1)
+
+
 # Uncertainty
 
 
@@ -493,13 +501,12 @@ def agreement_figures(
         data.rater[second], agree, minlength=n_raters
     )
     # Leave-one-out: the others' votes on the pair, and their strict majority if there is one.
-    others = counts[data.pair] - np.eye(3, dtype=np.int64)[data.choice]
-    top = others.max(axis=1)
-    has_majority = (top > 0) & ((others == top[:, None]).sum(axis=1) == 1)
+    majority = strict_majority(counts[data.pair] - np.eye(3, dtype=np.int64)[data.choice])
+    has_majority = majority >= 0
     with_majority = np.bincount(data.rater[has_majority], minlength=n_raters)
     majority_agreeing = np.bincount(
         data.rater[has_majority],
-        (others.argmax(axis=1) == data.choice)[has_majority].astype(np.float64),
+        (majority == data.choice)[has_majority].astype(np.float64),
         minlength=n_raters,
     )
     decisive = data.choice != TIE

@@ -306,3 +306,13 @@ def test_per_rater_medians_and_dense_indexes_match_numpy():
         distinct, index = ag.dense_index(sample)
         expected, inverse = np.unique(sample, return_inverse=True)
         assert np.array_equal(distinct, expected) and np.array_equal(index, inverse.reshape(-1))
+
+
+def test_the_majority_of_the_others_is_the_rule_of_the_exports_and_the_trainer():
+    from rm_training.votes import Votes
+
+    rows = list(itertools.product(range(4), repeat=3))
+    got = ag.strict_majority(np.array(rows, dtype=np.int64))
+    for (a, b, tie), majority in zip(rows, got, strict=True):
+        expected = Votes(a=a, b=b, tie=tie).majority()
+        assert (ag.CATEGORIES[majority] if majority >= 0 else None) == expected, (a, b, tie)
