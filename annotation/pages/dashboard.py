@@ -6,16 +6,22 @@ annotation.selectors.agreement; the charts are drawn server-side (annotation.cha
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from annotation import charts
 from annotation.models import Project
 from annotation.selectors import project_agreement
+
+CHARTS_VERSION = 1
+CHART_CACHE_SECONDS = 7 * 24 * 3600
 
 
 def latest_reward_model(project: Project) -> dict[str, Any] | None:
@@ -142,21 +148,35 @@ def _rater_rows(report: Any) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: not row["flags"])
 
 
+def _cached_chart(kind: str, inputs: Any, draw: Callable[[], str]) -> str:
+    """A chart drawn once per distinct input (drawing takes a few hundred milliseconds), from the cache."""
+    digest = hashlib.sha256(repr((CHARTS_VERSION, kind, inputs)).encode()).hexdigest()
+    return str(cache.get_or_set(f"agreement-chart:{digest}", draw, CHART_CACHE_SECONDS))
+
+
 def _charts(report: Any, reward_model: dict[str, Any] | None) -> dict[str, str]:
     f = report.figures
     per_day = [(float(day), float(n)) for day, n in f.judgments_per_day]
     days = ", ".join(f"{date(1970, 1, 1) + timedelta(days=day)}: {n}" for day, n in f.judgments_per_day[-14:])
-    per_day_svg = charts.line_chart(
-        {"judgments": per_day}, title="Judgments per day", x_label="day (UTC)", y_label="judgments",
-        x_is_date=True,
+    per_day_svg = _cached_chart(
+        "per_day",
+        per_day,
+        lambda: charts.line_chart(
+            {"judgments": per_day}, title="Judgments per day", x_label="day (UTC)", y_label="judgments",
+            x_is_date=True,
+        ),
     )  # fmt: skip
     bars = [("raters agree", f.percent_agreement), ("ceiling (estimate)", f.ceiling_accuracy)]
     if reward_model is not None:
         bars.append(("reward model (held-out)", float(reward_model["eval_accuracy"])))
     shown = [(label, value) for label, value in bars if math.isfinite(value)]
-    accuracy_svg = charts.bar_chart(
-        shown, title="Reward model against the human ceiling", x_label="", y_label="share",
-        value_format="{:.1%}", y_limits=(0, 1.08),
+    accuracy_svg = _cached_chart(
+        "accuracy",
+        shown,
+        lambda: charts.bar_chart(
+            shown, title="Reward model against the human ceiling", x_label="", y_label="share",
+            value_format="{:.1%}", y_limits=(0, 1.08),
+        ),
     )  # fmt: skip
     return {
         "per_day": charts.as_img(per_day_svg, alt=f"Judgments per day (last days: {days or 'none'})."),
