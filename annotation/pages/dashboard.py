@@ -74,7 +74,7 @@ def _figure_rows(report: Any) -> list[dict[str, str]]:
             "name": "Cohen's kappa (mean)",
             "value": _number(f.cohen_kappa),
             "interval": "",
-            "about": f"Mean over the {f.cohen_kappa_rater_pairs} rater pairs that share at least 10 pairs.",
+            "about": f"Mean over the {f.cohen_kappa_rater_pairs:,} rater pairs that share at least 10 pairs.",
         },
         {
             "name": "Fleiss' kappa",
@@ -110,14 +110,15 @@ def _figure_rows(report: Any) -> list[dict[str, str]]:
             "name": "Left side chosen",
             "value": _percent(f.left_rate),
             "interval": "",
-            "about": f"Of {f.left_judgments} decisive judgments with known sides "
+            "about": f"Of {f.left_judgments:,} decisive judgments with known sides "
             f"(binomial test against 50%: p {_p_value(f.left_p_value)}).",
         },
         {
             "name": "Longer response chosen",
             "value": _percent(f.longer_rate),
             "interval": "",
-            "about": f"Of {f.longer_judgments} decisive judgments on pairs whose responses differ in length.",
+            "about": f"Of {f.longer_judgments:,} decisive judgments on pairs whose responses differ "
+            "in length.",
         },
     ]
     return rows
@@ -131,7 +132,7 @@ def _rater_rows(report: Any) -> list[dict[str, Any]]:
             {
                 "label": row["label"],
                 "pseudonym": row["pseudonym"],
-                "judgments": r.judgments,
+                "judgments": f"{r.judgments:,}",
                 "agreement": _percent(r.agreement),
                 "majority_agreement": _percent(r.majority_agreement),
                 "left_rate": _percent(r.left_rate),
@@ -202,6 +203,18 @@ def project_dashboard(request: HttpRequest, project: Project, *, context: dict[s
             "report": report,
             "figures": report.figures,
             "progress_percent": _percent(progress, 0),
+            "counts": {
+                name: f"{value:,}"
+                for name, value in {
+                    "pairs_complete": report.pairs_complete,
+                    "pairs_total": report.pairs_total,
+                    "gold_pairs": report.gold_pairs,
+                    "judgments_total": report.figures.judgments_total,
+                    "pairs": report.figures.pairs,
+                    "judgments": report.figures.judgments,
+                    "raters": report.figures.raters,
+                }.items()
+            },
             "figure_rows": _figure_rows(report),
             "rater_rows": _rater_rows(report),
             "flagged": sum(1 for r in report.figures.per_rater if r.flags),

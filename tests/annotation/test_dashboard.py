@@ -89,7 +89,7 @@ def test_the_dashboard_renders_in_a_fixed_number_of_queries(
     with django_assert_num_queries(4):
         assert superuser_client.get(url(project)).status_code == 200
     if size == "large":
-        assert "2000 judgments in all" in page and "of <strong>400</strong> pairs complete" in page
+        assert "2,000 judgments in all" in page and "of <strong>400</strong> pairs complete" in page
         assert page.count('<tr class="flagged">') + page.count("<tr>\n") >= 5
 
 
