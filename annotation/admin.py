@@ -8,9 +8,13 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
 from . import services
 from .models import Assignment, Judgment, Membership, Pair, Project, Rater
@@ -69,7 +73,15 @@ def _count_of(model: Any) -> Coalesce:
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     form = ProjectAdminForm
-    list_display = ["slug", "name", "judgments_per_pair", "pair_count", "judgment_total", "created_at"]
+    list_display = [
+        "slug",
+        "name",
+        "judgments_per_pair",
+        "pair_count",
+        "judgment_total",
+        "created_at",
+        "agreement_link",
+    ]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
     fieldsets = [
@@ -77,6 +89,7 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Raters", {"fields": ["rater_group", "add_raters", "remove_raters"]}),
         ("Rating", {"fields": ["judgments_per_pair", "allow_tie", "strength_levels", "rationale"]}),
         ("Assignment", {"fields": ["lease_seconds", "gold_fraction"]}),
+        ("Agreement dashboard", {"fields": ["very_fast_ms"]}),
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -123,6 +136,32 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.display(description="judgments", ordering="_judgments")
     def judgment_total(self, project: Any) -> int:
         return int(project._judgments)
+
+    @admin.display(description="agreement")
+    def agreement_link(self, project: Project) -> str:
+        url = reverse("admin:annotation_project_agreement", args=[project.pk])
+        return format_html('<a href="{}">dashboard</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the default routes: their "<object_id>/" would take "<id>/agreement/" for a change page.
+        dashboard = path(
+            "<path:object_id>/agreement/",
+            self.admin_site.admin_view(self.agreement_view),
+            name="annotation_project_agreement",
+        )
+        return [dashboard, *super().get_urls()]
+
+    def agreement_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The project's agreement dashboard (annotation.pages.dashboard); staff who may view the project."""
+        from annotation.pages.dashboard import project_dashboard
+
+        project = get_object_or_404(Project, pk=object_id) if object_id.isdigit() else None
+        if project is None:
+            raise Http404("No such project.")
+        if not self.has_view_permission(request, project):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "opts": self.opts}
+        return project_dashboard(request, project, context=context)
 
 
 @admin.register(Pair)

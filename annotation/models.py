@@ -19,6 +19,8 @@ MIN_LEASE_SECONDS = 10
 MAX_LEASE_SECONDS = 7 * 24 * 3600
 # Milliseconds in a PostgreSQL integer column (about 24 days): longer client timings are refused.
 MAX_TIME_MS = 2**31 - 1
+# The "very fast" threshold of the agreement dashboard: 0 turns the check off; ten minutes is never fast.
+MAX_VERY_FAST_MS = 600_000
 
 
 # The vocabulary of judgments, used by the models, their constraints, the services, the serializers and
@@ -80,6 +82,12 @@ class Project(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Share of served assignments that are gold pairs, when the project has any.",
     )
+    very_fast_ms = models.PositiveIntegerField(
+        default=3000,
+        validators=[MaxValueValidator(MAX_VERY_FAST_MS)],
+        help_text="Judgments made faster than this many milliseconds count as very fast on the agreement "
+        f"dashboard, and a rater with many of them is flagged (0: off; at most {MAX_VERY_FAST_MS}).",
+    )
     rater_group = models.ForeignKey(
         Group,
         null=True,
@@ -113,6 +121,9 @@ class Project(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(rationale__in=RationaleMode.values), name="project_rationale_mode"
+            ),
+            models.CheckConstraint(
+                condition=Q(very_fast_ms__lte=MAX_VERY_FAST_MS), name="project_very_fast_ms_range"
             ),
         ]
 

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotation import services
-from annotation.models import MAX_TIME_MS, Assignment, Choice, Pair, Project, ShownChoice
+from annotation.models import MAX_TIME_MS, MAX_VERY_FAST_MS, Assignment, Choice, Pair, Project, ShownChoice
 
 # A request body's type as a caller who wrote JSON would name it.
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
@@ -103,6 +103,7 @@ class ProjectSerializer(RefuseUnknownFieldsMixin, serializers.ModelSerializer):
             "strength_levels": {"min_value": 0, "max_value": 10},
             "lease_seconds": {"min_value": 10},
             "gold_fraction": {"min_value": 0.0, "max_value": 1.0},
+            "very_fast_ms": {"min_value": 0, "max_value": MAX_VERY_FAST_MS},
         }
 
     def validate_slug(self, value: str) -> str:

@@ -39,6 +39,7 @@ urlpatterns: list[URLPattern] = [
         views.PreferencesExportView.as_view(),
         name="api-project-export-preferences",
     ),
+    path("projects/<slug:slug>/agreement/", views.AgreementView.as_view(), name="api-project-agreement"),
     path("assignments/<int:assignment_id>/judgment/", views.JudgmentView.as_view(), name="api-judgment"),
     path("assignments/<int:assignment_id>/skip/", views.SkipView.as_view(), name="api-skip"),
 ]

@@ -462,3 +462,28 @@ class JudgmentsListView(mixins.ListModelMixin, GenericApiView):
     @extend_schema(parameters=[s.ExportQuerySerializer], summary="The judgment rows of the export, paginated")
     def get(self, request: Request, slug: str) -> Response:
         return self.list(request)
+
+
+# Agreement
+
+
+class AgreementView(ApiView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        parameters=[s.ExportQuerySerializer],
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="The agreement report (docs/API.md, Agreement): pooled figures with 95% "
+                "bootstrap intervals, the estimated ceiling accuracy, side and length rates, judgments per "
+                "day, progress and per-rater figures with flags. Undefined figures are null.",
+            ),
+            **_EXPORT_ERRORS,
+        },
+        summary="Inter-rater agreement and rater quality (cached until a judgment arrives)",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        project = _project(request, slug)
+        filters = selectors.ExportFilter(**_query(request))
+        return Response(selectors.project_agreement(project, filters=filters).as_dict())

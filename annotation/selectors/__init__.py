@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .access import project_get_visible, projects_visible_to, user_can_rate
+from .agreement import AgreementReport, project_agreement
 from .exports import (
     JUDGMENT_COLUMNS,
     PREFERENCE_COLUMNS,
@@ -19,6 +20,7 @@ from .progress import project_raters, rater_progress, rater_wait_seconds
 __all__ = [
     "JUDGMENT_COLUMNS",
     "PREFERENCE_COLUMNS",
+    "AgreementReport",
     "ExportFilter",
     "as_csv",
     "as_jsonl",
@@ -26,6 +28,7 @@ __all__ = [
     "judgment_rows",
     "judgments_for_export",
     "preference_rows",
+    "project_agreement",
     "project_get_visible",
     "project_raters",
     "projects_visible_to",

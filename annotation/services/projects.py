@@ -20,6 +20,7 @@ PROJECT_SETTINGS = (
     "rationale",
     "lease_seconds",
     "gold_fraction",
+    "very_fast_ms",
 )
 # The admin also sets which group of users rates the project.
 PROJECT_ADMIN_SETTINGS = (*PROJECT_SETTINGS, "rater_group")

@@ -257,6 +257,7 @@ def test_staff_creates_a_project_with_its_settings(admin_user, api):
         "rationale": "required",
         "lease_seconds": 600,
         "gold_fraction": 0.1,
+        "very_fast_ms": 1500,
     }
     response = api(admin_user).post("/api/v1/projects/", body, format="json")
     assert response.status_code == 201
@@ -284,6 +285,8 @@ def test_a_new_project_takes_the_defaults(admin_user, api):
         ("lease_seconds", 9),
         ("gold_fraction", 1.5),
         ("gold_fraction", -0.1),
+        ("very_fast_ms", -1),
+        ("very_fast_ms", 600_001),
         ("slug", "not a slug"),
         ("name", ""),
     ],

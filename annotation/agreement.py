@@ -1,0 +1,599 @@
+"""Inter-rater agreement and rater quality, computed from plain numpy arrays (no ORM here: the rows come
+from annotation.selectors.agreement, one array per column).
+
+Categories are a / b / tie (0, 1, 2). A *count table* has one row per pair and one column per category:
+how many judgments of the pair chose it. The pooled figures (percent agreement, Fleiss' kappa,
+Krippendorff's alpha) are sums over those rows, so they take milliseconds on a million judgments, and
+their bootstrap resamples the few distinct rows ("profiles") instead of the pairs themselves.
+
+Each figure is checked against a well-kept package (scikit-learn's cohen_kappa_score, statsmodels'
+fleiss_kappa, the krippendorff package) in tests/annotation/test_agreement_stats.py; the packages are not
+used here because the per-rater-pair kappas and the bootstrap would call them tens of thousands of times.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+A, B, TIE = 0, 1, 2
+CATEGORIES = ("a", "b", "tie")
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+# Flags of the per-rater table: each rule is stated in the flag's reason, with the rater's own figures.
+MIN_SHARED_PAIRS = 10  # rater pairs need this many pairs in common for Cohen's kappa
+FLAG_GOLD_MIN = 5  # gold judgments before gold accuracy is judged
+FLAG_GOLD_ACCURACY = 0.6
+FLAG_SIDE_MIN = 10  # decisive judgments with known sides before a side bias is judged
+FLAG_SIDE_P = 0.01
+FLAG_SIDE_DEVIATION = 0.2  # |left rate - 0.5| at least this much, besides the test
+FLAG_LONGER_MIN = 10
+FLAG_LONGER_P = 0.01
+FLAG_LONGER_RATE = 0.9
+FLAG_FAST_MIN = 5  # timed judgments before speed is judged
+FLAG_FAST_SHARE = 0.25
+FLAG_MAJORITY_MIN = 10  # judgments where the others had a majority
+FLAG_MAJORITY_AGREEMENT = 0.5
+
+CEILING_ASSUMPTION = (
+    "Estimate: assumes every rater picks the truly better response with the same probability q, "
+    "independently, so that two raters agree with probability q² + (1 - q)² = p (the percent agreement); "
+    "then q = (1 + sqrt(2p - 1)) / 2 is the accuracy a perfect reward model would reach against single "
+    "judgments. Ties are counted as a third answer, which the two-choice model ignores."
+)
+
+
+@dataclass(frozen=True)
+class JudgmentArrays:
+    """The columns the figures need, one entry per judgment (and per pair for the pair_ arrays)."""
+
+    pair: IntArray  # index into the pair_ arrays
+    rater: IntArray  # dense rater index, 0 .. n_raters - 1
+    choice: IntArray  # A, B or TIE
+    strength: IntArray  # 1 .. K, 0 when none
+    shown_left: IntArray  # A or B shown on the left, -1 when unknown (imported)
+    time_ms: IntArray  # time on task measured by the server, -1 when unknown
+    day: IntArray  # days since 1970-01-01 (UTC) of the judgment
+    pair_longer: IntArray  # per pair: A or B is the longer response, -1 when both are as long
+    pair_gold: IntArray  # per pair: the gold answer (A, B, TIE), -1 when none
+    n_raters: int
+
+    def __post_init__(self) -> None:
+        n = len(self.pair)
+        columns = (self.rater, self.choice, self.strength, self.shown_left, self.time_ms, self.day)
+        if any(len(c) != n for c in columns) or len(self.pair_longer) != len(self.pair_gold):
+            raise ValueError("every judgment column must have one entry per judgment")
+
+    def keep(self, mask: npt.NDArray[np.bool_]) -> JudgmentArrays:
+        """The judgments where mask is true (the pair arrays and rater numbering stay)."""
+        return JudgmentArrays(
+            pair=self.pair[mask],
+            rater=self.rater[mask],
+            choice=self.choice[mask],
+            strength=self.strength[mask],
+            shown_left=self.shown_left[mask],
+            time_ms=self.time_ms[mask],
+            day=self.day[mask],
+            pair_longer=self.pair_longer,
+            pair_gold=self.pair_gold,
+            n_raters=self.n_raters,
+        )
+
+
+# Pooled figures from count tables (pairs x categories)
+
+
+def count_table(item: IntArray, category: IntArray, n_items: int, n_categories: int) -> IntArray:
+    """How many judgments of each item chose each category."""
+    flat = np.bincount(item * n_categories + category, minlength=n_items * n_categories)
+    return flat.reshape(n_items, n_categories).astype(np.int64)
+
+
+def dense_index(values: IntArray) -> tuple[IntArray, IntArray]:
+    """The distinct values in order and each value's index among them, like
+    ``np.unique(values, return_inverse=True)``; by a lookup table, without sorting, when the values span
+    a range not much larger than their number (ids, days, rater pairs)."""
+    if not len(values):
+        return values[:0], values[:0]
+    low, high = int(values.min()), int(values.max())
+    if high - low > 4 * len(values) + (1 << 20):
+        distinct, index = np.unique(values, return_inverse=True)
+        return distinct, index.reshape(-1)
+    present = np.zeros(high - low + 1, dtype=bool)
+    present[values - low] = True
+    position = np.cumsum(present) - 1
+    return np.flatnonzero(present) + low, position[values - low]
+
+
+def _rated(counts: IntArray) -> IntArray:
+    """The rows with two or more judgments: the only ones that carry agreement."""
+    return counts[counts.sum(axis=1) >= 2]
+
+
+def percent_agreement(counts: IntArray) -> float:
+    """Agreeing share of all pairs of judgments made on the same item (by distinct raters, as the
+    database ensures): sum of C(n_ic, 2) over sum of C(n_i, 2)."""
+    counts = _rated(counts)
+    n = counts.sum(axis=1)
+    pairs = float((n * (n - 1)).sum())
+    return float((counts * (counts - 1)).sum()) / pairs if pairs else math.nan
+
+
+def fleiss_kappa(counts: IntArray) -> float:
+    """Fleiss' kappa over the items with two or more judgments.
+
+    With different numbers of raters per item this is the usual extension of Fleiss (1971): each item's
+    observed agreement P_i = sum_c n_ic (n_ic - 1) / (n_i (n_i - 1)) over its own n_i raters, averaged
+    with equal weight per item; chance agreement is sum_c p_c^2 with p_c the share of all judgments in
+    category c. With the same number of raters on every item it is exactly statsmodels' fleiss_kappa.
+    """
+    counts = _rated(counts)
+    if not len(counts):
+        return math.nan
+    n = counts.sum(axis=1).astype(np.float64)
+    observed = float(((counts * (counts - 1)).sum(axis=1) / (n * (n - 1))).mean())
+    shares = counts.sum(axis=0) / n.sum()
+    chance = float((shares**2).sum())
+    return (observed - chance) / (1 - chance) if chance < 1 else math.nan
+
+
+def _coincidences(counts: IntArray) -> FloatArray:
+    """Krippendorff's coincidence matrix of each item: (n_uc n_uk - [c = k] n_uc) / (m_u - 1)."""
+    counts = _rated(counts).astype(np.float64)
+    m = counts.sum(axis=1)
+    outer = counts[:, :, None] * counts[:, None, :]
+    diagonal = np.eye(counts.shape[1])[None, :, :] * counts[:, :, None]
+    return (outer - diagonal) / (m - 1)[:, None, None]
+
+
+def _distances(n_c: FloatArray, level: str) -> FloatArray:
+    """Squared distances between categories: nominal, or ordinal (categories in their order)."""
+    size = len(n_c)
+    if level == "nominal":
+        return 1.0 - np.eye(size)
+    if level != "ordinal":
+        raise ValueError(f"level must be nominal or ordinal, not {level!r}")
+    # delta_ck = (sum of n_g for g from c to k) - (n_c + n_k) / 2, squared.
+    cumulative = np.concatenate([[0.0], np.cumsum(n_c)])
+    low = np.minimum.outer(np.arange(size), np.arange(size))
+    high = np.maximum.outer(np.arange(size), np.arange(size))
+    between = cumulative[high + 1] - cumulative[low]
+    return np.asarray((between - (n_c[:, None] + n_c[None, :]) / 2) ** 2)
+
+
+def _alpha_from_coincidence(o: FloatArray, level: str) -> float:
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    delta = _distances(n_c, level)
+    expected = float((np.outer(n_c, n_c) * delta).sum())
+    if n <= 1 or expected == 0:
+        return math.nan  # one category only: agreement cannot be told from chance
+    return 1.0 - (n - 1) * float((o * delta).sum()) / expected
+
+
+def krippendorff_alpha(counts: IntArray, level: str = "nominal") -> float:
+    """Krippendorff's alpha from a count table (columns in order for ``level="ordinal"``)."""
+    counts = _rated(counts).astype(np.float64)
+    # The items' coincidence matrices summed, as one product: sum_u n_u n_u^T / (m_u - 1), less the
+    # diagonal sum_u n_u / (m_u - 1).
+    scaled = counts / (counts.sum(axis=1) - 1)[:, None]
+    o = scaled.T @ counts - np.diag(scaled.sum(axis=0))
+    return _alpha_from_coincidence(o, level)
+
+
+def cohen_kappas(
+    item: IntArray,
+    rater: IntArray,
+    choice: IntArray,
+    *,
+    n_categories: int = 3,
+    min_shared: int = MIN_SHARED_PAIRS,
+    pairs: tuple[IntArray, IntArray] | None = None,
+) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
+    """Cohen's kappa of every two raters sharing at least ``min_shared`` items: (rater, other rater with
+    a larger index, shared items, kappa). Kappa is nan where both raters used one category only.
+    ``pairs``: judgment_pairs(item), when the caller has it already."""
+    first, second = pairs if pairs is not None else judgment_pairs(item)
+    low = np.minimum(rater[first], rater[second])
+    high = np.maximum(rater[first], rater[second])
+    # Orient each judgment pair as (lower rater, higher rater) so one rater is always the table's rows.
+    swap = rater[first] > rater[second]
+    row = np.where(swap, choice[second], choice[first])
+    column = np.where(swap, choice[first], choice[second])
+    keys, which = dense_index(low * (int(rater.max(initial=0)) + 1) + high)
+    squares = n_categories * n_categories
+    tables = np.bincount(which * squares + row * n_categories + column, minlength=len(keys) * squares)
+    tables = tables.reshape(len(keys), n_categories, n_categories).astype(np.float64)
+    shared = tables.sum(axis=(1, 2))
+    keep = shared >= min_shared
+    tables, shared = tables[keep], shared[keep]
+    observed = np.trace(tables, axis1=1, axis2=2) / shared
+    chance = (tables.sum(axis=2) * tables.sum(axis=1)).sum(axis=1) / shared**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(chance < 1, (observed - chance) / (1 - chance), np.nan)
+    base = int(rater.max(initial=0)) + 1
+    return keys[keep] // base, keys[keep] % base, shared.astype(np.int64), kappa
+
+
+def judgment_pairs(item: IntArray) -> tuple[IntArray, IntArray]:
+    """Every two judgments on the same item, as two index arrays (each unordered pair once)."""
+    order = np.argsort(item, kind="stable")
+    sorted_items = item[order]
+    firsts, seconds = [], []
+    offset = 1
+    while offset < len(order):
+        same = np.flatnonzero(sorted_items[:-offset] == sorted_items[offset:])
+        if not len(same):
+            break  # sorted: no item has more than `offset` judgments
+        firsts.append(order[same])
+        seconds.append(order[same + offset])
+        offset += 1
+    empty = np.zeros(0, dtype=np.int64)
+    return (np.concatenate(firsts) if firsts else empty), (np.concatenate(seconds) if seconds else empty)
+
+
+def strict_majority(counts: IntArray) -> IntArray:
+    """Each row's category with strictly more votes than every other, -1 when the top is shared or there
+    are no votes: rm_training.votes.Votes.majority (the rule of the exports and the trainer) on arrays."""
+    top = counts.max(axis=1)
+    single = (top > 0) & ((counts == top[:, None]).sum(axis=1) == 1)
+    return np.where(single, counts.argmax(axis=1), -1)
+
+
+# Uncertainty
+
+
+def bootstrap_intervals(
+    counts: IntArray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals over items for percent agreement and nominal alpha (seeded).
+
+    Resampling items with replacement draws each distinct count row ("profile") a multinomial number of
+    times, so a replicate is one multinomial draw over the profiles: the same distribution as resampling
+    the items, at a cost that does not grow with the number of items.
+    """
+    counts = _rated(counts)
+    if not len(counts):
+        return {"percent_agreement": (math.nan, math.nan), "krippendorff_alpha": (math.nan, math.nan)}
+    base = int(counts.max()) + 1
+    if base ** counts.shape[1] < 2**62:
+        # Each row as one integer (its counts as digits in base max + 1): no sort of whole rows.
+        digits = base ** np.arange(counts.shape[1], dtype=np.int64)
+        keys, which = dense_index(counts @ digits)
+        frequency = np.bincount(which)
+        profiles = (keys[:, None] // digits[None, :]) % base
+    else:
+        profiles, frequency = np.unique(counts, axis=0, return_counts=True)
+    n = profiles.sum(axis=1)
+    agreeing = (profiles * (profiles - 1)).sum(axis=1).astype(np.float64)
+    possible = (n * (n - 1)).astype(np.float64)
+    coincidence = _coincidences(profiles).reshape(len(profiles), -1)
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(counts), frequency / frequency.sum(), size=n_boot).astype(np.float64)
+    percent = (weights @ agreeing) / (weights @ possible)
+    o = (weights @ coincidence).reshape(n_boot, counts.shape[1], counts.shape[1])
+    n_c = o.sum(axis=2)
+    total = n_c.sum(axis=1)
+    disagreeing = o.sum(axis=(1, 2)) - np.trace(o, axis1=1, axis2=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = 1 - (total - 1) * disagreeing / (total**2 - (n_c**2).sum(axis=1))
+    tails = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+
+    def interval(values: FloatArray) -> tuple[float, float]:
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            return (math.nan, math.nan)
+        low, high = np.percentile(finite, tails)
+        return (float(low), float(high))
+
+    return {"percent_agreement": interval(percent), "krippendorff_alpha": interval(alpha)}
+
+
+def ceiling_accuracy(percent: float) -> float:
+    """The accuracy a perfect reward model could reach against single judgments, under CEILING_ASSUMPTION;
+    nan below 50% agreement, where the model has no solution."""
+    if not math.isfinite(percent) or percent < 0.5:
+        return math.nan
+    return (1 + math.sqrt(2 * percent - 1)) / 2
+
+
+# The report
+
+
+@dataclass(frozen=True)
+class RaterFigures:
+    rater: int  # dense index in the arrays
+    judgments: int
+    agreement: float  # agreeing share of the pairs of judgments it shares with other raters
+    agreement_pairs: int
+    majority_agreement: float  # agrees with the strict majority of the others (leave-one-out)
+    majority_judgments: int
+    left_rate: float
+    left_judgments: int
+    left_p_value: float  # two-sided binomial test of left_rate against 0.5
+    longer_rate: float  # decisive judgments that chose the longer response
+    longer_judgments: int
+    longer_p_value: float
+    median_time_ms: float
+    very_fast_share: float
+    timed_judgments: int
+    gold_accuracy: float
+    gold_judgments: int
+    flags: tuple[tuple[str, str], ...] = ()  # (code, reason)
+
+
+@dataclass(frozen=True)
+class AgreementFigures:
+    pairs: int  # pairs with two or more judgments
+    judgments: int  # judgments on those pairs
+    raters: int  # raters with a judgment on those pairs
+    judgments_total: int  # all judgments read (single-judgment pairs too)
+    percent_agreement: float
+    percent_agreement_interval: tuple[float, float]
+    cohen_kappa: float
+    cohen_kappa_rater_pairs: int
+    fleiss_kappa: float
+    krippendorff_alpha: float
+    krippendorff_alpha_interval: tuple[float, float]
+    krippendorff_alpha_ordinal: float | None  # None when the project records no strength
+    ceiling_accuracy: float
+    ceiling_accuracy_interval: tuple[float, float]
+    left_rate: float
+    left_judgments: int
+    left_p_value: float
+    longer_rate: float
+    longer_judgments: int
+    judgments_per_day: tuple[tuple[int, int], ...]  # (days since 1970-01-01, judgments)
+    per_rater: tuple[RaterFigures, ...] = field(default_factory=tuple)
+
+
+def binomial_p_values(successes: npt.ArrayLike, trials: npt.ArrayLike) -> FloatArray:
+    """Two-sided exact binomial test against 1/2, for many counts at once (nan without trials).
+
+    The same p-value as scipy.stats.binomtest(k, n, 0.5): the distribution is symmetric, so the outcomes
+    at most as likely as k are those at least as far from n / 2, and p = 2 P(X <= min(k, n - k)), at most 1.
+    """
+    from scipy.special import bdtr  # lazily: only the dashboard and the API need scipy
+
+    k = np.asarray(successes, dtype=np.int64)
+    n = np.asarray(trials, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        p = np.minimum(1.0, 2 * bdtr(np.minimum(k, n - k), n, 0.5))
+    return np.where(n > 0, p, np.nan)
+
+
+def _share(hits: npt.NDArray[Any], totals: npt.NDArray[Any]) -> FloatArray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(totals > 0, hits / np.maximum(totals, 1), np.nan)
+
+
+def _medians(group: IntArray, values: IntArray, n_groups: int) -> FloatArray:
+    """The median of values in each group (nan for an empty group), from one sort."""
+    if not len(values):
+        return np.full(n_groups, np.nan)
+    # One sort of group * span + value (non-negative values), cheaper than a lexsort of two columns.
+    span = int(values.max()) + 1
+    if (n_groups + 1) * span < 2**62:
+        keys = np.sort(group * span + values)
+        group, values = keys // span, (keys % span).astype(np.float64)
+    else:
+        order = np.lexsort((values, group))
+        group, values = group[order], values[order].astype(np.float64)
+    starts = np.searchsorted(group, np.arange(n_groups), side="left")
+    ends = np.searchsorted(group, np.arange(n_groups), side="right")
+    sizes = ends - starts
+    medians = np.full(n_groups, np.nan)
+    has = sizes > 0
+    low = starts[has] + (sizes[has] - 1) // 2
+    high = starts[has] + sizes[has] // 2
+    medians[has] = (values[low] + values[high]) / 2
+    return medians
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def _flags(r: RaterFigures, very_fast_ms: int) -> tuple[tuple[str, str], ...]:
+    flags = []
+    if r.gold_judgments >= FLAG_GOLD_MIN and r.gold_accuracy < FLAG_GOLD_ACCURACY:
+        flags.append(
+            (
+                "low_gold_accuracy",
+                f"Right on {_percent(r.gold_accuracy)} of {r.gold_judgments} gold pairs "
+                f"(flagged below {_percent(FLAG_GOLD_ACCURACY)}).",
+            )
+        )
+    if (
+        r.left_judgments >= FLAG_SIDE_MIN
+        and r.left_p_value < FLAG_SIDE_P
+        and abs(r.left_rate - 0.5) >= FLAG_SIDE_DEVIATION
+    ):
+        flags.append(
+            (
+                "side_bias",
+                f"Chose the left side in {_percent(r.left_rate)} of {r.left_judgments} decisive judgments "
+                f"(binomial test against 50%: p = {r.left_p_value:.1g}; flagged when p < {FLAG_SIDE_P} and "
+                f"the rate is {_percent(0.5 - FLAG_SIDE_DEVIATION)} or less, or "
+                f"{_percent(0.5 + FLAG_SIDE_DEVIATION)} or more).",
+            )
+        )
+    if (
+        r.longer_judgments >= FLAG_LONGER_MIN
+        and r.longer_p_value < FLAG_LONGER_P
+        and r.longer_rate >= FLAG_LONGER_RATE
+    ):
+        flags.append(
+            (
+                "length_bias",
+                f"Chose the longer response in {_percent(r.longer_rate)} of {r.longer_judgments} decisive "
+                f"judgments (p = {r.longer_p_value:.1g} against 50%; flagged at "
+                f"{_percent(FLAG_LONGER_RATE)} or more).",
+            )
+        )
+    if very_fast_ms > 0 and r.timed_judgments >= FLAG_FAST_MIN and r.very_fast_share >= FLAG_FAST_SHARE:
+        flags.append(
+            (
+                "too_fast",
+                f"{_percent(r.very_fast_share)} of {r.timed_judgments} timed judgments took under "
+                f"{very_fast_ms / 1000:g} s (median {r.median_time_ms / 1000:.1f} s; flagged at "
+                f"{_percent(FLAG_FAST_SHARE)} or more).",
+            )
+        )
+    if r.majority_judgments >= FLAG_MAJORITY_MIN and r.majority_agreement < FLAG_MAJORITY_AGREEMENT:
+        flags.append(
+            (
+                "low_majority_agreement",
+                f"Agreed with the majority of the other raters on {_percent(r.majority_agreement)} of "
+                f"{r.majority_judgments} pairs (flagged below {_percent(FLAG_MAJORITY_AGREEMENT)}).",
+            )
+        )
+    return tuple(flags)
+
+
+def agreement_figures(
+    data: JudgmentArrays,
+    *,
+    strength_levels: int = 0,
+    very_fast_ms: int = 0,
+    min_shared: int = MIN_SHARED_PAIRS,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> AgreementFigures:
+    """Every figure of the agreement report from the arrays."""
+    n_pairs, n_raters = len(data.pair_longer), data.n_raters
+    counts = count_table(data.pair, data.choice, n_pairs, 3)
+    per_pair = counts.sum(axis=1)
+    on_shared = per_pair[data.pair] >= 2
+    percent = percent_agreement(counts)
+    intervals = bootstrap_intervals(counts, n_boot=n_boot, seed=seed)
+    low, high = intervals["percent_agreement"]
+
+    ordinal = None
+    if strength_levels > 0:
+        # The signed strength scale: b by K .. b by 1, tie, a by 1 .. a by K. Decisive judgments without
+        # a strength (imported ones may lack it) are left out of this figure.
+        signed = np.where(data.choice == A, data.strength, np.where(data.choice == B, -data.strength, 0))
+        known = (data.choice == TIE) | ((data.strength >= 1) & (data.strength <= strength_levels))
+        ordinal_counts = count_table(
+            data.pair[known], signed[known] + strength_levels, n_pairs, 2 * strength_levels + 1
+        )
+        ordinal = krippendorff_alpha(ordinal_counts, "ordinal")
+
+    first, second = judgment_pairs(data.pair)
+    *_, kappas = cohen_kappas(
+        data.pair, data.rater, data.choice, min_shared=min_shared, pairs=(first, second)
+    )
+    finite_kappas = kappas[np.isfinite(kappas)]
+
+    # Per rater: agreement on shared pairs, from every two judgments of the same pair.
+    agree = (data.choice[first] == data.choice[second]).astype(np.float64)
+    pair_totals = np.bincount(data.rater[first], minlength=n_raters) + np.bincount(
+        data.rater[second], minlength=n_raters
+    )
+    pair_agreeing = np.bincount(data.rater[first], agree, minlength=n_raters) + np.bincount(
+        data.rater[second], agree, minlength=n_raters
+    )
+    # Leave-one-out: the others' votes on the pair, and their strict majority if there is one.
+    majority = strict_majority(counts[data.pair] - np.eye(3, dtype=np.int64)[data.choice])
+    has_majority = majority >= 0
+    with_majority = np.bincount(data.rater[has_majority], minlength=n_raters)
+    majority_agreeing = np.bincount(
+        data.rater[has_majority],
+        (majority == data.choice)[has_majority].astype(np.float64),
+        minlength=n_raters,
+    )
+    decisive = data.choice != TIE
+    sided = decisive & (data.shown_left >= 0)
+    chose_left = sided & (data.choice == data.shown_left)
+    longer = data.pair_longer[data.pair]
+    lengthed = decisive & (longer >= 0)
+    chose_longer = lengthed & (data.choice == longer)
+    timed = data.time_ms >= 0
+    fast = timed & (data.time_ms < very_fast_ms)
+    gold = data.pair_gold[data.pair]
+    golded = gold >= 0
+
+    def per_rater(mask: npt.NDArray[np.bool_]) -> IntArray:
+        return np.bincount(data.rater[mask], minlength=n_raters)
+
+    judgments = np.bincount(data.rater, minlength=n_raters)
+    sided_n, left_n = per_rater(sided), per_rater(chose_left)
+    lengthed_n, longer_n = per_rater(lengthed), per_rater(chose_longer)
+    timed_n, fast_n = per_rater(timed), per_rater(fast)
+    gold_n, gold_right = per_rater(golded), per_rater(golded & (data.choice == gold))
+    medians = _medians(data.rater[timed], data.time_ms[timed], n_raters)
+    left_p, longer_p = binomial_p_values(left_n, sided_n), binomial_p_values(longer_n, lengthed_n)
+    columns = {
+        "agreement": _share(pair_agreeing, pair_totals),
+        "majority_agreement": _share(majority_agreeing, with_majority),
+        "left_rate": _share(left_n, sided_n),
+        "longer_rate": _share(longer_n, lengthed_n),
+        "very_fast_share": _share(fast_n, timed_n),
+        "gold_accuracy": _share(gold_right, gold_n),
+    }
+    raters = []
+    for r in np.flatnonzero(judgments):
+        figures = RaterFigures(
+            rater=int(r),
+            judgments=int(judgments[r]),
+            agreement=float(columns["agreement"][r]),
+            agreement_pairs=int(pair_totals[r]),
+            majority_agreement=float(columns["majority_agreement"][r]),
+            majority_judgments=int(with_majority[r]),
+            left_rate=float(columns["left_rate"][r]),
+            left_judgments=int(sided_n[r]),
+            left_p_value=float(left_p[r]),
+            longer_rate=float(columns["longer_rate"][r]),
+            longer_judgments=int(lengthed_n[r]),
+            longer_p_value=float(longer_p[r]),
+            median_time_ms=float(medians[r]),
+            very_fast_share=float(columns["very_fast_share"][r]) if very_fast_ms > 0 else math.nan,
+            timed_judgments=int(timed_n[r]),
+            gold_accuracy=float(columns["gold_accuracy"][r]),
+            gold_judgments=int(gold_n[r]),
+        )
+        raters.append(replace(figures, flags=_flags(figures, very_fast_ms)))
+
+    days, day_index = dense_index(data.day)
+    per_day = np.bincount(day_index, minlength=len(days))
+    left_total, sided_total = int(chose_left.sum()), int(sided.sum())
+    return AgreementFigures(
+        pairs=int((per_pair >= 2).sum()),
+        judgments=int(on_shared.sum()),
+        raters=int((np.bincount(data.rater[on_shared], minlength=n_raters) > 0).sum()),
+        judgments_total=len(data.pair),
+        percent_agreement=percent,
+        percent_agreement_interval=(low, high),
+        cohen_kappa=float(finite_kappas.mean()) if len(finite_kappas) else math.nan,
+        cohen_kappa_rater_pairs=len(finite_kappas),
+        fleiss_kappa=fleiss_kappa(counts),
+        krippendorff_alpha=krippendorff_alpha(counts),
+        krippendorff_alpha_interval=intervals["krippendorff_alpha"],
+        krippendorff_alpha_ordinal=ordinal,
+        ceiling_accuracy=ceiling_accuracy(percent),
+        # The ceiling grows with the agreement, so the interval's ends map to the ceiling's.
+        ceiling_accuracy_interval=(ceiling_accuracy(low), ceiling_accuracy(high)),
+        left_rate=left_total / sided_total if sided_total else math.nan,
+        left_judgments=sided_total,
+        left_p_value=float(binomial_p_values(left_total, sided_total)),
+        longer_rate=float(chose_longer.sum() / lengthed.sum()) if lengthed.any() else math.nan,
+        longer_judgments=int(lengthed.sum()),
+        judgments_per_day=tuple((int(d), int(n)) for d, n in zip(days, per_day, strict=True)),
+        per_rater=tuple(raters),
+    )
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no nan: an undefined figure is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, tuple):
+        return [finite_or_none(v) for v in value]
+    return value

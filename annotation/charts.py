@@ -1,0 +1,176 @@
+"""Small server-side charts for the admin pages: matplotlib draws them to an SVG string.
+
+matplotlib is imported inside the functions (the web process does not load it at start-up) and used
+through its object API with the SVG canvas, never pyplot: no global figure state shared by threads.
+Every chart has a fixed size, its text is escaped by the SVG writer (and stripped of control
+characters and TeX markup here), and its series differ by line style and marker, not by colour alone.
+Pages show a chart with :func:`as_img` (an <img> of a data: URI): an SVG shown as an image runs no
+script and needs no exception to the site's Content-Security-Policy for its inline styles.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+WIDTH_IN, HEIGHT_IN = 7.0, 3.0
+_LINE_STYLES = ["-", "--", ":", "-."]
+_MARKERS = ["o", "s", "^", "D", "v", "P"]
+_REFERENCE_STYLES = [(0, (6, 3)), (0, (1, 2)), (0, (4, 2, 1, 2))]
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_TEXT = 80
+
+
+def clean_text(value: object) -> str:
+    """A label as plain text: no control characters (NUL included), at most MAX_TEXT characters."""
+    text = _CONTROL.sub("", str(value)).replace("\n", " ")
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _rc() -> dict[str, Any]:
+    return {
+        "svg.fonttype": "none",  # text stays text: smaller, selectable, escaped by the writer
+        "svg.hashsalt": "pairwise",  # the same chart gives the same bytes
+        "text.parse_math": False,  # "$x$" in a project's name is not TeX
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    }
+
+
+def _figure() -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(WIDTH_IN, HEIGHT_IN), layout="constrained")
+
+
+def _svg(figure: Any, title: str) -> str:
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    buffer = io.StringIO()
+    FigureCanvasSVG(figure).print_svg(buffer, metadata={"Date": None, "Creator": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]  # no XML prolog or DOCTYPE: the string goes inside a page
+    return svg.replace("<svg", f'<svg role="img" aria-label="{escape(clean_text(title))}"', 1)
+
+
+def _reference(axes: Any, reference_lines: dict[str, float] | None, *, horizontal: bool = True) -> None:
+    for index, (label, value) in enumerate((reference_lines or {}).items()):
+        style = _REFERENCE_STYLES[index % len(_REFERENCE_STYLES)]
+        text = f"{clean_text(label)}: {value:.3g}"
+        if horizontal:
+            axes.axhline(value, color="0.35", linewidth=1, linestyle=style, label=text)
+        else:
+            axes.axvline(value, color="0.35", linewidth=1, linestyle=style, label=text)
+
+
+def _empty(axes: Any) -> None:
+    axes.text(0.5, 0.5, "No data yet", ha="center", va="center", transform=axes.transAxes, color="0.3")
+
+
+def line_chart(
+    series: dict[str, Sequence[tuple[float, float]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    reference_lines: dict[str, float] | None = None,
+    x_is_date: bool = False,
+    y_limits: tuple[float, float] | None = None,
+) -> str:
+    """Lines of (x, y) points, one style and marker per series, with labelled horizontal reference lines.
+    ``x_is_date``: x counts days since 1970-01-01 and the axis shows dates."""
+    with _rc_context():
+        figure = _figure()
+        axes = figure.add_subplot()
+        drawn = False
+        for index, (name, points) in enumerate(series.items()):
+            if not points:
+                continue
+            xs, ys = zip(*points, strict=True)
+            axes.plot(
+                xs,
+                ys,
+                linestyle=_LINE_STYLES[index % len(_LINE_STYLES)],
+                marker=_MARKERS[index % len(_MARKERS)],
+                markersize=3.5,
+                linewidth=1.4,
+                label=clean_text(name),
+            )
+            drawn = True
+        if not drawn:
+            _empty(axes)
+        _reference(axes, reference_lines)
+        if x_is_date and drawn:
+            from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+            low, high = axes.get_xlim()
+            if high - low < 2:  # a single day: give the date axis some room
+                middle = (low + high) / 2
+                axes.set_xlim(middle - 1, middle + 1)
+
+            locator = AutoDateLocator(maxticks=8)
+            axes.xaxis.set_major_locator(locator)
+            axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        if y_limits is not None:
+            axes.set_ylim(*y_limits)
+        _labels(axes, title, x_label, y_label)
+        if drawn and (len(series) > 1 or reference_lines):
+            axes.legend(loc="best", frameon=False)
+        return _svg(figure, title)
+
+
+def bar_chart(
+    bars: Sequence[tuple[str, float]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    reference_lines: dict[str, float] | None = None,
+    value_format: str = "{:.3g}",
+    y_limits: tuple[float, float] | None = None,
+) -> str:
+    """Vertical bars with their value written on each (readable in greyscale), and reference lines."""
+    with _rc_context():
+        figure = _figure()
+        axes = figure.add_subplot()
+        if bars:
+            labels = [clean_text(label) for label, _ in bars]
+            values = [float(value) for _, value in bars]
+            drawn = axes.bar(range(len(values)), values, color="0.55", edgecolor="0.1", linewidth=0.8)
+            axes.bar_label(drawn, labels=[value_format.format(v) for v in values], padding=2)
+            axes.set_xticks(range(len(values)), labels)
+        else:
+            _empty(axes)
+        _reference(axes, reference_lines)
+        if y_limits is not None:
+            axes.set_ylim(*y_limits)
+        _labels(axes, title, x_label, y_label)
+        if reference_lines:
+            axes.legend(loc="lower right", frameon=False)
+        return _svg(figure, title)
+
+
+def _labels(axes: Any, title: str, x_label: str, y_label: str) -> None:
+    axes.set_title(clean_text(title), loc="left")
+    axes.set_xlabel(clean_text(x_label))
+    axes.set_ylabel(clean_text(y_label))
+
+
+def _rc_context() -> Any:
+    from matplotlib import rc_context
+
+    return rc_context(_rc())  # type: ignore[arg-type]
+
+
+def as_img(svg: str, *, alt: str) -> SafeString:
+    """An <img> of the SVG (a data: URI, which the site's policy allows for images), with its alt text."""
+    data = base64.b64encode(svg.encode()).decode()
+    alt_text = escape(_CONTROL.sub("", alt))
+    return mark_safe(f'<img class="chart" src="data:image/svg+xml;base64,{data}" alt="{alt_text}">')

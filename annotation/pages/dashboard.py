@@ -1,0 +1,228 @@
+"""The agreement dashboard of a project, an admin page (ProjectAdmin routes to it; staff only):
+progress, the agreement figures with their intervals, the reward model beside the human ceiling, and the
+per-rater table with its flags. The figures come from the cached report of
+annotation.selectors.agreement; the charts are drawn server-side (annotation.charts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from annotation import charts
+from annotation.models import Project
+from annotation.selectors import project_agreement
+
+CHARTS_VERSION = 1
+CHART_CACHE_SECONDS = 7 * 24 * 3600
+
+
+def latest_reward_model(project: Project) -> dict[str, Any] | None:
+    """The project's latest trained reward model, as {"eval_accuracy", "run_id", "url"}, or None.
+
+    The training runs (reward_models) fill this in; until then no project has one.
+    """
+    return None
+
+
+def _percent(value: float | None, digits: int = 1) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{100 * value:.{digits}f}%"
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def _interval(interval: tuple[float, float], show: Any = _percent) -> str:
+    low, high = interval
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f"{show(low)} to {show(high)}"
+
+
+def _p_value(value: float) -> str:
+    if not math.isfinite(value):
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _seconds(ms: float) -> str:
+    return "—" if not math.isfinite(ms) else f"{ms / 1000:.1f} s"
+
+
+def _figure_rows(report: Any) -> list[dict[str, str]]:
+    f = report.figures
+    rows = [
+        {
+            "name": "Percent agreement",
+            "value": _percent(f.percent_agreement),
+            "interval": _interval(f.percent_agreement_interval),
+            "about": "Agreeing share of all pairs of judgments made by different raters on the same pair.",
+        },
+        {
+            "name": "Cohen's kappa (mean)",
+            "value": _number(f.cohen_kappa),
+            "interval": "",
+            "about": f"Mean over the {f.cohen_kappa_rater_pairs:,} rater pairs that share at least 10 pairs.",
+        },
+        {
+            "name": "Fleiss' kappa",
+            "value": _number(f.fleiss_kappa),
+            "interval": "",
+            "about": "Per-pair agreement averaged over pairs, chance from the pooled a / b / tie shares.",
+        },
+        {
+            "name": "Krippendorff's alpha (nominal)",
+            "value": _number(f.krippendorff_alpha),
+            "interval": _interval(f.krippendorff_alpha_interval, _number),
+            "about": "a, b and tie as three unordered categories.",
+        },
+    ]
+    if report.strength_levels > 0:
+        rows.append(
+            {
+                "name": "Krippendorff's alpha (ordinal)",
+                "value": _number(f.krippendorff_alpha_ordinal),
+                "interval": "",
+                "about": "On the signed strength scale, from b much better through tie to a much better.",
+            }
+        )
+    rows += [
+        {
+            "name": "Ceiling accuracy (estimate)",
+            "value": _percent(f.ceiling_accuracy),
+            "interval": _interval(f.ceiling_accuracy_interval),
+            "about": "What a perfect reward model could score against single judgments, if every rater "
+            "is right with the same probability, independently: (1 + √(2p - 1)) / 2 for agreement p.",
+        },
+        {
+            "name": "Left side chosen",
+            "value": _percent(f.left_rate),
+            "interval": "",
+            "about": f"Of {f.left_judgments:,} decisive judgments with known sides "
+            f"(binomial test against 50%: p {_p_value(f.left_p_value)}).",
+        },
+        {
+            "name": "Longer response chosen",
+            "value": _percent(f.longer_rate),
+            "interval": "",
+            "about": f"Of {f.longer_judgments:,} decisive judgments on pairs whose responses differ "
+            "in length.",
+        },
+    ]
+    return rows
+
+
+def _rater_rows(report: Any) -> list[dict[str, Any]]:
+    rows = []
+    for row in report.rater_rows():
+        r = row["figures"]
+        rows.append(
+            {
+                "label": row["label"],
+                "pseudonym": row["pseudonym"],
+                "judgments": f"{r.judgments:,}",
+                "agreement": _percent(r.agreement),
+                "majority_agreement": _percent(r.majority_agreement),
+                "left_rate": _percent(r.left_rate),
+                "left_p": _p_value(r.left_p_value),
+                "longer_rate": _percent(r.longer_rate),
+                "median_time": _seconds(r.median_time_ms),
+                "very_fast": _percent(r.very_fast_share, 0),
+                "gold_accuracy": _percent(r.gold_accuracy),
+                "gold_judgments": r.gold_judgments,
+                "flags": [{"code": code.replace("_", " "), "reason": reason} for code, reason in r.flags],
+            }
+        )
+    # Flagged raters first: they are what the page is for.
+    return sorted(rows, key=lambda row: not row["flags"])
+
+
+def _cached_chart(kind: str, inputs: Any, draw: Callable[[], str]) -> str:
+    """A chart drawn once per distinct input (drawing takes a few hundred milliseconds), from the cache."""
+    digest = hashlib.sha256(repr((CHARTS_VERSION, kind, inputs)).encode()).hexdigest()
+    return str(cache.get_or_set(f"agreement-chart:{digest}", draw, CHART_CACHE_SECONDS))
+
+
+def _charts(report: Any, reward_model: dict[str, Any] | None) -> dict[str, str]:
+    f = report.figures
+    per_day = [(float(day), float(n)) for day, n in f.judgments_per_day]
+    days = ", ".join(f"{date(1970, 1, 1) + timedelta(days=day)}: {n}" for day, n in f.judgments_per_day[-14:])
+    per_day_svg = _cached_chart(
+        "per_day",
+        per_day,
+        lambda: charts.line_chart(
+            {"judgments": per_day}, title="Judgments per day", x_label="day (UTC)", y_label="judgments",
+            x_is_date=True,
+        ),
+    )  # fmt: skip
+    bars = [("raters agree", f.percent_agreement), ("ceiling (estimate)", f.ceiling_accuracy)]
+    if reward_model is not None:
+        bars.append(("reward model (held-out)", float(reward_model["eval_accuracy"])))
+    shown = [(label, value) for label, value in bars if math.isfinite(value)]
+    accuracy_svg = _cached_chart(
+        "accuracy",
+        shown,
+        lambda: charts.bar_chart(
+            shown, title="Reward model against the human ceiling", x_label="", y_label="share",
+            value_format="{:.1%}", y_limits=(0, 1.08),
+        ),
+    )  # fmt: skip
+    return {
+        "per_day": charts.as_img(per_day_svg, alt=f"Judgments per day (last days: {days or 'none'})."),
+        "accuracy": charts.as_img(
+            accuracy_svg,
+            alt="; ".join(f"{label}: {_percent(value)}" for label, value in bars) + ".",
+        ),
+    }
+
+
+def project_dashboard(request: HttpRequest, project: Project, *, context: dict[str, Any]) -> HttpResponse:
+    """The page; ``context`` is the admin's (site header, sidebar, breadcrumbs)."""
+    report = project_agreement(project)
+    reward_model = latest_reward_model(project)
+    progress = report.pairs_complete / report.pairs_total if report.pairs_total else 0.0
+    return TemplateResponse(
+        request,
+        "admin/annotation/project/agreement.html",
+        {
+            **context,
+            "title": f"Agreement: {project.name}",
+            "project": project,
+            "report": report,
+            "figures": report.figures,
+            "progress_percent": _percent(progress, 0),
+            "counts": {
+                name: f"{value:,}"
+                for name, value in {
+                    "pairs_complete": report.pairs_complete,
+                    "pairs_total": report.pairs_total,
+                    "gold_pairs": report.gold_pairs,
+                    "judgments_total": report.figures.judgments_total,
+                    "pairs": report.figures.pairs,
+                    "judgments": report.figures.judgments,
+                    "raters": report.figures.raters,
+                }.items()
+            },
+            "figure_rows": _figure_rows(report),
+            "rater_rows": _rater_rows(report),
+            "flagged": sum(1 for r in report.figures.per_rater if r.flags),
+            "reward_model": reward_model,
+            "reward_model_accuracy": _percent(reward_model["eval_accuracy"]) if reward_model else None,
+            "ceiling": _percent(report.figures.ceiling_accuracy),
+            "human_agreement": _percent(report.figures.percent_agreement),
+            "very_fast_seconds": f"{project.very_fast_ms / 1000:g}",
+            "charts": _charts(report, reward_model),
+        },
+    )
