@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -155,7 +156,10 @@ class ProjectAdmin(admin.ModelAdmin):
         """The project's agreement dashboard (annotation.pages.dashboard); staff who may view the project."""
         from annotation.pages.dashboard import project_dashboard
 
-        project = get_object_or_404(Project, pk=object_id) if object_id.isdigit() else None
+        # ASCII digits without a leading zero only: str.isdigit() takes "²" (int() then fails) and other
+        # scripts' digits (which int() reads), so one project would answer under many addresses.
+        valid = re.fullmatch(r"[1-9][0-9]{0,17}", object_id) is not None
+        project = get_object_or_404(Project, pk=int(object_id)) if valid else None
         if project is None:
             raise Http404("No such project.")
         if not self.has_view_permission(request, project):

@@ -35,7 +35,7 @@ FLAG_SIDE_P = 0.01
 FLAG_SIDE_DEVIATION = 0.2  # |left rate - 0.5| at least this much, besides the test
 FLAG_LONGER_MIN = 10
 FLAG_LONGER_P = 0.01
-FLAG_LONGER_RATE = 0.9
+FLAG_LONGER_RATE = 0.9  # and at most 1 - this: always the shorter is as suspicious
 FLAG_FAST_MIN = 5  # timed judgments before speed is judged
 FLAG_FAST_SHARE = 0.25
 FLAG_MAJORITY_MIN = 10  # judgments where the others had a majority
@@ -43,9 +43,10 @@ FLAG_MAJORITY_AGREEMENT = 0.5
 
 CEILING_ASSUMPTION = (
     "Estimate: assumes every rater picks the truly better response with the same probability q, "
-    "independently, so that two raters agree with probability q² + (1 - q)² = p (the percent agreement); "
+    "independently, so that two raters agree with probability q² + (1 - q)² = p; "
     "then q = (1 + sqrt(2p - 1)) / 2 is the accuracy a perfect reward model would reach against single "
-    "judgments. Ties are counted as a third answer, which the two-choice model ignores."
+    "judgments. p is the agreement among decisive judgments (a or b; ties left out, as in the reward "
+    "model's accuracy), over regular pairs (gold pairs left out)."
 )
 
 
@@ -337,11 +338,15 @@ class AgreementFigures:
     percent_agreement: float
     percent_agreement_interval: tuple[float, float]
     cohen_kappa: float
-    cohen_kappa_rater_pairs: int
+    cohen_kappa_rater_pairs: int  # rater pairs sharing min_shared pairs or more
+    cohen_kappa_defined_pairs: int  # of which with a kappa (not both raters on one category only)
     fleiss_kappa: float
     krippendorff_alpha: float
     krippendorff_alpha_interval: tuple[float, float]
     krippendorff_alpha_ordinal: float | None  # None when the project records no strength
+    krippendorff_alpha_ordinal_judgments: int  # the judgments it used (on the current strength scale)
+    decisive_agreement: float  # percent agreement among decisive (a / b) judgments: the ceiling's basis
+    decisive_agreement_interval: tuple[float, float]
     ceiling_accuracy: float
     ceiling_accuracy_interval: tuple[float, float]
     left_rate: float
@@ -427,14 +432,14 @@ def _flags(r: RaterFigures, very_fast_ms: int) -> tuple[tuple[str, str], ...]:
     if (
         r.longer_judgments >= FLAG_LONGER_MIN
         and r.longer_p_value < FLAG_LONGER_P
-        and r.longer_rate >= FLAG_LONGER_RATE
+        and abs(r.longer_rate - 0.5) >= FLAG_LONGER_RATE - 0.5
     ):
         flags.append(
             (
                 "length_bias",
                 f"Chose the longer response in {_percent(r.longer_rate)} of {r.longer_judgments} decisive "
                 f"judgments (p = {r.longer_p_value:.1g} against 50%; flagged at "
-                f"{_percent(FLAG_LONGER_RATE)} or more).",
+                f"{_percent(1 - FLAG_LONGER_RATE)} or less, or {_percent(FLAG_LONGER_RATE)} or more).",
             )
         )
     if very_fast_ms > 0 and r.timed_judgments >= FLAG_FAST_MIN and r.very_fast_share >= FLAG_FAST_SHARE:
@@ -466,47 +471,63 @@ def agreement_figures(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> AgreementFigures:
-    """Every figure of the agreement report from the arrays."""
+    """Every figure of the report from the arrays.
+
+    Gold pairs count for gold accuracy (and the side, length and time figures) only: every rater sees
+    every gold pair, so pooled with the rest they would weigh ~n²/2 each and swamp the inter-rater
+    figures. Those (percent agreement, kappas, alphas, intervals, ceiling, agreement with the others and
+    with their majority) are over the regular pairs.
+    """
     n_pairs, n_raters = len(data.pair_longer), data.n_raters
-    counts = count_table(data.pair, data.choice, n_pairs, 3)
+    inter = data.keep(data.pair_gold[data.pair] < 0)  # the judgments on regular pairs
+    counts = count_table(inter.pair, inter.choice, n_pairs, 3)
     per_pair = counts.sum(axis=1)
-    on_shared = per_pair[data.pair] >= 2
+    on_shared = per_pair[inter.pair] >= 2
     percent = percent_agreement(counts)
     intervals = bootstrap_intervals(counts, n_boot=n_boot, seed=seed)
     low, high = intervals["percent_agreement"]
+    # The ceiling is read beside a reward model's accuracy against decisive judgments (ties cannot be
+    # predicted), so it comes from the agreement among decisive judgments: rm_training's rater_agreement.
+    decisive_counts = counts[:, :TIE]
+    decisive_percent = percent_agreement(decisive_counts)
+    decisive_low, decisive_high = bootstrap_intervals(decisive_counts, n_boot=n_boot, seed=seed)[
+        "percent_agreement"
+    ]
 
-    ordinal = None
+    ordinal, ordinal_judgments = None, 0
     if strength_levels > 0:
         # The signed strength scale: b by K .. b by 1, tie, a by 1 .. a by K. Decisive judgments without
-        # a strength (imported ones may lack it) are left out of this figure.
-        signed = np.where(data.choice == A, data.strength, np.where(data.choice == B, -data.strength, 0))
-        known = (data.choice == TIE) | ((data.strength >= 1) & (data.strength <= strength_levels))
+        # a strength on the current scale (imported ones may lack it; the scale may have shrunk) are left
+        # out of this figure, and ordinal_judgments says how many it used.
+        signed = np.where(inter.choice == A, inter.strength, np.where(inter.choice == B, -inter.strength, 0))
+        known = (inter.choice == TIE) | ((inter.strength >= 1) & (inter.strength <= strength_levels))
         ordinal_counts = count_table(
-            data.pair[known], signed[known] + strength_levels, n_pairs, 2 * strength_levels + 1
+            inter.pair[known], signed[known] + strength_levels, n_pairs, 2 * strength_levels + 1
         )
         ordinal = krippendorff_alpha(ordinal_counts, "ordinal")
+        ordinal_judgments = int(_rated(ordinal_counts).sum())
 
-    first, second = judgment_pairs(data.pair)
+    first, second = judgment_pairs(inter.pair)
     *_, kappas = cohen_kappas(
-        data.pair, data.rater, data.choice, min_shared=min_shared, pairs=(first, second)
+        inter.pair, inter.rater, inter.choice, min_shared=min_shared, pairs=(first, second)
     )
     finite_kappas = kappas[np.isfinite(kappas)]
 
     # Per rater: agreement on shared pairs, from every two judgments of the same pair.
-    agree = (data.choice[first] == data.choice[second]).astype(np.float64)
-    pair_totals = np.bincount(data.rater[first], minlength=n_raters) + np.bincount(
-        data.rater[second], minlength=n_raters
+    agree = (inter.choice[first] == inter.choice[second]).astype(np.float64)
+    pair_totals = np.bincount(inter.rater[first], minlength=n_raters) + np.bincount(
+        inter.rater[second], minlength=n_raters
     )
-    pair_agreeing = np.bincount(data.rater[first], agree, minlength=n_raters) + np.bincount(
-        data.rater[second], agree, minlength=n_raters
+    pair_agreeing = np.bincount(inter.rater[first], agree, minlength=n_raters) + np.bincount(
+        inter.rater[second], agree, minlength=n_raters
     )
     # Leave-one-out: the others' votes on the pair, and their strict majority if there is one.
-    majority = strict_majority(counts[data.pair] - np.eye(3, dtype=np.int64)[data.choice])
+    majority = strict_majority(counts[inter.pair] - np.eye(3, dtype=np.int64)[inter.choice])
     has_majority = majority >= 0
-    with_majority = np.bincount(data.rater[has_majority], minlength=n_raters)
+    with_majority = np.bincount(inter.rater[has_majority], minlength=n_raters)
     majority_agreeing = np.bincount(
-        data.rater[has_majority],
-        (majority == data.choice)[has_majority].astype(np.float64),
+        inter.rater[has_majority],
+        (majority == inter.choice)[has_majority].astype(np.float64),
         minlength=n_raters,
     )
     decisive = data.choice != TIE
@@ -567,19 +588,23 @@ def agreement_figures(
     return AgreementFigures(
         pairs=int((per_pair >= 2).sum()),
         judgments=int(on_shared.sum()),
-        raters=int((np.bincount(data.rater[on_shared], minlength=n_raters) > 0).sum()),
+        raters=int((np.bincount(inter.rater[on_shared], minlength=n_raters) > 0).sum()),
         judgments_total=len(data.pair),
         percent_agreement=percent,
         percent_agreement_interval=(low, high),
         cohen_kappa=float(finite_kappas.mean()) if len(finite_kappas) else math.nan,
-        cohen_kappa_rater_pairs=len(finite_kappas),
+        cohen_kappa_rater_pairs=len(kappas),
+        cohen_kappa_defined_pairs=len(finite_kappas),
         fleiss_kappa=fleiss_kappa(counts),
         krippendorff_alpha=krippendorff_alpha(counts),
         krippendorff_alpha_interval=intervals["krippendorff_alpha"],
         krippendorff_alpha_ordinal=ordinal,
-        ceiling_accuracy=ceiling_accuracy(percent),
+        krippendorff_alpha_ordinal_judgments=ordinal_judgments,
+        decisive_agreement=decisive_percent,
+        decisive_agreement_interval=(decisive_low, decisive_high),
+        ceiling_accuracy=ceiling_accuracy(decisive_percent),
         # The ceiling grows with the agreement, so the interval's ends map to the ceiling's.
-        ceiling_accuracy_interval=(ceiling_accuracy(low), ceiling_accuracy(high)),
+        ceiling_accuracy_interval=(ceiling_accuracy(decisive_low), ceiling_accuracy(decisive_high)),
         left_rate=left_total / sided_total if sided_total else math.nan,
         left_judgments=sided_total,
         left_p_value=float(binomial_p_values(left_total, sided_total)),

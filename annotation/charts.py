@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +30,14 @@ MAX_TEXT = 80
 
 def clean_text(value: object) -> str:
     """A label as plain text: no control characters (NUL included), at most MAX_TEXT characters."""
-    text = _CONTROL.sub("", str(value)).replace("\n", " ")
+    text = plain_label(_CONTROL.sub("", str(value)).replace("\n", " "))
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def plain_label(value: str) -> str:
+    """The label without Unicode format characters (category Cf: the bidi embeddings, overrides and
+    isolates U+202A-U+202E and U+2066-U+2069, zero-width characters), which can make it read as another."""
+    return "".join(ch for ch in value if unicodedata.category(ch) != "Cf")
 
 
 def _rc() -> dict[str, Any]:
@@ -108,22 +115,26 @@ def line_chart(
             _empty(axes)
         _reference(axes, reference_lines)
         if x_is_date and drawn:
-            from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
-
-            low, high = axes.get_xlim()
-            if high - low < 2:  # a single day: give the date axis some room
-                middle = (low + high) / 2
-                axes.set_xlim(middle - 1, middle + 1)
-
-            locator = AutoDateLocator(maxticks=8)
-            axes.xaxis.set_major_locator(locator)
-            axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+            _date_axis(axes, [x for points in series.values() for x, _ in points])
         if y_limits is not None:
             axes.set_ylim(*y_limits)
         _labels(axes, title, x_label, y_label)
         if drawn and (len(series) > 1 or reference_lines):
             axes.legend(loc="best", frameon=False)
         return _svg(figure, title)
+
+
+def _date_axis(axes: Any, days: Sequence[float]) -> None:
+    """x as dates from the data's own span, padded a day each side (matplotlib's limits for a single
+    point span years), with a tick a day while that fits and automatic date ticks beyond."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, DayLocator
+
+    low, high = min(days) - 1, max(days) + 1
+    axes.set_xlim(low, high)
+    span = high - low
+    locator: Any = DayLocator() if span <= 14 else AutoDateLocator(minticks=3, maxticks=8)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
 
 
 def bar_chart(

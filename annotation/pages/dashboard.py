@@ -20,7 +20,8 @@ from annotation import charts
 from annotation.models import Project
 from annotation.selectors import project_agreement
 
-CHARTS_VERSION = 1
+CHARTS_VERSION = 2
+RATERS_SHOWN = 200  # besides the flagged ones: thousands of rows make a page of megabytes
 CHART_CACHE_SECONDS = 7 * 24 * 3600
 
 
@@ -44,11 +45,12 @@ def _number(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _interval(interval: tuple[float, float], show: Any = _percent) -> str:
+def _interval(interval: tuple[float, float], show: Any = _percent, undefined: str = "undefined") -> str:
+    """Both ends, or the defined one with ``undefined`` for the other; empty when neither is defined."""
     low, high = interval
-    if not (math.isfinite(low) and math.isfinite(high)):
+    if not (math.isfinite(low) or math.isfinite(high)):
         return ""
-    return f"{show(low)} to {show(high)}"
+    return " to ".join(show(end) if math.isfinite(end) else undefined for end in (low, high))
 
 
 def _p_value(value: float) -> str:
@@ -62,19 +64,36 @@ def _seconds(ms: float) -> str:
 
 
 def _figure_rows(report: Any) -> list[dict[str, str]]:
+    from annotation.agreement import MIN_SHARED_PAIRS  # numpy: only when a page is drawn
+
     f = report.figures
     rows = [
         {
             "name": "Percent agreement",
             "value": _percent(f.percent_agreement),
             "interval": _interval(f.percent_agreement_interval),
-            "about": "Agreeing share of all pairs of judgments made by different raters on the same pair.",
+            "about": "Agreeing share of all pairs of judgments made by different raters on the same pair; "
+            "a, b and tie.",
+        },
+        {
+            "name": "Agreement among decisive judgments",
+            "value": _percent(f.decisive_agreement),
+            "interval": _interval(f.decisive_agreement_interval),
+            "about": "The same with ties left out (a or b only): the basis of the ceiling, as a reward "
+            "model's accuracy is on decisive judgments."
+            + (
+                ""
+                if math.isfinite(f.decisive_agreement)
+                else " Undefined: no decisive judgments to agree on."
+            ),
         },
         {
             "name": "Cohen's kappa (mean)",
             "value": _number(f.cohen_kappa),
             "interval": "",
-            "about": f"Mean over the {f.cohen_kappa_rater_pairs:,} rater pairs that share at least 10 pairs.",
+            "about": f"Mean over the rater pairs with a defined kappa: {f.cohen_kappa_rater_pairs:,} rater "
+            f"pairs share at least {MIN_SHARED_PAIRS} pairs; {f.cohen_kappa_defined_pairs:,} of them have a "
+            "defined kappa (undefined where both raters used one category only).",
         },
         {
             "name": "Fleiss' kappa",
@@ -95,16 +114,19 @@ def _figure_rows(report: Any) -> list[dict[str, str]]:
                 "name": "Krippendorff's alpha (ordinal)",
                 "value": _number(f.krippendorff_alpha_ordinal),
                 "interval": "",
-                "about": "On the signed strength scale, from b much better through tie to a much better.",
+                "about": "On the signed strength scale, from b much better through tie to a much better; "
+                f"from {f.krippendorff_alpha_ordinal_judgments:,} of the {f.judgments:,} judgments (those "
+                f"without a strength on the current 1 to {report.strength_levels} scale are left out).",
             }
         )
     rows += [
         {
             "name": "Ceiling accuracy (estimate)",
             "value": _percent(f.ceiling_accuracy),
-            "interval": _interval(f.ceiling_accuracy_interval),
-            "about": "What a perfect reward model could score against single judgments, if every rater "
-            "is right with the same probability, independently: (1 + √(2p - 1)) / 2 for agreement p.",
+            "interval": _interval(f.ceiling_accuracy_interval, undefined="no estimate"),
+            "about": "What a perfect reward model could score against single decisive judgments, if every "
+            "rater is right with the same probability, independently: (1 + √(2p - 1)) / 2 for p the "
+            "agreement among decisive judgments." + _ceiling_missing(f),
         },
         {
             "name": "Left side chosen",
@@ -124,13 +146,28 @@ def _figure_rows(report: Any) -> list[dict[str, str]]:
     return rows
 
 
-def _rater_rows(report: Any) -> list[dict[str, Any]]:
+def _ceiling_missing(f: Any) -> str:
+    """Why the ceiling (or an end of its interval) has no estimate, if so."""
+    if not math.isfinite(f.decisive_agreement):
+        return " No estimate: no decisive judgments to agree on."
+    if not math.isfinite(f.ceiling_accuracy):
+        return " No estimate: agreement below 50%, where the model has no solution."
+    if not all(math.isfinite(end) for end in f.ceiling_accuracy_interval):
+        return " The interval's lower end has no estimate: agreement below 50% there."
+    return ""
+
+
+def _rater_rows(report: Any) -> tuple[list[dict[str, Any]], int]:
+    """The flagged raters and the RATERS_SHOWN with the most judgments (the API keeps all), flagged
+    first, and how many are left out."""
     rows = []
-    for row in report.rater_rows():
+    ranked = report.rater_rows()  # most judgments first
+    kept = [row for index, row in enumerate(ranked) if index < RATERS_SHOWN or row["figures"].flags]
+    for row in kept:
         r = row["figures"]
         rows.append(
             {
-                "label": row["label"],
+                "label": charts.plain_label(row["label"]),
                 "pseudonym": row["pseudonym"],
                 "judgments": f"{r.judgments:,}",
                 "agreement": _percent(r.agreement),
@@ -146,20 +183,28 @@ def _rater_rows(report: Any) -> list[dict[str, Any]]:
             }
         )
     # Flagged raters first: they are what the page is for.
-    return sorted(rows, key=lambda row: not row["flags"])
+    return sorted(rows, key=lambda row: not row["flags"]), len(ranked) - len(kept)
 
 
-def _cached_chart(kind: str, inputs: Any, draw: Callable[[], str]) -> str:
-    """A chart drawn once per distinct input (drawing takes a few hundred milliseconds), from the cache."""
+def _cached_chart(project: Project, kind: str, inputs: Any, draw: Callable[[], str]) -> str:
+    """A chart drawn once per distinct input (drawing takes a few hundred milliseconds), from the cache:
+    one key per project and chart, holding (digest of the inputs, SVG), overwritten when they change."""
     digest = hashlib.sha256(repr((CHARTS_VERSION, kind, inputs)).encode()).hexdigest()
-    return str(cache.get_or_set(f"agreement-chart:{digest}", draw, CHART_CACHE_SECONDS))
+    key = f"agreement-chart:v{CHARTS_VERSION}:{project.pk}:{kind}"
+    cached = cache.get(key)
+    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == digest:
+        return str(cached[1])
+    svg = draw()
+    cache.set(key, (digest, svg), CHART_CACHE_SECONDS)
+    return svg
 
 
-def _charts(report: Any, reward_model: dict[str, Any] | None) -> dict[str, str]:
+def _charts(project: Project, report: Any, reward_model: dict[str, Any] | None) -> dict[str, str]:
     f = report.figures
     per_day = [(float(day), float(n)) for day, n in f.judgments_per_day]
     days = ", ".join(f"{date(1970, 1, 1) + timedelta(days=day)}: {n}" for day, n in f.judgments_per_day[-14:])
     per_day_svg = _cached_chart(
+        project,
         "per_day",
         per_day,
         lambda: charts.line_chart(
@@ -167,11 +212,12 @@ def _charts(report: Any, reward_model: dict[str, Any] | None) -> dict[str, str]:
             x_is_date=True,
         ),
     )  # fmt: skip
-    bars = [("raters agree", f.percent_agreement), ("ceiling (estimate)", f.ceiling_accuracy)]
+    bars = [("raters agree (decisive)", f.decisive_agreement), ("ceiling (estimate)", f.ceiling_accuracy)]
     if reward_model is not None:
         bars.append(("reward model (held-out)", float(reward_model["eval_accuracy"])))
     shown = [(label, value) for label, value in bars if math.isfinite(value)]
     accuracy_svg = _cached_chart(
+        project,
         "accuracy",
         shown,
         lambda: charts.bar_chart(
@@ -193,6 +239,7 @@ def project_dashboard(request: HttpRequest, project: Project, *, context: dict[s
     report = project_agreement(project)
     reward_model = latest_reward_model(project)
     progress = report.pairs_complete / report.pairs_total if report.pairs_total else 0.0
+    rater_rows, raters_left_out = _rater_rows(report)
     return TemplateResponse(
         request,
         "admin/annotation/project/agreement.html",
@@ -216,13 +263,16 @@ def project_dashboard(request: HttpRequest, project: Project, *, context: dict[s
                 }.items()
             },
             "figure_rows": _figure_rows(report),
-            "rater_rows": _rater_rows(report),
+            "rater_rows": rater_rows,
+            "raters_left_out": raters_left_out,
+            "raters_total": f"{len(report.figures.per_rater):,}",
             "flagged": sum(1 for r in report.figures.per_rater if r.flags),
             "reward_model": reward_model,
             "reward_model_accuracy": _percent(reward_model["eval_accuracy"]) if reward_model else None,
             "ceiling": _percent(report.figures.ceiling_accuracy),
-            "human_agreement": _percent(report.figures.percent_agreement),
+            "ceiling_missing": _ceiling_missing(report.figures).strip(),
+            "human_agreement": _percent(report.figures.decisive_agreement),
             "very_fast_seconds": f"{project.very_fast_ms / 1000:g}",
-            "charts": _charts(report, reward_model),
+            "charts": _charts(project, report, reward_model),
         },
     )

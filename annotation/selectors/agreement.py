@@ -2,9 +2,10 @@
 statements, the figures of annotation.agreement, and a cache per project.
 
 The rows: on PostgreSQL each statement is a binary COPY of bigint columns, which numpy reads as it
-arrives (no Python object per value); elsewhere (SQLite) a plain cursor. The report is cached under a key
-made of the judgment count and the last judgment id (and the settings that change the figures), so a new
-judgment makes the next view recompute and every other view reads the cache.
+arrives (no Python object per value); elsewhere (SQLite) a plain cursor. The report is cached under one
+key per project and filters, with the fingerprint it was computed at (judgment count and last id, pair
+count and last id, gold count and answers, the settings that change the figures), so a new judgment or
+pair makes the next view recompute and every other view reads the cache.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import struct
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -26,8 +27,9 @@ from annotation.models import Judgment, Pair, Project, Rater
 
 from .exports import ExportFilter
 
-CACHE_VERSION = 1
-CACHE_SECONDS = 7 * 24 * 3600  # a key is only ever hit while the judgments are unchanged
+CACHE_VERSION = 2
+CACHE_SECONDS = 7 * 24 * 3600  # one key per project and filters, overwritten when the fingerprint changes
+WINDOW_CACHE_SECONDS = 10 * 60  # reports for a since / until window
 BOOTSTRAP_REPLICATES = 2000
 BOOTSTRAP_SEED = 0
 INTERVAL_LEVEL = 0.95
@@ -94,13 +96,17 @@ class AgreementReport:
             "percent_agreement_interval": f.percent_agreement_interval,
             "cohen_kappa": f.cohen_kappa,
             "cohen_kappa_rater_pairs": f.cohen_kappa_rater_pairs,
+            "cohen_kappa_defined_pairs": f.cohen_kappa_defined_pairs,
             "fleiss_kappa": f.fleiss_kappa,
             "krippendorff_alpha": f.krippendorff_alpha,
             "krippendorff_alpha_interval": f.krippendorff_alpha_interval,
         }
         if self.strength_levels > 0:
             body["krippendorff_alpha_ordinal"] = f.krippendorff_alpha_ordinal
+            body["krippendorff_alpha_ordinal_judgments"] = f.krippendorff_alpha_ordinal_judgments
         body |= {
+            "decisive_agreement": f.decisive_agreement,
+            "decisive_agreement_interval": f.decisive_agreement_interval,
             "ceiling_accuracy": f.ceiling_accuracy,
             "ceiling_accuracy_interval": f.ceiling_accuracy_interval,
             "ceiling_accuracy_note": CEILING_ASSUMPTION,
@@ -172,26 +178,46 @@ def _filters_dict(filters: ExportFilter) -> dict[str, Any]:
 
 
 def cache_key(project: Project, filters: ExportFilter) -> str:
-    """The report's key: one query (the judgment count and the last id), plus the settings it depends on."""
-    state = Judgment.objects.filter(project=project).aggregate(n=Count("id"), last=Max("id"))
-    settings_ = (project.strength_levels, project.very_fast_ms, project.judgments_per_pair)
+    """The report's key: one per project and filters, overwritten when the fingerprint changes (Redis is
+    also the broker and evicts nothing, so stale reports must not pile up under keys of their own)."""
     window = hashlib.sha256(repr(sorted(_filters_dict(filters).items())).encode()).hexdigest()[:16]
-    return (
-        f"agreement:v{CACHE_VERSION}:{project.pk}:{state['n']}:{state['last']}:"
-        f"{':'.join(map(str, settings_))}:{window}"
+    return f"agreement:v{CACHE_VERSION}:{project.pk}:{window}"
+
+
+def fingerprint(project: Project) -> tuple[Any, ...]:
+    """What the report depends on, in one statement: the judgment count and last judgment id, the pair
+    count, last pair id, gold pair count and a checksum of the gold answers (sum of id x answer code), and
+    the settings that change the figures."""
+    judgments, pairs = (connection.ops.quote_name(m._meta.db_table) for m in (Judgment, Pair))
+    gold_code = "CASE gold WHEN 'a' THEN 1 WHEN 'b' THEN 2 WHEN 'tie' THEN 3 ELSE 0 END"
+    sql = (
+        f"SELECT (SELECT COUNT(*) FROM {judgments} WHERE project_id = %s), "
+        f"(SELECT MAX(id) FROM {judgments} WHERE project_id = %s), "
+        f"(SELECT COUNT(*) FROM {pairs} WHERE project_id = %s), "
+        f"(SELECT MAX(id) FROM {pairs} WHERE project_id = %s), "
+        f"(SELECT COUNT(gold) FROM {pairs} WHERE project_id = %s), "
+        f"(SELECT SUM(id * {gold_code}) FROM {pairs} WHERE project_id = %s)"
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [project.pk] * 6)
+        state = tuple(cursor.fetchone())
+    return (*state, project.strength_levels, project.very_fast_ms, project.judgments_per_pair)
 
 
 def project_agreement(project: Project, *, filters: ExportFilter | None = None) -> AgreementReport:
-    """The project's agreement report, from the cache while no judgment arrived (one query), otherwise
-    computed (three more) and cached. ``filters``: the export's, so a dataset snapshot's human agreement
-    is computed on exactly the judgments it exported."""
+    """The project's agreement report, from the cache while no judgment or pair changed (one query),
+    otherwise computed (three more) and cached. ``filters``: the export's, so a dataset snapshot's human
+    agreement is computed on exactly the judgments it exported."""
     filters = filters or ExportFilter()
     key = cache_key(project, filters)
-    report = cache.get(key)
-    if report is None:
-        report = compute_agreement(project, filters=filters)
-        cache.set(key, report, CACHE_SECONDS)
+    state = fingerprint(project)
+    cached = cache.get(key)
+    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == state:
+        return cast(AgreementReport, cached[1])
+    report = compute_agreement(project, filters=filters)
+    # A since / until window is usually asked once (a snapshot, an ad-hoc look): a short life.
+    windowed = filters.since is not None or filters.until is not None
+    cache.set(key, (state, report), WINDOW_CACHE_SECONDS if windowed else CACHE_SECONDS)
     return report
 
 

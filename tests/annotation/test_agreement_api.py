@@ -74,15 +74,24 @@ def test_the_report_gives_the_figures_of_the_rows(project, api, admin_user):
             "pair_id", "rater__pseudonym", "choice", "shown_left", "pair__response_a", "pair__response_b"
         )
     )
+    gold = dict(Pair.objects.filter(project=project, gold__isnull=False).values_list("pk", "gold"))
+    assert gold  # gold pairs count for gold accuracy only, not for the inter-rater figures
     by_pair = {}
     for row in rows:
-        by_pair.setdefault(row[0], []).append(row)
+        if row[0] not in gold:
+            by_pair.setdefault(row[0], []).append(row)
     agreeing = total = 0
     for judged in by_pair.values():
         for x, y in itertools.combinations(judged, 2):
             total += 1
             agreeing += x[2] == y[2]
     assert body["percent_agreement"] == pytest.approx(agreeing / total, abs=1e-12)
+    decisive_agreeing = decisive_total = 0
+    for judged in by_pair.values():
+        for x, y in itertools.combinations([j for j in judged if j[2] != "tie"], 2):
+            decisive_total += 1
+            decisive_agreeing += x[2] == y[2]
+    assert body["decisive_agreement"] == pytest.approx(decisive_agreeing / decisive_total, abs=1e-12)
     shared = [j for judged in by_pair.values() if len(judged) >= 2 for j in judged]
     assert (body["pairs"], body["judgments"], body["judgments_total"]) == (
         sum(len(j) >= 2 for j in by_pair.values()),
@@ -110,7 +119,6 @@ def test_the_report_gives_the_figures_of_the_rows(project, api, admin_user):
     # Raters by pseudonym only, as in the exports, with their gold accuracy from the gold pairs.
     pseudonyms = {r[1] for r in rows}
     assert {r["rater"] for r in body["per_rater"]} == pseudonyms
-    gold = dict(Pair.objects.filter(project=project, gold__isnull=False).values_list("pk", "gold"))
     for entry in body["per_rater"]:
         mine = [r for r in rows if r[1] == entry["rater"]]
         assert entry["judgments"] == len(mine)
@@ -164,7 +172,8 @@ def test_the_report_is_cached_until_a_judgment_arrives(
 ):
     client = api(admin_user)
     first = client.get(URL.format("agree")).json()
-    # 1 token and user, 2 project, 3 judgment count and last id (the cache key); the figures come from Redis
+    # 1 token and user, 2 project, 3 the fingerprint (judgment and pair counts, last ids, gold), in one
+    # statement; the figures come from Redis
     with django_assert_num_queries(3):
         again = client.get(URL.format("agree")).json()
     assert again == first
@@ -222,6 +231,15 @@ def test_ordinal_alpha_when_the_project_records_strength(make_project, api, admi
     body = api(admin_user).get(URL.format("strong")).json()
     assert body["krippendorff_alpha_ordinal"] is not None
     assert body["krippendorff_alpha_ordinal"] != body["krippendorff_alpha"]
+    assert body["krippendorff_alpha_ordinal_judgments"] == 18
+    # A decisive judgment without a strength, then a smaller scale: left out, and the count says so.
+    services.judgments_import(project=project, items=[{"pair": "s0", "rater": "r4", "choice": "a"}])
+    project.strength_levels = 2
+    project.save()
+    body = api(admin_user).get(URL.format("strong")).json()
+    # Left out: r4's judgment, r1's strength 3 on every pair and r2's on s1, s3, s5; which leaves r3
+    # alone on s1, s3, s5 (no agreement there): r2 and r3 on s0, s2, s4.
+    assert body["krippendorff_alpha_ordinal_judgments"] == 6
 
 
 def test_a_rater_who_always_picks_the_left_side_is_flagged(make_project, api, admin_user):
@@ -245,3 +263,44 @@ def test_a_pair_deleted_between_the_two_reads_drops_its_judgments(project):
         == Judgment.objects.filter(project=project).count()
         < len(rows.judgments)
     )
+
+
+def test_the_report_is_computed_again_when_pairs_or_gold_answers_change(project, api, admin_user):
+    client = api(admin_user)
+    first = client.get(URL.format("agree")).json()
+    assert first["progress"]["pairs"] == 25 and first["progress"]["gold_pairs"] == 5
+    services.pairs_import(
+        project=project,
+        items=[
+            {"external_id": "new-1", "prompt": "P", "response_a": "x", "response_b": "y"},
+            {"external_id": "new-2", "prompt": "P", "response_a": "x", "response_b": "y", "gold": "a"},
+        ],
+    )
+    second = client.get(URL.format("agree")).json()
+    assert (second["progress"]["pairs"], second["progress"]["gold_pairs"]) == (26, 6)
+    # A gold answer changed (same counts, same ids): the gold accuracies change with it.
+    pair = Pair.objects.get(project=project, external_id="p0")
+    Pair.objects.filter(pk=pair.pk).update(gold="b" if pair.gold == "a" else "a")
+    third = client.get(URL.format("agree")).json()
+    assert third["computed_at"] > second["computed_at"]
+    assert [r["gold_accuracy"] for r in third["per_rater"]] != [
+        r["gold_accuracy"] for r in second["per_rater"]
+    ]
+
+
+def test_one_cache_entry_per_project_and_filters_and_a_short_life_for_windows(project, api, admin_user):
+    from django.core.cache import cache
+
+    client = api(admin_user)
+    redis = cache._cache.get_client()
+    for i in range(5):
+        client.get(URL.format("agree"))
+        services.judgments_import(
+            project=project, items=[{"pair": f"p{i}", "rater": f"late-{i}", "choice": "a"}]
+        )
+    keys = [k for k in redis.keys("*") if b"agreement:" in k and b"chart" not in k]
+    assert len(keys) == 1, keys  # overwritten when the judgments change, not one key per state
+    assert redis.ttl(keys[0]) > 3600
+    client.get(URL.format("agree"), {"since": START.isoformat()})
+    windowed = [k for k in redis.keys("*") if b"agreement:" in k and k not in keys]
+    assert len(windowed) == 1 and 0 < redis.ttl(windowed[0]) <= selector.WINDOW_CACHE_SECONDS

@@ -316,3 +316,72 @@ def test_the_majority_of_the_others_is_the_rule_of_the_exports_and_the_trainer()
     for (a, b, tie), majority in zip(rows, got, strict=True):
         expected = Votes(a=a, b=b, tie=tie).majority()
         assert (ag.CATEGORIES[majority] if majority >= 0 else None) == expected, (a, b, tie)
+
+
+def test_gold_pairs_count_for_gold_accuracy_only():
+    """Every rater sees every gold pair: pooled, those pairs would swamp the inter-rater figures."""
+    # Three raters disagreeing on two regular pairs; all three right on three gold pairs.
+    item, rater, choice = by_hand([[A, A, B], [B, A, B], [A, A, A], [B, B, B], [A, A, A]])
+    gold = np.array([-1, -1, A, B, A])
+    f = ag.agreement_figures(arrays(item, rater, choice, gold=gold), min_shared=1)
+    regular = ag.agreement_figures(arrays(item[:6], rater[:6], choice[:6]), min_shared=1)
+    assert f.percent_agreement == regular.percent_agreement == pytest.approx(2 / 6)
+    assert f.krippendorff_alpha == regular.krippendorff_alpha
+    assert f.fleiss_kappa == regular.fleiss_kappa
+    assert f.percent_agreement_interval == regular.percent_agreement_interval
+    assert f.decisive_agreement == regular.decisive_agreement
+    assert (f.pairs, f.judgments, f.raters, f.judgments_total) == (2, 6, 3, 15)
+    assert [r.agreement_pairs for r in f.per_rater] == [r.agreement_pairs for r in regular.per_rater]
+    assert [r.majority_judgments for r in f.per_rater] == [0, 1, 1]  # the others' majority: regular pairs
+    assert [(r.gold_accuracy, r.gold_judgments) for r in f.per_rater] == [(1.0, 3)] * 3
+
+
+def test_the_ceiling_is_on_decisive_judgments_as_the_reward_models_accuracy():
+    from rm_training.data import rater_agreement
+
+    # Pair 0: a, a, tie; pair 1: b, tie, tie; pair 2: a, b, a; pair 3: tie, tie, tie.
+    item, rater, choice = by_hand([[A, A, TIE], [B, TIE, TIE], [A, B, A], [TIE, TIE, TIE]])
+    f = ag.agreement_figures(arrays(item, rater, choice), min_shared=1)
+    assert f.percent_agreement == pytest.approx((1 + 1 + 1 + 3) / 12)  # a / b / tie, as the issue defines
+    # Decisive only: pair 0 (a, a) 2 of 2 ordered pairs agree; pair 2 (a, b, a) 2 of 6; the rest < 2.
+    assert f.decisive_agreement == pytest.approx(4 / 8)
+    assert f.ceiling_accuracy == pytest.approx(ag.ceiling_accuracy(4 / 8))
+
+    class Comparison:  # what rm_training.data.rater_agreement reads
+        def __init__(self, chosen, rejected):
+            self.votes_chosen, self.votes_rejected = chosen, rejected
+            self.decisive_votes = chosen + rejected
+
+    assert f.decisive_agreement == pytest.approx(
+        rater_agreement([Comparison(2, 0), Comparison(1, 0), Comparison(2, 1), Comparison(0, 0)])
+    )
+    ties = ag.agreement_figures(arrays(*by_hand([[TIE, TIE, TIE]] * 4)), min_shared=1)
+    assert ties.percent_agreement == 1.0
+    assert math.isnan(ties.decisive_agreement) and math.isnan(ties.ceiling_accuracy)
+    assert all(math.isnan(v) for v in ties.ceiling_accuracy_interval)
+
+
+def test_ordinal_alpha_says_how_many_judgments_it_used():
+    # Strength on a 1..2 scale: pair 1's b has none, pair 2's a has 3 (above the scale): both left out.
+    item, rater, choice = by_hand([[A, A, B], [B, B, TIE], [A, A, A]])
+    strength = np.array([1, 2, 1, 0, 2, 0, 2, 3, 1])
+    f = ag.agreement_figures(arrays(item, rater, choice, strength=strength), strength_levels=2)
+    assert f.krippendorff_alpha_ordinal_judgments == 7
+    assert ag.agreement_figures(arrays(item, rater, choice)).krippendorff_alpha_ordinal_judgments == 0
+
+
+def test_cohen_kappa_counts_rater_pairs_sharing_enough_pairs_and_those_with_a_kappa():
+    item, rater, choice = by_hand([[TIE, TIE, TIE]] * 12)  # three rater pairs share 12 pairs, all ties
+    f = ag.agreement_figures(arrays(item, rater, choice))
+    assert (f.cohen_kappa_rater_pairs, f.cohen_kappa_defined_pairs) == (3, 0)
+    assert math.isnan(f.cohen_kappa)
+
+
+def test_a_rater_who_always_picks_the_shorter_response_is_flagged_too():
+    data = planted()
+    shorter = 1 - data.pair_longer[data.pair]
+    choice = np.where(data.rater == 6, shorter, data.choice)
+    f = ag.agreement_figures(ag.JudgmentArrays(**{**data.__dict__, "choice": choice}))
+    reason = dict(f.per_rater[6].flags)["length_bias"]
+    assert "longer response in 0% of 60" in reason
+    assert all("length_bias" not in dict(f.per_rater[r].flags) for r in range(6))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import re
 
 import pytest
@@ -218,3 +219,101 @@ def test_the_web_app_does_not_import_the_dashboards_libraries_at_start_up():
     )
     assert "annotation" in imported
     assert not {"matplotlib", "scipy"} & imported
+
+
+def test_a_project_id_of_anything_but_ascii_digits_is_not_found(superuser_client, make_project):
+    from urllib.parse import quote
+
+    project = make_project()
+    fullwidth = "".join(chr(0xFF10 + int(d)) for d in str(project.pk))
+    arabic_indic = "".join(chr(0x0660 + int(d)) for d in str(project.pk))
+    assert superuser_client.get(url(project)).status_code == 200
+    for object_id in ["²", fullwidth, arabic_indic, f"00{project.pk}", "0", "1e3", "9" * 30, " 1"]:
+        response = superuser_client.get(f"/admin/annotation/project/{quote(object_id)}/agreement/")
+        assert response.status_code == 404, object_id
+
+
+def test_a_one_day_chart_spans_that_day_not_years():
+    day = (datetime.date(2026, 11, 1) - datetime.date(1970, 1, 1)).days
+    svg = charts.line_chart({"judgments": [(day, 12)]}, title="t", x_label="d", y_label="n", x_is_date=True)
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    years = {int(y) for label in labels for y in re.findall(r"\b(20\d\d)\b", label)}
+    assert years == {2026}, labels
+    assert labels[:3] == ["31", "Nov", "02"], labels  # a tick a day: Oct 31, Nov 1, Nov 2
+
+
+def test_the_page_says_what_the_figures_are_over_and_why_one_is_missing(superuser_client, make_project):
+    project = make_project(judgments_per_pair=3)
+    services.pairs_import(
+        project=project,
+        items=[
+            {"external_id": f"p{i}", "prompt": "P", "response_a": "a", "response_b": "bb"} for i in range(12)
+        ]
+        + [{"external_id": "g", "prompt": "P", "response_a": "a", "response_b": "bb", "gold": "a"}],
+    )
+    # Three raters on twelve pairs, all ties: kappa undefined for every rater pair, no decisive agreement.
+    services.judgments_import(
+        project=project,
+        items=[{"pair": f"p{i}", "rater": r, "choice": "tie"} for i in range(12) for r in ("r1", "r2", "r3")],
+    )
+    page = superuser_client.get(url(project)).content.decode()
+    assert "gold pairs count for gold accuracy only" in page
+    assert "3 rater pairs share at least 10 pairs; 0 of them have a defined kappa" in page
+    assert "no decisive judgments to agree on" in page
+
+
+def test_an_undefined_ceiling_says_why_and_shows_the_defined_bound():
+    from annotation.agreement import AgreementFigures
+
+    fields = {name: 0 for name in AgreementFigures.__dataclass_fields__}
+    figures = AgreementFigures(
+        **{
+            **fields,
+            "percent_agreement_interval": (0.4, 0.6),
+            "krippendorff_alpha_interval": (0.1, 0.2),
+            "decisive_agreement": 0.45,
+            "decisive_agreement_interval": (0.3, 0.83),
+            "ceiling_accuracy": float("nan"),
+            "ceiling_accuracy_interval": (float("nan"), 0.908),
+            "krippendorff_alpha_ordinal": None,
+            "judgments_per_day": (),
+            "per_rater": (),
+        }
+    )
+    report = type("Report", (), {"figures": figures, "strength_levels": 0})()
+    row = next(r for r in dashboard._figure_rows(report) if r["name"].startswith("Ceiling"))
+    assert row["value"] == "—" and "below 50%" in row["about"]
+    assert row["interval"] == "no estimate to 90.8%"
+
+
+def test_rater_labels_lose_bidi_and_format_characters(superuser_client, make_project):
+    project = make_project()
+    fill(project, 3, ["evil\u202egnp.exe", "zero\u200bwidth\u2066x\u2069"])
+    page = superuser_client.get(url(project)).content.decode()
+    assert "\u202e" not in page and "\u2066" not in page and "\u200b" not in page
+    assert "evilgnp.exe (imported)" in page and "zerowidthx (imported)" in page
+
+
+def test_a_project_with_many_raters_shows_the_flagged_and_the_busiest(
+    superuser_client, make_project, monkeypatch
+):
+    monkeypatch.setattr(dashboard, "RATERS_SHOWN", 3)
+    project = make_project()
+    services.pairs_import(
+        project=project,
+        items=[
+            {"external_id": f"p{i}", "prompt": "P", "response_a": "a", "response_b": "b"} for i in range(20)
+        ],
+    )
+    items = [
+        {"pair": f"p{i}", "rater": f"busy-{k}", "choice": "ab"[i % 2], "shown_left": "ab"[i // 2 % 2]}
+        for k in range(4)
+        for i in range(20 - k)
+    ]
+    items += [{"pair": f"p{i}", "rater": "lefty", "choice": "a", "shown_left": "a"} for i in range(12)]
+    items += [{"pair": "p0", "rater": f"once-{k}", "choice": "a"} for k in range(5)]
+    services.judgments_import(project=project, items=items)
+    page = superuser_client.get(url(project)).content.decode()
+    shown = re.findall(r"<th scope=\"row\">([^<]+) \(imported\)<br>", page)
+    assert shown[0] == "lefty" and set(shown) == {"lefty", "busy-0", "busy-1", "busy-2"}, shown
+    assert "6 more raters, with fewer judgments and no flags, are left out" in page
