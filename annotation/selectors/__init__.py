@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from .access import project_get_visible, projects_visible_to, user_can_rate
+from .access import (
+    can_rate_expression,
+    project_get_visible,
+    projects_visible_to,
+    remember_can_rate,
+    user_can_rate,
+)
 from .exports import (
     JUDGMENT_COLUMNS,
     PREFERENCE_COLUMNS,
@@ -22,6 +28,7 @@ __all__ = [
     "ExportFilter",
     "as_csv",
     "as_jsonl",
+    "can_rate_expression",
     "judgment_lines",
     "judgment_rows",
     "judgments_for_export",
@@ -31,5 +38,6 @@ __all__ = [
     "projects_visible_to",
     "rater_progress",
     "rater_wait_seconds",
+    "remember_can_rate",
     "user_can_rate",
 ]

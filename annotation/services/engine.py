@@ -14,7 +14,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -32,7 +32,7 @@ from annotation.models import (
     ShownChoice,
     Side,
 )
-from annotation.selectors import user_can_rate
+from annotation.selectors import can_rate_expression, remember_can_rate, user_can_rate
 
 from .raters import rater_get_or_create
 
@@ -79,6 +79,50 @@ def _gold_due(*, project: Project, rater: Rater) -> bool:
 
 
 def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | None:
+    if connection.vendor == "postgresql":
+        return _claim_in_postgresql(project=project, rater=rater, now=now, gold=gold)
+    return _claim_with_orm(project=project, rater=rater, now=now, gold=gold)
+
+
+def _claim_in_postgresql(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | None:
+    """The claim in one round trip: pairwise_claim() (migration 0004) runs _claim_with_orm's loop inside
+    PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
+    the pair comes back with it."""
+    served = list(
+        Pair.objects.raw(
+            "SELECT p.*, c.assignment_id, c.shown_left AS served_left"
+            " FROM pairwise_claim(%s, %s, %s, %s, %s, %s, %s) c JOIN annotation_pair p ON p.id = c.pair_id",
+            [
+                project.pk,
+                rater.pk,
+                now,
+                project.lease_seconds,
+                project.judgments_per_pair,
+                gold,
+                _CLAIM_ATTEMPTS,
+            ],
+        )
+    )
+    if not served:
+        return None
+    pair = served[0]
+    assignment = Assignment(
+        pk=pair.assignment_id,  # type: ignore[attr-defined]
+        project=project,
+        pair=pair,
+        rater=rater,
+        shown_left=pair.served_left,  # type: ignore[attr-defined]
+        status=AssignmentStatus.ACTIVE,
+        served_at=now,
+        lease_expires_at=now + timedelta(seconds=project.lease_seconds),
+    )
+    assignment._state.adding = False
+    assignment._state.db = pair._state.db
+    return assignment
+
+
+def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | None:
+    """The claim on SQLite, whose IMMEDIATE transactions serialise it; the same steps as pairwise_claim()."""
     quota = project.judgments_per_pair
     candidates = (
         Pair.objects.filter(project=project, gold__isnull=not gold)
@@ -130,17 +174,24 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
     now = now or timezone.now()
     lease = timedelta(seconds=project.lease_seconds)
     with transaction.atomic():
-        # One request per rater at a time: a double click must not open two assignments.
-        rater = Rater.objects.select_for_update().filter(user=user).first()
-        if rater is None:
-            rater = rater_get_or_create(user=user)
-            Rater.objects.select_for_update().filter(pk=rater.pk).first()
-        current = (
-            Assignment.objects.filter(project=project, rater=rater, status=AssignmentStatus.ACTIVE)
-            .select_related("pair", "rater")
-            .first()
+        # One request per rater at a time: a double click must not open two assignments. The rater's row
+        # is locked and their open assignment in the project found in one statement.
+        held = Assignment.objects.filter(
+            project=project, rater=OuterRef("pk"), status=AssignmentStatus.ACTIVE
         )
-        if current is not None:
+        locked = (
+            Rater.objects.select_for_update(of=("self",))
+            .filter(user=user)
+            .annotate(held_id=Subquery(held.values("pk")[:1]))
+        )
+        rater = locked.first()
+        if rater is None:
+            rater_get_or_create(user=user)
+            rater = locked.first()
+            assert rater is not None
+        if rater.held_id is not None:  # type: ignore[attr-defined]
+            current = Assignment.objects.select_related("pair").get(pk=rater.held_id)  # type: ignore[attr-defined]
+            current.rater = rater
             if current.lease_expires_at > now:
                 return current
             pair = Pair.objects.select_for_update().get(pk=current.pair_id)
@@ -162,9 +213,15 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
         return _claim(project=project, rater=rater, now=now, gold=False)
 
 
-def _own_assignment(*, assignment_id: int, user: Any) -> Assignment:
+def _own_assignment_locked(*, assignment_id: int, user: Any) -> Assignment:
+    """The caller's assignment with its project and pair, the pair's and the assignment's rows locked (in
+    that order, as everywhere), and `can_rate` (selectors.user_can_rate) read along: one statement.
+    Call inside a transaction."""
     assignment = (
         Assignment.objects.select_related("project", "pair")
+        # Lock order everywhere: pair, then assignment.
+        .select_for_update(of=("pair", "self"))
+        .annotate(can_rate=can_rate_expression(user))
         .filter(pk=assignment_id, rater__user=user)
         .first()
     )
@@ -218,17 +275,15 @@ def judgment_record(
     arrives after the lease is accepted while the pair still has a free place, and refused with
     `assignment_expired` once the place has gone to someone else.
     """
-    assignment = _own_assignment(assignment_id=assignment_id, user=user)
-    project = assignment.project
-    errors = _judgment_errors(project=project, choice=choice, strength=strength, rationale=rationale)
-    if errors:
-        raise Invalid("The judgment is invalid.", errors=errors)
-    if not user_can_rate(project=project, user=user):
-        raise Forbidden("You are no longer a rater in this project.")
     with transaction.atomic():
-        # Lock order everywhere: pair, then assignment.
-        pair = Pair.objects.select_for_update().get(pk=assignment.pair_id)
-        assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
+        project, pair = assignment.project, assignment.pair
+        errors = _judgment_errors(project=project, choice=choice, strength=strength, rationale=rationale)
+        if errors:
+            raise Invalid("The judgment is invalid.", errors=errors)
+        if not assignment.can_rate:  # type: ignore[attr-defined]
+            raise Forbidden("You are no longer a rater in this project.")
+        remember_can_rate(project=project, user=user)
         now = now or timezone.now()
         if assignment.status == AssignmentStatus.JUDGED:
             existing = Judgment.objects.filter(assignment=assignment).values_list("pk", flat=True).first()
@@ -242,7 +297,7 @@ def judgment_record(
                     "This assignment expired and its place went to another rater; ask for the next pair.",
                     code="assignment_expired",
                 )
-        judgment = Judgment.objects.create(
+        judgment = Judgment(
             project=project,
             pair=pair,
             rater_id=assignment.rater_id,
@@ -257,21 +312,63 @@ def judgment_record(
             client_time_ms=client_time_ms,
             created_at=now,
         )
+        _judgment_write(judgment)
         assignment.status = AssignmentStatus.JUDGED
         assignment.finished_at = now
-        assignment.save(update_fields=["status", "finished_at"])
-        Pair.objects.filter(pk=pair.pk).update(judgment_count=F("judgment_count") + 1)
     return judgment
+
+
+def _judgment_write(judgment: Judgment) -> None:
+    """INSERT the judgment, close its assignment, count it on its pair: one statement on PostgreSQL (data-
+    modifying CTEs), three on SQLite, which has none."""
+    ops = connection.ops
+    now = ops.adapt_datetimefield_value(judgment.created_at)
+    insert = (
+        "INSERT INTO annotation_judgment (project_id, pair_id, rater_id, assignment_id, choice, strength,"
+        " rationale, shown_left, time_on_task_ms, client_time_ms, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    )
+    insert_params = [
+        judgment.project_id,
+        judgment.pair_id,
+        judgment.rater_id,
+        judgment.assignment_id,
+        judgment.choice,
+        judgment.strength,
+        judgment.rationale,
+        judgment.shown_left,
+        judgment.time_on_task_ms,
+        judgment.client_time_ms,
+        now,
+    ]
+    close = "UPDATE annotation_assignment SET status = %s, finished_at = %s WHERE id = %s"
+    close_params = [AssignmentStatus.JUDGED.value, now, judgment.assignment_id]
+    count = "UPDATE annotation_pair SET judgment_count = judgment_count + 1 WHERE id = %s"
+    count_params = [judgment.pair_id]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH closed AS ({close}), counted AS ({count}) {insert}",
+                [*close_params, *count_params, *insert_params],
+            )
+            (judgment.pk,) = cursor.fetchone()
+        else:
+            cursor.execute(insert, insert_params)
+            (judgment.pk,) = cursor.fetchone()
+            cursor.execute(close, close_params)
+            cursor.execute(count, count_params)
+    judgment._state.adding = False
+    judgment._state.db = connection.alias
 
 
 def assignment_skip(
     *, assignment_id: int, user: Any, reason: str = "", now: datetime | None = None
 ) -> Assignment:
     """Skip: the pair is never served to this rater again and its place goes back to the pool."""
-    assignment = _own_assignment(assignment_id=assignment_id, user=user)
     with transaction.atomic():
-        Pair.objects.select_for_update().filter(pk=assignment.pair_id).first()
-        assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
+        if assignment.can_rate:  # type: ignore[attr-defined]
+            remember_can_rate(project=assignment.project, user=user)
         if assignment.status == AssignmentStatus.JUDGED:
             raise Conflict("This assignment is already judged.", code="already_judged")
         if assignment.status == AssignmentStatus.SKIPPED:
