@@ -211,6 +211,10 @@ class Pair(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order"),
+            # Progress counts a project's open regular pairs with every pair served: an index-only count.
+            models.Index(
+                fields=["project", "judgment_count"], condition=Q(gold__isnull=True), name="pair_open_regular"
+            ),
             # Re-imports without an external_id find the same content by its hash.
             models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
         ]

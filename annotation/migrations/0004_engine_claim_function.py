@@ -1,22 +1,25 @@
-"""pairwise_claim(): the engine's claim of a new pair, in one round trip on PostgreSQL.
+"""pairwise_claim(): the engine's claim of a new pair, in one round trip on PostgreSQL; and an index for
+progress's count of open regular pairs.
 
 annotation.services.engine calls it for every new assignment on PostgreSQL; on SQLite (the quickstart,
 where IMMEDIATE transactions serialise every claim) the engine claims with the ORM instead. The rules
 are the engine's (see its docstring): candidates nearest completion first, then the oldest; each locked
 with FOR UPDATE SKIP LOCKED and its places counted again under the lock, by a statement whose snapshot
 is newer than the lock (a VOLATILE function takes a new snapshot per statement); response A on the side
-it was shown on least, ties alternating with the pair's id.
+it was shown on least, ties alternating with the pair's id. When the rater holds an open assignment in
+the project after all, it is returned instead (already_held) and nothing is claimed.
 """
 
-from django.db import migrations
+from django.db import migrations, models
 
 CLAIM_SQL = r"""
 CREATE OR REPLACE FUNCTION pairwise_claim(
     p_project bigint, p_rater bigint, p_now timestamptz, p_lease_seconds integer,
     p_quota integer, p_gold boolean, p_attempts integer
-) RETURNS TABLE (assignment_id bigint, pair_id bigint, shown_left varchar)
+) RETURNS TABLE (assignment_id bigint, pair_id bigint, shown_left varchar, already_held boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
+    open_id bigint;
     level integer;
     candidate bigint;
     tried bigint[] := '{}';
@@ -26,6 +29,15 @@ DECLARE
     on_b integer;
     side varchar;
 BEGIN
+    -- The caller locked the rater's row and looked for their open assignment in the same statement, whose
+    -- snapshot may predate the lock (a double click waited for it): look again, in a newer snapshot.
+    SELECT a.id INTO open_id FROM annotation_assignment a
+     WHERE a.rater_id = p_rater AND a.project_id = p_project AND a.status = 'active';
+    IF open_id IS NOT NULL THEN
+        RETURN QUERY SELECT a.id, a.pair_id, a.shown_left, true
+                       FROM annotation_assignment a WHERE a.id = open_id;
+        RETURN;
+    END IF;
     -- Regular pairs one judgment_count level at a time, fullest first: each probe walks the
     -- (project, judgment_count, id) index in order and stops at the first free pair. Gold pairs (few,
     -- exempt from the quota) in one pass.
@@ -36,7 +48,7 @@ BEGIN
                 SELECT p.id INTO candidate FROM annotation_pair p
                 WHERE p.project_id = p_project AND p.gold IS NOT NULL AND p.id <> ALL (tried)
                   AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
-                                  WHERE x.pair_id = p.id AND x.rater_id = p_rater)
+                                  WHERE x.pair_id = p.id AND x.rater_id = p_rater OFFSET 0)
                 ORDER BY p.judgment_count DESC, p.id
                 LIMIT 1
                 FOR UPDATE OF p SKIP LOCKED;
@@ -44,8 +56,10 @@ BEGIN
                 SELECT p.id INTO candidate FROM annotation_pair p
                 WHERE p.project_id = p_project AND p.gold IS NULL AND p.judgment_count = level
                   AND p.id <> ALL (tried)
+                  -- OFFSET 0 keeps this a probe of (rater, pair)'s unique index for each candidate: as
+                  -- an anti-join, the function's generic plan reads every assignment of the project.
                   AND NOT EXISTS (SELECT 1 FROM annotation_assignment x
-                                  WHERE x.pair_id = p.id AND x.rater_id = p_rater)
+                                  WHERE x.pair_id = p.id AND x.rater_id = p_rater OFFSET 0)
                   AND p.judgment_count + (SELECT count(*) FROM annotation_assignment h
                                           WHERE h.pair_id = p.id AND h.status = 'active'
                                             AND h.lease_expires_at > p_now) < p_quota
@@ -80,7 +94,7 @@ BEGIN
                          finished_at, skip_reason)
                     VALUES (p_project, candidate, p_rater, side, 'active', p_now,
                             p_now + make_interval(secs => p_lease_seconds), NULL, '')
-                    RETURNING n.id, n.pair_id, n.shown_left;
+                    RETURNING n.id, n.pair_id, n.shown_left, false;
                 RETURN;
             END IF;
             tried := tried || candidate;
@@ -108,4 +122,14 @@ def drop_function(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("annotation", "0003_imported_raters")]
 
-    operations = [migrations.RunPython(create_function, drop_function)]
+    operations = [
+        migrations.RunPython(create_function, drop_function),
+        migrations.AddIndex(
+            model_name="pair",
+            index=models.Index(
+                condition=models.Q(("gold__isnull", True)),
+                fields=["project", "judgment_count"],
+                name="pair_open_regular",
+            ),
+        ),
+    ]

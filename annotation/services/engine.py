@@ -78,19 +78,23 @@ def _gold_due(*, project: Project, rater: Rater) -> bool:
     return served["gold"] + 1 <= project.gold_fraction * (served["total"] + 1)
 
 
-def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | None:
+def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | int | None:
+    """A new assignment, None when no pair is free, or (PostgreSQL) the id of an open assignment the rater
+    holds after all (see pairwise_claim)."""
     if connection.vendor == "postgresql":
         return _claim_in_postgresql(project=project, rater=rater, now=now, gold=gold)
     return _claim_with_orm(project=project, rater=rater, now=now, gold=gold)
 
 
-def _claim_in_postgresql(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | None:
+def _claim_in_postgresql(
+    *, project: Project, rater: Rater, now: datetime, gold: bool
+) -> Assignment | int | None:
     """The claim in one round trip: pairwise_claim() (migration 0004) runs _claim_with_orm's loop inside
     PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
     the pair comes back with it."""
     served = list(
         Pair.objects.raw(
-            "SELECT p.*, c.assignment_id, c.shown_left AS served_left"
+            "SELECT p.*, c.assignment_id, c.shown_left AS served_left, c.already_held"
             " FROM pairwise_claim(%s, %s, %s, %s, %s, %s, %s) c JOIN annotation_pair p ON p.id = c.pair_id",
             [
                 project.pk,
@@ -106,6 +110,8 @@ def _claim_in_postgresql(*, project: Project, rater: Rater, now: datetime, gold:
     if not served:
         return None
     pair = served[0]
+    if pair.already_held:  # type: ignore[attr-defined]
+        return int(pair.assignment_id)  # type: ignore[attr-defined]
     assignment = Assignment(
         pk=pair.assignment_id,  # type: ignore[attr-defined]
         project=project,
@@ -172,10 +178,10 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
     if not user_can_rate(project=project, user=user):
         raise Forbidden("You are not a rater in this project.")
     now = now or timezone.now()
-    lease = timedelta(seconds=project.lease_seconds)
     with transaction.atomic():
         # One request per rater at a time: a double click must not open two assignments. The rater's row
-        # is locked and their open assignment in the project found in one statement.
+        # is locked and their open assignment in the project found in one statement (whose snapshot may
+        # predate the lock: on PostgreSQL pairwise_claim looks again before it claims anything).
         held = Assignment.objects.filter(
             project=project, rater=OuterRef("pk"), status=AssignmentStatus.ACTIVE
         )
@@ -189,28 +195,46 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
             rater_get_or_create(user=user)
             rater = locked.first()
             assert rater is not None
-        if rater.held_id is not None:  # type: ignore[attr-defined]
-            current = Assignment.objects.select_related("pair").get(pk=rater.held_id)  # type: ignore[attr-defined]
-            current.rater = rater
-            if current.lease_expires_at > now:
-                return current
-            pair = Pair.objects.select_for_update().get(pk=current.pair_id)
-            taken, _ = _places(pair, now, exclude=current.pk)
-            if current.pair.gold is not None or taken < project.judgments_per_pair:
-                current.lease_expires_at = now + lease
-                current.save(update_fields=["lease_expires_at"])
-                return current
-            current.status = AssignmentStatus.EXPIRED
-            current.finished_at = now
-            current.save(update_fields=["status", "finished_at"])
-        has_gold = (
-            project.gold_fraction > 0 and Pair.objects.filter(project=project, gold__isnull=False).exists()
-        )
-        if has_gold and _gold_due(project=project, rater=rater):
-            assignment = _claim(project=project, rater=rater, now=now, gold=True)
-            if assignment is not None:
-                return assignment
-        return _claim(project=project, rater=rater, now=now, gold=False)
+        held_id: int | None = rater.held_id  # type: ignore[attr-defined]
+        # A held assignment found late by pairwise_claim is served or closed on the next round, after
+        # which the rater holds nothing: two rounds at most, the third is a margin.
+        for _ in range(3):
+            if held_id is not None:
+                current = Assignment.objects.select_related("pair").get(pk=held_id)
+                current.rater = rater
+                if _keep_held(current=current, project=project, now=now):
+                    return current
+            has_gold = (
+                project.gold_fraction > 0
+                and Pair.objects.filter(project=project, gold__isnull=False).exists()
+            )
+            claimed = None
+            if has_gold and _gold_due(project=project, rater=rater):
+                claimed = _claim(project=project, rater=rater, now=now, gold=True)
+            if claimed is None:
+                claimed = _claim(project=project, rater=rater, now=now, gold=False)
+            if not isinstance(claimed, int):
+                return claimed
+            held_id = claimed
+    raise AssertionError("the rater's open assignment was neither served nor closed")
+
+
+def _keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
+    """Whether the rater gets their open assignment back: yes while its lease runs; after that, with a new
+    lease if its place is still free, else it is closed as expired (the caller's transaction holds the
+    rater's row)."""
+    if current.lease_expires_at > now:
+        return True
+    pair = Pair.objects.select_for_update().get(pk=current.pair_id)
+    taken, _ = _places(pair, now, exclude=current.pk)
+    if current.pair.gold is not None or taken < project.judgments_per_pair:
+        current.lease_expires_at = now + timedelta(seconds=project.lease_seconds)
+        current.save(update_fields=["lease_expires_at"])
+        return True
+    current.status = AssignmentStatus.EXPIRED
+    current.finished_at = now
+    current.save(update_fields=["status", "finished_at"])
+    return False
 
 
 def _own_assignment_locked(*, assignment_id: int, user: Any) -> Assignment:
