@@ -284,17 +284,21 @@ class NextView(ApiView):
 def _next(request: Request, project: Project) -> tuple[dict[str, Any] | None, int | None]:
     """(the caller's next assignment as NextView serves it, None) or (None, seconds to wait or None)."""
     assignment = services.assignment_next(project=project, user=request.user)
+    return _served(project, assignment, request.user)
+
+
+def _served(project: Project, assignment: Any, user: Any) -> tuple[dict[str, Any] | None, int | None]:
     if assignment is None:
-        rater = services.rater_get_or_create(user=request.user)
+        rater = services.rater_get_or_create(user=user)
         return None, selectors.rater_wait_seconds(project=project, rater=rater)
     progress = selectors.rater_progress(project=project, rater=assignment.rater_id)
     context = {"progress": progress, "project": project}
     return s.ServedAssignmentSerializer(assignment, context=context).data, None
 
 
-def _with_next(request: Request, body: dict[str, Any], project: Project) -> dict[str, Any]:
+def _with_next(body: dict[str, Any], project: Project, assignment: Any, user: Any) -> dict[str, Any]:
     """The one-round-trip answer: the judgment or skip, then the next assignment (null when none)."""
-    served, wait = _next(request, project)
+    served, wait = _served(project, assignment, user)
     return {**body, "next": served, "retry_after": wait}
 
 
@@ -321,10 +325,14 @@ class JudgmentView(ApiView):
         serializer = s.JudgmentRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        with_next = data.pop("next")
-        judgment = services.judgment_record(assignment_id=assignment_id, user=request.user, **data)
+        if not data.pop("next"):
+            judgment = services.judgment_record(assignment_id=assignment_id, user=request.user, **data)
+            return Response(s.JudgmentRecordedSerializer(judgment).data, status=201)
+        judgment, following = services.judgment_record_and_next(
+            assignment_id=assignment_id, user=request.user, **data
+        )
         body = s.JudgmentRecordedSerializer(judgment).data
-        return Response(_with_next(request, body, judgment.project) if with_next else body, status=201)
+        return Response(_with_next(body, judgment.project, following, request.user), status=201)
 
 
 class SkipView(ApiView):
@@ -341,13 +349,17 @@ class SkipView(ApiView):
     def post(self, request: Request, assignment_id: int) -> Response:
         serializer = s.SkipRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        assignment = services.assignment_skip(
-            assignment_id=assignment_id, user=request.user, reason=serializer.validated_data["reason"]
+        reason = serializer.validated_data["reason"]
+        if not serializer.validated_data["next"]:
+            assignment = services.assignment_skip(
+                assignment_id=assignment_id, user=request.user, reason=reason
+            )
+            return Response(s.SkippedSerializer(assignment).data)
+        assignment, following = services.assignment_skip_and_next(
+            assignment_id=assignment_id, user=request.user, reason=reason
         )
         body = s.SkippedSerializer(assignment).data
-        return Response(
-            _with_next(request, body, assignment.project) if serializer.validated_data["next"] else body
-        )
+        return Response(_with_next(body, assignment.project, following, request.user))
 
 
 # Judgments made elsewhere

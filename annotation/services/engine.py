@@ -127,8 +127,15 @@ def _claim_in_postgresql(
     return assignment
 
 
-def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | None:
+def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | int | None:
     """The claim on SQLite, whose IMMEDIATE transactions serialise it; the same steps as pairwise_claim()."""
+    held_id = (
+        Assignment.objects.filter(project=project, rater=rater, status=AssignmentStatus.ACTIVE)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if held_id is not None:
+        return held_id
     quota = project.judgments_per_pair
     candidates = (
         Pair.objects.filter(project=project, gold__isnull=not gold)
@@ -195,27 +202,31 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
             rater_get_or_create(user=user)
             rater = locked.first()
             assert rater is not None
-        held_id: int | None = rater.held_id  # type: ignore[attr-defined]
-        # A held assignment found late by pairwise_claim is served or closed on the next round, after
-        # which the rater holds nothing: two rounds at most, the third is a margin.
-        for _ in range(3):
-            if held_id is not None:
-                current = Assignment.objects.select_related("pair").get(pk=held_id)
-                current.rater = rater
-                if _keep_held(current=current, project=project, now=now):
-                    return current
-            has_gold = (
-                project.gold_fraction > 0
-                and Pair.objects.filter(project=project, gold__isnull=False).exists()
-            )
-            claimed = None
-            if has_gold and _gold_due(project=project, rater=rater):
-                claimed = _claim(project=project, rater=rater, now=now, gold=True)
-            if claimed is None:
-                claimed = _claim(project=project, rater=rater, now=now, gold=False)
-            if not isinstance(claimed, int):
-                return claimed
-            held_id = claimed
+        return _next_for(project=project, rater=rater, now=now, held_id=rater.held_id)  # type: ignore[attr-defined]
+
+
+def _next_for(*, project: Project, rater: Rater, now: datetime, held_id: int | None) -> Assignment | None:
+    """assignment_next's choice, in the caller's transaction, which has locked the rater's row. held_id:
+    the rater's open assignment in the project as the caller saw it (the claim looks again)."""
+    # A held assignment found late by the claim is served or closed on the next round, after which the
+    # rater holds nothing: two rounds at most, the third is a margin.
+    for _ in range(3):
+        if held_id is not None:
+            current = Assignment.objects.select_related("pair").get(pk=held_id)
+            current.rater = rater
+            if _keep_held(current=current, project=project, now=now):
+                return current
+        has_gold = (
+            project.gold_fraction > 0 and Pair.objects.filter(project=project, gold__isnull=False).exists()
+        )
+        claimed = None
+        if has_gold and _gold_due(project=project, rater=rater):
+            claimed = _claim(project=project, rater=rater, now=now, gold=True)
+        if claimed is None:
+            claimed = _claim(project=project, rater=rater, now=now, gold=False)
+        if not isinstance(claimed, int):
+            return claimed
+        held_id = claimed
     raise AssertionError("the rater's open assignment was neither served nor closed")
 
 
@@ -237,14 +248,15 @@ def _keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
     return False
 
 
-def _own_assignment_locked(*, assignment_id: int, user: Any) -> Assignment:
-    """The caller's assignment with its project and pair, the pair's and the assignment's rows locked (in
-    that order, as everywhere), and `can_rate` (selectors.user_can_rate) read along: one statement.
-    Call inside a transaction."""
+def _own_assignment_locked(*, assignment_id: int, user: Any, lock_rater: bool = False) -> Assignment:
+    """The caller's assignment with its project, pair and rater, the pair's and the assignment's rows
+    locked (after the rater's with lock_rater), and `can_rate` (selectors.user_can_rate) read along: one
+    statement. Call inside a transaction."""
     assignment = (
-        Assignment.objects.select_related("project", "pair")
-        # Lock order everywhere: pair, then assignment.
-        .select_for_update(of=("pair", "self"))
+        Assignment.objects.select_related("project", "pair", "rater")
+        # Lock order everywhere: rater (the one-request-at-a-time lock of `next`), pair, assignment; rows
+        # are locked in the order named here.
+        .select_for_update(of=(("rater",) if lock_rater else ()) + ("pair", "self"))
         .annotate(can_rate=can_rate_expression(user))
         .filter(pk=assignment_id, rater__user=user)
         .first()
@@ -301,44 +313,90 @@ def judgment_record(
     """
     with transaction.atomic():
         assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
-        project, pair = assignment.project, assignment.pair
-        errors = _judgment_errors(project=project, choice=choice, strength=strength, rationale=rationale)
-        if errors:
-            raise Invalid("The judgment is invalid.", errors=errors)
-        if not assignment.can_rate:  # type: ignore[attr-defined]
-            raise Forbidden("You are no longer a rater in this project.")
-        remember_can_rate(project=project, user=user)
-        now = now or timezone.now()
-        if assignment.status == AssignmentStatus.JUDGED:
-            existing = Judgment.objects.filter(assignment=assignment).values_list("pk", flat=True).first()
-            raise Conflict("This assignment is already judged.", code="already_judged", judgment=existing)
-        if assignment.status == AssignmentStatus.SKIPPED:
-            raise Conflict("This assignment was skipped.", code="assignment_skipped")
-        if assignment.lease_expires_at <= now or assignment.status == AssignmentStatus.EXPIRED:
-            taken, _ = _places(pair, now, exclude=assignment.pk)
-            if pair.gold is None and taken >= project.judgments_per_pair:
-                raise Conflict(
-                    "This assignment expired and its place went to another rater; ask for the next pair.",
-                    code="assignment_expired",
-                )
-        judgment = Judgment(
-            project=project,
-            pair=pair,
-            rater_id=assignment.rater_id,
+        return _record(
             assignment=assignment,
-            choice=assignment.stored_choice(choice),
-            strength=strength if choice != ShownChoice.TIE else None,
+            user=user,
+            choice=choice,
+            strength=strength,
             rationale=rationale,
-            shown_left=assignment.shown_left,
-            time_on_task_ms=min(
-                MAX_TIME_MS, max(0, int((now - assignment.served_at).total_seconds() * 1000))
-            ),
             client_time_ms=client_time_ms,
-            created_at=now,
+            now=now or timezone.now(),
         )
-        _judgment_write(judgment)
-        assignment.status = AssignmentStatus.JUDGED
-        assignment.finished_at = now
+
+
+def judgment_record_and_next(
+    *,
+    assignment_id: int,
+    user: Any,
+    choice: str,
+    strength: int | None = None,
+    rationale: str = "",
+    client_time_ms: int | None = None,
+    now: datetime | None = None,
+) -> tuple[Judgment, Assignment | None]:
+    """judgment_record, then assignment_next in the assignment's project, in one transaction: one round
+    trip per judgment for the rater, one commit for the database. Nothing is served when the judgment is
+    refused."""
+    with transaction.atomic():
+        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user, lock_rater=True)
+        now = now or timezone.now()
+        judgment = _record(
+            assignment=assignment,
+            user=user,
+            choice=choice,
+            strength=strength,
+            rationale=rationale,
+            client_time_ms=client_time_ms,
+            now=now,
+        )
+        return judgment, _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
+
+
+def _record(
+    *,
+    assignment: Assignment,
+    user: Any,
+    choice: str,
+    strength: int | None,
+    rationale: str,
+    client_time_ms: int | None,
+    now: datetime,
+) -> Judgment:
+    project, pair = assignment.project, assignment.pair
+    errors = _judgment_errors(project=project, choice=choice, strength=strength, rationale=rationale)
+    if errors:
+        raise Invalid("The judgment is invalid.", errors=errors)
+    if not assignment.can_rate:  # type: ignore[attr-defined]
+        raise Forbidden("You are no longer a rater in this project.")
+    remember_can_rate(project=project, user=user)
+    if assignment.status == AssignmentStatus.JUDGED:
+        existing = Judgment.objects.filter(assignment=assignment).values_list("pk", flat=True).first()
+        raise Conflict("This assignment is already judged.", code="already_judged", judgment=existing)
+    if assignment.status == AssignmentStatus.SKIPPED:
+        raise Conflict("This assignment was skipped.", code="assignment_skipped")
+    if assignment.lease_expires_at <= now or assignment.status == AssignmentStatus.EXPIRED:
+        taken, _ = _places(pair, now, exclude=assignment.pk)
+        if pair.gold is None and taken >= project.judgments_per_pair:
+            raise Conflict(
+                "This assignment expired and its place went to another rater; ask for the next pair.",
+                code="assignment_expired",
+            )
+    judgment = Judgment(
+        project=project,
+        pair=pair,
+        rater_id=assignment.rater_id,
+        assignment=assignment,
+        choice=assignment.stored_choice(choice),
+        strength=strength if choice != ShownChoice.TIE else None,
+        rationale=rationale,
+        shown_left=assignment.shown_left,
+        time_on_task_ms=min(MAX_TIME_MS, max(0, int((now - assignment.served_at).total_seconds() * 1000))),
+        client_time_ms=client_time_ms,
+        created_at=now,
+    )
+    _judgment_write(judgment)
+    assignment.status = AssignmentStatus.JUDGED
+    assignment.finished_at = now
     return judgment
 
 
@@ -391,16 +449,33 @@ def assignment_skip(
     """Skip: the pair is never served to this rater again and its place goes back to the pool."""
     with transaction.atomic():
         assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
-        if assignment.can_rate:  # type: ignore[attr-defined]
-            remember_can_rate(project=assignment.project, user=user)
-        if assignment.status == AssignmentStatus.JUDGED:
-            raise Conflict("This assignment is already judged.", code="already_judged")
-        if assignment.status == AssignmentStatus.SKIPPED:
-            return assignment
-        assignment.status = AssignmentStatus.SKIPPED
-        assignment.skip_reason = reason
-        assignment.finished_at = now or timezone.now()
-        assignment.save(update_fields=["status", "skip_reason", "finished_at"])
+        return _skip(assignment=assignment, user=user, reason=reason, now=now or timezone.now())
+
+
+def assignment_skip_and_next(
+    *, assignment_id: int, user: Any, reason: str = "", now: datetime | None = None
+) -> tuple[Assignment, Assignment | None]:
+    """assignment_skip, then assignment_next in the assignment's project, in one transaction."""
+    with transaction.atomic():
+        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user, lock_rater=True)
+        if not assignment.can_rate:  # type: ignore[attr-defined]
+            raise Forbidden("You are no longer a rater in this project.")
+        now = now or timezone.now()
+        skipped = _skip(assignment=assignment, user=user, reason=reason, now=now)
+        return skipped, _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
+
+
+def _skip(*, assignment: Assignment, user: Any, reason: str, now: datetime) -> Assignment:
+    if assignment.can_rate:  # type: ignore[attr-defined]
+        remember_can_rate(project=assignment.project, user=user)
+    if assignment.status == AssignmentStatus.JUDGED:
+        raise Conflict("This assignment is already judged.", code="already_judged")
+    if assignment.status == AssignmentStatus.SKIPPED:
+        return assignment
+    assignment.status = AssignmentStatus.SKIPPED
+    assignment.skip_reason = reason
+    assignment.finished_at = now
+    assignment.save(update_fields=["status", "skip_reason", "finished_at"])
     return assignment
 
 

@@ -156,8 +156,8 @@ def seed(args: argparse.Namespace) -> list[str]:
     tokens = [Token.objects.create(user=user).key for user in users]
     with connection.cursor() as cursor:
         cursor.execute(FLOOR_TABLE_SQL)
-        # Planner statistics, as autovacuum would have them on a database in use.
-        cursor.execute("ANALYZE")
+        # Planner statistics and the visibility map, as autovacuum would have them on a database in use.
+        cursor.execute("VACUUM ANALYZE")
     connection.close()
     return tokens
 

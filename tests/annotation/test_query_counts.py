@@ -61,10 +61,10 @@ def test_judgment(rating, django_assert_num_queries):
 
 def test_judgment_with_next(rating, django_assert_num_queries):
     assignment = rating.post(NEXT).json()["assignment"]
-    # 1 token and user, 2 SAVEPOINT, 3 assignment read and locked, 4 the judgment's writes, 5 RELEASE,
-    # then the next pair as `next` serves it, less the project (read with the assignment): 6 SAVEPOINT,
-    # 7 rater locked, 8 pairwise_claim(), 9 RELEASE, 10 progress
-    with django_assert_num_queries(10):
+    # One transaction: 1 token and user, 2 SAVEPOINT, 3 the assignment read with its project, pair and
+    # rater, and the rater's, pair's and assignment's rows locked, 4 the judgment's writes,
+    # 5 pairwise_claim() (it looks for an open assignment of the rater first), 6 RELEASE, 7 progress
+    with django_assert_num_queries(7):
         response = rating.post(
             f"/api/v1/assignments/{assignment}/judgment/", {"choice": "left", "next": True}, format="json"
         )
@@ -83,9 +83,9 @@ def test_skip(rating, django_assert_num_queries):
 
 def test_skip_with_next(rating, django_assert_num_queries):
     assignment = rating.post(NEXT).json()["assignment"]
-    # 1 token and user, 2 SAVEPOINT, 3 assignment read and locked, 4 UPDATE assignment, 5 RELEASE,
-    # 6 SAVEPOINT, 7 rater locked, 8 pairwise_claim(), 9 RELEASE, 10 progress
-    with django_assert_num_queries(10):
+    # 1 token and user, 2 SAVEPOINT, 3 assignment read and locked (rater, pair, assignment),
+    # 4 UPDATE assignment, 5 pairwise_claim(), 6 RELEASE, 7 progress
+    with django_assert_num_queries(7):
         response = rating.post(
             f"/api/v1/assignments/{assignment}/skip/", {"reason": "x", "next": True}, format="json"
         )
