@@ -229,6 +229,18 @@ DATABASE_COUNTERS = [
 ]
 
 
+def analyze(args: argparse.Namespace) -> None:
+    """Planner statistics of the rating tables once they hold rows, as autovacuum's analyze keeps them on
+    a database in use: statistics of empty tables make the planner scan them whole (they start empty here,
+    and autovacuum may not come by within a phase)."""
+    import psycopg
+
+    with psycopg.connect(
+        host=args.pg_host, port=args.pg_port, user=args.pg_user, dbname=args.db, autocommit=True
+    ) as conn:
+        conn.execute("ANALYZE annotation_assignment, annotation_judgment, annotation_pair")
+
+
 def database_counters(args: argparse.Namespace) -> dict[str, int]:
     """pg_stat_database for the bench database. Read after the server stopped: a backend sends its counts
     when its transaction ends (at most once a second) and when it exits."""
@@ -326,10 +338,18 @@ class Client:
 Loop = Callable[[int, Callable[[], bool], list], bool]
 
 
-def run_clients(name: str, count: int, warmup: float, duration: float, loop: Loop) -> Phase:
+def run_clients(
+    name: str,
+    count: int,
+    warmup: float,
+    duration: float,
+    loop: Loop,
+    in_warmup: Callable[[], None] | None = None,
+) -> Phase:
     """Start `count` clients together; each runs loop(index, keep_going, samples) until the time is up.
 
     loop returns False when its client ran out of work. Samples started in the warm-up are dropped.
+    in_warmup runs halfway through the warm-up.
     """
     start = threading.Barrier(count + 1)
     per_client: list[list[Sample]] = [[] for _ in range(count)]
@@ -349,6 +369,9 @@ def run_clients(name: str, count: int, warmup: float, duration: float, loop: Loo
     begin = time.perf_counter()
     deadline[0] = begin + warmup + duration
     start.wait()
+    if in_warmup is not None:
+        time.sleep(warmup / 2)
+        in_warmup()
     for thread in threads:
         thread.join(timeout=warmup + duration + 120)
     measured_from = begin + warmup
@@ -489,7 +512,8 @@ def report(
         f"{platform.python_version()}; gunicorn, PostgreSQL and the load generator share them.",
         f"Server: gunicorn, {config}. Clients: {args.raters} concurrent, each its own keep-alive connection.",
         f"Data: {args.pairs} pairs per loop's project, judgments_per_pair={QUOTA}. Measured "
-        f"{args.duration:.0f} s after {args.warmup:.0f} s of warm-up, per phase.",
+        f"{args.duration:.0f} s after {args.warmup:.0f} s of warm-up, per phase (the rating tables analyzed "
+        "halfway through each warm-up).",
         "",
         "| | requests/s | judgments/s | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|",
@@ -560,7 +584,9 @@ def main() -> None:
     def phase(name: str, settings: str, loop: Callable[[int], Loop]) -> Phase:
         before = database_counters(args)
         with gunicorn(args, settings) as port:
-            result = run_clients(name, args.raters, args.warmup, args.duration, loop(port))
+            result = run_clients(
+                name, args.raters, args.warmup, args.duration, loop(port), in_warmup=lambda: analyze(args)
+            )
         after = database_counters(args)
         result.database = {counter: after[counter] - before[counter] for counter in DATABASE_COUNTERS}
         print(f"{name}: {len(result.samples)} samples measured.", flush=True)
