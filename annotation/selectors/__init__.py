@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .access import (
     can_rate_expression,
+    can_rate_sql,
     project_get_visible,
     projects_visible_to,
     remember_can_rate,
@@ -29,6 +30,7 @@ __all__ = [
     "as_csv",
     "as_jsonl",
     "can_rate_expression",
+    "can_rate_sql",
     "judgment_lines",
     "judgment_rows",
     "judgments_for_export",

@@ -56,6 +56,26 @@ def can_rate_expression(user: Any, project_ref: Any = None) -> Exists | Value:
     return Exists(projects_visible_to(user).filter(pk=ref))
 
 
+def can_rate_sql(user: Any, project_column: str) -> tuple[str, list[Any]]:
+    """user_can_rate as an SQL boolean on a project id column, for the rating path's raw reads: the same
+    rule as projects_visible_to (tests/annotation/test_engine.py checks each way in)."""
+    if not user.is_authenticated or not user.is_active:
+        return "FALSE", []
+    if user.is_staff:
+        return "TRUE", []
+    groups = user.groups.through._meta
+    member_of = (
+        f"SELECT 1 FROM {groups.db_table} ug JOIN {Project._meta.db_table} gp"
+        f" ON gp.rater_group_id = ug.{groups.get_field('group').column}"
+        f" WHERE gp.id = {project_column} AND ug.{groups.get_field('user').column} = %s"
+    )
+    membership = (
+        f"SELECT 1 FROM {Membership._meta.db_table} m"
+        f" WHERE m.project_id = {project_column} AND m.user_id = %s"
+    )
+    return f"(EXISTS ({membership}) OR EXISTS ({member_of}))", [user.pk, user.pk]
+
+
 def remember_can_rate(*, project: Project, user: Any) -> None:
     """Record that the caller may rate this project, as read by can_rate_expression in this request."""
     setattr(project, _CHECKED_FOR, user.pk)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models import Count, Exists, F, Field, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -32,7 +32,7 @@ from annotation.models import (
     ShownChoice,
     Side,
 )
-from annotation.selectors import can_rate_expression, remember_can_rate, user_can_rate
+from annotation.selectors import can_rate_sql, remember_can_rate, user_can_rate
 
 from .raters import rater_get_or_create
 
@@ -248,22 +248,65 @@ def _keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
     return False
 
 
+# The columns _own_assignment_locked reads of each row, and builds each model from (the pair's texts and
+# metadata stay unread: judgment and skip need neither).
+_READ = (
+    (Assignment, "a", [f.attname for f in Assignment._meta.concrete_fields]),
+    (Project, "pr", [f.attname for f in Project._meta.concrete_fields]),
+    (Pair, "p", ["id", "project_id", "gold", "judgment_count"]),
+    (Rater, "r", ["id", "user_id"]),
+)
+
+
 def _own_assignment_locked(*, assignment_id: int, user: Any, lock_rater: bool = False) -> Assignment:
     """The caller's assignment with its project, pair and rater, the pair's and the assignment's rows
     locked (after the rater's with lock_rater), and `can_rate` (selectors.user_can_rate) read along: one
-    statement. Call inside a transaction."""
-    assignment = (
-        Assignment.objects.select_related("project", "pair", "rater")
-        # Lock order everywhere: rater (the one-request-at-a-time lock of `next`), pair, assignment; rows
-        # are locked in the order named here.
-        .select_for_update(of=(("rater",) if lock_rater else ()) + ("pair", "self"))
-        .annotate(can_rate=can_rate_expression(user))
-        .filter(pk=assignment_id, rater__user=user)
-        .first()
+    statement, written out (the ORM's compiling of it cost more than the database's work). Call inside a
+    transaction."""
+    can_rate, params = can_rate_sql(user, "a.project_id")
+    columns = ", ".join(
+        f"{alias}.{cast('Field[Any, Any]', model._meta.get_field(name)).column}"
+        for model, alias, names in _READ
+        for name in names
     )
-    if assignment is None:
+    # Lock order everywhere: rater (the one-request-at-a-time lock of `next`), pair, assignment; rows are
+    # locked in the order named here.
+    lock = (
+        " FOR UPDATE OF " + ("r, p, a" if lock_rater else "p, a")
+        if connection.features.has_select_for_update_of
+        else ""
+    )
+    sql = (
+        f"SELECT {columns}, {can_rate} FROM annotation_assignment a"
+        " JOIN annotation_rater r ON r.id = a.rater_id JOIN annotation_pair p ON p.id = a.pair_id"
+        f" JOIN annotation_project pr ON pr.id = a.project_id WHERE a.id = %s AND r.user_id = %s{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, assignment_id, user.pk])
+        row = cursor.fetchone()
+    if row is None:
         raise NotFound(f"No assignment {assignment_id} of yours.")
+    built, start = [], 0
+    for model, _, names in _READ:
+        built.append(_from_db(model, names, row[start : start + len(names)]))
+        start += len(names)
+    assignment, project, pair, rater = built
+    assignment.project, assignment.pair, assignment.rater = project, pair, rater
+    assignment.can_rate = bool(row[-1])  # type: ignore[attr-defined]
     return assignment
+
+
+def _from_db(model: Any, names: list[str], values: Any) -> Any:
+    """A model instance from raw column values, through the same converters as the ORM's own reads (on
+    SQLite a datetime comes back naive, a boolean as an integer)."""
+    converted = []
+    for name, value in zip(names, values, strict=True):
+        field = model._meta.get_field(name)
+        column = field.get_col(model._meta.db_table)
+        for convert in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
+            value = convert(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, names, converted)
 
 
 def _judgment_errors(

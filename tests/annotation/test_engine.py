@@ -516,3 +516,25 @@ def test_a_refused_judgment_with_next_serves_nothing(make_project, make_pairs, m
     with pytest.raises(Invalid):
         services.judgment_record_and_next(assignment_id=assignment.pk, user=user, choice="left", strength=3)
     assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
+
+
+def test_judging_checks_who_may_rate_each_way_in(make_project, make_pairs, make_rater, make_user):
+    """The judgment's read checks the rating rule in SQL: members, the project's group and staff may
+    judge; whoever was taken out of the project may not."""
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name="judges")
+    project = make_project(judgments_per_pair=4, rater_group=group)
+    make_pairs(project, 3)
+    member, in_group, staff = make_rater(project), make_user(), make_user(staff=True)
+    in_group.groups.add(group)
+    held = {user: services.assignment_next(project=project, user=user) for user in (member, in_group, staff)}
+    services.judgment_record(assignment_id=held[member].pk, user=member, choice="left")
+    services.judgment_record_and_next(assignment_id=held[in_group].pk, user=in_group, choice="left")
+    services.judgment_record(assignment_id=held[staff].pk, user=staff, choice="tie")
+    assert Judgment.objects.count() == 3
+    following = services.assignment_next(project=project, user=in_group)
+    in_group.groups.remove(group)
+    with pytest.raises(Forbidden):
+        services.judgment_record_and_next(assignment_id=following.pk, user=in_group, choice="left")
+    assert Judgment.objects.count() == 3
