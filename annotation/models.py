@@ -333,7 +333,11 @@ class Judgment(models.Model):
                 name="judgment_shown_left_side",
             ),
         ]
-        indexes = [models.Index(fields=["project", "created_at"], name="judgment_project_time")]
+        indexes = [
+            models.Index(fields=["project", "created_at"], name="judgment_project_time"),
+            # Progress counts a rater's judgments in a project with every pair served.
+            models.Index(fields=["rater", "project"], name="judgment_rater_project"),
+        ]
 
     def __str__(self) -> str:
         return f"judgment {self.pk}: {self.choice}"

@@ -177,8 +177,11 @@ class ServedAssignmentSerializer(serializers.Serializer):
 
     @extend_schema_field(RatingSettingsSerializer)
     def get_project(self, assignment: Assignment) -> dict[str, Any]:
-        # From the view: the assignment's own project attribute may not be loaded.
-        return RatingSettingsSerializer(self.context["project"]).data
+        # From the view: the assignment's own project attribute may not be loaded. The fields of
+        # RatingSettingsSerializer, read directly: building a ModelSerializer for every pair served cost
+        # more than the rest of this answer.
+        project = self.context["project"]
+        return {field: getattr(project, field) for field in RatingSettingsSerializer.Meta.fields}
 
 
 class JudgmentRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):

@@ -291,7 +291,10 @@ def _served(project: Project, assignment: Any, user: Any) -> tuple[dict[str, Any
     if assignment is None:
         rater = services.rater_get_or_create(user=user)
         return None, selectors.rater_wait_seconds(project=project, rater=rater)
-    progress = selectors.rater_progress(project=project, rater=assignment.rater_id)
+    # A pair claimed on PostgreSQL comes with the rater's progress, read in the claim's statement.
+    progress = getattr(assignment, "progress", None)
+    if progress is None:
+        progress = selectors.rater_progress(project=project, rater=assignment.rater_id)
     context = {"progress": progress, "project": project}
     return s.ServedAssignmentSerializer(assignment, context=context).data, None
 

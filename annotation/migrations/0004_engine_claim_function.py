@@ -1,5 +1,5 @@
-"""pairwise_claim(): the engine's claim of a new pair, in one round trip on PostgreSQL; and an index for
-progress's count of open regular pairs.
+"""pairwise_claim(): the engine's claim of a new pair, in one round trip on PostgreSQL; and the indexes of
+progress's counts (a project's open regular pairs, a rater's judgments in a project).
 
 annotation.services.engine calls it for every new assignment on PostgreSQL; on SQLite (the quickstart,
 where IMMEDIATE transactions serialise every claim) the engine claims with the ORM instead. The rules
@@ -131,5 +131,9 @@ class Migration(migrations.Migration):
                 fields=["project", "judgment_count"],
                 name="pair_open_regular",
             ),
+        ),
+        migrations.AddIndex(
+            model_name="judgment",
+            index=models.Index(fields=["rater", "project"], name="judgment_rater_project"),
         ),
     ]

@@ -21,7 +21,7 @@ from .exports import (
     judgments_for_export,
     preference_rows,
 )
-from .progress import project_raters, rater_progress, rater_wait_seconds
+from .progress import progress_columns, progress_from, project_raters, rater_progress, rater_wait_seconds
 
 __all__ = [
     "JUDGMENT_COLUMNS",
@@ -35,6 +35,8 @@ __all__ = [
     "judgment_rows",
     "judgments_for_export",
     "preference_rows",
+    "progress_columns",
+    "progress_from",
     "project_get_visible",
     "project_raters",
     "projects_visible_to",

@@ -12,16 +12,29 @@ from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Membership, Project, Rater
 
-# One statement for the three counts (the rating path asks for progress with every pair it serves).
-_PROGRESS_SQL = """
-SELECT
-    (SELECT count(*) FROM annotation_judgment WHERE project_id = %(project)s AND rater_id = %(rater)s),
-    (SELECT count(*) FROM annotation_pair
-      WHERE project_id = %(project)s AND gold IS NULL AND judgment_count < %(quota)s),
+# The three counts as columns of one SELECT: the rating path asks for progress with every pair it serves,
+# on PostgreSQL in the claim's own statement (annotation.services.engine).
+_PROGRESS_COLUMNS = """
+    (SELECT count(*) FROM annotation_judgment WHERE project_id = %s AND rater_id = %s),
+    (SELECT count(*) FROM annotation_pair WHERE project_id = %s AND gold IS NULL AND judgment_count < %s),
     (SELECT count(*) FROM annotation_pair p JOIN annotation_assignment a ON a.pair_id = p.id
-      WHERE p.project_id = %(project)s AND p.gold IS NULL AND p.judgment_count < %(quota)s
-        AND a.rater_id = %(rater)s AND a.status IN (%(judged)s, %(skipped)s, %(expired)s))
+      WHERE p.project_id = %s AND p.gold IS NULL AND p.judgment_count < %s
+        AND a.rater_id = %s AND a.status IN (%s, %s, %s))
 """
+
+
+def progress_columns(*, project: Project, rater: Rater | int) -> tuple[str, list[Any]]:
+    """rater_progress's counts as three columns for another SELECT (done, open pairs, finished open pairs);
+    progress_from turns them into rater_progress's answer."""
+    rater_id = rater if isinstance(rater, int) else rater.pk
+    quota = project.judgments_per_pair
+    finished = [AssignmentStatus.JUDGED.value, AssignmentStatus.SKIPPED.value, AssignmentStatus.EXPIRED.value]
+    params = [project.pk, rater_id, project.pk, quota, project.pk, quota, rater_id, *finished]
+    return _PROGRESS_COLUMNS, params
+
+
+def progress_from(done: int, open_pairs: int, finished: int) -> dict[str, int]:
+    return {"done": done, "available": open_pairs - finished}
 
 
 def rater_progress(*, project: Project, rater: Rater | int) -> dict[str, int]:
@@ -32,18 +45,10 @@ def rater_progress(*, project: Project, rater: Rater | int) -> dict[str, int]:
     counts, where "open pairs NOT EXISTS an assignment of the rater" probes every open pair. Only this
     rater's finished assignments count (another rater's open assignment leaves the pair open to them).
     """
-    params: dict[str, int | str] = {
-        "project": project.pk,
-        "rater": rater if isinstance(rater, int) else rater.pk,
-        "quota": project.judgments_per_pair,
-        "judged": AssignmentStatus.JUDGED.value,
-        "skipped": AssignmentStatus.SKIPPED.value,
-        "expired": AssignmentStatus.EXPIRED.value,
-    }
+    columns, params = progress_columns(project=project, rater=rater)
     with connection.cursor() as cursor:
-        cursor.execute(_PROGRESS_SQL, params)
-        done, open_pairs, finished = cursor.fetchone()
-    return {"done": done, "available": open_pairs - finished}
+        cursor.execute(f"SELECT {columns}", params)
+        return progress_from(*cursor.fetchone())
 
 
 def rater_wait_seconds(*, project: Project, rater: Rater, now: datetime | None = None) -> int | None:

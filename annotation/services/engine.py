@@ -32,7 +32,13 @@ from annotation.models import (
     ShownChoice,
     Side,
 )
-from annotation.selectors import can_rate_sql, remember_can_rate, user_can_rate
+from annotation.selectors import (
+    can_rate_sql,
+    progress_columns,
+    progress_from,
+    remember_can_rate,
+    user_can_rate,
+)
 
 from .raters import rater_get_or_create
 
@@ -92,10 +98,14 @@ def _claim_in_postgresql(
     """The claim in one round trip: pairwise_claim() (migration 0004) runs _claim_with_orm's loop inside
     PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
     the pair comes back with it."""
+    # The rater's progress comes along: this statement's snapshot follows the transaction's earlier
+    # writes (a judgment just made), and the one assignment the claim adds changes no count.
+    progress, progress_params = progress_columns(project=project, rater=rater)
     served = list(
         Pair.objects.raw(
-            "SELECT p.*, c.assignment_id, c.shown_left AS served_left, c.already_held"
-            " FROM pairwise_claim(%s, %s, %s, %s, %s, %s, %s) c JOIN annotation_pair p ON p.id = c.pair_id",
+            "SELECT p.*, c.assignment_id, c.shown_left AS served_left, c.already_held, progress.*"
+            " FROM pairwise_claim(%s, %s, %s, %s, %s, %s, %s) c JOIN annotation_pair p ON p.id = c.pair_id"
+            f" CROSS JOIN (SELECT {progress}) AS progress (done, open_pairs, finished)",
             [
                 project.pk,
                 rater.pk,
@@ -104,6 +114,7 @@ def _claim_in_postgresql(
                 project.judgments_per_pair,
                 gold,
                 _CLAIM_ATTEMPTS,
+                *progress_params,
             ],
         )
     )
@@ -124,6 +135,7 @@ def _claim_in_postgresql(
     )
     assignment._state.adding = False
     assignment._state.db = pair._state.db
+    assignment.progress = progress_from(pair.done, pair.open_pairs, pair.finished)  # type: ignore[attr-defined]
     return assignment
 
 
