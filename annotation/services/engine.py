@@ -6,6 +6,11 @@ processes: every place on a pair is taken or given back while that pair's row is
 picked with SELECT ... FOR UPDATE SKIP LOCKED so raters never queue behind each other, and the unique
 constraints in annotation.models back the rest. On SQLite (the quickstart) transactions are IMMEDIATE,
 which serialises them instead.
+
+The rating path is kept to few statements (tests/annotation/test_query_counts.py lists them): on
+PostgreSQL a new pair is claimed by pairwise_claim() (migration 0004), which runs the claim's loop inside
+the database in one call; the caller's assignment is read with its rows locked in one statement; and
+judgment_record_and_next and assignment_skip_and_next answer and serve the next pair in one transaction.
 """
 
 from __future__ import annotations
