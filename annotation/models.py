@@ -222,6 +222,10 @@ class Pair(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order"),
+            # Progress counts a project's open regular pairs with every pair served: an index-only count.
+            models.Index(
+                fields=["project", "judgment_count"], condition=Q(gold__isnull=True), name="pair_open_regular"
+            ),
             # Re-imports without an external_id find the same content by its hash.
             models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
         ]
@@ -340,7 +344,11 @@ class Judgment(models.Model):
                 name="judgment_shown_left_side",
             ),
         ]
-        indexes = [models.Index(fields=["project", "created_at"], name="judgment_project_time")]
+        indexes = [
+            models.Index(fields=["project", "created_at"], name="judgment_project_time"),
+            # Progress counts a rater's judgments in a project with every pair served.
+            models.Index(fields=["rater", "project"], name="judgment_rater_project"),
+        ]
 
     def __str__(self) -> str:
         return f"judgment {self.pk}: {self.choice}"

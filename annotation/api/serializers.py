@@ -178,8 +178,11 @@ class ServedAssignmentSerializer(serializers.Serializer):
 
     @extend_schema_field(RatingSettingsSerializer)
     def get_project(self, assignment: Assignment) -> dict[str, Any]:
-        # From the view: the assignment's own project attribute may not be loaded.
-        return RatingSettingsSerializer(self.context["project"]).data
+        # From the view: the assignment's own project attribute may not be loaded. The fields of
+        # RatingSettingsSerializer, read directly: building a ModelSerializer for every pair served cost
+        # more than the rest of this answer.
+        project = self.context["project"]
+        return {field: getattr(project, field) for field in RatingSettingsSerializer.Meta.fields}
 
 
 class JudgmentRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
@@ -191,6 +194,9 @@ class JudgmentRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer
     client_time_ms = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=0, max_value=MAX_TIME_MS
     )
+    next = serializers.BooleanField(
+        required=False, default=False, help_text="Answer with the caller's next assignment too."
+    )
 
 
 class JudgmentRecordedSerializer(serializers.Serializer):
@@ -200,13 +206,37 @@ class JudgmentRecordedSerializer(serializers.Serializer):
     time_on_task_ms = serializers.IntegerField(allow_null=True)
 
 
+class NextFieldsMixin(serializers.Serializer):
+    """The one-round-trip answer's fields, present only when the request asked for `next`. For the schema:
+    the view adds them to the answer."""
+
+    next = ServedAssignmentSerializer(required=False, allow_null=True, help_text="Null when none is left.")
+    retry_after = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="When next is null: seconds until a place held by another rater may come free; null when "
+        "the rater is done.",
+    )
+
+
+class JudgmentAnswerSerializer(NextFieldsMixin, JudgmentRecordedSerializer):
+    pass
+
+
 class SkipRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    next = serializers.BooleanField(
+        required=False, default=False, help_text="Answer with the caller's next assignment too."
+    )
 
 
 class SkippedSerializer(serializers.Serializer):
     assignment = serializers.IntegerField(source="pk")
     status = serializers.CharField()
+
+
+class SkipAnswerSerializer(NextFieldsMixin, SkippedSerializer):
+    pass
 
 
 class JudgmentImportResultSerializer(serializers.Serializer):

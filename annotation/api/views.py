@@ -275,54 +275,94 @@ class NextView(ApiView):
         summary="The caller's next pair (or the one they hold)",
     )
     def post(self, request: Request, slug: str) -> Response:
-        project = _project(request, slug)
-        assignment = services.assignment_next(project=project, user=request.user)
-        if assignment is None:
-            rater = services.rater_get_or_create(user=request.user)
-            wait = selectors.rater_wait_seconds(project=project, rater=rater)
+        served, wait = _next(request, _project(request, slug))
+        if served is None:
             return Response(status=204, headers={} if wait is None else {"Retry-After": str(wait)})
-        progress = selectors.rater_progress(project=project, rater=assignment.rater)
-        context = {"progress": progress, "project": project}
-        return Response(s.ServedAssignmentSerializer(assignment, context=context).data)
+        return Response(served)
+
+
+def _next(request: Request, project: Project) -> tuple[dict[str, Any] | None, int | None]:
+    """(the caller's next assignment as NextView serves it, None) or (None, seconds to wait or None)."""
+    assignment = services.assignment_next(project=project, user=request.user)
+    return _served(project, assignment, request.user)
+
+
+def _served(project: Project, assignment: Any, user: Any) -> tuple[dict[str, Any] | None, int | None]:
+    if assignment is None:
+        rater = services.rater_get_or_create(user=user)
+        return None, selectors.rater_wait_seconds(project=project, rater=rater)
+    # A pair claimed on PostgreSQL comes with the rater's progress, read in the claim's statement.
+    progress = getattr(assignment, "progress", None)
+    if progress is None:
+        progress = selectors.rater_progress(project=project, rater=assignment.rater_id)
+    context = {"progress": progress, "project": project}
+    return s.ServedAssignmentSerializer(assignment, context=context).data, None
+
+
+def _with_next(body: dict[str, Any], project: Project, assignment: Any, user: Any) -> dict[str, Any]:
+    """The one-round-trip answer: the judgment or skip, then the next assignment (null when none)."""
+    served, wait = _served(project, assignment, user)
+    return {**body, "next": served, "retry_after": wait}
+
+
+_NEXT_DESCRIPTION = (
+    'With `"next": true`, the answer also carries `next`, the caller\'s next assignment as `POST '
+    ".../next/` serves it (null when nothing is left for them), and `retry_after`, the seconds until a "
+    "place held by another rater may come free when `next` is null (null: the rater is done)."
+)
 
 
 class JudgmentView(ApiView):
     @extend_schema(
         request=s.JudgmentRequestSerializer,
         responses={
-            201: s.JudgmentRecordedSerializer,
+            201: s.JudgmentAnswerSerializer,
             400: _error("Bad choice or strength, a tie where ties are off, a missing rationale."),
             404: _error("Not the caller's assignment."),
             409: _error("already_judged, assignment_expired or assignment_skipped."),
         },
-        summary="Judge an assignment",
+        summary="Judge an assignment (and, with next, get the next one)",
+        description=_NEXT_DESCRIPTION,
     )
     def post(self, request: Request, assignment_id: int) -> Response:
         serializer = s.JudgmentRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        judgment = services.judgment_record(
-            assignment_id=assignment_id, user=request.user, **serializer.validated_data
+        data = dict(serializer.validated_data)
+        if not data.pop("next"):
+            judgment = services.judgment_record(assignment_id=assignment_id, user=request.user, **data)
+            return Response(s.JudgmentRecordedSerializer(judgment).data, status=201)
+        judgment, following = services.judgment_record_and_next(
+            assignment_id=assignment_id, user=request.user, **data
         )
-        return Response(s.JudgmentRecordedSerializer(judgment).data, status=201)
+        body = s.JudgmentRecordedSerializer(judgment).data
+        return Response(_with_next(body, judgment.project, following, request.user), status=201)
 
 
 class SkipView(ApiView):
     @extend_schema(
         request=s.SkipRequestSerializer,
         responses={
-            200: s.SkippedSerializer,
+            200: s.SkipAnswerSerializer,
             404: _error("Not the caller's assignment."),
             409: _error("Already judged."),
         },
         summary="Skip an assignment: the pair is not shown to the caller again",
+        description=_NEXT_DESCRIPTION,
     )
     def post(self, request: Request, assignment_id: int) -> Response:
         serializer = s.SkipRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        assignment = services.assignment_skip(
-            assignment_id=assignment_id, user=request.user, reason=serializer.validated_data["reason"]
+        reason = serializer.validated_data["reason"]
+        if not serializer.validated_data["next"]:
+            assignment = services.assignment_skip(
+                assignment_id=assignment_id, user=request.user, reason=reason
+            )
+            return Response(s.SkippedSerializer(assignment).data)
+        assignment, following = services.assignment_skip_and_next(
+            assignment_id=assignment_id, user=request.user, reason=reason
         )
-        return Response(s.SkippedSerializer(assignment).data)
+        body = s.SkippedSerializer(assignment).data
+        return Response(_with_next(body, assignment.project, following, request.user))
 
 
 # Judgments made elsewhere

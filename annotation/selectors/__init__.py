@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .access import project_get_visible, projects_visible_to, user_can_rate
+from .access import (
+    can_rate_expression,
+    can_rate_sql,
+    project_get_visible,
+    projects_visible_to,
+    remember_can_rate,
+    user_can_rate,
+)
 from .agreement import AgreementReport, project_agreement
 from .exports import (
     JUDGMENT_COLUMNS,
@@ -15,7 +22,7 @@ from .exports import (
     judgments_for_export,
     preference_rows,
 )
-from .progress import project_raters, rater_progress, rater_wait_seconds
+from .progress import progress_columns, progress_from, project_raters, rater_progress, rater_wait_seconds
 
 __all__ = [
     "JUDGMENT_COLUMNS",
@@ -24,15 +31,20 @@ __all__ = [
     "ExportFilter",
     "as_csv",
     "as_jsonl",
+    "can_rate_expression",
+    "can_rate_sql",
     "judgment_lines",
     "judgment_rows",
     "judgments_for_export",
     "preference_rows",
+    "progress_columns",
+    "progress_from",
     "project_agreement",
     "project_get_visible",
     "project_raters",
     "projects_visible_to",
     "rater_progress",
     "rater_wait_seconds",
+    "remember_can_rate",
     "user_can_rate",
 ]

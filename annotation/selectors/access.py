@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet, Value
 
 from annotation.errors import NotFound
 from annotation.models import Membership, Project
 
 User = AbstractBaseUser | AnonymousUser
+
+# The user a project object was loaded for by project_get_visible or can_rate_expression: user_can_rate
+# asks the database only about a project loaded some other way, so a request checks the rule once.
+_CHECKED_FOR = "_pairwise_rater_checked"
 
 
 def projects_visible_to(user: Any) -> QuerySet[Project]:
@@ -30,6 +34,7 @@ def project_get_visible(*, slug: str, user: Any) -> Project:
     project = projects_visible_to(user).filter(slug=slug).first()
     if project is None:
         raise NotFound(f"No project {slug!r}.")
+    setattr(project, _CHECKED_FOR, user.pk)
     return project
 
 
@@ -37,4 +42,40 @@ def user_can_rate(*, project: Project, user: Any) -> bool:
     """Raters are members (or in the project's rater group); staff may rate too, to try a project out."""
     if not user.is_authenticated or not user.is_active:
         return False
+    if getattr(project, _CHECKED_FOR, None) == user.pk:
+        return True
     return projects_visible_to(user).filter(pk=project.pk).exists()
+
+
+def can_rate_expression(user: Any, project_ref: Any = None) -> Exists | Value:
+    """user_can_rate as a column of another query (OuterRef("project_id") by default), so that a read of
+    the caller's assignment also says whether they may still rate its project."""
+    if not user.is_authenticated or not user.is_active:
+        return Value(False, output_field=BooleanField())
+    ref = OuterRef("project_id") if project_ref is None else project_ref
+    return Exists(projects_visible_to(user).filter(pk=ref))
+
+
+def can_rate_sql(user: Any, project_column: str) -> tuple[str, list[Any]]:
+    """user_can_rate as an SQL boolean on a project id column, for the rating path's raw reads: the same
+    rule as projects_visible_to (tests/annotation/test_engine.py checks each way in)."""
+    if not user.is_authenticated or not user.is_active:
+        return "FALSE", []
+    if user.is_staff:
+        return "TRUE", []
+    groups = user.groups.through._meta
+    member_of = (
+        f"SELECT 1 FROM {groups.db_table} ug JOIN {Project._meta.db_table} gp"
+        f" ON gp.rater_group_id = ug.{groups.get_field('group').column}"
+        f" WHERE gp.id = {project_column} AND ug.{groups.get_field('user').column} = %s"
+    )
+    membership = (
+        f"SELECT 1 FROM {Membership._meta.db_table} m"
+        f" WHERE m.project_id = {project_column} AND m.user_id = %s"
+    )
+    return f"(EXISTS ({membership}) OR EXISTS ({member_of}))", [user.pk, user.pk]
+
+
+def remember_can_rate(*, project: Project, user: Any) -> None:
+    """Record that the caller may rate this project, as read by can_rate_expression in this request."""
+    setattr(project, _CHECKED_FOR, user.pk)

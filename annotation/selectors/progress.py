@@ -6,27 +6,49 @@ import math
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
-from annotation.models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
+from annotation.models import Assignment, AssignmentStatus, Membership, Project, Rater
+
+# The three counts as columns of one SELECT: the rating path asks for progress with every pair it serves,
+# on PostgreSQL in the claim's own statement (annotation.services.engine).
+_PROGRESS_COLUMNS = """
+    (SELECT count(*) FROM annotation_judgment WHERE project_id = %s AND rater_id = %s),
+    (SELECT count(*) FROM annotation_pair WHERE project_id = %s AND gold IS NULL AND judgment_count < %s),
+    (SELECT count(*) FROM annotation_pair p JOIN annotation_assignment a ON a.pair_id = p.id
+      WHERE p.project_id = %s AND p.gold IS NULL AND p.judgment_count < %s
+        AND a.rater_id = %s AND a.status IN (%s, %s, %s))
+"""
 
 
-def rater_progress(*, project: Project, rater: Rater) -> dict[str, int]:
+def progress_columns(*, project: Project, rater: Rater | int) -> tuple[str, list[Any]]:
+    """rater_progress's counts as three columns for another SELECT (done, open pairs, finished open pairs);
+    progress_from turns them into rater_progress's answer."""
+    rater_id = rater if isinstance(rater, int) else rater.pk
+    quota = project.judgments_per_pair
+    finished = [AssignmentStatus.JUDGED.value, AssignmentStatus.SKIPPED.value, AssignmentStatus.EXPIRED.value]
+    params = [project.pk, rater_id, project.pk, quota, project.pk, quota, rater_id, *finished]
+    return _PROGRESS_COLUMNS, params
+
+
+def progress_from(done: int, open_pairs: int, finished: int) -> dict[str, int]:
+    return {"done": done, "available": open_pairs - finished}
+
+
+def rater_progress(*, project: Project, rater: Rater | int) -> dict[str, int]:
     """done: the rater's judgments in the project; available: regular pairs still open to them, the one
-    they hold included."""
-    done = Judgment.objects.filter(project=project, rater=rater).count()
-    open_pairs = Pair.objects.filter(
-        project=project, gold__isnull=True, judgment_count__lt=project.judgments_per_pair
-    )
-    # Two index counts, where "open pairs NOT EXISTS an assignment of the rater" probes every open pair.
-    # One filter() call, so both conditions hold for the same assignment row: this rater's, finished (an
-    # exclude() would also drop pairs that another rater holds open).
-    finished = open_pairs.filter(
-        assignments__rater=rater,
-        assignments__status__in=[AssignmentStatus.JUDGED, AssignmentStatus.SKIPPED, AssignmentStatus.EXPIRED],
-    )
-    return {"done": done, "available": open_pairs.count() - finished.count()}
+    they hold included.
+
+    Open pairs less the open pairs this rater finished (judged, skipped or expired on them): two index
+    counts, where "open pairs NOT EXISTS an assignment of the rater" probes every open pair. Only this
+    rater's finished assignments count (another rater's open assignment leaves the pair open to them).
+    """
+    columns, params = progress_columns(project=project, rater=rater)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {columns}", params)
+        return progress_from(*cursor.fetchone())
 
 
 def rater_wait_seconds(*, project: Project, rater: Rater, now: datetime | None = None) -> int | None:

@@ -5,7 +5,14 @@ Callers import the package (``from annotation import services``); the modules ar
 
 from __future__ import annotations
 
-from .engine import assignment_next, assignment_skip, judgment_record, leases_expire
+from .engine import (
+    assignment_next,
+    assignment_skip,
+    assignment_skip_and_next,
+    judgment_record,
+    judgment_record_and_next,
+    leases_expire,
+)
 from .judgments_import import JudgmentImportResult, judgments_import
 from .pairs import ImportResult, pairs_import
 from .projects import PROJECT_ADMIN_SETTINGS, PROJECT_SETTINGS, project_create, project_update
@@ -18,7 +25,9 @@ __all__ = [
     "JudgmentImportResult",
     "assignment_next",
     "assignment_skip",
+    "assignment_skip_and_next",
     "judgment_record",
+    "judgment_record_and_next",
     "judgments_import",
     "leases_expire",
     "pairs_import",

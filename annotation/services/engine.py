@@ -6,16 +6,21 @@ processes: every place on a pair is taken or given back while that pair's row is
 picked with SELECT ... FOR UPDATE SKIP LOCKED so raters never queue behind each other, and the unique
 constraints in annotation.models back the rest. On SQLite (the quickstart) transactions are IMMEDIATE,
 which serialises them instead.
+
+The rating path is kept to few statements (tests/annotation/test_query_counts.py lists them): on
+PostgreSQL a new pair is claimed by pairwise_claim() (migration 0004), which runs the claim's loop inside
+the database in one call; the caller's assignment is read with its rows locked in one statement; and
+judgment_record_and_next and assignment_skip_and_next answer and serve the next pair in one transaction.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from django.db import transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Value
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, Field, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -32,7 +37,13 @@ from annotation.models import (
     ShownChoice,
     Side,
 )
-from annotation.selectors import user_can_rate
+from annotation.selectors import (
+    can_rate_sql,
+    progress_columns,
+    progress_from,
+    remember_can_rate,
+    user_can_rate,
+)
 
 from .raters import rater_get_or_create
 
@@ -78,7 +89,70 @@ def _gold_due(*, project: Project, rater: Rater) -> bool:
     return served["gold"] + 1 <= project.gold_fraction * (served["total"] + 1)
 
 
-def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | None:
+def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | int | None:
+    """A new assignment, None when no pair is free, or (PostgreSQL) the id of an open assignment the rater
+    holds after all (see pairwise_claim)."""
+    if connection.vendor == "postgresql":
+        return _claim_in_postgresql(project=project, rater=rater, now=now, gold=gold)
+    return _claim_with_orm(project=project, rater=rater, now=now, gold=gold)
+
+
+def _claim_in_postgresql(
+    *, project: Project, rater: Rater, now: datetime, gold: bool
+) -> Assignment | int | None:
+    """The claim in one round trip: pairwise_claim() (migration 0004) runs _claim_with_orm's loop inside
+    PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
+    the pair comes back with it."""
+    # The rater's progress comes along: this statement's snapshot follows the transaction's earlier
+    # writes (a judgment just made), and the one assignment the claim adds changes no count.
+    progress, progress_params = progress_columns(project=project, rater=rater)
+    served = list(
+        Pair.objects.raw(
+            "SELECT p.*, c.assignment_id, c.shown_left AS served_left, c.already_held, progress.*"
+            " FROM pairwise_claim(%s, %s, %s, %s, %s, %s, %s) c JOIN annotation_pair p ON p.id = c.pair_id"
+            f" CROSS JOIN (SELECT {progress}) AS progress (done, open_pairs, finished)",
+            [
+                project.pk,
+                rater.pk,
+                now,
+                project.lease_seconds,
+                project.judgments_per_pair,
+                gold,
+                _CLAIM_ATTEMPTS,
+                *progress_params,
+            ],
+        )
+    )
+    if not served:
+        return None
+    pair = served[0]
+    if pair.already_held:  # type: ignore[attr-defined]
+        return int(pair.assignment_id)  # type: ignore[attr-defined]
+    assignment = Assignment(
+        pk=pair.assignment_id,  # type: ignore[attr-defined]
+        project=project,
+        pair=pair,
+        rater=rater,
+        shown_left=pair.served_left,  # type: ignore[attr-defined]
+        status=AssignmentStatus.ACTIVE,
+        served_at=now,
+        lease_expires_at=now + timedelta(seconds=project.lease_seconds),
+    )
+    assignment._state.adding = False
+    assignment._state.db = pair._state.db
+    assignment.progress = progress_from(pair.done, pair.open_pairs, pair.finished)  # type: ignore[attr-defined]
+    return assignment
+
+
+def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | int | None:
+    """The claim on SQLite, whose IMMEDIATE transactions serialise it; the same steps as pairwise_claim()."""
+    held_id = (
+        Assignment.objects.filter(project=project, rater=rater, status=AssignmentStatus.ACTIVE)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if held_id is not None:
+        return held_id
     quota = project.judgments_per_pair
     candidates = (
         Pair.objects.filter(project=project, gold__isnull=not gold)
@@ -128,49 +202,128 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
     if not user_can_rate(project=project, user=user):
         raise Forbidden("You are not a rater in this project.")
     now = now or timezone.now()
-    lease = timedelta(seconds=project.lease_seconds)
     with transaction.atomic():
-        # One request per rater at a time: a double click must not open two assignments.
-        rater = Rater.objects.select_for_update().filter(user=user).first()
-        if rater is None:
-            rater = rater_get_or_create(user=user)
-            Rater.objects.select_for_update().filter(pk=rater.pk).first()
-        current = (
-            Assignment.objects.filter(project=project, rater=rater, status=AssignmentStatus.ACTIVE)
-            .select_related("pair", "rater")
-            .first()
+        # One request per rater at a time: a double click must not open two assignments. The rater's row
+        # is locked and their open assignment in the project found in one statement (whose snapshot may
+        # predate the lock: on PostgreSQL pairwise_claim looks again before it claims anything).
+        held = Assignment.objects.filter(
+            project=project, rater=OuterRef("pk"), status=AssignmentStatus.ACTIVE
         )
-        if current is not None:
-            if current.lease_expires_at > now:
+        locked = (
+            Rater.objects.select_for_update(of=("self",))
+            .filter(user=user)
+            .annotate(held_id=Subquery(held.values("pk")[:1]))
+        )
+        rater = locked.first()
+        if rater is None:
+            rater_get_or_create(user=user)
+            rater = locked.first()
+            assert rater is not None
+        return _next_for(project=project, rater=rater, now=now, held_id=rater.held_id)  # type: ignore[attr-defined]
+
+
+def _next_for(*, project: Project, rater: Rater, now: datetime, held_id: int | None) -> Assignment | None:
+    """assignment_next's choice, in the caller's transaction, which has locked the rater's row. held_id:
+    the rater's open assignment in the project as the caller saw it (the claim looks again)."""
+    # A held assignment found late by the claim is served or closed on the next round, after which the
+    # rater holds nothing: two rounds at most, the third is a margin.
+    for _ in range(3):
+        if held_id is not None:
+            current = Assignment.objects.select_related("pair").get(pk=held_id)
+            current.rater = rater
+            if _keep_held(current=current, project=project, now=now):
                 return current
-            pair = Pair.objects.select_for_update().get(pk=current.pair_id)
-            taken, _ = _places(pair, now, exclude=current.pk)
-            if current.pair.gold is not None or taken < project.judgments_per_pair:
-                current.lease_expires_at = now + lease
-                current.save(update_fields=["lease_expires_at"])
-                return current
-            current.status = AssignmentStatus.EXPIRED
-            current.finished_at = now
-            current.save(update_fields=["status", "finished_at"])
         has_gold = (
             project.gold_fraction > 0 and Pair.objects.filter(project=project, gold__isnull=False).exists()
         )
+        claimed = None
         if has_gold and _gold_due(project=project, rater=rater):
-            assignment = _claim(project=project, rater=rater, now=now, gold=True)
-            if assignment is not None:
-                return assignment
-        return _claim(project=project, rater=rater, now=now, gold=False)
+            claimed = _claim(project=project, rater=rater, now=now, gold=True)
+        if claimed is None:
+            claimed = _claim(project=project, rater=rater, now=now, gold=False)
+        if not isinstance(claimed, int):
+            return claimed
+        held_id = claimed
+    raise AssertionError("the rater's open assignment was neither served nor closed")
 
 
-def _own_assignment(*, assignment_id: int, user: Any) -> Assignment:
-    assignment = (
-        Assignment.objects.select_related("project", "pair")
-        .filter(pk=assignment_id, rater__user=user)
-        .first()
+def _keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
+    """Whether the rater gets their open assignment back: yes while its lease runs; after that, with a new
+    lease if its place is still free, else it is closed as expired (the caller's transaction holds the
+    rater's row)."""
+    if current.lease_expires_at > now:
+        return True
+    pair = Pair.objects.select_for_update().get(pk=current.pair_id)
+    taken, _ = _places(pair, now, exclude=current.pk)
+    if current.pair.gold is not None or taken < project.judgments_per_pair:
+        current.lease_expires_at = now + timedelta(seconds=project.lease_seconds)
+        current.save(update_fields=["lease_expires_at"])
+        return True
+    current.status = AssignmentStatus.EXPIRED
+    current.finished_at = now
+    current.save(update_fields=["status", "finished_at"])
+    return False
+
+
+# The columns _own_assignment_locked reads of each row, and builds each model from (the pair's texts and
+# metadata stay unread: judgment and skip need neither).
+_READ = (
+    (Assignment, "a", [f.attname for f in Assignment._meta.concrete_fields]),
+    (Project, "pr", [f.attname for f in Project._meta.concrete_fields]),
+    (Pair, "p", ["id", "project_id", "gold", "judgment_count"]),
+    (Rater, "r", ["id", "user_id"]),
+)
+
+
+def _own_assignment_locked(*, assignment_id: int, user: Any, lock_rater: bool = False) -> Assignment:
+    """The caller's assignment with its project, pair and rater, the pair's and the assignment's rows
+    locked (after the rater's with lock_rater), and `can_rate` (selectors.user_can_rate) read along: one
+    statement, written out (the ORM's compiling of it cost more than the database's work). Call inside a
+    transaction."""
+    can_rate, params = can_rate_sql(user, "a.project_id")
+    columns = ", ".join(
+        f"{alias}.{cast('Field[Any, Any]', model._meta.get_field(name)).column}"
+        for model, alias, names in _READ
+        for name in names
     )
-    if assignment is None:
+    # Lock order everywhere: rater (the one-request-at-a-time lock of `next`), pair, assignment; rows are
+    # locked in the order named here.
+    lock = (
+        " FOR UPDATE OF " + ("r, p, a" if lock_rater else "p, a")
+        if connection.features.has_select_for_update_of
+        else ""
+    )
+    sql = (
+        f"SELECT {columns}, {can_rate} FROM annotation_assignment a"
+        " JOIN annotation_rater r ON r.id = a.rater_id JOIN annotation_pair p ON p.id = a.pair_id"
+        f" JOIN annotation_project pr ON pr.id = a.project_id WHERE a.id = %s AND r.user_id = %s{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, assignment_id, user.pk])
+        row = cursor.fetchone()
+    if row is None:
         raise NotFound(f"No assignment {assignment_id} of yours.")
+    built, start = [], 0
+    for model, _, names in _READ:
+        built.append(_from_db(model, names, row[start : start + len(names)]))
+        start += len(names)
+    assignment, project, pair, rater = built
+    assignment.project, assignment.pair, assignment.rater = project, pair, rater
+    assignment.can_rate = bool(row[-1])  # type: ignore[attr-defined]
     return assignment
+
+
+def _from_db(model: Any, names: list[str], values: Any) -> Any:
+    """A model instance from raw column values, through the same converters as the ORM's own reads (on
+    SQLite a datetime comes back naive, a boolean as an integer)."""
+    converted = []
+    for name, value in zip(names, values, strict=True):
+        field = model._meta.get_field(name)
+        column = field.get_col(model._meta.db_table)
+        for convert in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
+            value = convert(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, names, converted)
 
 
 def _judgment_errors(
@@ -218,68 +371,171 @@ def judgment_record(
     arrives after the lease is accepted while the pair still has a free place, and refused with
     `assignment_expired` once the place has gone to someone else.
     """
-    assignment = _own_assignment(assignment_id=assignment_id, user=user)
-    project = assignment.project
+    with transaction.atomic():
+        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
+        return _record(
+            assignment=assignment,
+            user=user,
+            choice=choice,
+            strength=strength,
+            rationale=rationale,
+            client_time_ms=client_time_ms,
+            now=now or timezone.now(),
+        )
+
+
+def judgment_record_and_next(
+    *,
+    assignment_id: int,
+    user: Any,
+    choice: str,
+    strength: int | None = None,
+    rationale: str = "",
+    client_time_ms: int | None = None,
+    now: datetime | None = None,
+) -> tuple[Judgment, Assignment | None]:
+    """judgment_record, then assignment_next in the assignment's project, in one transaction: one round
+    trip per judgment for the rater, one commit for the database. Nothing is served when the judgment is
+    refused."""
+    with transaction.atomic():
+        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user, lock_rater=True)
+        now = now or timezone.now()
+        judgment = _record(
+            assignment=assignment,
+            user=user,
+            choice=choice,
+            strength=strength,
+            rationale=rationale,
+            client_time_ms=client_time_ms,
+            now=now,
+        )
+        return judgment, _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
+
+
+def _record(
+    *,
+    assignment: Assignment,
+    user: Any,
+    choice: str,
+    strength: int | None,
+    rationale: str,
+    client_time_ms: int | None,
+    now: datetime,
+) -> Judgment:
+    project, pair = assignment.project, assignment.pair
     errors = _judgment_errors(project=project, choice=choice, strength=strength, rationale=rationale)
     if errors:
         raise Invalid("The judgment is invalid.", errors=errors)
-    if not user_can_rate(project=project, user=user):
+    if not assignment.can_rate:  # type: ignore[attr-defined]
         raise Forbidden("You are no longer a rater in this project.")
-    with transaction.atomic():
-        # Lock order everywhere: pair, then assignment.
-        pair = Pair.objects.select_for_update().get(pk=assignment.pair_id)
-        assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
-        now = now or timezone.now()
-        if assignment.status == AssignmentStatus.JUDGED:
-            existing = Judgment.objects.filter(assignment=assignment).values_list("pk", flat=True).first()
-            raise Conflict("This assignment is already judged.", code="already_judged", judgment=existing)
-        if assignment.status == AssignmentStatus.SKIPPED:
-            raise Conflict("This assignment was skipped.", code="assignment_skipped")
-        if assignment.lease_expires_at <= now or assignment.status == AssignmentStatus.EXPIRED:
-            taken, _ = _places(pair, now, exclude=assignment.pk)
-            if pair.gold is None and taken >= project.judgments_per_pair:
-                raise Conflict(
-                    "This assignment expired and its place went to another rater; ask for the next pair.",
-                    code="assignment_expired",
-                )
-        judgment = Judgment.objects.create(
-            project=project,
-            pair=pair,
-            rater_id=assignment.rater_id,
-            assignment=assignment,
-            choice=assignment.stored_choice(choice),
-            strength=strength if choice != ShownChoice.TIE else None,
-            rationale=rationale,
-            shown_left=assignment.shown_left,
-            time_on_task_ms=min(
-                MAX_TIME_MS, max(0, int((now - assignment.served_at).total_seconds() * 1000))
-            ),
-            client_time_ms=client_time_ms,
-            created_at=now,
-        )
-        assignment.status = AssignmentStatus.JUDGED
-        assignment.finished_at = now
-        assignment.save(update_fields=["status", "finished_at"])
-        Pair.objects.filter(pk=pair.pk).update(judgment_count=F("judgment_count") + 1)
+    remember_can_rate(project=project, user=user)
+    if assignment.status == AssignmentStatus.JUDGED:
+        existing = Judgment.objects.filter(assignment=assignment).values_list("pk", flat=True).first()
+        raise Conflict("This assignment is already judged.", code="already_judged", judgment=existing)
+    if assignment.status == AssignmentStatus.SKIPPED:
+        raise Conflict("This assignment was skipped.", code="assignment_skipped")
+    if assignment.lease_expires_at <= now or assignment.status == AssignmentStatus.EXPIRED:
+        taken, _ = _places(pair, now, exclude=assignment.pk)
+        if pair.gold is None and taken >= project.judgments_per_pair:
+            raise Conflict(
+                "This assignment expired and its place went to another rater; ask for the next pair.",
+                code="assignment_expired",
+            )
+    judgment = Judgment(
+        project=project,
+        pair=pair,
+        rater_id=assignment.rater_id,
+        assignment=assignment,
+        choice=assignment.stored_choice(choice),
+        strength=strength if choice != ShownChoice.TIE else None,
+        rationale=rationale,
+        shown_left=assignment.shown_left,
+        time_on_task_ms=min(MAX_TIME_MS, max(0, int((now - assignment.served_at).total_seconds() * 1000))),
+        client_time_ms=client_time_ms,
+        created_at=now,
+    )
+    _judgment_write(judgment)
+    assignment.status = AssignmentStatus.JUDGED
+    assignment.finished_at = now
     return judgment
+
+
+def _judgment_write(judgment: Judgment) -> None:
+    """INSERT the judgment, close its assignment, count it on its pair: one statement on PostgreSQL (data-
+    modifying CTEs), three on SQLite, which has none."""
+    ops = connection.ops
+    now = ops.adapt_datetimefield_value(judgment.created_at)
+    insert = (
+        "INSERT INTO annotation_judgment (project_id, pair_id, rater_id, assignment_id, choice, strength,"
+        " rationale, shown_left, time_on_task_ms, client_time_ms, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+    )
+    insert_params = [
+        judgment.project_id,
+        judgment.pair_id,
+        judgment.rater_id,
+        judgment.assignment_id,
+        judgment.choice,
+        judgment.strength,
+        judgment.rationale,
+        judgment.shown_left,
+        judgment.time_on_task_ms,
+        judgment.client_time_ms,
+        now,
+    ]
+    close = "UPDATE annotation_assignment SET status = %s, finished_at = %s WHERE id = %s"
+    close_params = [AssignmentStatus.JUDGED.value, now, judgment.assignment_id]
+    count = "UPDATE annotation_pair SET judgment_count = judgment_count + 1 WHERE id = %s"
+    count_params = [judgment.pair_id]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH closed AS ({close}), counted AS ({count}) {insert}",
+                [*close_params, *count_params, *insert_params],
+            )
+            (judgment.pk,) = cursor.fetchone()
+        else:
+            cursor.execute(insert, insert_params)
+            (judgment.pk,) = cursor.fetchone()
+            cursor.execute(close, close_params)
+            cursor.execute(count, count_params)
+    judgment._state.adding = False
+    judgment._state.db = connection.alias
 
 
 def assignment_skip(
     *, assignment_id: int, user: Any, reason: str = "", now: datetime | None = None
 ) -> Assignment:
     """Skip: the pair is never served to this rater again and its place goes back to the pool."""
-    assignment = _own_assignment(assignment_id=assignment_id, user=user)
     with transaction.atomic():
-        Pair.objects.select_for_update().filter(pk=assignment.pair_id).first()
-        assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
-        if assignment.status == AssignmentStatus.JUDGED:
-            raise Conflict("This assignment is already judged.", code="already_judged")
-        if assignment.status == AssignmentStatus.SKIPPED:
-            return assignment
-        assignment.status = AssignmentStatus.SKIPPED
-        assignment.skip_reason = reason
-        assignment.finished_at = now or timezone.now()
-        assignment.save(update_fields=["status", "skip_reason", "finished_at"])
+        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
+        return _skip(assignment=assignment, user=user, reason=reason, now=now or timezone.now())
+
+
+def assignment_skip_and_next(
+    *, assignment_id: int, user: Any, reason: str = "", now: datetime | None = None
+) -> tuple[Assignment, Assignment | None]:
+    """assignment_skip, then assignment_next in the assignment's project, in one transaction."""
+    with transaction.atomic():
+        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user, lock_rater=True)
+        if not assignment.can_rate:  # type: ignore[attr-defined]
+            raise Forbidden("You are no longer a rater in this project.")
+        now = now or timezone.now()
+        skipped = _skip(assignment=assignment, user=user, reason=reason, now=now)
+        return skipped, _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
+
+
+def _skip(*, assignment: Assignment, user: Any, reason: str, now: datetime) -> Assignment:
+    if assignment.can_rate:  # type: ignore[attr-defined]
+        remember_can_rate(project=assignment.project, user=user)
+    if assignment.status == AssignmentStatus.JUDGED:
+        raise Conflict("This assignment is already judged.", code="already_judged")
+    if assignment.status == AssignmentStatus.SKIPPED:
+        return assignment
+    assignment.status = AssignmentStatus.SKIPPED
+    assignment.skip_reason = reason
+    assignment.finished_at = now
+    assignment.save(update_fields=["status", "skip_reason", "finished_at"])
     return assignment
 
 

@@ -1,15 +1,19 @@
-"""Load benchmark of the rating API (next -> judgment) against the stack's floor, on this machine.
+"""Load benchmark of the rating API against the stack's floors, on this machine.
 
-One run: recreate a PostgreSQL database, migrate, seed a project (judgments_per_pair=3) with pairs and R
-raters with tokens; serve the product under gunicorn and let R simulated raters loop next -> judgment for
-a fixed time; then serve a bare one-INSERT Django view (floor_urls.py) under the same gunicorn settings to
-the same number of clients; report both, their ratio, and the engine's invariants checked in the database.
+One run: recreate a PostgreSQL database, migrate, seed two projects (judgments_per_pair=3) with the same
+pairs and R raters with tokens; serve the product under gunicorn and let R simulated raters loop for a
+fixed time, first next -> judgment (two requests per judgment, on one project), then judgment with
+"next": true (one round trip per judgment, on the other); then serve the floors (floor_urls.py: a bare
+one-INSERT Django view, and a DRF view with token authentication doing the same INSERT) under the same
+gunicorn settings to the same number of clients; report each phase, the ratios, the database's own
+counters per request (pg_stat_database), and the engine's invariants checked in the database.
 
 All traffic goes to 127.0.0.1. The load generator runs on the same machine as gunicorn and PostgreSQL and
 competes with them for the CPUs; RESULTS.md says how many there were.
 
     .venv/bin/python bench/annotation_load/run.py [--raters 50] [--duration 20] [--workers 4]
-        [--worker-class gthread --threads 4] [--pairs 6000] [--results bench/annotation_load/RESULTS.md]
+        [--worker-class gthread --threads 4] [--pairs 6000] [--db pairwise_bench]
+        [--results bench/annotation_load/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 QUOTA = 3
+# The projects the two rating loops work on, with the same pairs each.
+TWO_REQUESTS, ONE_ROUND_TRIP = "bench", "bench1"
+# A sample that is not a request: the time from asking for a pair to its judgment being recorded.
+ROUND_TRIP = "round trip"
 
 
 @dataclass
@@ -53,15 +61,26 @@ class Phase:
     duration: float
     samples: list[Sample] = field(default_factory=list)
     exhausted_clients: int = 0
+    # Requests sent over the whole phase, warm-up included (what the database counters cover).
+    requests_sent: int = 0
+    # The database's own counters over the phase (pg_stat_database deltas).
+    database: dict[str, int] = field(default_factory=dict)
 
     def ops(self, op: str) -> list[Sample]:
         return [s for s in self.samples if s.op == op]
 
     def rate(self, op: str | None = None, status: int | None = None) -> float:
+        """Requests per second (of one op, or of every request when op is None)."""
         chosen = [
-            s for s in self.samples if (op is None or s.op == op) and (status is None or s.status == status)
+            s
+            for s in self.samples
+            if (s.op == op if op is not None else s.op != ROUND_TRIP)
+            and (status is None or s.status == status)
         ]
         return len(chosen) / self.duration
+
+    def per_request(self, counter: str) -> float:
+        return self.database.get(counter, 0) / max(1, self.requests_sent)
 
     def percentile_ms(self, op: str, q: float) -> float:
         times = sorted(s.seconds for s in self.ops(op))
@@ -116,7 +135,6 @@ def seed(args: argparse.Namespace) -> list[str]:
     from annotation import services
     from bench.annotation_load.floor_urls import FLOOR_TABLE_SQL
 
-    project = services.project_create(slug="bench", name="Bench", judgments_per_pair=QUOTA)
     rng = random.Random(0)
     words = ["the", "a", "model", "answer", "because", "however", "therefore", "clearly", "step", "then"]
     items = [
@@ -128,16 +146,18 @@ def seed(args: argparse.Namespace) -> list[str]:
         }
         for i in range(args.pairs)
     ]
-    services.pairs_import(project=project, items=items)
     users = get_user_model().objects.bulk_create(
         get_user_model()(username=f"rater{i:03d}", password=make_password(None)) for i in range(args.raters)
     )
-    services.project_raters_add(project=project, usernames=[u.username for u in users])
+    for slug in (TWO_REQUESTS, ONE_ROUND_TRIP):
+        project = services.project_create(slug=slug, name=slug.title(), judgments_per_pair=QUOTA)
+        services.pairs_import(project=project, items=items)
+        services.project_raters_add(project=project, usernames=[u.username for u in users])
     tokens = [Token.objects.create(user=user).key for user in users]
     with connection.cursor() as cursor:
         cursor.execute(FLOOR_TABLE_SQL)
-        # Planner statistics, as autovacuum would have them on a database in use.
-        cursor.execute("ANALYZE")
+        # Planner statistics and the visibility map, as autovacuum would have them on a database in use.
+        cursor.execute("VACUUM ANALYZE")
     connection.close()
     return tokens
 
@@ -194,6 +214,47 @@ def database_counts() -> dict[str, int]:
         )
         judgments, assignments, floor_rows = cursor.fetchone()
     return {"judgments": judgments, "assignments": assignments, "floor_rows": floor_rows}
+
+
+DATABASE_COUNTERS = [
+    "xact_commit",
+    "xact_rollback",
+    "tup_returned",
+    "tup_fetched",
+    "tup_inserted",
+    "tup_updated",
+    "tup_deleted",
+    "blks_hit",
+    "blks_read",
+]
+
+
+def analyze(args: argparse.Namespace) -> None:
+    """Planner statistics of the rating tables once they hold rows, as autovacuum's analyze keeps them on
+    a database in use: statistics of empty tables make the planner scan them whole (they start empty here,
+    and autovacuum may not come by within a phase)."""
+    import psycopg
+
+    with psycopg.connect(
+        host=args.pg_host, port=args.pg_port, user=args.pg_user, dbname=args.db, autocommit=True
+    ) as conn:
+        conn.execute("ANALYZE annotation_assignment, annotation_judgment, annotation_pair")
+
+
+def database_counters(args: argparse.Namespace) -> dict[str, int]:
+    """pg_stat_database for the bench database. Read after the server stopped: a backend sends its counts
+    when its transaction ends (at most once a second) and when it exits."""
+    import psycopg
+
+    time.sleep(1.5)
+    with psycopg.connect(
+        host=args.pg_host, port=args.pg_port, user=args.pg_user, dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            f"SELECT {', '.join(DATABASE_COUNTERS)} FROM pg_stat_database WHERE datname = %s", [args.db]
+        ).fetchone()
+    return dict(zip(DATABASE_COUNTERS, row, strict=True))
 
 
 # The server
@@ -277,10 +338,18 @@ class Client:
 Loop = Callable[[int, Callable[[], bool], list], bool]
 
 
-def run_clients(name: str, count: int, warmup: float, duration: float, loop: Loop) -> Phase:
+def run_clients(
+    name: str,
+    count: int,
+    warmup: float,
+    duration: float,
+    loop: Loop,
+    in_warmup: Callable[[], None] | None = None,
+) -> Phase:
     """Start `count` clients together; each runs loop(index, keep_going, samples) until the time is up.
 
     loop returns False when its client ran out of work. Samples started in the warm-up are dropped.
+    in_warmup runs halfway through the warm-up.
     """
     start = threading.Barrier(count + 1)
     per_client: list[list[Sample]] = [[] for _ in range(count)]
@@ -300,6 +369,9 @@ def run_clients(name: str, count: int, warmup: float, duration: float, loop: Loo
     begin = time.perf_counter()
     deadline[0] = begin + warmup + duration
     start.wait()
+    if in_warmup is not None:
+        time.sleep(warmup / 2)
+        in_warmup()
     for thread in threads:
         thread.join(timeout=warmup + duration + 120)
     measured_from = begin + warmup
@@ -310,7 +382,10 @@ def run_clients(name: str, count: int, warmup: float, duration: float, loop: Loo
         for sample in samples
         if measured_from <= sample.started and sample.started + sample.seconds <= measured_to
     ]
-    return Phase(name=name, duration=duration, samples=samples, exhausted_clients=sum(ran_out))
+    sent = sum(1 for samples in per_client for sample in samples if sample.op != ROUND_TRIP)
+    return Phase(
+        name=name, duration=duration, samples=samples, exhausted_clients=sum(ran_out), requests_sent=sent
+    )
 
 
 def timed(samples: list, op: str, call: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
@@ -320,29 +395,73 @@ def timed(samples: list, op: str, call: Callable[[], tuple[int, Any]]) -> tuple[
     return status, body
 
 
-def rater_loop(port: int, tokens: list[str]) -> Loop:
+def _judgment_body(rng: random.Random) -> dict[str, Any]:
+    return {"choice": rng.choice(["left", "right", "tie"]), "client_time_ms": rng.randint(1000, 9000)}
+
+
+def two_request_loop(port: int, tokens: list[str]) -> Loop:
+    """next -> judgment: two requests per judgment."""
+
     def loop(index: int, keep_going: Callable[[], bool], samples: list) -> bool:
         client = Client(port, {"Authorization": f"Token {tokens[index]}"})
         rng = random.Random(index)
         while keep_going():
-            status, served = timed(samples, "next", lambda: client.post("/api/v1/projects/bench/next/"))
+            status, served = timed(
+                samples, "next", lambda: client.post(f"/api/v1/projects/{TWO_REQUESTS}/next/")
+            )
             if status == 204:
                 return False
             if status != 200:
                 continue
+            asked = samples[-1]
             path = f"/api/v1/assignments/{served['assignment']}/judgment/"
-            body = {"choice": rng.choice(["left", "right", "tie"]), "client_time_ms": rng.randint(1000, 9000)}
-            timed(samples, "judgment", lambda path=path, body=body: client.post(path, body))
+            body = _judgment_body(rng)
+            status, _ = timed(samples, "judgment", lambda path=path, body=body: client.post(path, body))
+            done = samples[-1]
+            round_trip = done.started + done.seconds - asked.started
+            samples.append(Sample(op=ROUND_TRIP, status=status, started=asked.started, seconds=round_trip))
         return True
 
     return loop
 
 
-def floor_loop(port: int) -> Loop:
+def one_round_trip_loop(port: int, tokens: list[str]) -> Loop:
+    """judgment with "next": true, each answer bringing the next pair: one request per judgment (and one
+    `next` to start)."""
+
     def loop(index: int, keep_going: Callable[[], bool], samples: list) -> bool:
-        client = Client(port, {})
+        client = Client(port, {"Authorization": f"Token {tokens[index]}"})
+        rng = random.Random(index)
+        served = None
         while keep_going():
-            timed(samples, "insert", lambda: client.post("/floor/", {"client": index}))
+            if served is None:
+                status, body = timed(
+                    samples, "next", lambda: client.post(f"/api/v1/projects/{ONE_ROUND_TRIP}/next/")
+                )
+                if status == 204:
+                    return False
+                served = body if status == 200 else None
+                continue
+            path = f"/api/v1/assignments/{served['assignment']}/judgment/"
+            body = {**_judgment_body(rng), "next": True}
+            status, answer = timed(
+                samples, "judgment+next", lambda path=path, body=body: client.post(path, body)
+            )
+            done = samples[-1]
+            samples.append(Sample(op=ROUND_TRIP, status=status, started=done.started, seconds=done.seconds))
+            served = answer["next"] if status == 201 else None
+            if status == 201 and served is None:
+                return False
+        return True
+
+    return loop
+
+
+def floor_loop(port: int, path: str, tokens: list[str] | None = None) -> Loop:
+    def loop(index: int, keep_going: Callable[[], bool], samples: list) -> bool:
+        client = Client(port, {"Authorization": f"Token {tokens[index]}"} if tokens else {})
+        while keep_going():
+            timed(samples, "insert", lambda: client.post(path, {"client": index}))
         return True
 
     return loop
@@ -351,10 +470,38 @@ def floor_loop(port: int) -> Loop:
 # The report
 
 
-def report(args: argparse.Namespace, api: Phase, floor: Phase, violations: list[str], counts: dict) -> str:
-    judgments_per_s = api.rate("judgment", 201)
-    api_requests_per_s = api.rate()
-    floor_per_s = floor.rate("insert", 201)
+def _row(label: str, phase: Phase, op: str, judgments: float | None) -> str:
+    samples = phase.ops(op)
+    rate = "" if op == ROUND_TRIP else f"{len(samples) / phase.duration:.1f}"
+    shown = "" if judgments is None else f"{judgments:.1f}"
+    p50, p99 = phase.percentile_ms(op, 0.5), phase.percentile_ms(op, 0.99)
+    return f"| {label} | {rate} | {shown} | {p50:.1f} | {p99:.1f} |"
+
+
+def _db_row(label: str, phase: Phase) -> str:
+    def per(*counters: str) -> str:
+        return f"{sum(phase.per_request(c) for c in counters):.1f}"
+
+    return (
+        f"| {label} | {phase.requests_sent} | {per('xact_commit', 'xact_rollback')} "
+        f"| {per('tup_returned', 'tup_fetched')} | {per('tup_inserted', 'tup_updated', 'tup_deleted')} "
+        f"| {per('blks_hit', 'blks_read')} |"
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    two: Phase,
+    one: Phase,
+    floor: Phase,
+    drf: Phase,
+    violations: list[str],
+    counts: dict,
+) -> str:
+    two_judgments, one_judgments = two.rate("judgment", 201), one.rate("judgment+next", 201)
+    floor_per_s, drf_per_s = floor.rate("insert", 201), drf.rate("insert", 201)
+    drf_p99 = drf.percentile_ms("insert", 0.99)
+    two_p99, one_p99 = two.percentile_ms(ROUND_TRIP, 0.99), one.percentile_ms(ROUND_TRIP, 0.99)
     config = (
         f"{args.workers} workers, worker class {args.worker_class}"
         + (f", {args.threads} threads each" if args.worker_class == "gthread" else "")
@@ -364,25 +511,40 @@ def report(args: argparse.Namespace, api: Phase, floor: Phase, violations: list[
         f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python "
         f"{platform.python_version()}; gunicorn, PostgreSQL and the load generator share them.",
         f"Server: gunicorn, {config}. Clients: {args.raters} concurrent, each its own keep-alive connection.",
-        f"Data: {args.pairs} pairs, judgments_per_pair={QUOTA}. Measured {args.duration:.0f} s after "
-        f"{args.warmup:.0f} s of warm-up, per phase.",
+        f"Data: {args.pairs} pairs per loop's project, judgments_per_pair={QUOTA}. Measured "
+        f"{args.duration:.0f} s after {args.warmup:.0f} s of warm-up, per phase (the rating tables analyzed "
+        "halfway through each warm-up).",
         "",
-        "| | requests/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|",
-        f"| API `next` (200) | {api.rate('next'):.1f} | {api.percentile_ms('next', 0.5):.1f} "
-        f"| {api.percentile_ms('next', 0.99):.1f} |",
-        f"| API `judgment` (201) | {api.rate('judgment'):.1f} | {api.percentile_ms('judgment', 0.5):.1f} "
-        f"| {api.percentile_ms('judgment', 0.99):.1f} |",
-        f"| Floor: bare view, one INSERT | {floor.rate():.1f} | {floor.percentile_ms('insert', 0.5):.1f} "
-        f"| {floor.percentile_ms('insert', 0.99):.1f} |",
+        "| | requests/s | judgments/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|",
+        _row("Two requests: `next`", two, "next", None),
+        _row("Two requests: `judgment`", two, "judgment", two_judgments),
+        _row("Two requests: round trip (`next` + `judgment`)", two, ROUND_TRIP, None),
+        _row("One round trip: `judgment` with `next`", one, "judgment+next", one_judgments),
+        _row("Floor: bare Django view, one INSERT", floor, "insert", None),
+        _row("Floor: DRF view, token auth, one INSERT", drf, "insert", None),
         "",
-        f"- Judgments recorded: **{judgments_per_s:.1f}/s**; floor: **{floor_per_s:.1f} inserts/s**.",
-        f"- Judgments/s ÷ floor inserts/s = **{judgments_per_s / floor_per_s:.1%}** "
-        "(a judgment takes two requests, next and judgment, so this is at most about half the next line).",
-        f"- API requests/s ÷ floor requests/s = **{api_requests_per_s / floor.rate():.1%}** "
-        f"({api_requests_per_s:.1f} ÷ {floor.rate():.1f}).",
-        f"- Errors: API {api.errors() or 'none'}; floor {floor.errors() or 'none'}. "
-        f"Raters who ran out of pairs: {api.exhausted_clients}.",
+        "The database's own counters (pg_stat_database), per request over each whole phase (warm-up "
+        "included; transactions: each statement outside a transaction is one):",
+        "",
+        "| | requests | transactions | rows read (returned + fetched) | rows written | buffer hits + reads |",
+        "|---|---:|---:|---:|---:|---:|",
+        _db_row("Two requests (next, judgment)", two),
+        _db_row("One round trip (judgment with next)", one),
+        _db_row("Floor: bare", floor),
+        _db_row("Floor: DRF", drf),
+        "",
+        f"- Judgments/s ÷ bare floor inserts/s: two requests **{two_judgments / floor_per_s:.1%}**, "
+        f"one round trip **{one_judgments / floor_per_s:.1%}** ({one_judgments:.1f} ÷ {floor_per_s:.1f}).",
+        f"- Judgments/s ÷ DRF floor requests/s: two requests **{two_judgments / drf_per_s:.1%}**, "
+        f"one round trip **{one_judgments / drf_per_s:.1%}** ({one_judgments:.1f} ÷ {drf_per_s:.1f}); "
+        f"DRF floor ÷ bare floor: {drf_per_s / floor_per_s:.1%}.",
+        f"- p99 of a judgment's round trip ÷ DRF floor p99: two requests **{two_p99 / drf_p99:.1f}x**, "
+        f"one round trip **{one_p99 / drf_p99:.1f}x** ({one_p99:.1f} ms ÷ {drf_p99:.1f} ms).",
+        f"- One round trip ÷ two requests, judgments/s: **{one_judgments / two_judgments:.2f}x**.",
+        f"- Errors: two requests {two.errors() or 'none'}; one round trip {one.errors() or 'none'}; "
+        f"floors {floor.errors() or 'none'}, {drf.errors() or 'none'}. Raters who ran out of pairs: "
+        f"{two.exhausted_clients} and {one.exhausted_clients}.",
         f"- In the database after the run: {counts['judgments']} judgments, "
         f"{counts['assignments']} assignments, {counts['floor_rows']} floor rows.",
         f"- Invariant violations: **{len(violations)}**"
@@ -417,16 +579,26 @@ def main() -> None:
 
     django.setup()
     tokens = seed(args)
-    print(f"Seeded {args.pairs} pairs and {args.raters} raters in {args.db}.", flush=True)
+    print(f"Seeded 2 x {args.pairs} pairs and {args.raters} raters in {args.db}.", flush=True)
 
-    with gunicorn(args, "config.settings") as port:
-        api = run_clients("api", args.raters, args.warmup, args.duration, rater_loop(port, tokens))
-    print(f"API phase: {len(api.samples)} requests measured.", flush=True)
-    with gunicorn(args, "bench.annotation_load.floor_settings") as port:
-        floor = run_clients("floor", args.raters, args.warmup, args.duration, floor_loop(port))
-    print(f"Floor phase: {len(floor.samples)} requests measured.", flush=True)
+    def phase(name: str, settings: str, loop: Callable[[int], Loop]) -> Phase:
+        before = database_counters(args)
+        with gunicorn(args, settings) as port:
+            result = run_clients(
+                name, args.raters, args.warmup, args.duration, loop(port), in_warmup=lambda: analyze(args)
+            )
+        after = database_counters(args)
+        result.database = {counter: after[counter] - before[counter] for counter in DATABASE_COUNTERS}
+        print(f"{name}: {len(result.samples)} samples measured.", flush=True)
+        return result
 
-    text = report(args, api, floor, check_invariants(), database_counts())
+    floor_settings = "bench.annotation_load.floor_settings"
+    two = phase("two requests", "config.settings", lambda port: two_request_loop(port, tokens))
+    one = phase("one round trip", "config.settings", lambda port: one_round_trip_loop(port, tokens))
+    floor = phase("bare floor", floor_settings, lambda port: floor_loop(port, "/floor/"))
+    drf = phase("DRF floor", floor_settings, lambda port: floor_loop(port, "/floor/drf/", tokens))
+
+    text = report(args, two, one, floor, drf, check_invariants(), database_counts())
     command = "    .venv/bin/python bench/annotation_load/run.py " + " ".join(sys.argv[1:])
     print(text)
     if args.results:

@@ -269,3 +269,82 @@ def test_available_counts_only_this_raters_finished_pairs(make_project, make_pai
     first.post(f"/api/v1/assignments/{served['assignment']}/judgment/", {"choice": "left"}, format="json")
     assert second.post("/api/v1/projects/shared/next/").json()["pair"] == served["pair"]  # nearest completion
     assert first.post("/api/v1/projects/shared/next/").json()["progress"] == {"done": 1, "available": 3}
+
+
+# One round trip: judgment or skip with "next": true
+
+
+def test_judgment_with_next_answers_with_the_next_pair_as_next_serves_it(project, make_rater, api):
+    client = api(make_rater(project))
+    first = client.post(NEXT).json()
+    response = _judge(client, first["assignment"], choice="left", next=True)
+    assert response.status_code == 201
+    body = response.json()
+    judgment = Judgment.objects.get()
+    assert body["judgment"] == judgment.pk and body["choice"] == judgment.choice
+    served = body["next"]
+    assert served["assignment"] != first["assignment"] and served["pair"] != first["pair"]
+    assert served["progress"] == {"done": 1, "available": 2}
+    assert body["retry_after"] is None
+    # The same body as `next` gives for the assignment now held.
+    assert client.post(NEXT).json() == served
+
+
+def test_judgment_without_next_answers_as_before(project, make_rater, api):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    body = _judge(client, assignment_id, choice="tie").json()
+    assert set(body) == {"judgment", "choice", "strength", "time_on_task_ms"}
+    assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
+
+
+def test_judgment_with_next_on_the_last_pair_says_done(make_project, make_pairs, make_rater, api):
+    project = make_project("last", judgments_per_pair=1)
+    make_pairs(project, 1)
+    client = api(make_rater(project))
+    assignment_id = client.post("/api/v1/projects/last/next/").json()["assignment"]
+    body = _judge(client, assignment_id, choice="right", next=True).json()
+    assert body["next"] is None and body["retry_after"] is None
+    assert Judgment.objects.count() == 1
+
+
+def test_judgment_with_next_says_when_to_come_back(make_project, make_pairs, make_rater, api):
+    project = make_project("wait", judgments_per_pair=1)
+    make_pairs(project, 2)
+    holder, client = api(make_rater(project)), api(make_rater(project))
+    holder.post("/api/v1/projects/wait/next/")
+    assignment_id = client.post("/api/v1/projects/wait/next/").json()["assignment"]
+    body = _judge(client, assignment_id, choice="left", next=True).json()
+    assert body["next"] is None
+    assert 1 <= body["retry_after"] <= project.lease_seconds
+
+
+def test_skip_with_next_answers_with_the_next_pair(project, make_rater, api):
+    client = api(make_rater(project))
+    first = client.post(NEXT).json()
+    response = client.post(
+        f"/api/v1/assignments/{first['assignment']}/skip/", {"reason": "", "next": True}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["assignment"] == first["assignment"] and body["status"] == "skipped"
+    assert body["next"]["pair"] != first["pair"] and body["next"]["progress"] == {"done": 0, "available": 2}
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, None, [], {"x": 1}])
+def test_a_bad_next_flag_is_400_and_records_nothing(project, make_rater, api, value):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    response = _judge(client, assignment_id, choice="left", next=value)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "next"
+    assert not Judgment.objects.exists()
+
+
+def test_a_refused_judgment_with_next_serves_nothing_new(project, make_rater, api):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    _judge(client, assignment_id, choice="left")
+    again = _judge(client, assignment_id, choice="left", next=True)
+    assert again.status_code == 409 and "next" not in again.json()
+    assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()

@@ -484,3 +484,57 @@ def test_database_refuses_out_of_range_project_settings(make_project):
         {"rationale": "maybe"},
     ):
         _bypass(lambda fields=fields: make_project(**fields))
+
+
+def test_judgment_with_next_serves_the_pair_the_rater_already_holds(make_project, make_pairs, make_rater):
+    """A late judgment on a closed assignment, from a rater who meanwhile holds another pair: the next
+    assignment is the one they hold, never a second open one."""
+    project = make_project(judgments_per_pair=1)
+    make_pairs(project, 3)
+    slow, other = make_rater(project), make_rater(project)
+    late = services.assignment_next(project=project, user=slow, now=timezone.now() - timedelta(hours=1))
+    taken = services.assignment_next(project=project, user=other)
+    assert taken.pair_id == late.pair_id
+    held = services.assignment_next(project=project, user=slow)  # late's place is gone: closed, a new pair
+    assert held.pair_id != late.pair_id
+    services.assignment_skip(assignment_id=taken.pk, user=other)  # the place comes free again
+    judgment, following = services.judgment_record_and_next(assignment_id=late.pk, user=slow, choice="left")
+    assert judgment.pair_id == late.pair_id
+    assert following is not None and following.pk == held.pk
+    assert Assignment.objects.filter(rater__user=slow, status=AssignmentStatus.ACTIVE).count() == 1
+
+
+def test_a_refused_judgment_with_next_serves_nothing(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=1)
+    make_pairs(project, 2)
+    user = make_rater(project)
+    assignment = services.assignment_next(project=project, user=user)
+    services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
+    with pytest.raises(Conflict):
+        services.judgment_record_and_next(assignment_id=assignment.pk, user=user, choice="left")
+    assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
+    with pytest.raises(Invalid):
+        services.judgment_record_and_next(assignment_id=assignment.pk, user=user, choice="left", strength=3)
+    assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
+
+
+def test_judging_checks_who_may_rate_each_way_in(make_project, make_pairs, make_rater, make_user):
+    """The judgment's read checks the rating rule in SQL: members, the project's group and staff may
+    judge; whoever was taken out of the project may not."""
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.create(name="judges")
+    project = make_project(judgments_per_pair=4, rater_group=group)
+    make_pairs(project, 3)
+    member, in_group, staff = make_rater(project), make_user(), make_user(staff=True)
+    in_group.groups.add(group)
+    held = {user: services.assignment_next(project=project, user=user) for user in (member, in_group, staff)}
+    services.judgment_record(assignment_id=held[member].pk, user=member, choice="left")
+    services.judgment_record_and_next(assignment_id=held[in_group].pk, user=in_group, choice="left")
+    services.judgment_record(assignment_id=held[staff].pk, user=staff, choice="tie")
+    assert Judgment.objects.count() == 3
+    following = services.assignment_next(project=project, user=in_group)
+    in_group.groups.remove(group)
+    with pytest.raises(Forbidden):
+        services.judgment_record_and_next(assignment_id=following.pk, user=in_group, choice="left")
+    assert Judgment.objects.count() == 3

@@ -2,6 +2,8 @@
 
 Each test lists its statements. Inside a test the transaction of transaction.atomic is a savepoint
 (SAVEPOINT ... RELEASE), counted here; in production it is BEGIN ... COMMIT, which Django does not count.
+On PostgreSQL a new pair is claimed by pairwise_claim() (migration 0004): one statement, whatever the number
+of candidates it probes inside the database.
 """
 
 from __future__ import annotations
@@ -27,41 +29,65 @@ def rating(make_project, make_pairs, make_rater, api) -> Any:
 
 
 def test_next_while_holding_an_assignment(rating, django_assert_num_queries):
-    # 1 token and user, 2 project visible to the caller, 3 caller may rate (access.user_can_rate),
-    # 4 SAVEPOINT, 5 rater row locked, 6 the active assignment with its pair, 7 RELEASE,
-    # 8 judgments done, 9 open pairs, 10 open pairs the rater already had (progress)
-    with django_assert_num_queries(10):
+    # 1 token and user, 2 project visible to the caller (which also settles "may rate"), 3 SAVEPOINT,
+    # 4 rater row locked with the id of their open assignment, 5 that assignment with its pair, 6 RELEASE,
+    # 7 progress (judgments done, open pairs, open pairs the rater finished: one statement)
+    with django_assert_num_queries(7):
         assert rating.post(NEXT).status_code == 200
 
 
 def test_next_claiming_a_new_pair(rating, django_assert_num_queries):
     assignment = rating.post(NEXT).json()["assignment"]
     rating.post(f"/api/v1/assignments/{assignment}/judgment/", {"choice": "left"}, format="json")
-    # 1 token and user, 2 project, 3 may rate, 4 SAVEPOINT, 5 rater locked, 6 no active assignment,
-    # 7-9 one candidate probe per judgment_count level (2, 1, 0) with FOR UPDATE SKIP LOCKED,
-    # 10 places on the candidate counted again under its lock, 11 INSERT the assignment, 12 RELEASE,
-    # 13-15 progress (judgments done, open pairs, open pairs the rater already had)
-    with django_assert_num_queries(15):
+    # 1 token and user, 2 project, 3 SAVEPOINT, 4 rater locked (no open assignment),
+    # 5 pairwise_claim(): candidates probed, locked, recounted, the assignment inserted, with its pair and
+    # the rater's progress, 6 RELEASE
+    with django_assert_num_queries(6):
         assert rating.post(NEXT).status_code == 200
     assert Assignment.objects.filter(status="active").count() == 2
 
 
 def test_judgment(rating, django_assert_num_queries):
     assignment = rating.post(NEXT).json()["assignment"]
-    # 1 token and user, 2 the caller's assignment with project and pair, 3 may rate, 4 SAVEPOINT,
-    # 5 pair locked, 6 assignment locked, 7 INSERT judgment, 8 UPDATE assignment, 9 UPDATE the pair's
-    # judgment_count, 10 RELEASE
-    with django_assert_num_queries(10):
+    # 1 token and user, 2 SAVEPOINT, 3 the caller's assignment with project and pair, pair and assignment
+    # rows locked, "may rate" read along, 4 INSERT judgment + UPDATE assignment + UPDATE the pair's
+    # judgment_count (one statement), 5 RELEASE
+    with django_assert_num_queries(5):
         response = rating.post(
             f"/api/v1/assignments/{assignment}/judgment/", {"choice": "left"}, format="json"
         )
     assert response.status_code == 201 and Judgment.objects.count() == 1
 
 
+def test_judgment_with_next(rating, django_assert_num_queries):
+    assignment = rating.post(NEXT).json()["assignment"]
+    # One transaction: 1 token and user, 2 SAVEPOINT, 3 the assignment read with its project, pair and
+    # rater, and the rater's, pair's and assignment's rows locked, 4 the judgment's writes,
+    # 5 pairwise_claim() (it looks for an open assignment of the rater first) with the pair and progress,
+    # 6 RELEASE
+    with django_assert_num_queries(6):
+        response = rating.post(
+            f"/api/v1/assignments/{assignment}/judgment/", {"choice": "left", "next": True}, format="json"
+        )
+    assert response.status_code == 201 and Judgment.objects.count() == 1
+    assert response.json()["next"]["assignment"] != assignment
+
+
 def test_skip(rating, django_assert_num_queries):
     assignment = rating.post(NEXT).json()["assignment"]
-    # 1 token and user, 2 the caller's assignment, 3 SAVEPOINT, 4 pair locked, 5 assignment locked,
-    # 6 UPDATE assignment, 7 RELEASE
-    with django_assert_num_queries(7):
+    # 1 token and user, 2 SAVEPOINT, 3 the caller's assignment read, pair and assignment locked,
+    # 4 UPDATE assignment, 5 RELEASE
+    with django_assert_num_queries(5):
         response = rating.post(f"/api/v1/assignments/{assignment}/skip/", {"reason": "x"}, format="json")
     assert response.status_code == 200 and Assignment.objects.get(pk=assignment).status == "skipped"
+
+
+def test_skip_with_next(rating, django_assert_num_queries):
+    assignment = rating.post(NEXT).json()["assignment"]
+    # 1 token and user, 2 SAVEPOINT, 3 assignment read and locked (rater, pair, assignment),
+    # 4 UPDATE assignment, 5 pairwise_claim() with the pair and progress, 6 RELEASE
+    with django_assert_num_queries(6):
+        response = rating.post(
+            f"/api/v1/assignments/{assignment}/skip/", {"reason": "x", "next": True}, format="json"
+        )
+    assert response.status_code == 200 and response.json()["next"]["assignment"] != assignment

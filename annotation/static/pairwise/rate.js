@@ -248,13 +248,14 @@ document.documentElement.classList.replace("no-js", "js");
       return;
     }
     var choice = checkedValue("choice");
-    var body = { choice: choice, client_time_ms: clockRead() };
+    // "next": the answer brings the next pair with it, in one round trip.
+    var body = { choice: choice, client_time_ms: clockRead(), next: true };
     if (config.strengthLevels > 0 && choice !== "tie") body.strength = Number(checkedValue("strength"));
     if (config.rationale !== "off") body.rationale = rationaleBox.value;
     setBusy(true);
     api("/api/v1/assignments/" + assignmentId + "/judgment/", body)
       .then(function (r) {
-        if (r.status === 201) return next("Saved.");
+        if (r.status === 201) return proceed(served(r), "Saved.");
         if (r.status === 409) return next(conflictNote(r.data.code, r.data.detail));
         if (r.status === 400) {
           var errors = (r.data.errors || []).map(function (e) { return e.message; });
@@ -281,9 +282,9 @@ document.documentElement.classList.replace("no-js", "js");
   function skip() {
     if (busy) return;
     setBusy(true);
-    api("/api/v1/assignments/" + assignmentId + "/skip/", { reason: skipForm.elements.reason.value })
+    api("/api/v1/assignments/" + assignmentId + "/skip/", { reason: skipForm.elements.reason.value, next: true })
       .then(function (r) {
-        if (r.status === 200) return next("Skipped. That pair will not come back to you.");
+        if (r.status === 200) return proceed(served(r), "Skipped. That pair will not come back to you.");
         if (r.status === 409) return next(conflictNote(r.data.code, r.data.detail));
         failed(r);
       })
@@ -310,18 +311,26 @@ document.documentElement.classList.replace("no-js", "js");
       // The answer above went through; only the next pair did not come. Enter must not send it again.
       showErrors([message + " The next pair could not be loaded: reload the page to go on."]);
       return new Promise(function () {});
-    }).then(function (r) {
-      if (r.status === 200 && sameSettings(r.data.project)) {
-        show(r);
-        say(message + " Next pair.");
-        setBusy(false);
-        return;
-      }
-      // Nothing left (done, or wait for others: the server's page says which), or the project's
-      // settings changed since this page was made: a full load shows the right page.
-      sessionStorage.setItem("pairwise-note", message);
-      location.reload();
-    });
+    }).then(function (r) { proceed(r, message); });
+  }
+
+  // The next pair that came with an answer, as `next` would have answered: 200 with it, or 204 (null).
+  function served(r) {
+    var pair = r.data.next;
+    return { status: pair ? 200 : 204, data: pair || {}, headers: r.headers };
+  }
+
+  function proceed(r, message) {
+    if (r.status === 200 && sameSettings(r.data.project)) {
+      show(r);
+      say(message + " Next pair.");
+      setBusy(false);
+      return;
+    }
+    // Nothing left (done, or wait for others: the server's page says which), or the project's
+    // settings changed since this page was made: a full load shows the right page.
+    sessionStorage.setItem("pairwise-note", message);
+    location.reload();
   }
 
   function sameSettings(project) {
