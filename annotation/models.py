@@ -21,6 +21,9 @@ MAX_LEASE_SECONDS = 7 * 24 * 3600
 MAX_TIME_MS = 2**31 - 1
 # The "very fast" threshold of the agreement dashboard: 0 turns the check off; ten minutes is never fast.
 MAX_VERY_FAST_MS = 600_000
+# A judgment's rationale, in characters: a few pages (a skip's reason: 2000). The API and the rating page
+# refuse longer ones.
+MAX_RATIONALE = 10_000
 
 
 # The vocabulary of judgments, used by the models, their constraints, the services, the serializers and

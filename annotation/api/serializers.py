@@ -11,7 +11,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotation import services
-from annotation.models import MAX_TIME_MS, MAX_VERY_FAST_MS, Assignment, Choice, Pair, Project, ShownChoice
+from annotation.models import (
+    MAX_RATIONALE,
+    MAX_TIME_MS,
+    MAX_VERY_FAST_MS,
+    Assignment,
+    Choice,
+    Pair,
+    Project,
+    ShownChoice,
+)
 
 # A request body's type as a caller who wrote JSON would name it.
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
@@ -185,16 +194,30 @@ class ServedAssignmentSerializer(serializers.Serializer):
         return {field: getattr(project, field) for field in RatingSettingsSerializer.Meta.fields}
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false, nothing else: DRF's BooleanField also takes "yes", "on", "1", 1 and 0."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+        raise AssertionError("unreachable")  # self.fail raises
+
+
 class JudgmentRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     """Types only; what a project allows (ties, strength, rationale) is checked by judgment_record."""
 
     choice = serializers.ChoiceField(choices=ShownChoice.choices)
     strength = serializers.IntegerField(required=False, allow_null=True, default=None)
-    rationale = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    rationale = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False, max_length=MAX_RATIONALE
+    )
     client_time_ms = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=0, max_value=MAX_TIME_MS
     )
-    next = serializers.BooleanField(
+    next = StrictBooleanField(
         required=False, default=False, help_text="Answer with the caller's next assignment too."
     )
 
@@ -225,7 +248,7 @@ class JudgmentAnswerSerializer(NextFieldsMixin, JudgmentRecordedSerializer):
 
 class SkipRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
-    next = serializers.BooleanField(
+    next = StrictBooleanField(
         required=False, default=False, help_text="Answer with the caller's next assignment too."
     )
 

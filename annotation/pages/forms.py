@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
-from annotation.models import MAX_TIME_MS, ShownChoice
+from annotation.models import MAX_RATIONALE, MAX_TIME_MS, ShownChoice
 from config import login_throttle
 
 
@@ -21,7 +21,7 @@ class JudgmentForm(_AssignmentForm):
         error_messages={"required": "Choose a response (or a tie) first: nothing was saved."},
     )
     strength = forms.IntegerField(required=False)
-    rationale = forms.CharField(required=False, strip=False)
+    rationale = forms.CharField(required=False, strip=False, max_length=MAX_RATIONALE)
     # Filled in by rate.js; absent when the page runs without JavaScript.
     client_time_ms = forms.IntegerField(required=False, min_value=0, max_value=MAX_TIME_MS)
 

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Assignment, AssignmentStatus, Membership, Project, Rater
+from annotation.models import Assignment, AssignmentStatus, Membership, Pair, Project, Rater
 
 # The three counts as columns of one SELECT: the rating path asks for progress with every pair it serves,
 # on PostgreSQL in the claim's own statement (annotation.services.engine).
@@ -52,23 +53,53 @@ def rater_progress(*, project: Project, rater: Rater | int) -> dict[str, int]:
 
 
 def rater_wait_seconds(*, project: Project, rater: Rater, now: datetime | None = None) -> int | None:
-    """When `next` has nothing for a rater: None if nothing is left for them, else the seconds until the
-    first lease held by someone else on a pair they could still get runs out (ask again then)."""
+    """When `next` has nothing for a rater: None if nothing is left for them; 1 if a pair still has a
+    place free for them (another request held its row longer than the claim waits: ask again in a
+    second); else the seconds until the first lease held by someone else on a pair they could still get
+    runs out (ask again then). One query."""
     now = now or timezone.now()
+    quota = project.judgments_per_pair
+    theirs = Assignment.objects.filter(project=project, rater=rater)
     first_expiry = (
         Assignment.objects.filter(
             project=project,
             status=AssignmentStatus.ACTIVE,
             lease_expires_at__gt=now,
             pair__gold__isnull=True,
-            pair__judgment_count__lt=project.judgments_per_pair,
+            pair__judgment_count__lt=quota,
         )
-        .exclude(pair__in=Assignment.objects.filter(project=project, rater=rater).values("pair"))
-        .aggregate(first=Min("lease_expires_at"))["first"]
+        .exclude(pair__in=theirs.values("pair"))
+        .order_by()
+        .values("project")
+        .annotate(first=Min("lease_expires_at"))
+        .values("first")
     )
-    if first_expiry is None:
+    held = (
+        Assignment.objects.filter(
+            pair=OuterRef("pk"), status=AssignmentStatus.ACTIVE, lease_expires_at__gt=now
+        )
+        .order_by()
+        .values("pair")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    free = (
+        Pair.objects.filter(project=project, gold__isnull=True, judgment_count__lt=quota)
+        .exclude(Exists(theirs.filter(pair=OuterRef("pk"))))
+        .alias(taken=F("judgment_count") + Coalesce(Subquery(held), Value(0)))
+        .filter(taken__lt=quota)
+    )
+    first, has_free = (
+        Project.objects.filter(pk=project.pk)
+        .annotate(first=Subquery(first_expiry), free=Exists(free))
+        .values_list("first", "free")
+        .get()
+    )
+    if has_free:
+        return 1
+    if first is None:
         return None
-    return max(1, math.ceil((first_expiry - now).total_seconds()))
+    return max(1, math.ceil((first - now).total_seconds()))
 
 
 def project_raters(*, project: Project, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -3,12 +3,13 @@
 The engine's guarantees (at most judgments_per_pair raters per pair, no pair twice to one rater, one
 open assignment per rater and project) hold under any number of concurrent requests and server
 processes: every place on a pair is taken or given back while that pair's row is locked, candidates are
-picked with SELECT ... FOR UPDATE SKIP LOCKED so raters never queue behind each other, and the unique
-constraints in annotation.models back the rest. On SQLite (the quickstart) transactions are IMMEDIATE,
-which serialises them instead.
+picked with SELECT ... FOR UPDATE SKIP LOCKED so raters never queue behind each other (except, briefly,
+when the only pairs with a place free for the rater are held by other requests: see pairwise_claim), and
+the unique constraints in annotation.models back the rest. On SQLite (the quickstart) transactions are
+IMMEDIATE, which serialises them instead.
 
 The rating path is kept to few statements (tests/annotation/test_query_counts.py lists them): on
-PostgreSQL a new pair is claimed by pairwise_claim() (migration 0004), which runs the claim's loop inside
+PostgreSQL a new pair is claimed by pairwise_claim() (migration 0005), which runs the claim's loop inside
 the database in one call; the caller's assignment is read with its rows locked in one statement; and
 judgment_record_and_next and assignment_skip_and_next answer and serve the next pair in one transaction.
 """
@@ -100,7 +101,7 @@ def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assi
 def _claim_in_postgresql(
     *, project: Project, rater: Rater, now: datetime, gold: bool
 ) -> Assignment | int | None:
-    """The claim in one round trip: pairwise_claim() (migration 0004) runs _claim_with_orm's loop inside
+    """The claim in one round trip: pairwise_claim() (migration 0005) runs _claim_with_orm's loop inside
     PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
     the pair comes back with it."""
     # The rater's progress comes along: this statement's snapshot follows the transaction's earlier

@@ -331,7 +331,11 @@ def test_skip_with_next_answers_with_the_next_pair(project, make_rater, api):
     assert body["next"]["pair"] != first["pair"] and body["next"]["progress"] == {"done": 0, "available": 2}
 
 
-@pytest.mark.parametrize("value", ["maybe", 2, None, [], {"x": 1}])
+# JSON true and false only: DRF's BooleanField would take "yes", "on", "1", 1 and 0 as well.
+BAD_NEXT = ["maybe", 2, None, [], {"x": 1}, "yes", "on", "1", "true", "false", 1, 0, 1.0]
+
+
+@pytest.mark.parametrize("value", BAD_NEXT)
 def test_a_bad_next_flag_is_400_and_records_nothing(project, make_rater, api, value):
     client = api(make_rater(project))
     assignment_id = client.post(NEXT).json()["assignment"]
@@ -341,6 +345,43 @@ def test_a_bad_next_flag_is_400_and_records_nothing(project, make_rater, api, va
     assert not Judgment.objects.exists()
 
 
+@pytest.mark.parametrize("value", BAD_NEXT)
+def test_a_bad_next_flag_on_skip_is_400_and_skips_nothing(project, make_rater, api, value):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    response = client.post(f"/api/v1/assignments/{assignment_id}/skip/", {"next": value}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "next"
+    assert Assignment.objects.get(pk=assignment_id).status == AssignmentStatus.ACTIVE
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_next_takes_json_true_and_false(project, make_rater, api, value):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    body = _judge(client, assignment_id, choice="left", next=value).json()
+    assert ("next" in body) is value
+
+
+def test_a_rationale_over_the_cap_is_400_and_records_nothing(project, make_rater, api):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    response = _judge(client, assignment_id, choice="left", rationale="x" * 10_001)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "rationale"
+    assert not Judgment.objects.exists()
+    assert _judge(client, assignment_id, choice="left", rationale="x" * 10_000).status_code == 201
+
+
+def test_a_skip_reason_over_the_cap_is_400(project, make_rater, api):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    response = client.post(
+        f"/api/v1/assignments/{assignment_id}/skip/", {"reason": "x" * 2001}, format="json"
+    )
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "reason"
+
+
 def test_a_refused_judgment_with_next_serves_nothing_new(project, make_rater, api):
     client = api(make_rater(project))
     assignment_id = client.post(NEXT).json()["assignment"]
@@ -348,3 +389,24 @@ def test_a_refused_judgment_with_next_serves_nothing_new(project, make_rater, ap
     again = _judge(client, assignment_id, choice="left", next=True)
     assert again.status_code == 409 and "next" not in again.json()
     assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_raters_asking_at_once_for_one_pair_with_a_place_each_are_served(
+    make_project, make_pairs, make_rater, api
+):
+    """The reviewer's race: K raters, one pair with K places, `next` at the same moment. Each is served, or
+    at worst told to ask again in a second; never that they are done, nor to wait for a lease."""
+    from tests.annotation.test_engine import in_parallel
+
+    raters = 3
+    for trial in range(6):
+        slug = f"race-{trial}"
+        project = make_project(slug, judgments_per_pair=raters)
+        make_pairs(project, 1)
+        clients = [api(make_rater(project)) for _ in range(raters)]
+        answers = in_parallel(
+            lambda client, slug=slug: client.post(f"/api/v1/projects/{slug}/next/"), [(c,) for c in clients]
+        )
+        got = [(answer.status_code, answer.headers.get("Retry-After")) for answer in answers]
+        assert all(outcome in {(200, None), (204, "1")} for outcome in got), (trial, got)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -75,6 +76,111 @@ def test_one_rater_double_clicking_gets_one_assignment(make_project, make_pairs,
     got = in_parallel(lambda: services.assignment_next(project=project, user=user).pk, [()] * 8)
     assert len(set(got)) == 1 and isinstance(got[0], int), got
     assert Assignment.objects.count() == 1
+
+
+def _hold_pair_row(pair_id, *, seconds, locked):
+    """Another request's claim (or judgment) in progress: the pair's row locked for a while, in a thread
+    with its own connection. `locked` is set once the lock is held."""
+
+    def hold():
+        try:
+            with transaction.atomic():
+                list(Pair.objects.select_for_update().filter(pk=pair_id).values_list("pk"))
+                locked.set()
+                time.sleep(seconds)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert locked.wait(10)
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("raters", [2, 3])
+def test_raters_racing_for_the_places_of_one_pair_are_all_served(
+    make_project, make_pairs, make_rater, raters
+):
+    """K raters asking at the same moment for a pair with K places: SKIP LOCKED passes over the pair while
+    one of them claims it, and the others must wait for that claim, not come away with nothing."""
+    for trial in range(8):
+        project = make_project(judgments_per_pair=raters)
+        make_pairs(project, 1)
+        users = [make_rater(project) for _ in range(raters)]
+        served = in_parallel(
+            lambda user, project=project: services.assignment_next(project=project, user=user),
+            [(user,) for user in users],
+        )
+        assert all(isinstance(assignment, Assignment) for assignment in served), (trial, served)
+        assert Assignment.objects.filter(project=project, status=AssignmentStatus.ACTIVE).count() == raters
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waits_for_the_request_holding_the_only_free_pair(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=2)
+    make_pairs(project, 1)
+    pair = Pair.objects.get(project=project)
+    user = make_rater(project)
+    holder = _hold_pair_row(pair.pk, seconds=0.2, locked=threading.Event())
+    try:
+        assignment = services.assignment_next(project=project, user=user)
+    finally:
+        holder.join()
+    assert assignment is not None and assignment.pair_id == pair.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pair_held_too_long_by_another_request_means_ask_again_in_a_second(
+    make_project, make_pairs, make_rater
+):
+    """The claim's wait for a locked pair is short; after it the rater is told to ask again in a second,
+    neither that they are done nor to wait for a lease."""
+    from annotation import selectors
+
+    project = make_project(judgments_per_pair=2, lease_seconds=900)
+    make_pairs(project, 1)
+    pair = Pair.objects.get(project=project)
+    other, user = make_rater(project), make_rater(project)
+    services.assignment_next(project=project, user=other)  # one place held by a lease, one free
+    holder = _hold_pair_row(pair.pk, seconds=3, locked=threading.Event())
+    try:
+        assert services.assignment_next(project=project, user=user) is None
+        rater = Rater.objects.get(user=user)
+        assert selectors.rater_wait_seconds(project=project, rater=rater) == 1
+    finally:
+        holder.join()
+    assert services.assignment_next(project=project, user=user).pair_id == pair.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_raters_judging_each_others_next_pair_at_once_neither_fails(make_project, make_pairs, make_rater):
+    """Each judgment with next holds its own pair while it claims the other's: a wait each way, which the
+    claim must give up rather than fail the judgment; whoever is served nothing is told to ask again in a
+    second (a place is free for them), never that they are done."""
+    from annotation import selectors
+
+    for trial in range(3):
+        project = make_project(judgments_per_pair=2)
+        make_pairs(project, 2)
+        first, second, third = make_rater(project), make_rater(project), make_rater(project)
+        held_first = services.assignment_next(project=project, user=first)
+        filler = services.assignment_next(project=project, user=third)  # the first pair's second place
+        held_second = services.assignment_next(project=project, user=second)  # so the second pair
+        services.assignment_skip(assignment_id=filler.pk, user=third)  # the first pair's place comes free
+        assert held_first.pair_id == filler.pair_id != held_second.pair_id
+        outcomes = in_parallel(
+            lambda user, assignment: services.judgment_record_and_next(
+                assignment_id=assignment.pk, user=user, choice="left"
+            ),
+            [(first, held_first), (second, held_second)],
+        )
+        assert all(isinstance(outcome, tuple) for outcome in outcomes), (trial, outcomes)
+        assert Judgment.objects.filter(project=project).count() == 2
+        for user, (_, following) in zip((first, second), outcomes, strict=True):
+            if following is None:
+                rater = Rater.objects.get(user=user)
+                assert selectors.rater_wait_seconds(project=project, rater=rater) == 1, trial
 
 
 def test_fewer_raters_than_the_quota_judge_each_pair_once_each(make_project, make_pairs, make_rater):

@@ -265,6 +265,51 @@ def test_the_lease_warning_then_a_late_answer_that_lost_its_place(tab, make_proj
     t.assert_clean()
 
 
+def test_an_answer_whose_reply_was_lost_is_sent_again_safely(tab, make_project, make_rater):
+    """The server saves the judgment (and hands out the next pair) but its reply never arrives: the page
+    must not claim nothing was saved, must not keep showing the last "Saved.", and Enter again must
+    land on the next pair (the server answers already_judged), with one judgment stored."""
+    project = make_project("lost", judgments_per_pair=1)
+    _pairs(project, 3, "l")
+    make_rater(project, username="rita")
+    t = tab()
+    t.login("rita")
+    t.goto(RATE.format(slug="lost"))
+    page = t.page
+    first = _on_screen(t)
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    shown = _wait_for_next(t, first)
+    page.wait_for_selector("#status:has-text('Saved. Next pair.')")
+
+    handled = []
+
+    def lose_the_reply(route):
+        route.fetch()  # the server handles the request in full
+        handled.append(route.request.url)
+        route.abort()  # and its reply is lost
+
+    page.route("**/judgment/", lose_the_reply)
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#form-errors:not([hidden])")
+    message = page.inner_text("#form-errors")
+    assert "may not have been saved" in message and "nothing was saved" not in message, message
+    assert page.inner_text("#status") == ""  # the last pair's "Saved. Next pair." is gone
+    assert handled and Judgment.objects.filter(assignment_id=shown["id"]).count() == 1
+
+    page.unroute("**/judgment/")
+    page.keyboard.press("Enter")  # the same answer again
+    following = _wait_for_next(t, shown)
+    page.wait_for_selector("#status:has-text('Saved. (Your earlier try had reached the server.) Next pair.')")
+    assert page.locator("#form-errors").is_hidden()
+    assert Judgment.objects.filter(assignment_id=shown["id"]).count() == 1
+    assert Judgment.objects.count() == 2
+    # The pair on screen is the one the saved judgment's round trip handed out: nothing was lost.
+    assert Assignment.objects.get(status=AssignmentStatus.ACTIVE).pk == following["id"]
+    assert t.pwned() == [] and t.csp_violations() == []
+
+
 def test_without_javascript_the_form_posts_work(tab, make_project, make_rater):
     project = make_project("plain", judgments_per_pair=1)
     _pairs(project, 2, "p")

@@ -180,6 +180,16 @@ def test_nothing_is_saved_without_an_explicit_choice(project, rater):
     assert Judgment.objects.count() == 0
 
 
+def test_a_rationale_over_the_cap_is_refused_and_nothing_saved(project, rater):
+    client = _client(rater)
+    assignment = _served(client)
+    response = client.post(RATE, {"assignment": assignment.pk, "choice": "left", "rationale": "x" * 10_001})
+    assert response.status_code == 400
+    assert b"at most 10000 characters" in response.content
+    assert b'maxlength="10000"' in response.content
+    assert Judgment.objects.count() == 0
+
+
 def test_project_rules_come_from_the_service(make_project, make_pairs, make_rater):
     project = make_project(
         "strict", judgments_per_pair=1, allow_tie=False, strength_levels=3, rationale="required"
@@ -259,6 +269,47 @@ def test_done_and_come_back_later_are_told_apart(make_project, make_pairs, make_
     services.judgment_record(assignment_id=held.pk, user=first, choice="tie")
     response = client.get("/projects/last/rate/")
     assert b"You are done" in response.content and "Retry-After" not in response.headers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pair_handed_out_right_now_means_one_moment_not_done(make_project, make_pairs, make_rater):
+    """The only pair with a place for the rater is held by another request for longer than the claim
+    waits: the page says to wait a moment (Retry-After: 1), not that the rater is done."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from annotation.models import Pair
+
+    project = make_project("moment", judgments_per_pair=2)
+    make_pairs(project, 1)
+    client = _client(make_rater(project))
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                list(Pair.objects.select_for_update().values_list("pk"))
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        response = client.get("/projects/moment/rate/")
+        assert time.monotonic() - started < 5
+    finally:
+        release.set()
+        holder.join()
+    assert b"One moment" in response.content and b"You are done" not in response.content
+    assert response.headers["Retry-After"] == "1"
+    assert b'data-retry-after="1"' in response.content
+    assert _served_at(client, "/projects/moment/rate/") is not None
 
 
 def _served_at(client: Client, url: str) -> Assignment:

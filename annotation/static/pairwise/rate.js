@@ -41,6 +41,9 @@ document.documentElement.classList.replace("no-js", "js");
   var csrfToken = form.querySelector("[name=csrfmiddlewaretoken]").value;
   var assignmentId = Number(form.elements.assignment.value);
   var busy = false;
+  // The assignment whose last answer got no reply (the connection failed): the server may have saved
+  // it, and a second try then answers already_judged.
+  var unsure = null;
 
   if (note) say(note);
 
@@ -221,6 +224,8 @@ document.documentElement.classList.replace("no-js", "js");
     busy = on;
     root.setAttribute("aria-busy", on ? "true" : "false");
     submitButton.disabled = on;
+    // A new request: the last one's "Saved. Next pair." no longer describes what is going on.
+    if (on) statusLine.textContent = "";
   }
 
   function missing() {
@@ -256,7 +261,7 @@ document.documentElement.classList.replace("no-js", "js");
     api("/api/v1/assignments/" + assignmentId + "/judgment/", body)
       .then(function (r) {
         if (r.status === 201) return proceed(served(r), "Saved.");
-        if (r.status === 409) return next(conflictNote(r.data.code, r.data.detail));
+        if (r.status === 409) return next(conflictNote(r.data.code, r.data.detail, "Saved."));
         if (r.status === 400) {
           var errors = (r.data.errors || []).map(function (e) { return e.message; });
           showErrors(errors.length ? errors : [r.data.detail || "The answer was refused."]);
@@ -268,7 +273,13 @@ document.documentElement.classList.replace("no-js", "js");
       .catch(offline);
   }
 
-  function conflictNote(code, detail) {
+  // savedWord: what the rater is told when a judgment whose reply was lost turns out to have been saved.
+  function conflictNote(code, detail, savedWord) {
+    var retried = unsure === assignmentId;
+    unsure = null;
+    if (code === "already_judged" && retried && savedWord) {
+      return savedWord + " (Your earlier try had reached the server.)";
+    }
     if (code === "already_judged") {
       return "That pair already had your answer (from another tab or an earlier try); this one was not saved.";
     }
@@ -285,7 +296,7 @@ document.documentElement.classList.replace("no-js", "js");
     api("/api/v1/assignments/" + assignmentId + "/skip/", { reason: skipForm.elements.reason.value, next: true })
       .then(function (r) {
         if (r.status === 200) return proceed(served(r), "Skipped. That pair will not come back to you.");
-        if (r.status === 409) return next(conflictNote(r.data.code, r.data.detail));
+        if (r.status === 409) return next(conflictNote(r.data.code, r.data.detail, null));
         failed(r);
       })
       .catch(offline);
@@ -297,12 +308,22 @@ document.documentElement.classList.replace("no-js", "js");
       location.reload();
       return;
     }
-    showErrors(["The server answered " + r.status + ": nothing was saved. Press Enter to try again."]);
+    if (r.status >= 500) {
+      // A proxy's 502 or 504 may come after the server saved the answer.
+      unsure = assignmentId;
+      showErrors(["The server answered " + r.status + ": your answer may not have been saved. " +
+        "Press Enter to send it again (it is never saved twice)."]);
+    } else {
+      showErrors(["The server answered " + r.status + ": nothing was saved. Press Enter to try again."]);
+    }
     setBusy(false);
   }
 
   function offline() {
-    showErrors(["Could not reach the server: nothing was saved yet. Press Enter to try again."]);
+    // No reply: the request may have been lost on the way, or the reply after the server saved it.
+    unsure = assignmentId;
+    showErrors(["No answer from the server: your answer may not have been saved. " +
+      "Press Enter to send it again (it is never saved twice)."]);
     setBusy(false);
   }
 
@@ -321,6 +342,7 @@ document.documentElement.classList.replace("no-js", "js");
   }
 
   function proceed(r, message) {
+    unsure = null;
     if (r.status === 200 && sameSettings(r.data.project)) {
       show(r);
       say(message + " Next pair.");
@@ -457,9 +479,10 @@ document.documentElement.classList.replace("no-js", "js");
 })();
 
 // "Come back in a few minutes": ask again on our own once the first lease held by someone else may
-// have run out (the server's Retry-After), only while the tab is visible.
+// have run out (the server's Retry-After), only while the tab is visible. Retry-After: 1 is a pair with
+// a place for the rater that another request was handing out just then: ask again in a second.
 function comeBackLater(box) {
-  var due = performance.now() + Math.min(Math.max(Number(box.dataset.retryAfter), 5), 900) * 1000;
+  var due = performance.now() + Math.min(Math.max(Number(box.dataset.retryAfter), 1), 900) * 1000;
   setInterval(function () {
     if (document.visibilityState === "visible" && performance.now() >= due) location.reload();
   }, 1000);
