@@ -257,8 +257,12 @@ PAIRWISE_RUN_HEARTBEAT_SECONDS = env_int("PAIRWISE_RUN_HEARTBEAT_SECONDS", 10, m
 PAIRWISE_RUN_LOST_AFTER_SECONDS = env_int(
     "PAIRWISE_RUN_LOST_AFTER_SECONDS", 300, min_value=5, max_value=86_400, note="seconds, up to a day"
 )
+# Processes per training run: N > 1 runs the trainer under torchrun, one process per GPU of the worker.
+PAIRWISE_TRAINING_PROCESSES = env_int("PAIRWISE_TRAINING_PROCESSES", 1, min_value=1, max_value=64)
 # Most responses one POST /api/v1/score/ may carry (413 above), scored in one batched forward pass.
 PAIRWISE_SCORE_MAX_RESPONSES = 64
+# Where the web process scores: "cpu", or "auto"/"cuda" on a web machine with a GPU.
+PAIRWISE_SCORE_DEVICE = env_choice("PAIRWISE_SCORE_DEVICE", "cpu", ["auto", "cpu", "cuda"])
 
 LOGGING = {
     "version": 1,

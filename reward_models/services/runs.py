@@ -34,10 +34,20 @@ def training_config_build(values: Mapping[str, Any]) -> TrainingConfig:
             "These fields are set by the worker, not per run.",
             errors=[{"field": name, "message": "is set by the worker"} for name in sorted(fixed)],
         )
-    try:
-        return TrainingConfig.from_dict(dict(values))
-    except InputError as error:
-        raise Invalid("Invalid training settings.", errors=config_errors(str(error))) from None
+    # Each field alone first, so that a wrong type in one does not hide the others' errors; then together,
+    # for the checks that relate two fields (batch_size against gradient_accumulation_steps).
+    errors: list[dict[str, str]] = []
+    for name, value in values.items():
+        try:
+            TrainingConfig.from_dict({name: value})
+        except InputError as error:
+            errors.extend(config_errors(str(error)))
+    if not errors:
+        try:
+            return TrainingConfig.from_dict(dict(values))
+        except InputError as error:
+            errors = config_errors(str(error))
+    raise Invalid("Invalid training settings.", errors=errors)
 
 
 def config_errors(message: str) -> list[dict[str, str]]:
