@@ -200,3 +200,25 @@ def test_the_same_task_delivered_twice_trains_once(
     assert steps == list(range(1, finished.metrics["steps"] + 1))  # one run's steps, once each
     assert DatasetSnapshot.objects.filter(project=project).count() == 1
     assert set(os.listdir(files.absolute(f"runs/{run.pk}"))) == {"config.json", "model", "train.log"}
+
+
+def test_the_command_queues_a_run_and_follows_it_to_the_end(
+    training_worker, e2e_settings, tiny_bert_dir, make_project
+):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    project = _judged_project(make_project, n_pairs=16)
+    out = StringIO()
+    call_command(
+        "train_reward_model", project.slug, "--base-model", str(tiny_bert_dir), "--max-length", "48",
+        "--batch-size", "8", "--wait", stdout=out,
+    )  # fmt: skip
+    run = TrainingRun.objects.get(project=project)
+    assert run.status == RunStatus.SUCCEEDED
+    assert out.getvalue().splitlines()[-1].startswith(f"run {run.pk} succeeded: eval_accuracy ")
+    with pytest.raises(CommandError, match="failed: no model directory /nope"):
+        call_command("train_reward_model", project.slug, "--base-model", "/nope", "--wait", stdout=StringIO())
+    with pytest.raises(CommandError, match="--epochs: must be at least 1"):
+        call_command("train_reward_model", project.slug, "--epochs", "0", stdout=StringIO())
