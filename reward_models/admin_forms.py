@@ -1,0 +1,85 @@
+"""The "Train reward model" form of the admin: base model and hyperparameters, read from
+rm_training.TrainingConfig (its defaults, help texts and types) and checked by it field by field, through
+the same service as the API (reward_models.services.training_config_build)."""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from django import forms
+
+from annotation.errors import Invalid
+from annotation.models import Project
+from rm_training.config import TrainingConfig
+
+from . import services
+from .models import DatasetSnapshot
+
+# The settings the form offers, in order; the others keep TrainingConfig's defaults (the API sets any).
+FORM_FIELDS = (
+    "base_model",
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "max_length",
+    "eval_fraction",
+    "warmup_ratio",
+    "weight_decay",
+    "ties",
+    "use_votes",
+    "seed",
+)
+
+
+def _form_field(kind: Any, default: Any, help_text: str) -> forms.Field:
+    """A loosely typed field: Django parses the type, TrainingConfig alone decides what is allowed."""
+    common: dict[str, Any] = {"initial": default, "help_text": help_text}
+    if typing.get_origin(kind) is typing.Literal:
+        return forms.ChoiceField(choices=[(v, v) for v in typing.get_args(kind)], **common)
+    if kind is bool:
+        return forms.BooleanField(required=False, **common)
+    if kind is int:
+        return forms.IntegerField(**common)
+    if kind is float:
+        return forms.FloatField(**common)
+    return forms.CharField(max_length=500, strip=False, **common)
+
+
+class TrainRunForm(forms.Form):
+    snapshot = forms.ModelChoiceField(
+        queryset=DatasetSnapshot.objects.none(),
+        required=False,
+        empty_label="A new snapshot of every judgment, taken when the run starts",
+        help_text="The judgments to train on.",
+    )
+
+    def __init__(self, *args: Any, project: Project, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+        snapshot = self.fields["snapshot"]
+        assert isinstance(snapshot, forms.ModelChoiceField)
+        snapshot.queryset = DatasetSnapshot.objects.filter(project=project).order_by("-created_at", "-id")
+        described = {d["name"]: d for d in TrainingConfig.describe()}
+        for name in FORM_FIELDS:
+            d = described[name]
+            self.fields[name] = _form_field(d["type"], d["default"], d["help"])
+        self.config: TrainingConfig | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # The fields that parsed are checked even when another did not, so every error shows at once.
+        values = {name: cleaned[name] for name in FORM_FIELDS if name in cleaned}
+        try:
+            config = services.training_config_build(values)
+        except Invalid as refused:
+            for error in refused.errors:
+                field = error.get("field")
+                message = f"{field} {error.get('message', '')}".strip()
+                self.add_error(field if field in self.fields else None, message)
+            if not refused.errors:
+                self.add_error(None, refused.detail)
+        else:
+            self.config = config if len(values) == len(FORM_FIELDS) else None
+        return cleaned
