@@ -156,37 +156,39 @@ def charts(run: TrainingRun, shown: dict[str, float | None]) -> dict[str, str]:
         charts_admin.line_chart(loss, title="Training loss", x_label="optimizer step", y_label="loss"),
         alt="Training loss by optimizer step",
     )
-    epoch_loss = {
-        "training loss": _points(epochs, "epoch", "train_loss"),
-        "held-out loss": _points(epochs, "epoch", "eval_loss"),
-    }
-    if any(epoch_loss.values()):
-        drawn["epoch_loss"] = charts_admin.as_img(
-            charts_admin.line_chart(epoch_loss, title="Loss by epoch", x_label="epoch", y_label="loss"),
-            alt="Training and held-out loss by epoch",
-        )
-    accuracy = _points(epochs, "epoch", "eval_accuracy")
-    if accuracy:
-        drawn["accuracy"] = charts_admin.as_img(
-            charts_admin.line_chart(
-                {"held-out accuracy": accuracy},
-                title="Held-out accuracy by epoch",
-                x_label="epoch",
-                y_label="accuracy",
-                reference_lines=references,
-                y_limits=(0.0, 1.05),
-            ),
-            alt="Held-out accuracy by epoch, against the raters' agreement, the ceiling and longer responses",
-        )
+    # By-epoch curves from two epochs on: one epoch is a single point, which the bars below show better.
+    if len(epochs) >= 2:
+        epoch_loss = {
+            "training loss": _points(epochs, "epoch", "train_loss"),
+            "held-out loss": _points(epochs, "epoch", "eval_loss"),
+        }
+        if any(epoch_loss.values()):
+            drawn["epoch_loss"] = charts_admin.as_img(
+                charts_admin.line_chart(epoch_loss, title="Loss by epoch", x_label="epoch", y_label="loss"),
+                alt="Training and held-out loss by epoch",
+            )
+        accuracy = _points(epochs, "epoch", "eval_accuracy")
+        if accuracy:
+            drawn["accuracy"] = charts_admin.as_img(
+                charts_admin.line_chart(
+                    {"held-out accuracy": accuracy},
+                    title="Held-out accuracy by epoch",
+                    x_label="epoch",
+                    y_label="accuracy",
+                    reference_lines=references,
+                    y_limits=(0.0, 1.05),
+                ),
+                alt="Held-out accuracy by epoch, against the raters, the ceiling and longer responses",
+            )
     bars = [
         (label, value)
         for label, value in (
-            ("reward model", shown["eval_accuracy"]),
-            ("longer response", shown["length_baseline_accuracy"]),
+            ("model", shown["eval_accuracy"]),
+            ("unanimous", shown["accuracy_unanimous"]),
+            ("split", shown["accuracy_split"]),
+            ("longer wins", shown["length_baseline_accuracy"]),
             ("raters agree", shown["human_agreement"]),
-            ("ceiling (estimate)", shown["ceiling_accuracy"]),
-            ("unanimous pairs", shown["accuracy_unanimous"]),
-            ("split pairs", shown["accuracy_split"]),
+            ("ceiling", shown["ceiling_accuracy"]),
         )
         if value is not None
     ]
@@ -194,7 +196,7 @@ def charts(run: TrainingRun, shown: dict[str, float | None]) -> dict[str, str]:
         drawn["comparison"] = charts_admin.as_img(
             charts_admin.bar_chart(
                 bars,
-                title="Held-out accuracy and references",
+                title="Held-out accuracy: the model (all, unanimous, split pairs) and references",
                 x_label="",
                 y_label="share",
                 y_limits=(0.0, 1.1),

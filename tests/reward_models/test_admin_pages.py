@@ -173,6 +173,18 @@ def test_a_succeeded_run_shows_its_figures_beside_the_raters_and_the_length_base
 
 
 @pytest.mark.django_db
+def test_a_one_epoch_run_has_no_by_epoch_curves(project, staff):
+    run = make_run(project, RunStatus.SUCCEEDED, epochs=EPOCHS[:1])
+    svgs = images(client_for(staff).get(page_url(run)).content.decode())
+    titles = [re.search(r'aria-label="([^"]*)"', svg).group(1) for svg in svgs]  # type: ignore[union-attr]
+    assert titles == [
+        "Training loss",
+        "Held-out accuracy: the model (all, unanimous, split pairs) and references",
+        "Calibration (reliability)",
+    ]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "metrics",
     [
