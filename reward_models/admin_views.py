@@ -233,6 +233,21 @@ def model_card(run: TrainingRun) -> str | None:
     return text + ("\n[cut: the card is longer]" if len(raw) > MODEL_CARD_MAX_BYTES else "")
 
 
+def project_reward_model(project: Project) -> dict[str, Any] | None:
+    """The reward model to show beside a project's agreement (the agreement dashboard of issue 10 has a
+    slot for it): its active model's run, else its latest succeeded run, as {"eval_accuracy", "run_id",
+    "url"}; None when neither exists or the run recorded no held-out accuracy. Two queries at most."""
+    active = selectors.active_run_id(project=project)
+    runs = TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
+    run = runs.filter(pk=active).first() if active is not None else None
+    run = run or runs.order_by("-finished_at", "-id").first()
+    accuracy = share(_dict(run.metrics).get("eval_accuracy")) if run is not None else None
+    if run is None or accuracy is None:
+        return None
+    url = reverse("admin:reward_models_trainingrun_change", args=[run.pk])
+    return {"eval_accuracy": accuracy, "run_id": run.pk, "url": url}
+
+
 def _duration(run: TrainingRun) -> float | None:
     if run.started_at is None:
         return None

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Project
-from reward_models import charts_admin, files, services
+from reward_models import admin_views, charts_admin, files, services
 from reward_models.models import ActiveModel, DatasetSnapshot, RunStatus, TrainingRun
 from tests.reward_models.conftest import judge
 
@@ -209,6 +209,20 @@ def test_a_succeeded_run_with_missing_or_wrong_figures_still_renders(project, st
     html = response.content.decode()
     assert "n/a" in html
     assert "No data yet" in images(html)[0]  # the loss curve, with no usable point
+
+
+@pytest.mark.django_db
+def test_the_projects_reward_model_is_the_active_one_else_the_latest_succeeded(project):
+    assert admin_views.project_reward_model(project) is None
+    make_run(project, RunStatus.FAILED)
+    assert admin_views.project_reward_model(project) is None
+    older = make_run(project, RunStatus.SUCCEEDED)
+    newer = make_run(project, RunStatus.SUCCEEDED, metrics={**METRICS, "eval_accuracy": 0.8})
+    shown = admin_views.project_reward_model(project)
+    assert shown == {"eval_accuracy": 0.8, "run_id": newer.pk, "url": page_url(newer)}
+    ActiveModel.objects.create(project=project, run=older)
+    shown = admin_views.project_reward_model(project)
+    assert shown is not None and (shown["run_id"], shown["eval_accuracy"]) == (older.pk, 0.75)
 
 
 # --- hostile text -------------------------------------------------------------------------------------
