@@ -19,7 +19,8 @@ from django.utils.html import format_html
 from annotation.models import Project
 
 from . import admin_views
-from .models import ActiveModel, DatasetSnapshot, TrainingRun
+from .admin_forms import AutoTrainPolicyForm
+from .models import ActiveModel, AutoTrainPolicy, DatasetSnapshot, TrainingRun
 
 
 def _pk(object_id: str) -> int:
@@ -223,3 +224,19 @@ class ActiveModelAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(AutoTrainPolicy)
+class AutoTrainPolicyAdmin(admin.ModelAdmin):
+    """When a project trains by itself (beat's auto-train task); off by default. The form checks the runs'
+    config as the Train form does, so the beat task never meets a config it cannot queue."""
+
+    form = AutoTrainPolicyForm
+    list_display = ["project", "enabled", "after_new_judgments", "every_hours", "last_started_at"]
+    list_filter = ["enabled"]
+    list_select_related = ["project"]
+    readonly_fields = ["last_started_at", "last_judgment_id"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # A policy belongs to its project for good (one per project).
+        return [*self.readonly_fields, "project"] if obj is not None else list(self.readonly_fields)

@@ -14,7 +14,7 @@ from annotation.models import Project
 from rm_training.config import TrainingConfig
 
 from . import services
-from .models import DatasetSnapshot
+from .models import AutoTrainPolicy, DatasetSnapshot
 
 # The settings the form offers, in order; the others keep TrainingConfig's defaults (the API sets any).
 FORM_FIELDS = (
@@ -82,4 +82,32 @@ class TrainRunForm(forms.Form):
                 self.add_error(None, refused.detail)
         else:
             self.config = config if len(values) == len(FORM_FIELDS) else None
+        return cleaned
+
+
+class AutoTrainPolicyForm(forms.ModelForm):
+    """A policy's settings, checked as the beat task will use them: its runs' config by TrainingConfig
+    (field by field, as the Train form), and an enabled policy needs a trigger."""
+
+    class Meta:
+        model = AutoTrainPolicy
+        fields = ["project", "enabled", "after_new_judgments", "every_hours", "config"]
+
+    def clean_config(self) -> dict[str, Any]:
+        config = self.cleaned_data.get("config")
+        if not isinstance(config, dict):
+            raise forms.ValidationError('A JSON object of TrainingConfig fields, e.g. {"epochs": 2}.')
+        try:
+            services.training_config_build(config)
+        except Invalid as refused:
+            raise forms.ValidationError(
+                [f"{e.get('field', '')} {e.get('message', '')}".strip() for e in refused.errors]
+                or refused.detail
+            ) from None
+        return config
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("enabled") and not (cleaned.get("after_new_judgments") or cleaned.get("every_hours")):
+            raise forms.ValidationError("An enabled policy needs a number of new judgments, hours, or both.")
         return cleaned

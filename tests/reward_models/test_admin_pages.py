@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from annotation.models import Project
 from reward_models import admin_views, charts_admin, files, services
-from reward_models.models import ActiveModel, DatasetSnapshot, RunStatus, TrainingRun
+from reward_models.models import ActiveModel, AutoTrainPolicy, DatasetSnapshot, RunStatus, TrainingRun
 from tests.reward_models.conftest import judge
 
 # PostgreSQL stores no NUL in text: the database's rows get HOSTILE, files and charts get NUL besides.
@@ -543,3 +543,26 @@ def test_a_viewer_sees_the_page_without_the_buttons(project, make_user):
     html = client.get(page_url(run)).content.decode()
     assert 'id="run-status"' in html and 'id="run-cancel"' not in html
     assert client.post(reverse("admin:reward_models_trainingrun_cancel", args=[run.pk])).status_code == 403
+
+
+# --- auto-train policies ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_auto_train_policy_is_checked_as_its_runs_will_be(project, make_user):
+    user = make_user(staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=["add_autotrainpolicy", "view_project"]))
+    client = client_for(user)
+    url = reverse("admin:reward_models_autotrainpolicy_add")
+    values = {"project": project.pk, "enabled": "on", "after_new_judgments": "", "every_hours": ""}
+    response = client.post(url, values | {"config": '{"epochs": 0, "colour": "red"}'})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "epochs must be at least 1" in html and "colour is not a training setting" in html
+    assert "An enabled policy needs a number of new judgments, hours, or both." in html
+    response = client.post(url, values | {"config": "[1, 2]", "every_hours": "6"})
+    assert "A JSON object of TrainingConfig fields" in response.content.decode()
+    response = client.post(url, values | {"config": '{"epochs": 2}', "every_hours": "6"})
+    assert response.status_code == 302
+    policy = AutoTrainPolicy.objects.get(project=project)
+    assert policy.enabled and policy.every_hours == 6 and policy.config == {"epochs": 2}
