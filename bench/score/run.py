@@ -1,0 +1,130 @@
+"""Benchmark: POST /api/v1/score/ under gunicorn against RewardScorer called in this process on the same
+inputs, in responses per second, for batches of 16 and 64 responses.
+
+A MiniLM reward model is trained briefly (its quality does not matter here, only its size) and activated
+through the service, which loads and rescores it; the server then loads it on its first request (not
+timed). Requests go one at a time over one keep-alive connection to one sync gunicorn worker, so both
+sides score one batch at a time on the same CPUs; the difference is HTTP, JSON, authentication, the
+active-model lookup and the serializer.
+
+    .venv/bin/python bench/score/run.py [--seconds 20] [--rounds 3] [--max-length 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common_django import bench_env, gunicorn, llmbar_items, setup_django, staff_token
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements of each side")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/pairwise_h11")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--results", type=Path)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-score-"))
+    env = bench_env(args.database_url, args.broker, work / "runs")
+    env["PAIRWISE_SCORE_DEVICE"] = "cpu"
+    setup_django()
+    from django.utils import timezone
+
+    from annotation.models import Project
+    from reward_models import files, services
+    from reward_models.models import RunStatus, TrainingRun
+    from rm_training.config import TrainingConfig
+    from rm_training.data import Comparison
+    from rm_training.scoring import RewardScorer
+    from rm_training.train import train
+
+    items = llmbar_items()
+    project = Project.objects.create(slug=f"bench-score-{int(time.time())}", name="bench score")
+    run = TrainingRun.objects.create(project=project, config={})
+    run.output_dir = f"runs/{run.pk}/model"
+    config = TrainingConfig(max_length=args.max_length, batch_size=16, epochs=1, device="cpu")
+    examples = [
+        Comparison(prompt=i["prompt"], chosen=i["response_a"], rejected=i["response_b"]) for i in items[:64]
+    ]
+    metrics = train(config, examples=examples, output_dir=files.absolute(run.output_dir))
+    run.status, run.finished_at, run.metrics = RunStatus.SUCCEEDED, timezone.now(), metrics
+    run.config = config.to_dict()
+    run.save()
+    services.training_run_activate(run=run)
+    token = staff_token()
+
+    # Real prompts and responses (LLMBar outputs), the same ones on both sides.
+    prompts = [i["prompt"] for i in items]
+    pool = [i[side] for i in items for side in ("response_a", "response_b")]
+    scorer = RewardScorer(files.absolute(run.output_dir), device="cpu", batch_size=64)
+    rows = []
+    with gunicorn(env, "--workers", "1", "--worker-class", "sync") as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
+
+        def http_score(prompt: str, responses: list[str]) -> list[float]:
+            body = json.dumps({"project": project.slug, "prompt": prompt, "responses": responses})
+            conn.request("POST", "/api/v1/score/", body=body, headers=headers)
+            response = conn.getresponse()
+            data = json.loads(response.read())
+            assert response.status == 200, data
+            return data["scores"]
+
+        http_score(prompts[0], pool[:2])  # the server loads the model (not timed)
+        for batch in (16, 64):
+            inputs = [
+                (prompts[k % len(prompts)], [pool[(k * batch + j) % len(pool)] for j in range(batch)])
+                for k in range(len(prompts))
+            ]
+            # Same inputs, same scores: the server's model is the saved one.
+            served, direct = http_score(*inputs[0]), scorer.score(*inputs[0])
+            assert max(abs(a - b) for a, b in zip(served, direct, strict=True)) < 1e-4
+            rates: dict[str, list[float]] = {"in process": [], "/score": []}
+            # Alternating rounds, so that what else the machine does falls on both sides alike.
+            for _ in range(args.rounds):
+                for name, call in (("in process", scorer.score), ("/score", http_score)):
+                    done, started, k = 0, time.perf_counter(), 0
+                    while time.perf_counter() - started < args.seconds:
+                        call(*inputs[k % len(inputs)])
+                        done += batch
+                        k += 1
+                    rates[name].append(done / (time.perf_counter() - started))
+            served_rate = statistics.median(rates["/score"])
+            in_process = statistics.median(rates["in process"])
+            rows.append((batch, served_rate, in_process))
+            print(f"batch {batch}: /score {rates['/score']}, in process {rates['in process']} responses/s")
+        conn.close()
+
+    lines = [
+        f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, no GPU; Python {platform.python_version()}. "
+        f"MiniLM reward model, max_length {args.max_length}, LLMBar responses; gunicorn 1 sync worker, one "
+        f"keep-alive client; {args.rounds} alternating rounds of {args.seconds:.0f} s per side, medians.",
+        "",
+        "| batch | /score responses/s | RewardScorer in process responses/s | /score ÷ in process |",
+        "| ---: | ---: | ---: | ---: |",
+        *(f"| {b} | {h:.1f} | {p:.1f} | **{h / p:.0%}** |" for b, h, p in rows),
+    ]
+    print("\n".join(lines))
+    if args.results:
+        title = "# /score vs RewardScorer in process\n\n"
+        args.results.write_text(title + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
