@@ -18,10 +18,11 @@ class TrainingRunCreateSerializer(serializers.Serializer):
 
     project = serializers.SlugField(max_length=100)
     base_model = serializers.CharField(required=False, max_length=500)
-    epochs = serializers.IntegerField(required=False)
+    # Upper bounds here, where TrainingConfig has none: a typo of a few zeros would hold a worker for years.
+    epochs = serializers.IntegerField(required=False, max_value=10_000)
     learning_rate = serializers.FloatField(required=False)
-    batch_size = serializers.IntegerField(required=False)
-    max_length = serializers.IntegerField(required=False)
+    batch_size = serializers.IntegerField(required=False, max_value=1_000_000)
+    max_length = serializers.IntegerField(required=False, max_value=1_000_000)
     eval_fraction = serializers.FloatField(required=False)
     seed = serializers.IntegerField(required=False)
 

@@ -126,3 +126,25 @@ def test_a_raters_token_cannot_start_cancel_activate_or_score(project, rater, ap
         assert getattr(api(None), method)(path, data, format="json").status_code == 401, path
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED and TrainingRun.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_huge_numbers_get_a_clear_answer(project, staff):
+    for field, value in (("epochs", 10**30), ("batch_size", 10**9), ("max_length", 10**12), ("seed", 2**70)):
+        answer = staff.post(RUNS, {"project": "rm", field: value}, format="json")
+        assert answer.status_code == 400, field
+        assert answer.data["errors"][0]["field"] == field
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_run_list_takes_the_same_queries_for_any_number_of_runs(
+    project, staff, django_assert_num_queries
+):
+    for _ in range(5):
+        TrainingRun.objects.create(project=project, config={}, history=[{"step": 1}] * 50)
+    # 1. the token and its user; 2. the project (visible to the caller); 3. the page of runs with their
+    # project and snapshot.
+    with django_assert_num_queries(3):
+        listed = staff.get(RUNS, {"project": "rm"})
+    assert len(listed.data["results"]) == 5
