@@ -58,6 +58,9 @@ def run_training(run_id: int) -> str:
         return "skipped"
     try:
         return _execute(run)
+    except NoData as error:
+        _finish(run_id, RunStatus.FAILED, error=str(error))
+        return RunStatus.FAILED
     except Exception as error:
         logger.exception("run %s failed", run_id)
         _finish(run_id, RunStatus.FAILED, error=_one_line(f"{type(error).__name__}: {error}"))
@@ -81,6 +84,7 @@ def _claim(run_id: int) -> TrainingRun | None:
 
 def _execute(run: TrainingRun) -> str:
     snapshot = run.snapshot or _snapshot(run)
+    TrainingRun.objects.filter(pk=run.pk).update(human_agreement=_finite(snapshot_human_agreement(snapshot)))
     folder = files.absolute(files.run_dir(run.pk))
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "config.json"
@@ -129,17 +133,14 @@ def trainer_command() -> list[str]:
 def _snapshot(run: TrainingRun) -> DatasetSnapshot:
     snapshot = snapshot_create(project=run.project, reason=SnapshotReason.RUN)
     assert snapshot is not None  # only_if_new is off: always a snapshot
+    TrainingRun.objects.filter(pk=run.pk).update(snapshot=snapshot)
     if snapshot.rows == 0:
-        TrainingRun.objects.filter(pk=run.pk).update(snapshot=snapshot)
         raise NoData(f"project {run.project.slug!r} has no judgments to train on")
-    TrainingRun.objects.filter(pk=run.pk).update(
-        snapshot=snapshot, human_agreement=_finite(snapshot_human_agreement(snapshot))
-    )
     return snapshot
 
 
 class NoData(Exception):
-    pass
+    """The project has nothing to train on: the run fails with this one line."""
 
 
 class _Outcome:
