@@ -14,11 +14,13 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
 from annotation.errors import ServiceError
 from annotation.models import Project
@@ -248,6 +250,15 @@ def project_reward_model(project: Project) -> dict[str, Any] | None:
     return {"eval_accuracy": accuracy, "run_id": run.pk, "url": url}
 
 
+def heartbeat_silence(run: TrainingRun) -> int | None:
+    """Seconds since a running run's last heartbeat when that is more than three heartbeats (its worker
+    may be lost; the reaper fails it at PAIRWISE_RUN_LOST_AFTER_SECONDS), else None."""
+    if run.status != RunStatus.RUNNING or run.heartbeat_at is None:
+        return None
+    silent = (timezone.now() - run.heartbeat_at).total_seconds()
+    return int(silent) if silent > 3 * settings.PAIRWISE_RUN_HEARTBEAT_SECONDS else None
+
+
 def _duration(run: TrainingRun) -> float | None:
     if run.started_at is None:
         return None
@@ -276,6 +287,8 @@ def run_page(
         "agreement_note": _dict(run.human_agreement).get("ceiling_accuracy_note"),
         "model_card": model_card(run) if run.status == RunStatus.SUCCEEDED else None,
         "duration": _duration(run),
+        "silent_seconds": heartbeat_silence(run),
+        "lost_after_seconds": settings.PAIRWISE_RUN_LOST_AFTER_SECONDS,
         "is_active": active_id == run.pk,
         "can_cancel": can_change and running and run.cancel_requested_at is None,
         "can_activate": can_change and run.status == RunStatus.SUCCEEDED and active_id != run.pk,

@@ -155,6 +155,34 @@ def test_a_failed_run_shows_its_error_and_a_running_one_its_step(project, staff)
 
 
 @pytest.mark.django_db
+def test_a_running_run_whose_heartbeat_stopped_says_so(project, staff, settings):
+    settings.PAIRWISE_RUN_HEARTBEAT_SECONDS = 10
+    run = make_run(project, RunStatus.RUNNING)
+    assert 'id="run-silent"' not in client_for(staff).get(page_url(run)).content.decode()
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=95))
+    html = client_for(staff).get(page_url(run)).content.decode()
+    assert re.search(r"No heartbeat from the worker for 9\d s", html)
+
+
+@pytest.mark.django_db
+def test_the_snapshot_and_active_model_lists_render(snapshot, staff, make_user):
+    viewer = make_user(staff=True)
+    viewer.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_datasetsnapshot", "view_activemodel"])
+    )
+    client = client_for(viewer)
+    html = client.get(reverse("admin:reward_models_datasetsnapshot_changelist")).content.decode()
+    download = reverse("admin:reward_models_datasetsnapshot_download", args=[snapshot.pk])
+    assert download in html and snapshot.sha256[:12] in html
+    page = client.get(reverse("admin:reward_models_datasetsnapshot_change", args=[snapshot.pk]))
+    assert page.status_code == 200 and download in page.content.decode()
+    run = make_run(snapshot.project, RunStatus.SUCCEEDED)
+    ActiveModel.objects.create(project=snapshot.project, run=run)
+    html = client.get(reverse("admin:reward_models_activemodel_changelist")).content.decode()
+    assert f'<a href="{page_url(run)}">run {run.pk}</a>' in html
+
+
+@pytest.mark.django_db
 def test_a_succeeded_run_shows_its_figures_beside_the_raters_and_the_length_baseline(project, staff):
     run = make_run(project, RunStatus.SUCCEEDED)
     html = client_for(staff).get(page_url(run)).content.decode()
