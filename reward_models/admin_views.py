@@ -278,7 +278,7 @@ def run_page(
         "title": f"Training run {run.pk}",
         "run": run,
         "state": progress_state(run),
-        "figures": figure_rows(shown),
+        "figures": figure_rows(shown) if any(value is not None for value in shown.values()) else [],
         "charts": charts(run, shown),
         "epochs": _dicts(run.epochs),
         "config": sorted(_dict(run.config).items()),

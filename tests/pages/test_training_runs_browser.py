@@ -147,6 +147,7 @@ def test_a_failed_run_shows_its_error_and_does_not_poll(tab, superuser, make_pro
     assert t.page.inner_text("#run-error") == f"worker lost: {HOSTILE}"
     t.page.wait_for_timeout(1_500)
     assert not [url for url in requests if "/progress/" in url]
+    t.screenshot("training-run-failed")
     t.assert_clean()
 
 

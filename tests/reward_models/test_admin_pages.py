@@ -214,15 +214,24 @@ def test_a_one_epoch_run_has_no_by_epoch_curves(project, staff):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "metrics",
+    ("metrics", "some_figure"),
     [
-        {},
-        {"eval_accuracy": None, "calibration": "broken", "dataset": [], "counts": None},
-        {"eval_accuracy": "0.9", "length_baseline_accuracy": {"x": 1}, "ece": True, "calibration": [1, {}]},
-        {"eval_accuracy": 1e308, "accuracy_split": -1e308},
+        ({}, False),
+        ({"eval_accuracy": None, "calibration": "broken", "dataset": [], "counts": None}, False),
+        (
+            {
+                "eval_accuracy": "0.9",
+                "length_baseline_accuracy": {"x": 1},
+                "ece": True,
+                "calibration": [1, {}],
+            },
+            False,
+        ),
+        ({"eval_accuracy": 1e308, "accuracy_split": -1e308}, False),
+        ({"eval_accuracy": 0.7, "calibration": [{"pairs": 2, "confidence": "x", "observed": 0.5}]}, True),
     ],
 )
-def test_a_succeeded_run_with_missing_or_wrong_figures_still_renders(project, staff, metrics):
+def test_a_succeeded_run_with_missing_or_wrong_figures_still_renders(project, staff, metrics, some_figure):
     run = make_run(
         project,
         RunStatus.SUCCEEDED,
@@ -235,7 +244,10 @@ def test_a_succeeded_run_with_missing_or_wrong_figures_still_renders(project, st
     response = client_for(staff).get(page_url(run))
     assert response.status_code == 200
     html = response.content.decode()
-    assert "n/a" in html
+    if some_figure:
+        assert '<td class="num">70.0%</td>' in html and '<td class="num">n/a</td>' in html
+    else:
+        assert '<p id="run-no-figures">No figures recorded.</p>' in html
     assert "No data yet" in images(html)[0]  # the loss curve, with no usable point
 
 
