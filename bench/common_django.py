@@ -36,6 +36,8 @@ def bench_env(database_url: str, broker_url: str, runs_dir: Path) -> dict[str, s
         "LOG_LEVEL": "WARNING",
     }
     os.environ.update(env)
+    # A SIGTERM runs the context managers' cleanup (the server and worker processes) like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return env
 
 

@@ -7,7 +7,7 @@ timed). Requests go one at a time over one keep-alive connection to one sync gun
 sides score one batch at a time on the same CPUs; the difference is HTTP, JSON, authentication, the
 active-model lookup and the serializer.
 
-    .venv/bin/python bench/score/run.py [--seconds 20] [--rounds 3] [--max-length 256]
+    .venv/bin/python bench/score/run.py [--seconds 60] [--max-length 256]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -32,8 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=20.0, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements of each side")
+    parser.add_argument("--seconds", type=float, default=60.0, help="per batch size, both sides together")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/pairwise_h11")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/9")
@@ -95,26 +93,29 @@ def main() -> None:
             # Same inputs, same scores: the server's model is the saved one.
             served, direct = http_score(*inputs[0]), scorer.score(*inputs[0])
             assert max(abs(a - b) for a, b in zip(served, direct, strict=True)) < 1e-4
-            rates: dict[str, list[float]] = {"in process": [], "/score": []}
-            # Alternating rounds, so that what else the machine does falls on both sides alike.
-            for _ in range(args.rounds):
+            # Interleaved call by call, the same input to both sides in turn, so that whatever else the
+            # machine does (it is shared) falls on both alike; each side's time is the sum of its calls.
+            spent = {"in process": 0.0, "/score": 0.0}
+            calls, started = 0, time.perf_counter()
+            while time.perf_counter() - started < args.seconds:
                 for name, call in (("in process", scorer.score), ("/score", http_score)):
-                    done, started, k = 0, time.perf_counter(), 0
-                    while time.perf_counter() - started < args.seconds:
-                        call(*inputs[k % len(inputs)])
-                        done += batch
-                        k += 1
-                    rates[name].append(done / (time.perf_counter() - started))
-            served_rate = statistics.median(rates["/score"])
-            in_process = statistics.median(rates["in process"])
+                    before = time.perf_counter()
+                    call(*inputs[calls % len(inputs)])
+                    spent[name] += time.perf_counter() - before
+                calls += 1
+            served_rate = calls * batch / spent["/score"]
+            in_process = calls * batch / spent["in process"]
             rows.append((batch, served_rate, in_process))
-            print(f"batch {batch}: /score {rates['/score']}, in process {rates['in process']} responses/s")
+            print(
+                f"batch {batch}: {calls} calls each; /score {served_rate:.2f}/s, in process {in_process:.2f}/s"
+            )  # noqa: E501
         conn.close()
 
     lines = [
         f"Machine: {os.cpu_count()} CPUs, {platform.machine()}, no GPU; Python {platform.python_version()}. "
         f"MiniLM reward model, max_length {args.max_length}, LLMBar responses; gunicorn 1 sync worker, one "
-        f"keep-alive client; {args.rounds} alternating rounds of {args.seconds:.0f} s per side, medians.",
+        "keep-alive client; calls interleaved one by one (same inputs), "
+        f"{args.seconds:.0f} s per batch size.",
         "",
         "| batch | /score responses/s | RewardScorer in process responses/s | /score ÷ in process |",
         "| ---: | ---: | ---: | ---: |",
