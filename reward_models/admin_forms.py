@@ -33,15 +33,26 @@ FORM_FIELDS = (
 )
 
 
-def _form_field(kind: Any, default: Any, help_text: str) -> forms.Field:
-    """A loosely typed field: Django parses the type, TrainingConfig alone decides what is allowed."""
+def upper_bounds() -> dict[str, Any]:
+    """The API's upper bounds on settings that TrainingConfig leaves open (a typo of a few zeros in epochs
+    would hold a worker for years), from the API's serializer: one home for both ways in."""
+    from .api.serializers import TrainingRunCreateSerializer
+
+    fields = TrainingRunCreateSerializer().fields
+    bounds = {name: getattr(f, "max_value", None) for name, f in fields.items()}
+    return {name: bound for name, bound in bounds.items() if bound is not None}
+
+
+def _form_field(kind: Any, default: Any, help_text: str, max_value: Any = None) -> forms.Field:
+    """A loosely typed field: Django parses the type; TrainingConfig decides what is allowed, under the
+    API's upper bounds."""
     common: dict[str, Any] = {"initial": default, "help_text": help_text}
     if typing.get_origin(kind) is typing.Literal:
         return forms.ChoiceField(choices=[(v, v) for v in typing.get_args(kind)], **common)
     if kind is bool:
         return forms.BooleanField(required=False, **common)
     if kind is int:
-        return forms.IntegerField(**common)
+        return forms.IntegerField(max_value=max_value, **common)
     if kind is float:
         return forms.FloatField(**common)
     return forms.CharField(max_length=500, strip=False, **common)
@@ -62,9 +73,10 @@ class TrainRunForm(forms.Form):
         assert isinstance(snapshot, forms.ModelChoiceField)
         snapshot.queryset = DatasetSnapshot.objects.filter(project=project).order_by("-created_at", "-id")
         described = {d["name"]: d for d in TrainingConfig.describe()}
+        bounds = upper_bounds()
         for name in FORM_FIELDS:
             d = described[name]
-            self.fields[name] = _form_field(d["type"], d["default"], d["help"])
+            self.fields[name] = _form_field(d["type"], d["default"], d["help"], bounds.get(name))
         self.config: TrainingConfig | None = None
 
     def clean(self) -> dict[str, Any]:
