@@ -56,6 +56,8 @@ def llmbar_items(limit: int | None = None) -> list[dict[str, Any]]:
     items = []
     for path in sorted(LLMBAR.glob("*.json")):
         for index, row in enumerate(json.loads(path.read_text(encoding="utf-8"))):
+            if not row["input"].strip() or row["output_1"] == row["output_2"]:
+                continue  # what pair import refuses: nothing to prefer, or no prompt
             items.append(
                 {
                     "external_id": f"{path.stem}/{index}",

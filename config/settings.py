@@ -19,6 +19,7 @@ from .env import (
     env_int,
     env_origins,
     env_secret_key,
+    refuse,
 )
 
 # Every variable is checked here, at start, with the bounds the README's Configuration table lists: a bad
@@ -257,6 +258,14 @@ PAIRWISE_RUN_HEARTBEAT_SECONDS = env_int("PAIRWISE_RUN_HEARTBEAT_SECONDS", 10, m
 PAIRWISE_RUN_LOST_AFTER_SECONDS = env_int(
     "PAIRWISE_RUN_LOST_AFTER_SECONDS", 300, min_value=5, max_value=86_400, note="seconds, up to a day"
 )
+if PAIRWISE_RUN_LOST_AFTER_SECONDS < 3 * PAIRWISE_RUN_HEARTBEAT_SECONDS:
+    # Else the reaper would fail runs whose worker is alive and on time.
+    raise refuse(
+        "PAIRWISE_RUN_LOST_AFTER_SECONDS",
+        str(PAIRWISE_RUN_LOST_AFTER_SECONDS),
+        "is too short for the heartbeat",
+        f"use at least 3 x PAIRWISE_RUN_HEARTBEAT_SECONDS ({3 * PAIRWISE_RUN_HEARTBEAT_SECONDS})",
+    )
 # Processes per training run: N > 1 runs the trainer under torchrun, one process per GPU of the worker.
 PAIRWISE_TRAINING_PROCESSES = env_int("PAIRWISE_TRAINING_PROCESSES", 1, min_value=1, max_value=64)
 # Most responses one POST /api/v1/score/ may carry (413 above), scored in one batched forward pass.
