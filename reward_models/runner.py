@@ -24,11 +24,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from rm_training.cli import CANCELLED_STATUS
@@ -83,7 +84,8 @@ def _claim(run_id: int) -> TrainingRun | None:
 
 
 def _execute(run: TrainingRun) -> str:
-    snapshot = run.snapshot or _snapshot(run)
+    with _beating(run.pk):  # a large project's snapshot can take minutes
+        snapshot = run.snapshot or _snapshot(run)
     TrainingRun.objects.filter(pk=run.pk).update(human_agreement=_finite(snapshot_human_agreement(snapshot)))
     folder = files.absolute(files.run_dir(run.pk))
     folder.mkdir(parents=True, exist_ok=True)
@@ -137,6 +139,29 @@ def _snapshot(run: TrainingRun) -> DatasetSnapshot:
     if snapshot.rows == 0:
         raise NoData(f"project {run.project.slug!r} has no judgments to train on")
     return snapshot
+
+
+@contextlib.contextmanager
+def _beating(run_id: int) -> Iterator[None]:
+    """The heartbeat from a thread of its own while this one does something long without the trainer."""
+    done = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not done.wait(settings.PAIRWISE_RUN_HEARTBEAT_SECONDS):
+                TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 class NoData(Exception):
