@@ -75,7 +75,7 @@ def main() -> None:
     model_dir = files.absolute(run.output_dir)
     scorer = RewardScorer(model_dir, device="cpu", batch_size=64)  # for the equality check only
     # The in-process side runs in a fresh process of its own, as the web worker is one: this process
-    # trained a model, and its heap is not a fair place to time the forward pass (it measured 10-20%
+    # trained a model, and its heap is not a fair place to time the forward pass (it measured 15-25%
     # slower here than a fresh process, at batch 64).
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
