@@ -19,6 +19,7 @@ from .env import (
     env_int,
     env_origins,
     env_secret_key,
+    refuse,
 )
 
 # Every variable is checked here, at start, with the bounds the README's Configuration table lists: a bad
@@ -48,7 +49,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI's own files, served from here: /api/docs/ works on an air-gapped network.
     "drf_spectacular_sidecar",
+    # Celery beat's schedules in the database, editable in the admin (config.beat.Scheduler).
+    "django_celery_beat",
     "annotation",
+    "reward_models",
 ]
 
 MIDDLEWARE = [
@@ -232,9 +236,42 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The schedules live in the database (django-celery-beat), where admins edit them; the entries below are
+# written there once, when missing, and never overwrite an admin's change (config.beat).
+CELERY_BEAT_SCHEDULER = "config.beat:Scheduler"
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-stale-leases": {"task": "annotation.tasks.leases_expire", "schedule": 300.0},
+    "export-snapshots": {"task": "reward_models.tasks.snapshots_export", "schedule": 3600.0},
+    "auto-train": {"task": "reward_models.tasks.auto_train", "schedule": 300.0},
+    "reap-lost-runs": {"task": "reward_models.tasks.runs_reap", "schedule": 60.0},
 }
+
+# --- Reward models (reward_models/) ---
+# Training runs go to their own queue, consumed by workers on training machines (README: Workers):
+# `celery -A config worker --pool solo -Q training`. Everything else stays on the default queue.
+CELERY_TASK_ROUTES = {"reward_models.tasks.training_run_execute": {"queue": "training"}}
+# Snapshots and trained models: never under STATIC_ROOT or any served folder.
+PAIRWISE_RUNS_DIR = env_dir("PAIRWISE_RUNS_DIR", VAR_DIR / "reward_models", base=BASE_DIR)
+# A running run's worker writes its heartbeat every PAIRWISE_RUN_HEARTBEAT_SECONDS; the reaper fails a run
+# whose heartbeat is older than PAIRWISE_RUN_LOST_AFTER_SECONDS ("worker lost").
+PAIRWISE_RUN_HEARTBEAT_SECONDS = env_int("PAIRWISE_RUN_HEARTBEAT_SECONDS", 10, min_value=1, max_value=600)
+PAIRWISE_RUN_LOST_AFTER_SECONDS = env_int(
+    "PAIRWISE_RUN_LOST_AFTER_SECONDS", 300, min_value=5, max_value=86_400, note="seconds, up to a day"
+)
+if PAIRWISE_RUN_LOST_AFTER_SECONDS < 3 * PAIRWISE_RUN_HEARTBEAT_SECONDS:
+    # Else the reaper would fail runs whose worker is alive and on time.
+    raise refuse(
+        "PAIRWISE_RUN_LOST_AFTER_SECONDS",
+        str(PAIRWISE_RUN_LOST_AFTER_SECONDS),
+        "is too short for the heartbeat",
+        f"use at least 3 x PAIRWISE_RUN_HEARTBEAT_SECONDS ({3 * PAIRWISE_RUN_HEARTBEAT_SECONDS})",
+    )
+# Processes per training run: N > 1 runs the trainer under torchrun, one process per GPU of the worker.
+PAIRWISE_TRAINING_PROCESSES = env_int("PAIRWISE_TRAINING_PROCESSES", 1, min_value=1, max_value=64)
+# Most responses one POST /api/v1/score/ may carry (413 above), scored in one batched forward pass.
+PAIRWISE_SCORE_MAX_RESPONSES = 64
+# Where the web process scores: "cpu", or "auto"/"cuda" on a web machine with a GPU.
+PAIRWISE_SCORE_DEVICE = env_choice("PAIRWISE_SCORE_DEVICE", "cpu", ["auto", "cpu", "cuda"])
 
 LOGGING = {
     "version": 1,

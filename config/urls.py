@@ -21,6 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("annotation.api.urls")),
+    path("api/v1/", include("reward_models.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view loads its start-up script from a URL instead of inline, so the page runs under the
     # site's Content-Security-Policy; only its one inline <style> block needs an exception.

@@ -12,9 +12,11 @@ a fault of the trainer.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import typing
 from collections.abc import Sequence
@@ -57,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the trained model in a non-empty --output (swapped in once complete, so a failed run "
         "leaves the old one whole); without it a non-empty --output is refused",
+    )
+    train.add_argument(
+        "--progress-jsonl",
+        action="store_true",
+        help="write progress to stdout as JSON lines (one object per event: start, step, epoch, done, "
+        "cancelled) for a supervising process; the summary line goes to stderr then",
     )
     _add_config_options(train)
 
@@ -119,15 +127,101 @@ def _quiet_transformers() -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .train import train
+    from .model import bf16_supported, resolve_device
+    from .train import TrainingCancelled, train
 
     config = _config_from_args(args)
-    with logging_redirect_tqdm():
-        metrics = train(config, data_path=args.data, output_dir=args.output, overwrite=args.overwrite)
-    if int(os.environ.get("RANK", "0")) == 0:
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    events = ProgressEvents(sys.stdout if args.progress_jsonl and main_process else None)
+    stop = StopOnSignal()
+    if args.progress_jsonl:
+        config = dataclasses.replace(config, progress_bar=False)
+        device = resolve_device(config.device)
+        events.emit(
+            "start",
+            device=device.type,
+            bf16=config.bf16 and bf16_supported(device),
+            processes=int(os.environ.get("WORLD_SIZE", "1")),
+            pid=os.getpid(),
+        )
+    try:
+        with stop, logging_redirect_tqdm():
+            metrics = train(
+                config,
+                data_path=args.data,
+                output_dir=args.output,
+                overwrite=args.overwrite,
+                on_progress=events.progress,
+                should_stop=stop.requested,
+            )
+    except TrainingCancelled as stopped:
+        print(f"stopped by {stop.signal_name or 'request'}: {stopped}; nothing was saved", file=sys.stderr)
+        events.emit("cancelled", message=str(stopped))
+        return CANCELLED_STATUS
+    if main_process:
         summary = {k: metrics[k] for k in ("eval_accuracy", "eval_loss", "train_loss")}
-        print(f"saved {args.output}  " + "  ".join(f"{k} {_fmt(v)}" for k, v in summary.items()))
+        print(
+            f"saved {args.output}  " + "  ".join(f"{k} {_fmt(v)}" for k, v in summary.items()),
+            file=sys.stderr if args.progress_jsonl else sys.stdout,
+        )
     return 0
+
+
+# Exit status of a run stopped by SIGTERM/SIGINT (or a supervisor's request): it wrote nothing.
+CANCELLED_STATUS = 3
+
+
+class ProgressEvents:
+    """The trainer's progress as JSON lines on a stream, one flushed line per event: ``start`` (device,
+    bf16, processes), ``step`` (fraction, step, total_steps, epoch, loss, learning_rate), ``epoch`` (its
+    summary and held-out figures), ``done`` (the final metrics), ``cancelled``. A supervisor reads them
+    line by line; with no stream, nothing is written."""
+
+    def __init__(self, stream: typing.TextIO | None) -> None:
+        self.stream = stream
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self.stream is None:
+            return
+        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+        self.stream.flush()
+
+    def progress(self, fraction: float, info: dict[str, Any]) -> None:
+        if info.get("epoch_end"):
+            self.emit("epoch", fraction=fraction, **{k: v for k, v in info.items() if k != "epoch_end"})
+        elif "step" in info and "total_steps" in info:
+            self.emit("step", fraction=fraction, **info)
+        else:
+            self.emit("done", fraction=fraction, metrics=info)
+
+
+class StopOnSignal:
+    """SIGTERM or SIGINT asks the run to stop at the next optimizer step (it then writes nothing and exits
+    with CANCELLED_STATUS); a second signal stops it at once, as the default handlers would."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.signal_name is not None:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(number).name
+        logging.getLogger("rm_training").warning(
+            "%s: stopping at the next step (again to stop at once)", self.signal_name
+        )
+
+    def __enter__(self) -> StopOnSignal:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 def _run_eval(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ rewards differ in the eighth decimal.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,6 +110,10 @@ def reward_metrics(
       compares with ``rater_agreement``, the share of pairs of judgments on a pair that agree.
     - ``ece``: expected calibration error of the model's confidence max(p, 1 - p), p = sigmoid(r_c - r_r),
       against the vote share of the side it favours, in 10 equal bins over [0.5, 1].
+    - ``calibration``: those bins, each ``{"lower", "upper", "pairs", "confidence", "observed"}`` (the
+      last two None for an empty bin), for a reliability diagram.
+    - ``length_baseline_accuracy``: the accuracy, on the same pairs, of always preferring the longer
+      response (in characters; equal lengths count half). A model no better than this has learned length.
     """
     n = len(comparisons)
     if n == 0:
@@ -142,11 +147,25 @@ def reward_metrics(
     confidence = torch.where(favours_chosen, probability, 1 - probability)
     observed = torch.where(favours_chosen, target, 1 - target)
     bins = torch.clamp(((confidence - 0.5) * 2 * ECE_BINS).long(), max=ECE_BINS - 1)
+    calibration: list[dict[str, Any]] = []
+    for b in range(ECE_BINS):
+        members = bins == b
+        count = int(members.sum())
+        calibration.append(
+            {
+                "lower": 0.5 + b / (2 * ECE_BINS),
+                "upper": 0.5 + (b + 1) / (2 * ECE_BINS),
+                "pairs": count,
+                "confidence": float(confidence[members].double().mean()) if count else None,
+                "observed": float(observed[members].double().mean()) if count else None,
+            }
+        )
     ece = sum(
-        float((bins == b).sum()) / n * abs(float(confidence[bins == b].mean() - observed[bins == b].mean()))
-        for b in range(ECE_BINS)
-        if bool((bins == b).any())
+        entry["pairs"] / n * abs(entry["confidence"] - entry["observed"])
+        for entry in calibration
+        if entry["pairs"]
     )
+    longer = torch.tensor([float(len(c.chosen) - len(c.rejected)) for c in comparisons])
     rewards = torch.cat([r_chosen, r_rejected])
     return {
         "loss": float(result.loss),
@@ -156,6 +175,8 @@ def reward_metrics(
         "judgment_accuracy": agreeing / judgments if judgments else None,
         "rater_agreement": rater_agreement(comparisons),
         "ece": ece,
+        "calibration": calibration,
+        "length_baseline_accuracy": _mean(_credit(longer), decisive),
         "reward_mean": float(rewards.mean()),
         "reward_std": float(rewards.std(unbiased=False)),
         "mean_margin": float(z.mean()),
@@ -202,3 +223,47 @@ def evaluate_model_dir(
             encoder.max_length,
         )
     return metrics
+
+
+SCORE_CHECK_FILENAME = "score_check.json"
+SCORE_CHECK_PAIRS = 4
+
+
+def write_score_check(
+    directory: str | Path,
+    model: PreTrainedModel,
+    encoder: PairEncoder,
+    pairs: Sequence[EncodedPair],
+    *,
+    device: torch.device,
+) -> Path:
+    """Record the rewards the trained model gives, as it is in memory, to both responses of a few pairs
+    (held-out ones first), encoded as scoring encodes them. Whoever loads the saved directory can score
+    them again and compare (:func:`score_check`): a reward head lost or re-initialised on save shows."""
+    chosen = [p.comparison for p in pairs[:SCORE_CHECK_PAIRS]]
+    prompts = [c.prompt for c in chosen for _ in (0, 1)]
+    responses = [text for c in chosen for text in (c.chosen, c.rejected)]
+    sequences = encoder.encode(prompts, responses)
+    rewards = compute_rewards(model, encoder, sequences, batch_size=len(sequences) or 1, device=device)
+    items = [
+        {"prompt": prompt, "response": response, "score": float(score)}
+        for prompt, response, score in zip(prompts, responses, rewards.tolist(), strict=True)
+    ]
+    path = Path(directory) / SCORE_CHECK_FILENAME
+    path.write_text(json.dumps(items, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def score_check(scorer: Any, directory: str | Path, *, tolerance: float = 1e-3) -> list[str]:
+    """Score the recorded responses with ``scorer`` (a :class:`rm_training.scoring.RewardScorer` of the
+    directory) and return one line per response whose score moved by more than ``tolerance`` (absolute,
+    or relative to the score's size); empty when the saved model gives what the run gave."""
+    items = json.loads((Path(directory) / SCORE_CHECK_FILENAME).read_text(encoding="utf-8"))
+    scores = scorer.score_pairs([i["prompt"] for i in items], [i["response"] for i in items])
+    problems = []
+    for index, (item, score) in enumerate(zip(items, scores, strict=True)):
+        if abs(score - item["score"]) > tolerance * max(1.0, abs(item["score"])):
+            problems.append(
+                f"response {index}: the saved model scores {score:.6f}, the run scored {item['score']:.6f}"
+            )
+    return problems

@@ -91,6 +91,13 @@ class TrainingMetrics:
     device: str  # the device type: "cpu", "cuda"
     history: list[EpochSummary]
     log: list[LogEntry]
+    # Later fields, with defaults so that an older metrics.json still reads.
+    # Accuracy of always preferring the longer response on the same held-out pairs.
+    length_baseline_accuracy: float | None = None
+    # Reliability bins of rm_training.evaluate.reward_metrics: {"lower", "upper", "pairs", "confidence",
+    # "observed"}.
+    calibration: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    bf16: bool | None = None  # whether training ran under bf16 autocast
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

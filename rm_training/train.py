@@ -65,11 +65,12 @@ from .data import (
     split_by_prompt,
 )
 from .errors import InputError
-from .evaluate import evaluate_pairs
+from .evaluate import evaluate_pairs, write_score_check
 from .loss import bradley_terry_loss
 from .metrics import Counts, DatasetSummary, EpochSummary, LogEntry, TrainingMetrics
 from .model import (
     autocast,
+    bf16_supported,
     check_max_length,
     load_model_config,
     load_reward_model,
@@ -343,6 +344,7 @@ def _train(
         pairs_seen=pairs_seen,
         runtime_seconds=time.perf_counter() - started,
         processes=processes,
+        bf16=config.bf16 and bf16_supported(device),
     )
     if processes.is_main:
         with written_whole(output_dir, overwrite=overwrite) as staging:
@@ -350,6 +352,7 @@ def _train(
             tokenizer.save_pretrained(staging)
             config.save(staging)
             metrics.save(staging)
+            write_score_check(staging, model, encoder, [*eval_pairs, *train_pairs], device=device)
             write_model_card(staging, config=config, metrics=metrics)
         if on_progress is not None:
             on_progress(1.0, metrics.to_dict())
@@ -501,6 +504,7 @@ def _final_metrics(
     pairs_seen: int,
     runtime_seconds: float,
     processes: Processes,
+    bf16: bool,
 ) -> TrainingMetrics:
     all_pairs = [*train_pairs, *eval_pairs]
     return TrainingMetrics(
@@ -512,6 +516,9 @@ def _final_metrics(
         judgment_accuracy=eval_metrics.get("judgment_accuracy"),
         rater_agreement=eval_metrics.get("rater_agreement"),
         ece=eval_metrics.get("ece"),
+        length_baseline_accuracy=eval_metrics.get("length_baseline_accuracy"),
+        calibration=eval_metrics.get("calibration", []),
+        bf16=bf16,
         reward_mean=eval_metrics.get("reward_mean"),
         reward_std=eval_metrics.get("reward_std"),
         counts=Counts(

@@ -84,6 +84,12 @@ BAD_VALUES = [
     ("SECURE_HSTS_INCLUDE_SUBDOMAINS", "y", ["not a boolean"]),
     ("BEHIND_HTTPS_PROXY", "proxy", ["not a boolean"]),
     ("PAIRWISE_VAR_DIR", "/dev/null/var", ["/dev/null/var", "a folder Pairwise can write to"]),
+    ("PAIRWISE_RUNS_DIR", "/dev/null/runs", ["/dev/null/runs", "a folder Pairwise can write to"]),
+    ("PAIRWISE_RUN_HEARTBEAT_SECONDS", "0", ["=0", "from 1 to 600"]),
+    ("PAIRWISE_RUN_LOST_AFTER_SECONDS", "4", ["=4", "from 5 to 86400"]),
+    ("PAIRWISE_RUN_LOST_AFTER_SECONDS", "20", ["=20", "too short", "3 x PAIRWISE_RUN_HEARTBEAT_SECONDS"]),
+    ("PAIRWISE_TRAINING_PROCESSES", "0", ["=0", "from 1 to 64"]),
+    ("PAIRWISE_SCORE_DEVICE", "tpu", ["tpu", "auto, cpu, cuda"]),
 ]
 
 

@@ -26,11 +26,14 @@ CHART_CACHE_SECONDS = 7 * 24 * 3600
 
 
 def latest_reward_model(project: Project) -> dict[str, Any] | None:
-    """The project's latest trained reward model, as {"eval_accuracy", "run_id", "url"}, or None.
+    """The project's reward model to show beside the raters' agreement, as {"eval_accuracy", "run_id",
+    "url"}, or None: its active model's run, else its latest succeeded run (reward_models decides).
 
-    The training runs (reward_models) fill this in; until then no project has one.
+    Imported here, not at the top: reward_models builds on annotation, not the other way round.
     """
-    return None
+    from reward_models.admin_views import project_reward_model
+
+    return project_reward_model(project)
 
 
 def _percent(value: float | None, digits: int = 1) -> str:

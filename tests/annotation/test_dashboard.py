@@ -80,14 +80,14 @@ def test_the_dashboard_renders_in_a_fixed_number_of_queries(
     elif size == "large":
         fill(project, 400, ["r1", "r2", "r3", "r4", "r5"])
     # 1 session, 2 user, 3 project, 4 the cache key (judgment count, last id), 5 judgments (COPY),
-    # 6 pairs (COPY), 7 rater names
-    with django_assert_num_queries(7):
+    # 6 pairs (COPY), 7 rater names, 8 the project's active model, 9 its latest succeeded run
+    with django_assert_num_queries(9):
         response = superuser_client.get(url(project))
     assert response.status_code == 200
     page = response.content.decode()
     assert "No reward model trained yet." in page
     # cached: the figures come from Redis until a judgment arrives
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(6):
         assert superuser_client.get(url(project)).status_code == 200
     if size == "large":
         assert "2,000 judgments in all" in page and "of <strong>400</strong> pairs complete" in page
@@ -139,18 +139,28 @@ def test_planted_raters_are_flagged_with_their_reason_and_careful_ones_are_not(
     assert "⚑" not in rows["careful-1"] and "⚑" not in rows["careful-2"]
 
 
-def test_the_reward_model_slot(superuser_client, make_project, monkeypatch):
+def test_the_reward_model_slot_shows_the_latest_succeeded_run(superuser_client, make_project):
+    from django.utils import timezone
+
+    from reward_models.models import RunStatus, TrainingRun
+
     project = make_project()
     fill(project, 20, ["r1", "r2", "r3"])
-    # The training runs will return the latest model here; until then the slot says there is none.
     assert dashboard.latest_reward_model(project) is None
-    monkeypatch.setattr(
-        dashboard,
-        "latest_reward_model",
-        lambda p: {"eval_accuracy": 0.6875, "run_id": 12, "url": "/runs/12/"},
+    TrainingRun.objects.create(
+        project=project, config={}, status=RunStatus.FAILED, finished_at=timezone.now()
+    )
+    assert "No reward model trained yet." in superuser_client.get(url(project)).content.decode()
+    run = TrainingRun.objects.create(
+        project=project,
+        config={},
+        status=RunStatus.SUCCEEDED,
+        finished_at=timezone.now(),
+        metrics={"eval_accuracy": 0.6875},
     )
     page = superuser_client.get(url(project)).content.decode()
-    assert '68.8% (<a href="/runs/12/">run 12</a>)' in page
+    run_url = reverse("admin:reward_models_trainingrun_change", args=[run.pk])
+    assert f'68.8% (<a href="{run_url}">run {run.pk}</a>)' in page
     assert "No reward model trained yet." not in page
 
 

@@ -1,0 +1,375 @@
+"""The training-run pages of the admin: the run page (progress, curves, figures, model card), its progress
+as JSON for the page's poller, cancel and activate, the "Train reward model" form and the snapshot
+download. reward_models.admin routes here through the admin site (staff only) after checking the model
+permission each needs; writes call reward_models.services.
+
+Every text shown here (model names, errors, the model card, settings) may hold model output or markup: the
+templates escape it, and the charts get it as plain text (annotation.charts). A run's metrics
+come from a JSON column: any figure may be missing or of the wrong type, and shows as "n/a".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from annotation.charts import as_img, bar_chart, line_chart
+from annotation.errors import ServiceError
+from annotation.models import Project
+
+from . import files, selectors, services
+from .admin_forms import TrainRunForm
+from .models import DatasetSnapshot, RunStatus, TrainingRun
+
+MODEL_CARD_FILENAME = "README.md"  # written by rm_training.model_card into the model's directory
+MODEL_CARD_MAX_BYTES = 256 * 1024
+POLL_MILLISECONDS = 1000
+
+
+def number(value: Any) -> float | None:
+    """A finite real number from a JSON figure, else None (missing, null, text, NaN, a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def share(value: Any) -> float | None:
+    """An accuracy or agreement figure: a number in [0, 1], else None (a figure out of range is not one)."""
+    value = number(value)
+    return value if value is not None and 0.0 <= value <= 1.0 else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def progress_state(run: TrainingRun) -> dict[str, Any]:
+    """What the run page's poller reads: where the run is, in a few fields."""
+    current = _dict(run.current)
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "status_label": RunStatus(run.status).label if run.status in RunStatus.values else run.status,
+        "progress": number(run.progress) or 0.0,
+        "step": number(current.get("step")),
+        "total_steps": number(current.get("total_steps")),
+        "epoch": number(current.get("epoch")),
+        "loss": number(current.get("loss")),
+        "cancel_requested": run.cancel_requested_at is not None,
+        "finished": run.is_finished,
+        "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
+    }
+
+
+def figures(run: TrainingRun) -> dict[str, float | None]:
+    """The accuracy figures of the page, each None when the run did not record it."""
+    metrics = _dict(run.metrics)
+    agreement = _dict(run.human_agreement)
+    return {
+        "eval_accuracy": share(metrics.get("eval_accuracy")),
+        "length_baseline_accuracy": share(metrics.get("length_baseline_accuracy")),
+        "human_agreement": share(agreement.get("percent_agreement")),
+        "ceiling_accuracy": share(agreement.get("ceiling_accuracy")),
+        "rater_agreement_eval": share(metrics.get("rater_agreement")),
+        "accuracy_unanimous": share(metrics.get("accuracy_unanimous")),
+        "accuracy_split": share(metrics.get("accuracy_split")),
+        "judgment_accuracy": share(metrics.get("judgment_accuracy")),
+        "ece": number(metrics.get("ece")),
+        "eval_loss": number(metrics.get("eval_loss")),
+        "train_loss": number(metrics.get("train_loss")),
+    }
+
+
+FIGURE_LABELS = (
+    ("eval_accuracy", "Reward model, held-out accuracy", "Equal scores count half."),
+    (
+        "human_agreement",
+        "Raters agree (the project's snapshot)",
+        "Share of judgment pairs on a pair that agree.",
+    ),
+    ("ceiling_accuracy", "Ceiling (estimate)", "The best accuracy the raters' agreement allows."),
+    ("rater_agreement_eval", "Raters agree (held-out pairs)", "On the same held-out pairs as the model."),
+    (
+        "length_baseline_accuracy",
+        "Always prefer the longer response",
+        "On the same held-out pairs: a model no better than this has learned length.",
+    ),
+    ("accuracy_unanimous", "Accuracy on unanimous pairs", "Held-out pairs whose raters all agreed."),
+    ("accuracy_split", "Accuracy on split pairs", "Held-out pairs whose raters disagreed."),
+    ("judgment_accuracy", "Accuracy against each judgment", "Every held-out judgment counted once."),
+    ("ece", "Expected calibration error", "Lower is better; 0 is perfectly calibrated."),
+    ("eval_loss", "Held-out loss", ""),
+    ("train_loss", "Training loss (last epoch)", ""),
+)
+LOSSES = ("ece", "eval_loss", "train_loss")
+
+
+def figure_rows(shown: dict[str, float | None]) -> list[tuple[str, str, str]]:
+    """(label, value as text, what it means) of each figure; accuracies as percentages, "n/a" when missing."""
+    rows = []
+    for key, label, meaning in FIGURE_LABELS:
+        value = shown[key]
+        if value is None:
+            text = "n/a"
+        elif key in LOSSES:
+            text = f"{value:.4f}"
+        else:
+            text = f"{100 * value:.1f}%"
+        rows.append((label, text, meaning))
+    return rows
+
+
+def _points(rows: Iterable[dict[str, Any]], x: str, y: str) -> list[tuple[float, float]]:
+    pairs = ((number(row.get(x)), number(row.get(y))) for row in rows)
+    return [(a, b) for a, b in pairs if a is not None and b is not None]
+
+
+def charts(run: TrainingRun, shown: dict[str, float | None]) -> dict[str, str]:
+    """The run's charts as <img> tags; a chart whose data the run lacks is left out, except the loss curve
+    (the page's first chart, "No data yet" until the first step)."""
+    epochs = _dicts(run.epochs) or _dicts(_dict(run.metrics).get("history"))
+    references = {
+        label: value
+        for label, value in (
+            ("raters agree", shown["human_agreement"]),
+            ("ceiling (estimate)", shown["ceiling_accuracy"]),
+            ("always the longer response", shown["length_baseline_accuracy"]),
+        )
+        if value is not None
+    }
+    drawn: dict[str, str] = {}
+    loss = {
+        "training loss (per step)": _points(_dicts(run.history), "step", "loss"),
+    }
+    drawn["loss"] = as_img(
+        line_chart(loss, title="Training loss", x_label="optimizer step", y_label="loss"),
+        alt="Training loss by optimizer step",
+    )
+    # By-epoch curves from two epochs on: one epoch is a single point, which the bars below show better.
+    if len(epochs) >= 2:
+        epoch_loss = {
+            "training loss": _points(epochs, "epoch", "train_loss"),
+            "held-out loss": _points(epochs, "epoch", "eval_loss"),
+        }
+        if any(epoch_loss.values()):
+            drawn["epoch_loss"] = as_img(
+                line_chart(epoch_loss, title="Loss by epoch", x_label="epoch", y_label="loss"),
+                alt="Training and held-out loss by epoch",
+            )
+        accuracy = _points(epochs, "epoch", "eval_accuracy")
+        if accuracy:
+            drawn["accuracy"] = as_img(
+                line_chart(
+                    {"held-out accuracy": accuracy},
+                    title="Held-out accuracy by epoch",
+                    x_label="epoch",
+                    y_label="accuracy",
+                    reference_lines=references,
+                    y_limits=(0.0, 1.05),
+                ),
+                alt="Held-out accuracy by epoch, against the raters, the ceiling and longer responses",
+            )
+    bars = [
+        (label, value)
+        for label, value in (
+            ("model", shown["eval_accuracy"]),
+            ("unanimous", shown["accuracy_unanimous"]),
+            ("split", shown["accuracy_split"]),
+            ("longer wins", shown["length_baseline_accuracy"]),
+            ("raters agree", shown["human_agreement"]),
+            ("ceiling", shown["ceiling_accuracy"]),
+        )
+        if value is not None
+    ]
+    if bars:
+        drawn["comparison"] = as_img(
+            bar_chart(
+                bars,
+                title="Held-out accuracy: the model (all, unanimous, split pairs) and references",
+                x_label="",
+                y_label="share",
+                y_limits=(0.0, 1.1),
+            ),
+            alt="; ".join(f"{label}: {value:.3f}" for label, value in bars),
+        )
+    bins = [b for b in _dicts(_dict(run.metrics).get("calibration")) if (number(b.get("pairs")) or 0) > 0]
+    calibration = _points(bins, "confidence", "observed")
+    if calibration:
+        drawn["calibration"] = as_img(
+            line_chart(
+                {"reward model": calibration, "perfectly calibrated": [(0.5, 0.5), (1.0, 1.0)]},
+                title="Calibration (reliability)",
+                x_label="confidence, max(p, 1 - p)",
+                y_label="observed accuracy",
+                y_limits=(0.0, 1.05),
+            ),
+            alt="Reliability chart: the model's confidence against its observed accuracy, per bin",
+        )
+    return drawn
+
+
+def model_card(run: TrainingRun) -> str | None:
+    """The model's README.md as text (cut at MODEL_CARD_MAX_BYTES), or None when there is none."""
+    if not run.output_dir:
+        return None
+    try:
+        path = files.absolute(run.output_dir) / MODEL_CARD_FILENAME
+        with path.open("rb") as card:
+            raw = card.read(MODEL_CARD_MAX_BYTES + 1)
+    except (OSError, ValueError):
+        return None
+    text = raw[:MODEL_CARD_MAX_BYTES].decode("utf-8", errors="replace").replace("\x00", "")
+    return text + ("\n[cut: the card is longer]" if len(raw) > MODEL_CARD_MAX_BYTES else "")
+
+
+def project_reward_model(project: Project) -> dict[str, Any] | None:
+    """The reward model to show beside a project's agreement (the agreement dashboard of issue 10 has a
+    slot for it): its active model's run, else its latest succeeded run, as {"eval_accuracy", "run_id",
+    "url"}; None when neither exists or the run recorded no held-out accuracy. Two queries at most."""
+    active = selectors.active_run_id(project=project)
+    runs = TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
+    run = runs.filter(pk=active).first() if active is not None else None
+    run = run or runs.order_by("-finished_at", "-id").first()
+    accuracy = share(_dict(run.metrics).get("eval_accuracy")) if run is not None else None
+    if run is None or accuracy is None:
+        return None
+    url = reverse("admin:reward_models_trainingrun_change", args=[run.pk])
+    return {"eval_accuracy": accuracy, "run_id": run.pk, "url": url}
+
+
+def heartbeat_silence(run: TrainingRun) -> int | None:
+    """Seconds since a running run's last heartbeat when that is more than three heartbeats (its worker
+    may be lost; the reaper fails it at PAIRWISE_RUN_LOST_AFTER_SECONDS), else None."""
+    if run.status != RunStatus.RUNNING or run.heartbeat_at is None:
+        return None
+    silent = (timezone.now() - run.heartbeat_at).total_seconds()
+    return int(silent) if silent > 3 * settings.PAIRWISE_RUN_HEARTBEAT_SECONDS else None
+
+
+def _duration(run: TrainingRun) -> float | None:
+    if run.started_at is None:
+        return None
+    end = run.finished_at or run.heartbeat_at
+    return (end - run.started_at).total_seconds() if end else None
+
+
+def run_page(
+    request: HttpRequest, run: TrainingRun, *, context: dict[str, Any], can_change: bool
+) -> HttpResponse:
+    shown = figures(run)
+    metrics = _dict(run.metrics)
+    active_id = selectors.active_run_id(project=run.project)
+    running = run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+    context = {
+        **context,
+        "title": f"Training run {run.pk}",
+        "run": run,
+        "state": progress_state(run),
+        "figures": figure_rows(shown) if any(value is not None for value in shown.values()) else [],
+        "charts": charts(run, shown),
+        "epochs": _dicts(run.epochs),
+        "config": sorted(_dict(run.config).items()),
+        "dataset": _dict(metrics.get("dataset")),
+        "counts": sorted(_dict(metrics.get("counts")).items()),
+        "agreement_note": _dict(run.human_agreement).get("ceiling_accuracy_note"),
+        "model_card": model_card(run) if run.status == RunStatus.SUCCEEDED else None,
+        "duration": _duration(run),
+        "silent_seconds": heartbeat_silence(run),
+        "lost_after_seconds": settings.PAIRWISE_RUN_LOST_AFTER_SECONDS,
+        "is_active": active_id == run.pk,
+        "can_cancel": can_change and running and run.cancel_requested_at is None,
+        "can_activate": can_change and run.status == RunStatus.SUCCEEDED and active_id != run.pk,
+        "poll": running,
+        "poll_ms": POLL_MILLISECONDS,
+        "progress_url": reverse("admin:reward_models_trainingrun_progress", args=[run.pk]),
+    }
+    return TemplateResponse(request, "admin/reward_models/trainingrun/run_page.html", context)
+
+
+def run_progress(run: TrainingRun) -> JsonResponse:
+    response = JsonResponse(progress_state(run))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _back(run: TrainingRun) -> HttpResponse:
+    return redirect("admin:reward_models_trainingrun_change", run.pk)
+
+
+def run_cancel(request: HttpRequest, run: TrainingRun) -> HttpResponse:
+    try:
+        cancelled = services.training_run_cancel(run=run)
+    except ServiceError as refused:
+        messages.error(request, refused.detail)
+    else:
+        if cancelled.status == RunStatus.CANCELLED:
+            messages.success(request, f"Run {run.pk} was cancelled.")
+        else:
+            messages.success(
+                request, f"Run {run.pk} was asked to stop; its worker stops it at the next step."
+            )
+    return _back(run)
+
+
+def run_activate(request: HttpRequest, run: TrainingRun) -> HttpResponse:
+    try:
+        services.training_run_activate(run=run, activated_by=request.user)
+    except ServiceError as refused:
+        messages.error(request, refused.detail)
+    else:
+        messages.success(request, f"Run {run.pk}'s model now scores for project {run.project.slug}.")
+    return _back(run)
+
+
+def train(request: HttpRequest, project: Project, *, context: dict[str, Any]) -> HttpResponse:
+    form = TrainRunForm(request.POST if request.method == "POST" else None, project=project)
+    if request.method == "POST" and form.is_valid():
+        assert form.config is not None
+        try:
+            run = services.training_run_create(
+                project=project,
+                config=form.config,
+                created_by=request.user,
+                snapshot=form.cleaned_data.get("snapshot"),
+            )
+        except ServiceError as refused:
+            form.add_error(None, refused.detail)
+        else:
+            messages.success(request, f"Run {run.pk} is queued for the training workers.")
+            return _back(run)
+    context = {
+        **context,
+        "title": f"Train a reward model on {project.slug}",
+        "project": project,
+        "form": form,
+        "judgments": project.judgments.count(),
+    }
+    return TemplateResponse(request, "admin/reward_models/train_form.html", context)
+
+
+def snapshot_download(snapshot: DatasetSnapshot) -> FileResponse:
+    """The snapshot's file, streamed (FileResponse reads it in blocks)."""
+    try:
+        handle = files.absolute(snapshot.file).open("rb")
+    except (OSError, ValueError):
+        raise Http404(f"Snapshot {snapshot.pk}'s file is missing.") from None
+    return FileResponse(
+        handle,
+        as_attachment=True,
+        filename=f"{snapshot.project.slug}-snapshot-{snapshot.pk}.jsonl",
+        content_type="application/jsonl",
+    )

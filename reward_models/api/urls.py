@@ -1,0 +1,23 @@
+"""Routes of the training-run and scoring endpoints, under /api/v1/ (API.md)."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, path
+
+from . import views
+
+urlpatterns: list[URLPattern] = [
+    path("training-runs/", views.TrainingRunsView.as_view(), name="api-training-runs"),
+    path("training-runs/<int:run_id>/", views.TrainingRunView.as_view(), name="api-training-run"),
+    path(
+        "training-runs/<int:run_id>/cancel/",
+        views.TrainingRunCancelView.as_view(),
+        name="api-training-run-cancel",
+    ),
+    path(
+        "training-runs/<int:run_id>/activate/",
+        views.TrainingRunActivateView.as_view(),
+        name="api-training-run-activate",
+    ),
+    path("score/", views.ScoreView.as_view(), name="api-score"),
+]

@@ -1,0 +1,350 @@
+"""A training run, in the worker: claim it, snapshot its data, run the trainer in a child process, and write
+the child's progress, a heartbeat, and the outcome to the run's row.
+
+The child is ``python -m rm_training train --progress-jsonl`` (under ``torchrun`` for several GPUs): the
+same entry point as by hand, its progress as JSON lines on its stdout. One mechanism then gives cancel
+(SIGTERM: the trainer stops at the next step and writes nothing), crash isolation (a segfault or an
+out-of-memory kill ends the child, not the worker), GPU memory release (the child's exit), and multi-GPU.
+The worker's own loop writes the heartbeat every PAIRWISE_RUN_HEARTBEAT_SECONDS whatever the child does,
+so a stale heartbeat means the worker itself is gone (the reaper then fails the run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import math
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from rm_training.cli import CANCELLED_STATUS
+
+from . import files
+from .models import DatasetSnapshot, RunStatus, SnapshotReason, TrainingRun
+from .services import snapshot_create, snapshot_human_agreement
+
+logger = logging.getLogger("reward_models")
+
+# Step entries kept on the row for the curves: past this many, every other one is dropped and only every
+# 2nd (then 4th, ...) step recorded, so a long run's row stays small and its curve evenly sampled.
+HISTORY_LIMIT = 1000
+# The row is written at most this often while steps stream in (and at every epoch and the end).
+WRITE_EVERY_SECONDS = 1.0
+# After SIGTERM, how long the trainer may take to reach its next step before it is killed.
+STOP_GRACE_SECONDS = 120
+ERROR_CHARS = 2000
+
+
+def run_training(run_id: int) -> str:
+    """Train run ``run_id`` if it is queued; returns the status it ended in, or "skipped" when it was not
+    queued (a message delivered twice, a run cancelled while queued)."""
+    run = _claim(run_id)
+    if run is None:
+        logger.info("run %s is not queued; nothing to do", run_id)
+        return "skipped"
+    try:
+        return _execute(run)
+    except NoData as error:
+        _finish(run_id, RunStatus.FAILED, error=str(error))
+        return RunStatus.FAILED
+    except Exception as error:
+        logger.exception("run %s failed", run_id)
+        _finish(run_id, RunStatus.FAILED, error=_one_line(f"{type(error).__name__}: {error}"))
+        return RunStatus.FAILED
+
+
+def _claim(run_id: int) -> TrainingRun | None:
+    """queued -> running under the row lock: of two deliveries of the same run, one finds it running."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != RunStatus.QUEUED:
+            return None
+        now = timezone.now()
+        run.status = RunStatus.RUNNING
+        run.started_at = run.heartbeat_at = now
+        run.worker_host = socket.gethostname()[:255]
+        run.output_dir = f"{files.run_dir(run.pk)}/model"
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "worker_host", "output_dir"])
+    return run
+
+
+def _execute(run: TrainingRun) -> str:
+    with _beating(run.pk):  # a large project's snapshot can take minutes
+        snapshot = run.snapshot or _snapshot(run)
+    TrainingRun.objects.filter(pk=run.pk).update(human_agreement=_finite(snapshot_human_agreement(snapshot)))
+    folder = files.absolute(files.run_dir(run.pk))
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "config.json"
+    config_path.write_text(json.dumps(run.config, indent=2) + "\n", encoding="utf-8")
+    command = [
+        *trainer_command(),
+        "--data",
+        str(files.absolute(snapshot.file)),
+        "--output",
+        str(files.absolute(run.output_dir)),
+        "--config",
+        str(config_path),
+        "--progress-jsonl",
+    ]
+    log_path = folder / "train.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        child = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_stop_with_parent if sys.platform.startswith("linux") else None,
+        )
+        try:
+            outcome = _supervise(run.pk, child)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    return _conclude(run.pk, child.returncode, outcome, log_path)
+
+
+def trainer_command() -> list[str]:
+    """The trainer's entry point; ``torchrun --nproc-per-node N`` when the worker trains on N GPUs."""
+    processes = settings.PAIRWISE_TRAINING_PROCESSES
+    if processes > 1:
+        return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
+                "-m", "rm_training", "train"]  # fmt: skip
+    return [sys.executable, "-m", "rm_training", "train"]
+
+
+def _snapshot(run: TrainingRun) -> DatasetSnapshot:
+    snapshot = snapshot_create(project=run.project, reason=SnapshotReason.RUN)
+    assert snapshot is not None  # only_if_new is off: always a snapshot
+    TrainingRun.objects.filter(pk=run.pk).update(snapshot=snapshot)
+    if snapshot.rows == 0:
+        raise NoData(f"project {run.project.slug!r} has no judgments to train on")
+    return snapshot
+
+
+@contextlib.contextmanager
+def _beating(run_id: int) -> Iterator[None]:
+    """The heartbeat from a thread of its own while this one does something long without the trainer."""
+    done = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not done.wait(settings.PAIRWISE_RUN_HEARTBEAT_SECONDS):
+                TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+class NoData(Exception):
+    """The project has nothing to train on: the run fails with this one line."""
+
+
+class _Outcome:
+    def __init__(self) -> None:
+        self.metrics: dict[str, Any] | None = None
+        self.cancel_sent = False
+
+
+def _supervise(run_id: int, child: subprocess.Popen[str]) -> _Outcome:
+    """Read the child's events until it closes stdout, writing them and the heartbeat to the row, and
+    stopping the child when the run is asked to cancel."""
+    assert child.stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(child.stdout, lines), daemon=True).start()
+    outcome = _Outcome()
+    state = _RowState(run_id)
+    heartbeat = settings.PAIRWISE_RUN_HEARTBEAT_SECONDS
+    signalled_at: float | None = None
+    finished = False
+    while not finished:
+        try:
+            line = lines.get(timeout=min(heartbeat, WRITE_EVERY_SECONDS))
+        except queue.Empty:
+            line = ""
+        if line is None:
+            finished = True
+        elif line:
+            event = _parse(line)
+            if event is not None:
+                state.apply(event)
+                if event.get("event") == "done":
+                    outcome.metrics = event.get("metrics")
+        cancel_requested = state.write(force=finished)
+        if cancel_requested and signalled_at is None:
+            logger.info("run %s: cancel requested, stopping the trainer", run_id)
+            child.send_signal(signal.SIGTERM)
+            signalled_at = time.monotonic()
+            outcome.cancel_sent = True
+        elif signalled_at is not None and time.monotonic() - signalled_at > STOP_GRACE_SECONDS:
+            child.kill()
+    child.wait()
+    return outcome
+
+
+def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None  # not one of ours: a library writing to stdout
+    return event if isinstance(event, dict) else None
+
+
+class _RowState:
+    """What the row will say: progress, the latest step, the curves; written at most once a second (and
+    whenever the heartbeat is due), in one UPDATE that also reads back whether a cancel was asked."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.changes: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self.epochs: list[dict[str, Any]] = []
+        self.stride = 1
+        self.written_at = 0.0
+        self.urgent = False
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            processes = int(event.get("processes") or 1)
+            device = str(event.get("device") or "")
+            self.changes["device"] = device if processes == 1 else f"{device} x {processes}"
+            self.changes["bf16"] = bool(event.get("bf16"))
+            self.urgent = True
+        elif kind == "step":
+            step = {k: event.get(k) for k in ("step", "epoch", "loss", "learning_rate")}
+            self.changes["current"] = _finite({**step, "total_steps": event.get("total_steps")})
+            self.changes["progress"] = _fraction(event.get("fraction"))
+            if int(step["step"] or 0) % self.stride == 0:
+                self.history.append(_finite(step))
+                if len(self.history) > HISTORY_LIMIT:
+                    self.stride *= 2
+                    self.history = [h for h in self.history if int(h["step"]) % self.stride == 0]
+            self.changes["history"] = self.history
+        elif kind == "epoch":
+            self.epochs.append(_finite({k: v for k, v in event.items() if k not in ("event", "fraction")}))
+            self.changes["epochs"] = self.epochs
+            self.urgent = True
+
+    def write(self, *, force: bool = False) -> bool:
+        """Write what changed and the heartbeat when due; True when the run was asked to cancel."""
+        now = time.monotonic()
+        due = now - self.written_at >= min(WRITE_EVERY_SECONDS, settings.PAIRWISE_RUN_HEARTBEAT_SECONDS)
+        if not (force or self.urgent or (due and self.changes) or now - self.written_at >= _heartbeat()):
+            return False
+        runs = TrainingRun.objects.filter(pk=self.run_id)
+        # A run no longer running (the reaper failed it while this worker stalled) is not written over.
+        running = runs.filter(status=RunStatus.RUNNING).update(heartbeat_at=timezone.now(), **self.changes)
+        self.changes = {}
+        self.urgent = False
+        self.written_at = now
+        return not running or runs.filter(cancel_requested_at__isnull=False).exists()
+
+
+def _heartbeat() -> float:
+    return float(settings.PAIRWISE_RUN_HEARTBEAT_SECONDS)
+
+
+def _conclude(run_id: int, returncode: int, outcome: _Outcome, log_path: Path) -> str:
+    if returncode == 0 and outcome.metrics is not None:
+        _finish(run_id, RunStatus.SUCCEEDED, metrics=_finite(outcome.metrics))
+        return RunStatus.SUCCEEDED
+    if returncode == CANCELLED_STATUS and outcome.cancel_sent:
+        _finish(run_id, RunStatus.CANCELLED)
+        return RunStatus.CANCELLED
+    _finish(run_id, RunStatus.FAILED, error=_failure(returncode, log_path))
+    return RunStatus.FAILED
+
+
+def _failure(returncode: int, log_path: Path) -> str:
+    """The trainer's own one-line error when it gave one, else the end of its log and how it ended."""
+    lines = [line.strip() for line in _tail(log_path).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    if errors:
+        return _one_line(errors[-1].removeprefix("error: "))
+    if returncode < 0:
+        how = f"the trainer was killed by {signal.Signals(-returncode).name}"
+        if returncode == -signal.SIGKILL:
+            how += " (out of memory?)"
+    elif returncode == CANCELLED_STATUS:
+        how = "the trainer was stopped by a signal from outside the run (the worker shutting down?)"
+    else:
+        how = f"the trainer exited with status {returncode}"
+    return _one_line(f"{how}: {lines[-1]}" if lines else how)
+
+
+def _tail(path: Path, size: int = 16_384) -> str:
+    with path.open("rb") as log:
+        log.seek(max(0, path.stat().st_size - size))
+        return log.read().decode("utf-8", errors="replace")
+
+
+def _finish(run_id: int, status: str, *, metrics: dict[str, Any] | None = None, error: str = "") -> None:
+    """End a running run (a run the reaper already failed keeps its reason)."""
+    changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error}
+    if status == RunStatus.SUCCEEDED:
+        changes |= {"progress": 1.0, "metrics": metrics or {}}
+    TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(**changes)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:ERROR_CHARS]
+
+
+def _fraction(value: Any) -> float:
+    try:
+        return min(1.0, max(0.0, float(value)))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _finite(value: Any) -> Any:
+    """JSON for PostgreSQL's jsonb, which has no NaN or infinity: those become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the worker dies (even by SIGKILL), so the trainer stops at
+    its next step instead of training on for nobody, holding the GPU."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG

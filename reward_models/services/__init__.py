@@ -1,0 +1,29 @@
+"""Writes of the reward_models app; callers import the package (``from reward_models import services``)."""
+
+from __future__ import annotations
+
+from .agreement import snapshot_human_agreement
+from .periodic import auto_train_check, snapshots_export_all
+from .runs import (
+    config_errors,
+    runs_reap,
+    training_config_build,
+    training_run_activate,
+    training_run_cancel,
+    training_run_create,
+)
+from .snapshots import snapshot_create, snapshot_filters
+
+__all__ = [
+    "auto_train_check",
+    "config_errors",
+    "runs_reap",
+    "snapshot_create",
+    "snapshot_filters",
+    "snapshot_human_agreement",
+    "snapshots_export_all",
+    "training_config_build",
+    "training_run_activate",
+    "training_run_cancel",
+    "training_run_create",
+]

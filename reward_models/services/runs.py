@@ -1,0 +1,157 @@
+"""Training runs: create (queued, sent to the training queue on commit), cancel, activate, reap.
+
+Only reward_models.runner moves a run from queued to running and on to its end; these are the writes the
+API, the admin, the command and beat make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.errors import Conflict, Invalid
+from annotation.models import Project
+from rm_training.config import TrainingConfig
+from rm_training.errors import InputError
+
+from ..models import ActiveModel, DatasetSnapshot, RunStatus, TrainingRun
+
+# Set by the system, not by whoever starts a run: where it runs is the worker's business, and a bar on
+# a worker's stderr is noise in its log.
+SYSTEM_FIELDS = frozenset({"device", "progress_bar"})
+
+
+def training_config_build(values: Mapping[str, Any]) -> TrainingConfig:
+    """A TrainingConfig from user-given fields, or Invalid naming each field at fault."""
+    fixed = SYSTEM_FIELDS & set(values)
+    if fixed:
+        raise Invalid(
+            "These fields are set by the worker, not per run.",
+            errors=[{"field": name, "message": "is set by the worker"} for name in sorted(fixed)],
+        )
+    # Each field alone first, so that a wrong type in one does not hide the others' errors; then together,
+    # for the checks that relate two fields (batch_size against gradient_accumulation_steps).
+    errors: list[dict[str, str]] = []
+    for name, value in values.items():
+        try:
+            TrainingConfig.from_dict({name: value})
+        except InputError as error:
+            errors.extend(config_errors(str(error)))
+    if not errors:
+        try:
+            return TrainingConfig.from_dict(dict(values))
+        except InputError as error:
+            errors = config_errors(str(error))
+    raise Invalid("Invalid training settings.", errors=errors)
+
+
+def config_errors(message: str) -> list[dict[str, str]]:
+    """TrainingConfig's one-line refusal split by field: its checks are "<field> must ...", joined by "; "."""
+    errors: list[dict[str, str]] = []
+    for part in message.split("; "):
+        if part.startswith("unknown training config field(s): "):
+            names = part.split(": ", 1)[1].split(", ")
+            errors.extend({"field": name, "message": "is not a training setting"} for name in names)
+            continue
+        field, _, rest = part.partition(" ")
+        errors.append({"field": field, "message": rest or part})
+    return errors
+
+
+def training_run_create(
+    *,
+    project: Project,
+    config: TrainingConfig | Mapping[str, Any],
+    created_by: Any = None,
+    snapshot: DatasetSnapshot | None = None,
+) -> TrainingRun:
+    """A queued run; its task goes to the `training` queue once the row is committed.
+
+    Without ``snapshot`` the worker snapshots every judgment of the project when the run starts.
+    """
+    from .. import tasks  # the tasks module imports the services
+
+    if not isinstance(config, TrainingConfig):
+        config = training_config_build(config)
+    if snapshot is not None and snapshot.project_id != project.pk:
+        raise Invalid("The snapshot belongs to another project.", errors=[{"field": "snapshot"}])
+    values = config.to_dict() | {"progress_bar": False}
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            project=project,
+            snapshot=snapshot,
+            config=values,
+            created_by=created_by if getattr(created_by, "pk", None) else None,
+        )
+        tasks.training_run_execute.delay_on_commit(run.pk)
+    return run
+
+
+def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """A queued run is cancelled at once; a running one is asked to stop, and its worker stops the trainer
+    and marks it cancelled within seconds. A finished run: 409."""
+    with transaction.atomic():
+        locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        now = timezone.now()
+        if locked.status == RunStatus.QUEUED:
+            locked.status = RunStatus.CANCELLED
+            locked.finished_at = now
+            locked.cancel_requested_at = now
+            locked.save(update_fields=["status", "finished_at", "cancel_requested_at"])
+        elif locked.status == RunStatus.RUNNING:
+            if locked.cancel_requested_at is None:
+                locked.cancel_requested_at = now
+                locked.save(update_fields=["cancel_requested_at"])
+        else:
+            raise Conflict(f"Run {run.pk} already {locked.status}.", code="run_finished")
+    return locked
+
+
+def training_run_activate(*, run: TrainingRun, activated_by: Any = None) -> ActiveModel:
+    """Make a succeeded run's model the project's scoring model, after checking its saved directory: it
+    must load and give the scores the run recorded for a few held-out pairs at the end of training."""
+    from .. import scoring  # imports torch when it loads the model, never at start-up
+
+    if run.status != RunStatus.SUCCEEDED:
+        raise Conflict(
+            f"Run {run.pk} is {run.status}; only a succeeded run can be activated.", code="not_ready"
+        )
+    scoring.check_saved_model(run)
+    with transaction.atomic():
+        by = activated_by if getattr(activated_by, "pk", None) else None
+        active, _ = ActiveModel.objects.update_or_create(
+            project_id=run.project_id, defaults={"run": run, "activated_by": by}
+        )
+    return active
+
+
+def runs_reap(*, lost_after: timedelta | None = None) -> int:
+    """Fail the running runs whose heartbeat stopped ("worker lost"); returns how many.
+
+    The worker writes the heartbeat every PAIRWISE_RUN_HEARTBEAT_SECONDS whatever the trainer does, so a
+    stale one means the worker process is gone (killed, its machine lost), not a slow step.
+    """
+    lost_after = lost_after or timedelta(seconds=settings.PAIRWISE_RUN_LOST_AFTER_SECONDS)
+    now = timezone.now()
+    deadline = now - lost_after
+    reaped = 0
+    with transaction.atomic():
+        stale = TrainingRun.objects.select_for_update(skip_locked=True).filter(
+            status=RunStatus.RUNNING, heartbeat_at__lt=deadline
+        )
+        for run in stale:
+            run.status = RunStatus.FAILED
+            run.finished_at = now
+            silent = int((now - run.heartbeat_at).total_seconds()) if run.heartbeat_at else 0
+            run.error = (
+                f"worker lost: no heartbeat from {run.worker_host or 'the worker'} "
+                f"for {silent} s (limit {int(lost_after.total_seconds())} s)"
+            )
+            run.save(update_fields=["status", "finished_at", "error"])
+            reaped += 1
+    return reaped

@@ -1,0 +1,38 @@
+"""Celery adapters of the reward_models app: take ids, re-read rows, call a service or the runner.
+
+Training goes to the `training` queue (settings.CELERY_TASK_ROUTES), one run at a time per worker (solo
+pool, prefetch 1); everything else runs on the default queue.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import services
+
+
+# Late acknowledgement is safe here, and wanted: the runner moves the run from queued to running under a
+# row lock, so a message delivered again (Redis's visibility timeout, a worker lost before it started the
+# run) finds it running or finished and does nothing; one lost before the run started is run then.
+@shared_task(name="reward_models.tasks.training_run_execute", acks_late=True)
+def training_run_execute(run_id: int) -> str:
+    from .runner import run_training
+
+    return run_training(run_id)
+
+
+# Late acknowledgement: a second pass writes a snapshot only if there is something new.
+@shared_task(name="reward_models.tasks.snapshots_export", acks_late=True)
+def snapshots_export() -> int:
+    return len(services.snapshots_export_all())
+
+
+@shared_task(name="reward_models.tasks.auto_train", acks_late=True)
+def auto_train() -> int:
+    return len(services.auto_train_check())
+
+
+# Late acknowledgement: reaping twice fails nothing more.
+@shared_task(name="reward_models.tasks.runs_reap", acks_late=True)
+def runs_reap() -> int:
+    return services.runs_reap()

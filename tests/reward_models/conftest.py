@@ -1,0 +1,24 @@
+"""Fixtures of the reward_models tests: the run folder in a temporary directory, judged projects, the tiny
+models of the trainer's tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from annotation import services
+from tests.rm_training.conftest import bert_tokenizer, tiny_bert_dir  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def runs_dir(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    settings.PAIRWISE_RUNS_DIR = tmp_path_factory.mktemp("runs")
+    return settings.PAIRWISE_RUNS_DIR
+
+
+def judge(project: Any, user: Any, choice: str, **extra: Any) -> Any:
+    """The user's next pair, judged through the engine."""
+    assignment = services.assignment_next(project=project, user=user)
+    assert assignment is not None
+    return services.judgment_record(assignment_id=assignment.pk, user=user, choice=choice, **extra)

@@ -1,0 +1,41 @@
+"""The worker's side of a run without a worker process: what a second delivery, a finished run and an
+empty project come to. (The trainer's child process is exercised in tests/e2e.)"""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from reward_models.models import RunStatus, TrainingRun
+from reward_models.runner import run_training
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("status", [RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.CANCELLED])
+def test_a_run_that_is_not_queued_is_left_alone(make_project, status):
+    started = timezone.now()
+    run = TrainingRun.objects.create(
+        project=make_project(),
+        config={},
+        status=status,
+        started_at=started,
+        finished_at=None if status == RunStatus.RUNNING else started,
+    )
+    assert run_training(run.pk) == "skipped"
+    run.refresh_from_db()
+    assert run.status == status and run.started_at == started and run.snapshot is None
+
+
+def test_an_unknown_run_is_skipped():
+    assert run_training(987654321) == "skipped"
+
+
+def test_a_project_without_judgments_fails_with_one_line(make_project):
+    run = TrainingRun.objects.create(project=make_project("empty"), config={})
+    assert run_training(run.pk) == RunStatus.FAILED
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert run.error == "project 'empty' has no judgments to train on"
+    assert run.snapshot is not None and run.snapshot.rows == 0
+    assert run.started_at <= run.finished_at and run.worker_host
