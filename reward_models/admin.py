@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from annotation.admin import ReadOnlyAdmin
 from annotation.models import Project
 
 from . import admin_views
@@ -138,7 +139,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(DatasetSnapshot)
-class DatasetSnapshotAdmin(admin.ModelAdmin):
+class DatasetSnapshotAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "project",
@@ -178,15 +179,6 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
         url = reverse("admin:reward_models_datasetsnapshot_download", args=[snapshot.pk])
         return format_html('<a href="{}">download</a>', url)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def get_urls(self) -> list[URLPattern]:
         download = path(
             "<path:object_id>/download/",
@@ -203,7 +195,7 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
 
 
 @admin.register(ActiveModel)
-class ActiveModelAdmin(admin.ModelAdmin):
+class ActiveModelAdmin(ReadOnlyAdmin):
     """Which run scores for each project; set from a run's page (Activate), which checks the model first."""
 
     list_display = ["project", "run_link", "activated_by", "activated_at"]
@@ -215,15 +207,6 @@ class ActiveModelAdmin(admin.ModelAdmin):
     def run_link(self, active: ActiveModel) -> str:
         url = reverse("admin:reward_models_trainingrun_change", args=[active.run_id])
         return format_html('<a href="{}">run {}</a>', url, active.run_id)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(AutoTrainPolicy)
