@@ -60,8 +60,8 @@ def fill(args: argparse.Namespace, slug: str, judgments: int) -> int:
     pairs = max(1, int(judgments * PAIRS_PER_JUDGMENT))
     sql = f"""
     INSERT INTO annotation_project (slug, name, instructions, judgments_per_pair, allow_tie, strength_levels,
-        rationale, lease_seconds, gold_fraction, created_at)
-      VALUES ('{slug}', '{slug}', '', 25, true, 3, 'optional', 900, 0, now()) RETURNING id;
+        rationale, lease_seconds, gold_fraction, very_fast_ms, created_at)
+      VALUES ('{slug}', '{slug}', '', 25, true, 3, 'optional', 900, 0, 3000, now()) RETURNING id;
     """
     project = int(psql(args, sql).split()[0])
     psql(args, f"""
