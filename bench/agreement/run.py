@@ -24,29 +24,21 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def psql(args: argparse.Namespace, sql: str, database: str | None = None) -> str:
-    result = subprocess.run(
-        ["psql", "-h", args.pg_host, "-p", str(args.pg_port), "-U", args.pg_user, "-d", database or args.db,
-         "-v", "ON_ERROR_STOP=1", "-q", "-t", "-A", "-c", sql],
-        stdout=subprocess.PIPE, text=True, check=True,
-    )  # fmt: skip
-    return result.stdout
-
-
-def recreate_database(args: argparse.Namespace) -> None:
-    if not args.db.startswith("pairwise_bench"):
-        raise SystemExit(f"Refusing to drop {args.db!r}: a bench database's name starts with pairwise_bench.")
-    psql(args, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)', "postgres")
-    psql(args, f'CREATE DATABASE "{args.db}"', "postgres")
+from common import (
+    add_database_options,
+    bench_env,
+    database_url,
+    first_ids,
+    psql,
+    recreate_database,
+    setup_django,
+)
 
 
 def fill(args: argparse.Namespace) -> None:
@@ -79,16 +71,7 @@ def fill(args: argparse.Namespace) -> None:
              CASE WHEN g % 100 = 0 THEN (ARRAY['a', 'b'])[1 + (g::bigint * 40503) % 2] END, now()
       FROM generate_series(0, {pairs} - 1) g;
     """)  # fmt: skip
-    first_pair, first_rater = (
-        int(v)
-        for v in psql(
-            args,
-            f"SELECT (SELECT min(id) FROM annotation_pair WHERE project_id = {project}), "
-            f"(SELECT min(id) FROM annotation_rater WHERE imported_into_id = {project})",
-        )
-        .strip()
-        .split("|")
-    )
+    first_pair, first_rater = first_ids(args, project)
     psql(args, f"""
     INSERT INTO annotation_judgment (project_id, pair_id, rater_id, choice, strength, rationale, shown_left,
         time_on_task_ms, client_time_ms, created_at)
@@ -199,30 +182,18 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=300_000)
     parser.add_argument("--raters", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--db", default="pairwise_bench_agreement")
-    parser.add_argument("--pg-host", default="127.0.0.1")
-    parser.add_argument("--pg-port", type=int, default=5432)
-    parser.add_argument("--pg-user", default="postgres")
+    add_database_options(parser, "pairwise_bench_agreement")
     parser.add_argument("--skip-fill", action="store_true", help="Reuse the database of an earlier run.")
     parser.add_argument("--results", type=Path, help="Write the Markdown report here too.")
     args = parser.parse_args()
 
-    os.environ |= {
-        "DATABASE_URL": f"postgres://{args.pg_user}@{args.pg_host}:{args.pg_port}/{args.db}",
-        "SECRET_KEY": "benchmark-only-not-a-secret",
-        "DEBUG": "0",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "LOG_LEVEL": "ERROR",
-    }
+    bench_env(database_url(args), LOG_LEVEL="ERROR")
     if not args.skip_fill:
         recreate_database(args)
-        subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=REPO, check=True)
+    setup_django()  # migrates: nothing to do on the database of an earlier run
+    if not args.skip_fill:
         _, fill_seconds = timed(fill, args)
         print(f"filled in {fill_seconds:.0f} s", file=sys.stderr)
-    sys.path.insert(0, str(REPO))
-    import django
-
-    django.setup()
     from annotation.models import Project
     from annotation.selectors import ExportFilter
     from annotation.selectors.agreement import read_rows, report_from_rows

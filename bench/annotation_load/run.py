@@ -19,25 +19,23 @@ competes with them for the CPUs; RESULTS.md says how many there were.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
 import platform
 import random
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import add_database_options, bench_env, database_url, gunicorn, recreate_database, setup_django
+
 QUOTA = 3
 # The projects the two rating loops work on, with the same pairs each.
 TWO_REQUESTS, ONE_ROUND_TRIP = "bench", "bench1"
@@ -98,31 +96,6 @@ class Phase:
 
 
 # The database
-
-
-def bench_env(args: argparse.Namespace, settings: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{args.pg_user}@{args.pg_host}:{args.pg_port}/{args.db}",
-        "DATABASE_CONN_MAX_AGE": str(args.conn_max_age),
-        "SECRET_KEY": "benchmark-only-not-a-secret",
-        "DEBUG": "0",
-        "DJANGO_SETTINGS_MODULE": settings,
-        "PYTHONPATH": str(REPO),
-        "LOG_LEVEL": "ERROR",
-    }
-
-
-def recreate_database(args: argparse.Namespace) -> None:
-    import psycopg
-
-    if not args.db.startswith("pairwise_bench"):
-        raise SystemExit(f"Refusing to drop {args.db!r}: a bench database's name starts with pairwise_bench.")
-    with psycopg.connect(
-        host=args.pg_host, port=args.pg_port, user=args.pg_user, dbname="postgres", autocommit=True
-    ) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{args.db}"')
 
 
 def seed(args: argparse.Namespace) -> list[str]:
@@ -255,55 +228,6 @@ def database_counters(args: argparse.Namespace) -> dict[str, int]:
             f"SELECT {', '.join(DATABASE_COUNTERS)} FROM pg_stat_database WHERE datname = %s", [args.db]
         ).fetchone()
     return dict(zip(DATABASE_COUNTERS, row, strict=True))
-
-
-# The server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def gunicorn(args: argparse.Namespace, settings: str) -> Iterator[int]:
-    port = free_port()
-    command = [
-        PYTHON, "-m", "gunicorn", "config.wsgi:application",
-        "--bind", f"127.0.0.1:{port}",
-        "--workers", str(args.workers),
-        "--worker-class", args.worker_class,
-        "--threads", str(args.threads),
-        "--backlog", "2048",
-        "--keep-alive", "5",
-        "--log-level", "warning",
-        "--chdir", str(REPO),
-    ]  # fmt: skip
-    server = subprocess.Popen(command, env=bench_env(args, settings), start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"gunicorn exited with {server.returncode}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                conn.request("GET", "/healthz")
-                conn.getresponse().read()
-                conn.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("gunicorn did not answer within 60 s") from None
-                time.sleep(0.2)
-        yield port
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 # The clients
@@ -563,27 +487,19 @@ def main() -> None:
     parser.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
     parser.add_argument("--threads", type=int, default=4, help="Threads per worker (gthread).")
     parser.add_argument("--conn-max-age", type=int, default=60)
-    parser.add_argument("--db", default="pairwise_bench")
-    parser.add_argument("--pg-host", default="127.0.0.1")
-    parser.add_argument("--pg-port", default="5432")
-    parser.add_argument("--pg-user", default="postgres")
+    add_database_options(parser, "pairwise_bench")
     parser.add_argument("--results", type=Path, help="Append the report to this Markdown file.")
     args = parser.parse_args()
 
     recreate_database(args)
-    env = bench_env(args, "config.settings")
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True)
-    os.environ.update(env)
-    sys.path.insert(0, str(REPO))
-    import django
-
-    django.setup()
+    env = bench_env(database_url(args), LOG_LEVEL="ERROR", DATABASE_CONN_MAX_AGE=str(args.conn_max_age))
+    setup_django()
     tokens = seed(args)
     print(f"Seeded 2 x {args.pairs} pairs and {args.raters} raters in {args.db}.", flush=True)
 
     def phase(name: str, settings: str, loop: Callable[[int], Loop]) -> Phase:
         before = database_counters(args)
-        with gunicorn(args, settings) as port:
+        with gunicorn({**env, "DJANGO_SETTINGS_MODULE": settings}, *options) as (port, _):
             result = run_clients(
                 name, args.raters, args.warmup, args.duration, loop(port), in_warmup=lambda: analyze(args)
             )
@@ -592,6 +508,14 @@ def main() -> None:
         print(f"{name}: {len(result.samples)} samples measured.", flush=True)
         return result
 
+    options = [
+        "--workers", str(args.workers),
+        "--worker-class", args.worker_class,
+        "--threads", str(args.threads),
+        "--backlog", "2048",
+        "--keep-alive", "5",
+        "--timeout", "30",  # gunicorn's default, which this benchmark always had
+    ]  # fmt: skip
     floor_settings = "bench.annotation_load.floor_settings"
     two = phase("two requests", "config.settings", lambda port: two_request_loop(port, tokens))
     one = phase("one round trip", "config.settings", lambda port: one_round_trip_loop(port, tokens))

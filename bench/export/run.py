@@ -13,22 +13,28 @@ ratio, and the web worker's peak RSS (VmHWM) at each size. All traffic goes to 1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
 import platform
-import secrets
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import (
+    add_database_options,
+    bench_env,
+    database_url,
+    first_ids,
+    gunicorn,
+    psql,
+    recreate_database,
+    setup_django,
+    staff_token,
+)
+
 PAIRS_PER_JUDGMENT = 0.3  # 1M judgments on 300k pairs, as the issue describes
 RATERS = 200
 
@@ -45,37 +51,6 @@ COPY (
 """
 
 
-def env(args: argparse.Namespace) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{args.pg_user}@{args.pg_host}:{args.pg_port}/{args.db}",
-        "SECRET_KEY": "benchmark-only-not-a-secret",
-        "DEBUG": "0",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "PYTHONPATH": str(REPO),
-        "LOG_LEVEL": "ERROR",
-    }
-
-
-def psql(args: argparse.Namespace, sql: str, *, output: int | None = None) -> str:
-    result = subprocess.run(
-        ["psql", "-h", args.pg_host, "-p", str(args.pg_port), "-U", args.pg_user, "-d", args.db, "-v",
-         "ON_ERROR_STOP=1", "-q", "-t", "-A", "-c", sql],
-        stdout=output if output is not None else subprocess.PIPE,
-        text=output is None,
-        check=True,
-    )  # fmt: skip
-    return result.stdout if output is None else ""
-
-
-def recreate_database(args: argparse.Namespace) -> None:
-    if not args.db.startswith("pairwise_bench"):
-        raise SystemExit(f"Refusing to drop {args.db!r}: a bench database's name starts with pairwise_bench.")
-    admin = ["psql", "-h", args.pg_host, "-p", str(args.pg_port), "-U", args.pg_user, "-d", "postgres", "-q"]
-    subprocess.run([*admin, "-c", f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)'], check=True)
-    subprocess.run([*admin, "-c", f'CREATE DATABASE "{args.db}"'], check=True)
-
-
 def fill(args: argparse.Namespace, slug: str, judgments: int) -> int:
     """A project with judgments / 0.3 ... pairs, 200 imported raters and the judgments, in bulk SQL.
 
@@ -85,8 +60,8 @@ def fill(args: argparse.Namespace, slug: str, judgments: int) -> int:
     pairs = max(1, int(judgments * PAIRS_PER_JUDGMENT))
     sql = f"""
     INSERT INTO annotation_project (slug, name, instructions, judgments_per_pair, allow_tie, strength_levels,
-        rationale, lease_seconds, gold_fraction, created_at)
-      VALUES ('{slug}', '{slug}', '', 25, true, 3, 'optional', 900, 0, now()) RETURNING id;
+        rationale, lease_seconds, gold_fraction, very_fast_ms, created_at)
+      VALUES ('{slug}', '{slug}', '', 25, true, 3, 'optional', 900, 0, 3000, now()) RETURNING id;
     """
     project = int(psql(args, sql).split()[0])
     psql(args, f"""
@@ -101,18 +76,7 @@ def fill(args: argparse.Namespace, slug: str, judgments: int) -> int:
              'model-a', 'model-b', '{{}}', md5(g::text) || md5(g::text), 0, now()
       FROM generate_series(1, {pairs}) g;
     """)  # fmt: skip
-    # Ids of the rows just inserted: one statement's rows get consecutive ids, so judgments can name
-    # them by arithmetic instead of a join (which the planner, with no statistics yet, would nest).
-    first_pair, first_rater = (
-        int(v)
-        for v in psql(
-            args,
-            f"SELECT (SELECT min(id) FROM annotation_pair WHERE project_id = {project}), "
-            f"(SELECT min(id) FROM annotation_rater WHERE imported_into_id = {project})",
-        )
-        .strip()
-        .split("|")
-    )
+    first_pair, first_rater = first_ids(args, project)
     psql(args, f"""
     INSERT INTO annotation_judgment (project_id, pair_id, rater_id, choice, strength, rationale, shown_left,
         time_on_task_ms, client_time_ms, created_at)
@@ -130,57 +94,6 @@ def fill(args: argparse.Namespace, slug: str, judgments: int) -> int:
     ANALYZE;
     """)  # fmt: skip
     return project
-
-
-def staff_token(args: argparse.Namespace) -> str:
-    code = (
-        "import django; django.setup()\n"
-        "from django.contrib.auth import get_user_model\n"
-        "from rest_framework.authtoken.models import Token\n"
-        f"user = get_user_model().objects.create_user('bench-admin', password='{secrets.token_urlsafe(16)}',"
-        " is_staff=True)\n"
-        "print(Token.objects.create(user=user).key)\n"
-    )
-    return subprocess.run(
-        [PYTHON, "-c", code], cwd=REPO, env=env(args), capture_output=True, text=True, check=True
-    ).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def gunicorn(args: argparse.Namespace) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = free_port()
-    command = [
-        PYTHON, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-        "--workers", "1", "--worker-class", "sync", "--timeout", "600", "--log-level", "warning",
-        "--chdir", str(REPO),
-    ]  # fmt: skip
-    server = subprocess.Popen(command, env=env(args), start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                conn.request("GET", "/healthz")
-                conn.getresponse().read()
-                conn.close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("gunicorn did not start") from None
-                time.sleep(0.2)
-        yield port, server
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def worker_peak_rss_mib(master: int) -> float:
@@ -223,16 +136,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--db", default="pairwise_bench_export")
-    parser.add_argument("--pg-host", default="127.0.0.1")
-    parser.add_argument("--pg-port", type=int, default=5432)
-    parser.add_argument("--pg-user", default="postgres")
+    add_database_options(parser, "pairwise_bench_export")
     parser.add_argument("--results", type=Path, help="Write the Markdown report here too.")
     args = parser.parse_args()
 
     recreate_database(args)
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env(args), check=True)
-    token = staff_token(args)
+    env = bench_env(database_url(args), LOG_LEVEL="ERROR")
+    setup_django()
+    token = staff_token()
     measured = []
     for size in args.sizes:
         slug = f"export-{size}"
@@ -240,7 +151,7 @@ def main() -> None:
         project = fill(args, slug, size)
         print(f"filled {slug} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         copy_floor(args, project)  # warm the cache for both readers alike
-        with gunicorn(args) as (port, server):
+        with gunicorn(env, "--workers", "1", "--worker-class", "sync") as (port, server):
             rows, size_bytes, seconds = stream_endpoint(port, token, slug)
             rss = worker_peak_rss_mib(server.pid)
         copy_rows, copy_seconds = copy_floor(args, project)

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common_django import bench_env, gunicorn, llmbar_items, setup_django, staff_token
+from common import bench_env, gunicorn, llmbar_items, setup_django, staff_token
 
 
 def main() -> None:
@@ -88,7 +88,7 @@ def main() -> None:
         return ours.recv()  # the seconds that RewardScorer.score took in that process
 
     rows = []
-    with gunicorn(env, "--workers", "1", "--worker-class", "sync") as port:
+    with gunicorn(env, "--workers", "1", "--worker-class", "sync") as (port, _):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         headers = {"Content-Type": "application/json", "Authorization": f"Token {token}"}
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common_django import (
+from common import (
     PYTHON,
     REPO,
     bench_env,
@@ -74,7 +74,7 @@ def main() -> None:
 
     times: dict[str, list[float]] = {"cli": [], "path": []}
     phases = []
-    with gunicorn(env, "--workers", "1") as port, celery_worker(env, "training", work / "worker.log"):
+    with gunicorn(env, "--workers", "1") as (port, _), celery_worker(env, "training", work / "worker.log"):
         for index, kind in enumerate(args.order.split(",")):
             if kind == "cli":
                 output = work / f"cli-{index}"

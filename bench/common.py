@@ -1,8 +1,10 @@
-"""Helpers of the reward-model benchmarks: the environment of a bench database and broker, Django set up
-in the bench process, gunicorn and Celery worker processes, and the LLMBar pairs as a judged project."""
+"""Helpers shared by the benchmarks: a bench database (created, dropped, filled by psql), its environment,
+Django set up in the bench process, gunicorn and Celery worker processes, and the LLMBar pairs as a judged
+project."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -22,23 +24,79 @@ PYTHON = sys.executable
 LLMBAR = REPO.parent / "shared" / "data" / "llmbar"
 
 
-def bench_env(database_url: str, broker_url: str, runs_dir: Path) -> dict[str, str]:
+def bench_env(
+    database_url: str, broker_url: str | None = None, runs_dir: Path | None = None, **extra: str
+) -> dict[str, str]:
+    """The environment of the bench process (set in os.environ) and of the processes it starts. Without
+    a broker, no REDIS_URL either: the settings then use the local-memory cache."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
-        "REDIS_URL": broker_url,
-        "CELERY_BROKER_URL": broker_url,
-        "PAIRWISE_RUNS_DIR": str(runs_dir),
         "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-" + "x" * 40),
+        "DEBUG": "0",
         "DJANGO_SETTINGS_MODULE": "config.settings",
+        "PYTHONPATH": str(REPO),
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "LOG_LEVEL": "WARNING",
     }
+    if broker_url:
+        env |= {"REDIS_URL": broker_url, "CELERY_BROKER_URL": broker_url}
+    if runs_dir:
+        env["PAIRWISE_RUNS_DIR"] = str(runs_dir)
+    env |= extra
     os.environ.update(env)
     # A SIGTERM runs the context managers' cleanup (the server and worker processes) like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return env
+
+
+def add_database_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """--db (dropped and recreated by the run), --pg-host, --pg-port, --pg-user."""
+    parser.add_argument("--db", default=default)
+    parser.add_argument("--pg-host", default="127.0.0.1")
+    parser.add_argument("--pg-port", type=int, default=5432)
+    parser.add_argument("--pg-user", default="postgres")
+
+
+def database_url(args: argparse.Namespace) -> str:
+    return f"postgres://{args.pg_user}@{args.pg_host}:{args.pg_port}/{args.db}"
+
+
+def recreate_database(args: argparse.Namespace) -> None:
+    import psycopg
+
+    if not args.db.startswith("pairwise_bench"):
+        raise SystemExit(f"Refusing to drop {args.db!r}: a bench database's name starts with pairwise_bench.")
+    with psycopg.connect(
+        host=args.pg_host, port=args.pg_port, user=args.pg_user, dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{args.db}"')
+
+
+def psql(args: argparse.Namespace, sql: str, *, output: int | None = None) -> str:
+    """Runs sql in the bench database; its output as text, or written to the file descriptor output."""
+    result = subprocess.run(
+        ["psql", "-h", args.pg_host, "-p", str(args.pg_port), "-U", args.pg_user, "-d", args.db, "-v",
+         "ON_ERROR_STOP=1", "-q", "-t", "-A", "-c", sql],
+        stdout=output if output is not None else subprocess.PIPE,
+        text=output is None,
+        check=True,
+    )  # fmt: skip
+    return result.stdout if output is None else ""
+
+
+def first_ids(args: argparse.Namespace, project: int) -> tuple[int, int]:
+    """The project's first pair and first rater. Rows one statement inserted have consecutive ids, so a
+    fill can name them by arithmetic instead of a join (which the planner, with no statistics yet, would
+    nest)."""
+    sql = (
+        f"SELECT (SELECT min(id) FROM annotation_pair WHERE project_id = {project}), "
+        f"(SELECT min(id) FROM annotation_rater WHERE imported_into_id = {project})"
+    )
+    pair, rater = psql(args, sql).strip().split("|")
+    return int(pair), int(rater)
 
 
 def setup_django() -> None:
@@ -108,11 +166,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], *extra: str) -> Iterator[int]:
+def gunicorn(env: dict[str, str], *options: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """gunicorn serving config.wsgi on a free port of 127.0.0.1, once it answers /healthz: (port, master)."""
     port = free_port()
     command = [
         PYTHON, "-m", "gunicorn", "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-        "--timeout", "600", "--log-level", "warning", "--chdir", str(REPO), *extra,
+        "--timeout", "600", "--log-level", "warning", "--chdir", str(REPO), *options,
     ]  # fmt: skip
     server = subprocess.Popen(command, env=env, start_new_session=True)
     try:
@@ -125,13 +184,20 @@ def gunicorn(env: dict[str, str], *extra: str) -> Iterator[int]:
                 conn.close()
                 break
             except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("gunicorn did not start") from None
+                if server.poll() is not None:
+                    raise SystemExit(f"gunicorn exited with {server.returncode}") from None
+                if time.monotonic() > deadline:
+                    raise SystemExit("gunicorn did not answer within 60 s") from None
                 time.sleep(0.2)
-        yield port
+        yield port, server
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 @contextlib.contextmanager
