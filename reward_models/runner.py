@@ -133,7 +133,9 @@ def trainer_command() -> list[str]:
 
 
 def _snapshot(run: TrainingRun) -> DatasetSnapshot:
-    snapshot = snapshot_create(project=run.project, reason=SnapshotReason.RUN)
+    # The project's latest snapshot when no judgment was added since (runs started one after another, or
+    # failing at once, share one file), else a new one.
+    snapshot = snapshot_create(project=run.project, reason=SnapshotReason.RUN, reuse=True)
     assert snapshot is not None  # only_if_new is off: always a snapshot
     TrainingRun.objects.filter(pk=run.pk).update(snapshot=snapshot)
     if snapshot.rows == 0:
