@@ -62,3 +62,16 @@ def test_runs_failing_at_once_do_not_each_write_a_snapshot(make_project):
     runs = [TrainingRun.objects.create(project=project, config={}) for _ in range(3)]
     assert [run_training(run.pk) for run in runs] == [RunStatus.FAILED] * 3
     assert DatasetSnapshot.objects.filter(project=project).count() == 1
+
+
+def test_the_run_records_the_celery_node_name_as_its_worker(make_project):
+    from reward_models import tasks
+
+    run = TrainingRun.objects.create(project=make_project("node"), config={})
+    tasks.training_run_execute.push_request(hostname="celery@gpu-box-2")
+    try:
+        assert tasks.training_run_execute.run(run.pk) == RunStatus.FAILED  # no judgments, fails at once
+    finally:
+        tasks.training_run_execute.pop_request()
+    run.refresh_from_db()
+    assert run.worker_host == "celery@gpu-box-2"
