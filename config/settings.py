@@ -270,6 +270,11 @@ if PAIRWISE_RUN_LOST_AFTER_SECONDS < 3 * PAIRWISE_RUN_HEARTBEAT_SECONDS:
 PAIRWISE_TRAINING_PROCESSES = env_int("PAIRWISE_TRAINING_PROCESSES", 1, min_value=1, max_value=64)
 # Most responses one POST /api/v1/score/ may carry (413 above), scored in one batched forward pass.
 PAIRWISE_SCORE_MAX_RESPONSES = 64
+# Most characters of one text (the prompt or a response) and of all texts of one POST /api/v1/score/ (413
+# above). The model reads at most max_length tokens of each text and the rest is cut unread, so these only
+# bound the memory and time a request may take.
+PAIRWISE_SCORE_MAX_TEXT_CHARS = 100_000
+PAIRWISE_SCORE_MAX_REQUEST_CHARS = 1_000_000
 # Where the web process scores: "cpu", or "auto"/"cuda" on a web machine with a GPU.
 PAIRWISE_SCORE_DEVICE = env_choice("PAIRWISE_SCORE_DEVICE", "cpu", ["auto", "cpu", "cuda"])
 

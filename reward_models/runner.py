@@ -50,10 +50,12 @@ STOP_GRACE_SECONDS = 120
 ERROR_CHARS = 2000
 
 
-def run_training(run_id: int) -> str:
+def run_training(run_id: int, *, worker: str | None = None) -> str:
     """Train run ``run_id`` if it is queued; returns the status it ended in, or "skipped" when it was not
-    queued (a message delivered twice, a run cancelled while queued)."""
-    run = _claim(run_id)
+    queued (a message delivered twice, a run cancelled while queued). ``worker`` is recorded as the run's
+    worker_host: the Celery node name (``celery@host``, or the ``-n`` given), which tells apart two workers
+    on one machine; the bare host name when there is none."""
+    run = _claim(run_id, worker or socket.gethostname())
     if run is None:
         logger.info("run %s is not queued; nothing to do", run_id)
         return "skipped"
@@ -68,7 +70,7 @@ def run_training(run_id: int) -> str:
         return RunStatus.FAILED
 
 
-def _claim(run_id: int) -> TrainingRun | None:
+def _claim(run_id: int, worker: str) -> TrainingRun | None:
     """queued -> running under the row lock: of two deliveries of the same run, one finds it running."""
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
@@ -77,7 +79,7 @@ def _claim(run_id: int) -> TrainingRun | None:
         now = timezone.now()
         run.status = RunStatus.RUNNING
         run.started_at = run.heartbeat_at = now
-        run.worker_host = socket.gethostname()[:255]
+        run.worker_host = worker[:255]
         run.output_dir = f"{files.run_dir(run.pk)}/model"
         run.save(update_fields=["status", "started_at", "heartbeat_at", "worker_host", "output_dir"])
     return run
@@ -133,7 +135,9 @@ def trainer_command() -> list[str]:
 
 
 def _snapshot(run: TrainingRun) -> DatasetSnapshot:
-    snapshot = snapshot_create(project=run.project, reason=SnapshotReason.RUN)
+    # The project's latest snapshot when no judgment was added since (runs started one after another, or
+    # failing at once, share one file), else a new one.
+    snapshot = snapshot_create(project=run.project, reason=SnapshotReason.RUN, reuse=True)
     assert snapshot is not None  # only_if_new is off: always a snapshot
     TrainingRun.objects.filter(pk=run.pk).update(snapshot=snapshot)
     if snapshot.rows == 0:

@@ -6,7 +6,7 @@ pool, prefetch 1); everything else runs on the default queue.
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from . import services
 
@@ -14,11 +14,12 @@ from . import services
 # Late acknowledgement is safe here, and wanted: the runner moves the run from queued to running under a
 # row lock, so a message delivered again (Redis's visibility timeout, a worker lost before it started the
 # run) finds it running or finished and does nothing; one lost before the run started is run then.
-@shared_task(name="reward_models.tasks.training_run_execute", acks_late=True)
-def training_run_execute(run_id: int) -> str:
+@shared_task(name="reward_models.tasks.training_run_execute", acks_late=True, bind=True)
+def training_run_execute(self: Task, run_id: int) -> str:
     from .runner import run_training
 
-    return run_training(run_id)
+    # The node name (celery@host, or what -n gave): two workers on one machine are told apart.
+    return run_training(run_id, worker=self.request.hostname)
 
 
 # Late acknowledgement: a second pass writes a snapshot only if there is something new.

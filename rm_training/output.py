@@ -81,6 +81,7 @@ def written_whole(path: str | Path, *, overwrite: bool = False) -> Iterator[Path
     old: Path | None = None
     try:
         yield staging
+        _follow_umask(staging)
         reason = _not_replaceable(path, staging, overwrite=overwrite)
         if reason is not None:
             kept = path.with_name(f"{path.name}.new-{secrets.token_hex(3)}")
@@ -103,6 +104,27 @@ def written_whole(path: str | Path, *, overwrite: bool = False) -> Iterator[Path
             shutil.rmtree(old, ignore_errors=True)
         else:
             old.unlink()
+
+
+def _follow_umask(directory: Path) -> None:
+    """Give every file written into ``directory`` the mode a plain open() gives under this process's umask.
+    Some writers (safetensors) create their file 0600, which a web process running as another user could
+    not read although the rest of the directory is readable."""
+    mode = 0o666 & ~_umask()
+    for entry in directory.rglob("*"):
+        if entry.is_file() and not entry.is_symlink():
+            os.chmod(entry, mode)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (os.umask sets it to read it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def _not_replaceable(path: Path, staging: Path, *, overwrite: bool) -> str | None:

@@ -14,6 +14,7 @@ that much; only a response longer than the rest is cut, from its end.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,20 @@ from .data import Comparison
 from .errors import InputError
 
 DECODER_SEPARATOR = "\n\n"
+
+# Cutting a text by characters before tokenizing it, so that the cost of a huge text is that of a few
+# thousand characters. A text keeps at most ``budget`` tokens (the prompt its last ones, the response its
+# first ones), so only the characters that make those tokens matter; the rest is cut first, at
+# CHARS_PER_TOKEN characters per token of the budget plus CUT_MARGIN. That cut cannot change the kept tokens
+# of ordinary text: tokenizers split text into words (pre-tokens) and tokenize each on its own, so a cut
+# changes only the word it falls in. The cut is therefore checked, not assumed: it is kept only when the
+# text it leaves still has more than ``budget`` tokens (so the truncation decisions and flags are those of
+# the whole text) and every one of those tokens lies more than CUT_MARGIN characters away from the cut
+# (farther than the cut word reaches, for any word under CUT_MARGIN characters). Otherwise (long runs of
+# whitespace that make no tokens, a giant single word) the cut is widened fourfold until it passes or the
+# whole text is used, so the result is always the one of the uncut text for such texts too.
+CHARS_PER_TOKEN = 8
+CUT_MARGIN = 1024
 
 
 @dataclass(frozen=True)
@@ -121,12 +136,50 @@ class PairEncoder:
             )
 
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[EncodedSequence]:
-        # One Encoding per use, even for a repeated prompt: truncation cuts encodings in place.
-        prompt_encodings = self._backend.encode_batch(
-            [p + self.separator for p in prompts], add_special_tokens=False
+        # Each distinct prompt is tokenized once (scoring gives one prompt with up to 64 responses), and
+        # each use gets its own copy: truncation cuts encodings in place.
+        distinct = list(dict.fromkeys(prompts))
+        encoded = dict(
+            zip(
+                distinct,
+                self._encode_texts([p + self.separator for p in distinct], keep_end=True),
+                strict=True,
+            )
         )
-        response_encodings = self._backend.encode_batch(list(responses), add_special_tokens=False)
+        prompt_encodings = [copy.deepcopy(encoded[p]) for p in prompts]
+        response_encodings = self._encode_texts(list(responses), keep_end=False)
         return [self._join(p, r) for p, r in zip(prompt_encodings, response_encodings, strict=True)]
+
+    @property
+    def char_cut(self) -> int:
+        """Characters of a text kept before tokenizing it at first (see CHARS_PER_TOKEN)."""
+        return self.budget * CHARS_PER_TOKEN + CUT_MARGIN
+
+    def _encode_texts(self, texts: Sequence[str], *, keep_end: bool) -> list[Encoding]:
+        """Tokenize texts cut by characters (their end kept when ``keep_end``, else their start), with
+        the same tokens as the whole texts would give where truncation keeps them."""
+        result: list[Encoding | None] = [None] * len(texts)
+        pending = list(range(len(texts)))
+        cut = self.char_cut
+        while pending:
+            pieces = [texts[i][-cut:] if keep_end else texts[i][:cut] for i in pending]
+            encodings = self._backend.encode_batch(pieces, add_special_tokens=False)
+            retry = []
+            for index, piece, encoding in zip(pending, pieces, encodings, strict=True):
+                if len(piece) == len(texts[index]) or self._cut_is_safe(encoding, len(piece), keep_end):
+                    result[index] = encoding
+                else:
+                    retry.append(index)
+            pending, cut = retry, cut * 4
+        return [e for e in result if e is not None]
+
+    def _cut_is_safe(self, encoding: Encoding, length: int, keep_end: bool) -> bool:
+        n = len(encoding.ids)
+        if n <= self.budget:
+            return False
+        if keep_end:  # the kept tokens and the one before them start far from the cut (at 0)
+            return bool(encoding.offsets[n - self.budget - 1][0] >= CUT_MARGIN)
+        return bool(encoding.offsets[self.budget][1] <= length - CUT_MARGIN)
 
     def _join(self, prompt: Encoding, response: Encoding) -> EncodedSequence:
         n_prompt, n_response = len(prompt.ids), len(response.ids)

@@ -10,14 +10,27 @@ from typing import Any
 
 from rest_framework import serializers
 
+from annotation.api.serializers import RefuseUnknownFieldsMixin
+
 from ..models import TrainingRun
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string, nothing else: DRF's CharField also takes 5 (as "5") and true (as "True")."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return str(super().to_internal_value(data))
 
 
 class TrainingRunCreateSerializer(serializers.Serializer):
     """``project`` and any TrainingConfig field but device and progress_bar; others default."""
 
     project = serializers.SlugField(max_length=100)
-    base_model = serializers.CharField(required=False, max_length=500)
+    base_model = StrictCharField(required=False, max_length=500)
     # Upper bounds here, where TrainingConfig has none: a typo of a few zeros would hold a worker for years.
     epochs = serializers.IntegerField(required=False, max_value=10_000)
     learning_rate = serializers.FloatField(required=False)
@@ -115,12 +128,12 @@ class ActivationSerializer(serializers.Serializer):
     activated_at = serializers.DateTimeField()
 
 
-class ScoreRequestSerializer(serializers.Serializer):
+class ScoreRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
     project = serializers.SlugField(max_length=100)
-    prompt = serializers.CharField(allow_blank=False, trim_whitespace=False)
-    # The count is checked by the service (413 past the limit), not here (which would be a 400).
+    prompt = StrictCharField(allow_blank=False, trim_whitespace=False)
+    # The count and the characters are checked by the service (413 past the limits), not here (400).
     responses = serializers.ListField(
-        child=serializers.CharField(allow_blank=True, trim_whitespace=False), allow_empty=True
+        child=StrictCharField(allow_blank=True, trim_whitespace=False), allow_empty=True
     )
 
 

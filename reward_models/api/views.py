@@ -112,8 +112,14 @@ class ScoreView(ApiView):
         request=s.ScoreRequestSerializer,
         responses={
             200: s.ScoreResponseSerializer,
-            409: _error("The project has no active model"),
-            413: OpenApiResponse(description="More responses than the limit (64)"),
+            409: _error(
+                "The project has no active model (no_active_model), or its directory is missing or "
+                "does not load (model_unavailable)"
+            ),
+            413: OpenApiResponse(
+                description="More responses than the limit (64), a text over 100,000 characters, or more "
+                "than 1,000,000 characters in all"
+            ),
         },
         summary="Raw rewards of responses to a prompt, from the project's active model",
     )

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 
+from annotation.errors import Conflict
 from annotation.models import Judgment, Project
 
 from ..models import AutoTrainPolicy, DatasetSnapshot, RunStatus, SnapshotReason, TrainingRun
@@ -58,7 +59,10 @@ def auto_train_check() -> list[TrainingRun]:
             )
             if not (due_by_count or due_by_time):
                 continue
-            started.append(training_run_create(project=project, config=locked.config))
+            try:
+                started.append(training_run_create(project=project, config=locked.config))
+            except Conflict:  # no usable pairs yet (all ties, say): due again at the next check
+                continue
             locked.last_started_at = now
             locked.last_judgment_id = summary["last"]
             locked.save(update_fields=["last_started_at", "last_judgment_id"])

@@ -12,10 +12,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from annotation.errors import Conflict, Invalid
-from annotation.models import Project
+from annotation.models import Choice, Judgment, Project
 from rm_training.config import TrainingConfig
 from rm_training.errors import InputError
 
@@ -24,6 +25,9 @@ from ..models import ActiveModel, DatasetSnapshot, RunStatus, TrainingRun
 # Set by the system, not by whoever starts a run: where it runs is the worker's business, and a bar on
 # a worker's stderr is noise in its log.
 SYSTEM_FIELDS = frozenset({"device", "progress_bar"})
+# A run identical to one of the same project queued this recently is refused as a double submission
+# (a form posted twice, a retried request).
+DUPLICATE_WINDOW = timedelta(seconds=10)
 
 
 def training_config_build(values: Mapping[str, Any]) -> TrainingConfig:
@@ -73,6 +77,11 @@ def training_run_create(
     """A queued run; its task goes to the `training` queue once the row is committed.
 
     Without ``snapshot`` the worker snapshots every judgment of the project when the run starts.
+    Refused (409) here rather than on the worker: a project with no pair the trainer could use
+    (``no_usable_pairs``), and a run identical to one of the project queued in the last DUPLICATE_WINDOW
+    (``duplicate_run``; the project row is locked, so two concurrent submissions serialise and the second
+    sees the first). The base model and max_length are checked by the worker, which may be another machine
+    with other models: their errors come back as the run's one-line error.
     """
     from .. import tasks  # the tasks module imports the services
 
@@ -80,8 +89,32 @@ def training_run_create(
         config = training_config_build(config)
     if snapshot is not None and snapshot.project_id != project.pk:
         raise Invalid("The snapshot belongs to another project.", errors=[{"field": "snapshot"}])
+    if snapshot is None:
+        _check_usable_pairs(project, config)
+    elif snapshot.rows == 0:
+        raise Conflict(f"Snapshot {snapshot.pk} has no judgments to train on.", code="no_usable_pairs")
     values = config.to_dict() | {"progress_bar": False}
     with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        duplicate = (
+            TrainingRun.objects.filter(
+                project=project,
+                status=RunStatus.QUEUED,
+                snapshot=snapshot,
+                config=values,
+                created_at__gte=timezone.now() - DUPLICATE_WINDOW,
+            )
+            .order_by("-id")
+            .first()
+        )
+        if duplicate is not None:
+            raise Conflict(
+                f"Run {duplicate.pk} with the same settings was queued for {project.slug!r} "
+                f"{int((timezone.now() - duplicate.created_at).total_seconds())} s ago; "
+                "not queuing it twice.",
+                code="duplicate_run",
+                run=duplicate.pk,
+            )
         run = TrainingRun.objects.create(
             project=project,
             snapshot=snapshot,
@@ -90,6 +123,33 @@ def training_run_create(
         )
         tasks.training_run_execute.delay_on_commit(run.pk)
     return run
+
+
+def _check_usable_pairs(project: Project, config: TrainingConfig) -> None:
+    """Conflict ``no_usable_pairs`` unless some judged pair would make a training example under the
+    config's vote rule (rm_training.votes): with ties="drop" a pair whose a or b votes are a strict
+    majority, with ties="half" any judged pair; in both its two responses must differ."""
+    judged = Judgment.objects.filter(project=project)
+    if not judged.exists():
+        raise Conflict(f"Project {project.slug!r} has no judgments to train on.", code="no_usable_pairs")
+    pairs = (
+        judged.exclude(pair__response_a=F("pair__response_b"))
+        .values("pair_id")
+        .annotate(
+            a=Count("pk", filter=Q(choice=Choice.A)),
+            b=Count("pk", filter=Q(choice=Choice.B)),
+            tie=Count("pk", filter=Q(choice=Choice.TIE)),
+        )
+    )
+    if config.ties == "drop":
+        pairs = pairs.filter((Q(a__gt=F("b")) & Q(a__gt=F("tie"))) | (Q(b__gt=F("a")) & Q(b__gt=F("tie"))))
+    if not pairs.exists():
+        rule = "a strict majority for one side" if config.ties == "drop" else "responses that differ"
+        raise Conflict(
+            f"Project {project.slug!r} has no usable pairs to train on: none of its judged pairs has {rule} "
+            f'(ties="{config.ties}").',
+            code="no_usable_pairs",
+        )
 
 
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:

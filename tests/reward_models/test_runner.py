@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from reward_models.models import RunStatus, TrainingRun
+from reward_models import files
+from reward_models.models import DatasetSnapshot, RunStatus, TrainingRun
 from reward_models.runner import run_training
 
 pytestmark = pytest.mark.django_db
@@ -39,3 +40,38 @@ def test_a_project_without_judgments_fails_with_one_line(make_project):
     assert run.error == "project 'empty' has no judgments to train on"
     assert run.snapshot is not None and run.snapshot.rows == 0
     assert run.started_at <= run.finished_at and run.worker_host
+
+
+def test_runs_share_the_latest_snapshot_until_a_judgment_is_added(make_project, judged):
+    from reward_models.runner import _snapshot
+
+    project = judged(make_project("reuse"))
+    first, second = (TrainingRun.objects.create(project=project, config={}) for _ in range(2))
+    snapshot = _snapshot(first)
+    assert _snapshot(second) == snapshot and DatasetSnapshot.objects.count() == 1
+    judged(project)
+    third = TrainingRun.objects.create(project=project, config={})
+    newer = _snapshot(third)
+    assert newer != snapshot and newer.rows == snapshot.rows + 1
+    files.absolute(newer.file).unlink()  # a snapshot whose file is gone is not reused
+    assert _snapshot(TrainingRun.objects.create(project=project, config={})) not in (snapshot, newer)
+
+
+def test_runs_failing_at_once_do_not_each_write_a_snapshot(make_project):
+    project = make_project("empty2")
+    runs = [TrainingRun.objects.create(project=project, config={}) for _ in range(3)]
+    assert [run_training(run.pk) for run in runs] == [RunStatus.FAILED] * 3
+    assert DatasetSnapshot.objects.filter(project=project).count() == 1
+
+
+def test_the_run_records_the_celery_node_name_as_its_worker(make_project):
+    from reward_models import tasks
+
+    run = TrainingRun.objects.create(project=make_project("node"), config={})
+    tasks.training_run_execute.push_request(hostname="celery@gpu-box-2")
+    try:
+        assert tasks.training_run_execute.run(run.pk) == RunStatus.FAILED  # no judgments, fails at once
+    finally:
+        tasks.training_run_execute.pop_request()
+    run.refresh_from_db()
+    assert run.worker_host == "celery@gpu-box-2"

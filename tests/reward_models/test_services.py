@@ -13,8 +13,8 @@ from reward_models.models import RunStatus, TrainingRun
 
 
 @pytest.fixture
-def project(make_project):
-    return make_project()
+def project(make_project, judged):
+    return judged(make_project())
 
 
 @pytest.mark.django_db
@@ -81,3 +81,33 @@ def test_only_a_succeeded_run_can_be_activated(project):
     run = services.training_run_create(project=project, config={})
     with pytest.raises(Conflict):
         services.training_run_activate(run=run)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_submissions_of_the_same_run_queue_one(make_project, judged):
+    import threading
+
+    from django.db import connection
+
+    project = judged(make_project("race"))
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def submit() -> None:
+        try:
+            barrier.wait()
+            outcomes.append(services.training_run_create(project=project, config={"epochs": 2}))
+        except Conflict as refused:
+            outcomes.append(refused)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    [run] = [o for o in outcomes if isinstance(o, TrainingRun)]
+    [refused] = [o for o in outcomes if isinstance(o, Conflict)]
+    assert refused.code == "duplicate_run" and f"Run {run.pk}" in refused.detail
+    assert TrainingRun.objects.filter(project=project).count() == 1

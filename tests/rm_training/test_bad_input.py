@@ -681,3 +681,20 @@ def test_a_run_that_diverges_stops_with_one_line_and_saves_nothing(fast_config, 
         train(config, examples=marker_comparisons(80), output_dir=tmp_path / "model")
     assert not (tmp_path / "model").exists()
     assert not list(tmp_path.glob(".model.*"))
+
+
+def test_the_saved_files_follow_the_umask_even_those_written_0600(tmp_path: Path) -> None:
+    import os
+    import stat
+    import tempfile
+
+    previous = os.umask(0o022)
+    try:
+        with written_whole(tmp_path / "out") as staging:
+            handle, private = tempfile.mkstemp(dir=staging)  # 0600, as safetensors writes its file
+            os.close(handle)
+            (staging / "plain.json").write_text("{}")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()}
+    finally:
+        os.umask(previous)
+    assert modes == {Path(private).name: 0o644, "plain.json": 0o644}

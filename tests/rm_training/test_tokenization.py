@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
+from rm_training import tokenization
 from rm_training.data import Comparison
 from rm_training.evaluate import compute_rewards
 from rm_training.model import load_reward_model, load_tokenizer
@@ -160,3 +162,64 @@ def test_a_cased_tokenizer_keeps_case_apart() -> None:
         [Comparison(prompt="q", chosen="River stone", rejected="river stone")]
     )
     assert not pair.identical
+
+
+class _CountingBackend:
+    """Wraps a tokenizers.Tokenizer and records the length of every text given to encode_batch."""
+
+    def __init__(self, backend: object) -> None:
+        self.backend = backend
+        self.lengths: list[int] = []
+
+    def encode_batch(self, texts: list[str], **kwargs: object) -> object:
+        self.lengths.extend(len(t) for t in texts)
+        return self.backend.encode_batch(texts, **kwargs)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+
+@pytest.mark.parametrize("which", ["bert", "decoder"])
+def test_ordinary_long_texts_encode_the_same_cut_and_uncut(
+    which: str, bert_tokenizer: PreTrainedTokenizerFast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokenizer = bert_tokenizer if which == "bert" else word_level_tokenizer()
+    if which == "decoder":
+        tokenizer.pad_token = tokenizer.eos_token
+    encoder = PairEncoder(tokenizer, max_length=24)
+    words = ["river", "stone", "garden", "quiet", "morning", "excellent"]
+    long = " ".join(words[i % 6] + (" ," if i % 7 == 0 else "") for i in range(700))
+    assert len(long) > 3 * encoder.char_cut
+    prompts = [long, "short question", long + " final", "  \n".join([long] * 2)]
+    responses = [long, long[::-1], "short answer", "\t" + long]
+    counting = _CountingBackend(encoder._backend)
+    encoder._backend = counting  # type: ignore[assignment]
+    cut = encoder.encode(prompts, responses)
+    assert max(counting.lengths) <= encoder.char_cut + len(encoder.separator)
+    monkeypatch.setattr(tokenization, "CHARS_PER_TOKEN", 10**6)
+    assert cut == PairEncoder(tokenizer, max_length=24).encode(prompts, responses)
+
+
+def test_a_huge_text_is_cut_before_tokenizing_and_a_prompt_tokenized_once(
+    bert_tokenizer: PreTrainedTokenizerFast,
+) -> None:
+    encoder = PairEncoder(bert_tokenizer, max_length=32)
+    huge = "stone river " * 200_000  # 2.4 MB
+    counting = _CountingBackend(encoder._backend)
+    encoder._backend = counting  # type: ignore[assignment]
+    sequences = encoder.encode([huge] * 8, [huge] * 8)
+    assert all(len(s.input_ids) == 32 and s.prompt_truncated and s.response_truncated for s in sequences)
+    # One prompt tokenized once, eight responses, each of at most char_cut characters.
+    assert len(counting.lengths) == 9 and max(counting.lengths) <= encoder.char_cut
+
+
+def test_a_cut_inside_whitespace_that_makes_no_tokens_is_widened(
+    bert_tokenizer: PreTrainedTokenizerFast, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = PairEncoder(bert_tokenizer, max_length=16)
+    response = "first answer " + " " * (3 * encoder.char_cut) + "later words " * 20
+    prompt = "question " * 20 + " " * (3 * encoder.char_cut) + "final ask"
+    cut = encoder.encode([prompt], [response])
+    monkeypatch.setattr(tokenization, "CHARS_PER_TOKEN", 10**6)
+    assert cut == PairEncoder(bert_tokenizer, max_length=16).encode([prompt], [response])
+    assert cut[0].response_truncated and cut[0].prompt_truncated

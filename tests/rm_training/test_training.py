@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,10 @@ def test_saved_model_loads_and_scores_as_it_trained(fast_config: TrainingConfig,
     config = TrainingConfig.from_dict(fast_config.to_dict() | {"epochs": 1})
     output = tmp_path / "model"
     train(config, examples=marker_comparisons(64), output_dir=output)
+    # Every file readable as the umask allows, the weights too (safetensors writes its file 0600).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in output.iterdir()} == {0o666 & ~umask}
 
     prompt, responses = "question 1 river", ["an excellent answer", "a plain answer", "blue"]
     scores = RewardScorer(output, device="cpu").score(prompt, responses)
