@@ -88,7 +88,8 @@ def _claim(run_id: int, worker: str) -> TrainingRun | None:
 def _execute(run: TrainingRun) -> str:
     with _beating(run.pk):  # a large project's snapshot can take minutes
         snapshot = run.snapshot or _snapshot(run)
-    TrainingRun.objects.filter(pk=run.pk).update(human_agreement=_finite(snapshot_human_agreement(snapshot)))
+    # The report is JSON-safe already (NaN and infinity as null).
+    TrainingRun.objects.filter(pk=run.pk).update(human_agreement=snapshot_human_agreement(snapshot))
     folder = files.absolute(files.run_dir(run.pk))
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "config.json"
@@ -270,13 +271,18 @@ class _RowState:
         due = now - self.written_at >= min(WRITE_EVERY_SECONDS, settings.PAIRWISE_RUN_HEARTBEAT_SECONDS)
         if not (force or self.urgent or (due and self.changes) or now - self.written_at >= _heartbeat()):
             return False
-        runs = TrainingRun.objects.filter(pk=self.run_id)
         # A run no longer running (the reaper failed it while this worker stalled) is not written over.
-        running = runs.filter(status=RunStatus.RUNNING).update(heartbeat_at=timezone.now(), **self.changes)
+        running = TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING)
+        values = {"heartbeat_at": timezone.now(), **self.changes}
+        # The usual case, no cancel asked, is one statement; a cancel (or a run no longer running) is found
+        # by that statement matching nothing, and the row is then written as before.
+        cancel = not running.filter(cancel_requested_at__isnull=True).update(**values)
+        if cancel:
+            running.update(**values)
         self.changes = {}
         self.urgent = False
         self.written_at = now
-        return not running or runs.filter(cancel_requested_at__isnull=False).exists()
+        return cancel
 
 
 def _heartbeat() -> float:

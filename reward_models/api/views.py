@@ -25,7 +25,7 @@ class RunsPagination(IdCursorPagination):
     ordering = "-id"  # newest first
 
 
-def _run(request: Request, run_id: int) -> TrainingRun:
+def _run(run_id: int) -> TrainingRun:
     run = selectors.training_runs().filter(pk=run_id).first()
     if run is None:
         raise NotFound(f"No training run {run_id}.")
@@ -45,10 +45,11 @@ class TrainingRunsView(mixins.ListModelMixin, GenericApiView):
         query = s.TrainingRunListQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         slug = query.validated_data.get("project")
-        if slug is None:
-            return selectors.training_runs()
-        project = annotation_selectors.project_get_visible(slug=slug, user=self.request.user)
-        return selectors.training_runs(project=project)
+        project = None
+        if slug is not None:
+            project = annotation_selectors.project_get_visible(slug=slug, user=self.request.user)
+        # The list shows neither the curves nor the config: not read from the database either.
+        return selectors.training_runs(project=project).defer("history", "epochs", "config")
 
     @extend_schema(parameters=[s.TrainingRunListQuerySerializer], summary="Training runs, newest first")
     def get(self, request: Request) -> Response:
@@ -73,7 +74,7 @@ class TrainingRunView(ApiView):
 
     @extend_schema(responses={200: s.TrainingRunSerializer}, summary="A training run, with its curves")
     def get(self, request: Request, run_id: int) -> Response:
-        return Response(s.TrainingRunSerializer(_run(request, run_id)).data)
+        return Response(s.TrainingRunSerializer(_run(run_id)).data)
 
 
 class TrainingRunCancelView(ApiView):
@@ -85,7 +86,7 @@ class TrainingRunCancelView(ApiView):
         summary="Cancel a queued run, or stop a running one at its next step",
     )
     def post(self, request: Request, run_id: int) -> Response:
-        run = services.training_run_cancel(run=_run(request, run_id))
+        run = services.training_run_cancel(run=_run(run_id))
         return Response(_detail(run))
 
 
@@ -101,7 +102,7 @@ class TrainingRunActivateView(ApiView):
         summary="Make the run's model the project's scoring model (after checking the saved model)",
     )
     def post(self, request: Request, run_id: int) -> Response:
-        active = services.training_run_activate(run=_run(request, run_id), activated_by=request.user)
+        active = services.training_run_activate(run=_run(run_id), activated_by=request.user)
         return Response(s.ActivationSerializer(active).data)
 
 
