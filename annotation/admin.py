@@ -21,6 +21,15 @@ from . import services
 from .models import Assignment, Judgment, Membership, Pair, Project, Rater
 
 
+def object_pk(object_id: str) -> int:
+    """An admin URL's object id as a primary key, or 404. ASCII digits without a leading zero only:
+    str.isdigit() takes "²" (int() then fails) and other scripts' digits (which int() reads), so one object
+    would answer under many addresses."""
+    if re.fullmatch(r"[1-9][0-9]{0,17}", object_id) is None:
+        raise Http404("No such object.")
+    return int(object_id)
+
+
 class MembershipInline(admin.TabularInline):
     """The project's raters, read-only: adding and removing go through the services (the form's fields
     below), so that a removed rater's open assignment gives its place back."""
@@ -156,12 +165,7 @@ class ProjectAdmin(admin.ModelAdmin):
         """The project's agreement dashboard (annotation.pages.dashboard); staff who may view the project."""
         from annotation.pages.dashboard import project_dashboard
 
-        # ASCII digits without a leading zero only: str.isdigit() takes "²" (int() then fails) and other
-        # scripts' digits (which int() reads), so one project would answer under many addresses.
-        valid = re.fullmatch(r"[1-9][0-9]{0,17}", object_id) is not None
-        project = get_object_or_404(Project, pk=int(object_id)) if valid else None
-        if project is None:
-            raise Http404("No such project.")
+        project = get_object_or_404(Project, pk=object_pk(object_id))
         if not self.has_view_permission(request, project):
             raise PermissionDenied
         context = {**self.admin_site.each_context(request), "opts": self.opts}

@@ -11,23 +11,17 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from annotation.admin import ReadOnlyAdmin
+from annotation.admin import ReadOnlyAdmin, object_pk
 from annotation.models import Project
 
 from . import admin_views
 from .admin_forms import AutoTrainPolicyForm
 from .models import ActiveModel, AutoTrainPolicy, DatasetSnapshot, TrainingRun
-
-
-def _pk(object_id: str) -> int:
-    if not object_id.isdigit():
-        raise Http404("No such object.")
-    return int(object_id)
 
 
 def _percent(value: float | None) -> str:
@@ -94,7 +88,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
         ]
 
     def _run(self, request: HttpRequest, object_id: str, *, change: bool = False) -> TrainingRun:
-        run = get_object_or_404(TrainingRun.objects.select_related("project", "snapshot"), pk=_pk(object_id))
+        run = get_object_or_404(
+            TrainingRun.objects.select_related("project", "snapshot"), pk=object_pk(object_id)
+        )
         allowed = (
             self.has_change_permission(request, run) if change else self.has_view_permission(request, run)
         )
@@ -133,7 +129,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         """The "Train reward model" form of a project: staff who may add runs."""
         if not request.user.has_perm("reward_models.add_trainingrun"):
             raise PermissionDenied
-        project = get_object_or_404(Project, pk=_pk(project_id))
+        project = get_object_or_404(Project, pk=object_pk(project_id))
         context = {**self.admin_site.each_context(request), "opts": self.opts}
         return admin_views.train(request, project, context=context)
 
@@ -188,7 +184,9 @@ class DatasetSnapshotAdmin(ReadOnlyAdmin):
         return [download, *super().get_urls()]
 
     def download_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
-        snapshot = get_object_or_404(DatasetSnapshot.objects.select_related("project"), pk=_pk(object_id))
+        snapshot = get_object_or_404(
+            DatasetSnapshot.objects.select_related("project"), pk=object_pk(object_id)
+        )
         if not self.has_view_permission(request, snapshot):
             raise PermissionDenied
         return admin_views.snapshot_download(snapshot)
