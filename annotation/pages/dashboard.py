@@ -251,7 +251,6 @@ def project_dashboard(request: HttpRequest, project: Project, *, context: dict[s
             "title": f"Agreement: {project.name}",
             "project": project,
             "report": report,
-            "figures": report.figures,
             "progress_percent": _percent(progress, 0),
             "counts": {
                 name: f"{value:,}"

@@ -66,14 +66,6 @@ class AgreementReport:
     filters: dict[str, Any]
     computed_at: datetime
 
-    @property
-    def percent_agreement(self) -> float:
-        return float(self.figures.percent_agreement)
-
-    @property
-    def ceiling_accuracy(self) -> float:
-        return float(self.figures.ceiling_accuracy)
-
     def rater_rows(self) -> list[dict[str, Any]]:
         """The per-rater figures with their names, most judgments first."""
         rows = []
