@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from .access import (
-    can_rate_expression,
     can_rate_sql,
     project_get_visible,
     projects_visible_to,
-    remember_can_rate,
     user_can_rate,
 )
 from .agreement import AgreementReport, project_agreement
@@ -22,7 +20,14 @@ from .exports import (
     judgments_for_export,
     preference_rows,
 )
-from .progress import progress_columns, progress_from, project_raters, rater_progress, rater_wait_seconds
+from .progress import (
+    held_places,
+    progress_columns,
+    progress_from,
+    project_raters,
+    rater_progress,
+    rater_wait_seconds,
+)
 
 __all__ = [
     "JUDGMENT_COLUMNS",
@@ -31,8 +36,8 @@ __all__ = [
     "ExportFilter",
     "as_csv",
     "as_jsonl",
-    "can_rate_expression",
     "can_rate_sql",
+    "held_places",
     "judgment_lines",
     "judgment_rows",
     "judgments_for_export",
@@ -45,6 +50,5 @@ __all__ = [
     "projects_visible_to",
     "rater_progress",
     "rater_wait_seconds",
-    "remember_can_rate",
     "user_can_rate",
 ]

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from annotation.errors import NotFound
 from annotation.models import Membership, Project
 
 User = AbstractBaseUser | AnonymousUser
 
-# The user a project object was loaded for by project_get_visible or can_rate_expression: user_can_rate
+# The user a project object was loaded for by project_get_visible: user_can_rate
 # asks the database only about a project loaded some other way, so a request checks the rule once.
 _CHECKED_FOR = "_pairwise_rater_checked"
 
@@ -47,15 +47,6 @@ def user_can_rate(*, project: Project, user: Any) -> bool:
     return projects_visible_to(user).filter(pk=project.pk).exists()
 
 
-def can_rate_expression(user: Any, project_ref: Any = None) -> Exists | Value:
-    """user_can_rate as a column of another query (OuterRef("project_id") by default), so that a read of
-    the caller's assignment also says whether they may still rate its project."""
-    if not user.is_authenticated or not user.is_active:
-        return Value(False, output_field=BooleanField())
-    ref = OuterRef("project_id") if project_ref is None else project_ref
-    return Exists(projects_visible_to(user).filter(pk=ref))
-
-
 def can_rate_sql(user: Any, project_column: str) -> tuple[str, list[Any]]:
     """user_can_rate as an SQL boolean on a project id column, for the rating path's raw reads: the same
     rule as projects_visible_to (tests/annotation/test_engine.py checks each way in)."""
@@ -74,8 +65,3 @@ def can_rate_sql(user: Any, project_column: str) -> tuple[str, list[Any]]:
         f" WHERE m.project_id = {project_column} AND m.user_id = %s"
     )
     return f"(EXISTS ({membership}) OR EXISTS ({member_of}))", [user.pk, user.pk]
-
-
-def remember_can_rate(*, project: Project, user: Any) -> None:
-    """Record that the caller may rate this project, as read by can_rate_expression in this request."""
-    setattr(project, _CHECKED_FOR, user.pk)

@@ -74,19 +74,10 @@ def rater_wait_seconds(*, project: Project, rater: Rater, now: datetime | None =
         .annotate(first=Min("lease_expires_at"))
         .values("first")
     )
-    held = (
-        Assignment.objects.filter(
-            pair=OuterRef("pk"), status=AssignmentStatus.ACTIVE, lease_expires_at__gt=now
-        )
-        .order_by()
-        .values("pair")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
     free = (
         Pair.objects.filter(project=project, gold__isnull=True, judgment_count__lt=quota)
         .exclude(Exists(theirs.filter(pair=OuterRef("pk"))))
-        .alias(taken=F("judgment_count") + Coalesce(Subquery(held), Value(0)))
+        .alias(taken=F("judgment_count") + Coalesce(held_places(OuterRef("pk"), now), Value(0)))
         .filter(taken__lt=quota)
     )
     first, has_free = (
@@ -139,3 +130,14 @@ def project_raters(*, project: Project, now: datetime | None = None) -> list[dic
         }
         for m in rows
     ]
+
+
+def held_places(pair_ref: Any, now: datetime) -> Subquery:
+    """Active, unexpired assignments of a pair: places held by raters who have not answered yet."""
+    return Subquery(
+        Assignment.objects.filter(pair=pair_ref, status=AssignmentStatus.ACTIVE, lease_expires_at__gt=now)
+        .order_by()
+        .values("pair")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )

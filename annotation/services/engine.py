@@ -40,9 +40,9 @@ from annotation.models import (
 )
 from annotation.selectors import (
     can_rate_sql,
+    held_places,
     progress_columns,
     progress_from,
-    remember_can_rate,
     user_can_rate,
 )
 
@@ -50,17 +50,6 @@ from .raters import rater_get_or_create
 
 # How many locked-but-full candidates one request tries before it looks again from the top.
 _CLAIM_ATTEMPTS = 8
-
-
-def _held_places(pair_ref: Any, now: datetime) -> Subquery:
-    """Active, unexpired assignments of a pair: places held by raters who have not answered yet."""
-    return Subquery(
-        Assignment.objects.filter(pair=pair_ref, status=AssignmentStatus.ACTIVE, lease_expires_at__gt=now)
-        .order_by()
-        .values("pair")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
 
 
 def _places(pair: Pair, now: datetime, *, exclude: int | None = None) -> tuple[int, Counter[str]]:
@@ -165,7 +154,7 @@ def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool
     if not gold:
         # Gold pairs check raters and are shown to any number of them; regular pairs fill up to the quota.
         candidates = candidates.alias(
-            taken=F("judgment_count") + Coalesce(_held_places(OuterRef("pk"), now), Value(0))
+            taken=F("judgment_count") + Coalesce(held_places(OuterRef("pk"), now), Value(0))
         ).filter(judgment_count__lt=quota, taken__lt=quota)
     # Regular pairs one judgment_count at a time, fullest first: each query then walks the
     # (project, judgment_count, id) index in order and stops at the first free pair, where one
@@ -376,7 +365,6 @@ def judgment_record(
         assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
         return _record(
             assignment=assignment,
-            user=user,
             choice=choice,
             strength=strength,
             rationale=rationale,
@@ -403,7 +391,6 @@ def judgment_record_and_next(
         now = now or timezone.now()
         judgment = _record(
             assignment=assignment,
-            user=user,
             choice=choice,
             strength=strength,
             rationale=rationale,
@@ -416,7 +403,6 @@ def judgment_record_and_next(
 def _record(
     *,
     assignment: Assignment,
-    user: Any,
     choice: str,
     strength: int | None,
     rationale: str,
@@ -429,7 +415,6 @@ def _record(
         raise Invalid("The judgment is invalid.", errors=errors)
     if not assignment.can_rate:  # type: ignore[attr-defined]
         raise Forbidden("You are no longer a rater in this project.")
-    remember_can_rate(project=project, user=user)
     if assignment.status == AssignmentStatus.JUDGED:
         existing = Judgment.objects.filter(assignment=assignment).values_list("pk", flat=True).first()
         raise Conflict("This assignment is already judged.", code="already_judged", judgment=existing)
@@ -510,7 +495,7 @@ def assignment_skip(
     """Skip: the pair is never served to this rater again and its place goes back to the pool."""
     with transaction.atomic():
         assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
-        return _skip(assignment=assignment, user=user, reason=reason, now=now or timezone.now())
+        return _skip(assignment=assignment, reason=reason, now=now or timezone.now())
 
 
 def assignment_skip_and_next(
@@ -522,13 +507,11 @@ def assignment_skip_and_next(
         if not assignment.can_rate:  # type: ignore[attr-defined]
             raise Forbidden("You are no longer a rater in this project.")
         now = now or timezone.now()
-        skipped = _skip(assignment=assignment, user=user, reason=reason, now=now)
+        skipped = _skip(assignment=assignment, reason=reason, now=now)
         return skipped, _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
 
 
-def _skip(*, assignment: Assignment, user: Any, reason: str, now: datetime) -> Assignment:
-    if assignment.can_rate:  # type: ignore[attr-defined]
-        remember_can_rate(project=assignment.project, user=user)
+def _skip(*, assignment: Assignment, reason: str, now: datetime) -> Assignment:
     if assignment.status == AssignmentStatus.JUDGED:
         raise Conflict("This assignment is already judged.", code="already_judged")
     if assignment.status == AssignmentStatus.SKIPPED:
