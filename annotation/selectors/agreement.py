@@ -149,17 +149,9 @@ class AgreementReport:
             for row in self.rater_rows()
             for r in [row["figures"]]
         ]
-        return {key: _json_value(value) for key, value in body.items()}
+        from annotation.agreement import finite_or_none
 
-
-def _json_value(value: Any) -> Any:
-    from annotation.agreement import finite_or_none
-
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    return finite_or_none(value)
+        return finite_or_none(body)
 
 
 def _filters_dict(filters: ExportFilter) -> dict[str, Any]:
