@@ -284,12 +284,13 @@ class NextView(ApiView):
 def _next(request: Request, project: Project) -> tuple[dict[str, Any] | None, int | None]:
     """(the caller's next assignment as NextView serves it, None) or (None, seconds to wait or None)."""
     assignment = services.assignment_next(project=project, user=request.user)
-    return _served(project, assignment, request.user)
+    rater = services.rater_get_or_create(user=request.user) if assignment is None else None
+    return _served(project, assignment, rater)
 
 
-def _served(project: Project, assignment: Any, user: Any) -> tuple[dict[str, Any] | None, int | None]:
+def _served(project: Project, assignment: Any, rater: Any) -> tuple[dict[str, Any] | None, int | None]:
+    """The assignment as served, or (None, seconds the rater should wait or None when they are done)."""
     if assignment is None:
-        rater = services.rater_get_or_create(user=user)
         return None, selectors.rater_wait_seconds(project=project, rater=rater)
     # A pair claimed on PostgreSQL comes with the rater's progress, read in the claim's statement.
     progress = getattr(assignment, "progress", None)
@@ -299,9 +300,10 @@ def _served(project: Project, assignment: Any, user: Any) -> tuple[dict[str, Any
     return s.ServedAssignmentSerializer(assignment, context=context).data, None
 
 
-def _with_next(body: dict[str, Any], project: Project, assignment: Any, user: Any) -> dict[str, Any]:
-    """The one-round-trip answer: the judgment or skip, then the next assignment (null when none)."""
-    served, wait = _served(project, assignment, user)
+def _with_next(body: dict[str, Any], answered: Any, assignment: Any) -> dict[str, Any]:
+    """The one-round-trip answer: the judgment or skip (of the ``answered`` assignment, whose project and
+    rater the engine has loaded), then the next assignment (null when none)."""
+    served, wait = _served(answered.project, assignment, answered.rater)
     return {**body, "next": served, "retry_after": wait}
 
 
@@ -335,7 +337,7 @@ class JudgmentView(ApiView):
             assignment_id=assignment_id, user=request.user, **data
         )
         body = s.JudgmentRecordedSerializer(judgment).data
-        return Response(_with_next(body, judgment.project, following, request.user), status=201)
+        return Response(_with_next(body, judgment.assignment, following), status=201)
 
 
 class SkipView(ApiView):
@@ -362,7 +364,7 @@ class SkipView(ApiView):
             assignment_id=assignment_id, user=request.user, reason=reason
         )
         body = s.SkippedSerializer(assignment).data
-        return Response(_with_next(body, assignment.project, following, request.user))
+        return Response(_with_next(body, assignment, following))
 
 
 # Judgments made elsewhere
