@@ -1,6 +1,6 @@
 """Training a Bradley-Terry reward model, top to bottom: setup, data, model, schedule, loop, eval, save.
 
-The entry point for callers (the CLI, a Celery task) is::
+The entry point for callers (the CLI, which the worker starts as a child process; tests; scripts) is::
 
     train(config, *, output_dir, data_path=None, examples=None, on_progress=None, should_stop=None,
           overwrite=False) -> dict
@@ -31,7 +31,8 @@ Several processes: start the same entry point under ``torchrun --nproc_per_node 
 on its share of every batch (DDP: NCCL on GPUs, gloo on CPUs) and only rank 0 evaluates and writes.
 ``batch_size`` counts pairs per optimizer step over all processes, and the loss of a step is the weighted
 mean over that whole global batch, so 1 process and N processes follow the same curve.
-Run the Celery task in a solo pool or a spawned child: this module imports torch (see STYLE.md).
+No Django process calls this: the worker (reward_models.runner) starts ``python -m rm_training train`` as a
+child process, since this module imports torch (see STYLE.md).
 """
 
 from __future__ import annotations
