@@ -4,8 +4,10 @@ raters. No database: annotation.agreement works on arrays."""
 
 from __future__ import annotations
 
+import ast
 import itertools
 import math
+from pathlib import Path
 
 import krippendorff
 import numpy as np
@@ -15,6 +17,7 @@ from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kap
 
 from annotation.agreement import report
 from annotation.agreement import statistics as ag
+from tests.test_boundaries import modules_after
 
 A, B, TIE = report.A, report.B, report.TIE
 
@@ -388,3 +391,14 @@ def test_a_rater_who_always_picks_the_shorter_response_is_flagged_too():
     reason = dict(f.per_rater[6].flags)["length_bias"]
     assert "longer response in 0% of 60" in reason
     assert all("length_bias" not in dict(f.per_rater[r].flags) for r in range(6))
+
+
+def test_the_statistics_import_numpy_and_scipy_only_and_the_report_no_django():
+    # The statistics stand on arrays alone, with no report (the leaderboard's will sit beside them).
+    tree = ast.parse(Path(ag.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    # A relative import (".report") counts as "": the statistics know nothing else of the app.
+    imported |= {"." * n.level + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {name.split(".")[0] for name in imported} == {"__future__", "math", "numpy", "scipy"}
+    report_imports = modules_after("import annotation.agreement.report")
+    assert "numpy" in report_imports and "django" not in report_imports
