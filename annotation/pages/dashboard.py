@@ -67,7 +67,7 @@ def _seconds(ms: float) -> str:
 
 
 def _figure_rows(report: Any) -> list[dict[str, str]]:
-    from annotation.agreement import MIN_SHARED_PAIRS  # numpy: only when a page is drawn
+    from annotation.agreement.statistics import MIN_SHARED_PAIRS  # numpy: only when a page is drawn
 
     f = report.figures
     rows = [

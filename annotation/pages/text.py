@@ -2,8 +2,8 @@
 
 Model text (prompts and responses) is never parsed as HTML or markdown: it is split into prose and fenced
 code blocks (the fence lines stay, so the rater reads exactly what the model wrote) and each piece is
-escaped by the template. rate.js splits the pairs it loads by the same rule (`segments` there); a browser
-test holds both to the same output.
+escaped by the template. The rating page's script splits the pairs it loads by the same rule (`segments`
+in static/pairwise/text.js); a browser test holds both to the same output.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class AgreementReport:
 
     def as_dict(self) -> dict[str, Any]:
         """The API's body: JSON-able, undefined figures as null."""
-        from annotation.agreement import CEILING_ASSUMPTION
+        from annotation.agreement.statistics import CEILING_ASSUMPTION
 
         f = self.figures
         body: dict[str, Any] = {
@@ -149,7 +149,7 @@ class AgreementReport:
             for row in self.rater_rows()
             for r in [row["figures"]]
         ]
-        from annotation.agreement import finite_or_none
+        from annotation.agreement.report import finite_or_none
 
         return finite_or_none(body)
 
@@ -216,7 +216,7 @@ class AgreementRows:
 
 def read_rows(project: Project, filters: ExportFilter) -> AgreementRows:
     """The rows the figures need, in three statements (judgments, pairs, the raters' names)."""
-    from annotation.agreement import dense_index
+    from annotation.agreement.statistics import dense_index
 
     judgments = read_judgment_columns(project, filters)
     pairs = read_pair_columns(project)
@@ -233,7 +233,8 @@ def report_from_rows(project: Project, *, filters: ExportFilter, rows: Agreement
     """Every figure of the report from the rows (no database)."""
     import numpy as np
 
-    from annotation.agreement import JudgmentArrays, agreement_figures, dense_index
+    from annotation.agreement.report import JudgmentArrays, agreement_figures
+    from annotation.agreement.statistics import dense_index
 
     pair_ids, longer, gold, judgment_count = rows.pairs.T
     order = np.argsort(pair_ids)

@@ -112,7 +112,7 @@ def references(rows, project, figures) -> dict[str, float]:
     from sklearn.metrics import cohen_kappa_score
     from statsmodels.stats.inter_rater import fleiss_kappa
 
-    from annotation import agreement as ag
+    from annotation.agreement import statistics as ag
 
     # The inter-rater figures are over regular pairs: gold pairs (column 2 >= 0) count for gold accuracy only.
     pair_ids = np.sort(rows.pairs[rows.pairs[:, 2] < 0, 0])

@@ -4,8 +4,10 @@ raters. No database: annotation.agreement works on arrays."""
 
 from __future__ import annotations
 
+import ast
 import itertools
 import math
+from pathlib import Path
 
 import krippendorff
 import numpy as np
@@ -13,9 +15,11 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
-from annotation import agreement as ag
+from annotation.agreement import report
+from annotation.agreement import statistics as ag
+from tests.test_boundaries import modules_after
 
-A, B, TIE = ag.A, ag.B, ag.TIE
+A, B, TIE = report.A, report.B, report.TIE
 
 
 def random_judgments(
@@ -83,7 +87,7 @@ def test_krippendorff_alpha_ordinal_on_the_signed_strength_scale_matches_the_pac
     )
     assert ag.krippendorff_alpha(counts, "ordinal") == pytest.approx(expected, abs=1e-9)
     # and the report uses that scale
-    figures = ag.agreement_figures(arrays(item, rater, choice, strength=strength), strength_levels=levels)
+    figures = report.agreement_figures(arrays(item, rater, choice, strength=strength), strength_levels=levels)
     assert figures.krippendorff_alpha_ordinal == pytest.approx(expected, abs=1e-9)
 
 
@@ -133,7 +137,7 @@ def test_judgment_pairs_lists_every_two_judgments_of_an_item_once():
 
 def arrays(item, rater, choice, *, strength=None, shown_left=None, time_ms=None, longer=None, gold=None):
     n, items = len(item), int(item.max()) + 1
-    return ag.JudgmentArrays(
+    return report.JudgmentArrays(
         pair=np.asarray(item, dtype=np.int64),
         rater=np.asarray(rater, dtype=np.int64),
         choice=np.asarray(choice, dtype=np.int64),
@@ -157,7 +161,7 @@ def by_hand(table):
 
 def test_three_raters_four_pairs_worked_out_by_hand():
     item, rater, choice = by_hand([[A, A, A], [A, A, B], [B, B, B], [A, B, B]])
-    f = ag.agreement_figures(arrays(item, rater, choice), min_shared=1)
+    f = report.agreement_figures(arrays(item, rater, choice), min_shared=1)
     # 12 pairs of judgments (3 per pair), agreeing: 3 + 1 + 3 + 1.
     assert f.percent_agreement == pytest.approx(8 / 12)
     # P_i = 1, 1/3, 1, 1/3 (mean 2/3); a and b each half of the judgments, chance 1/2.
@@ -177,7 +181,7 @@ def test_three_raters_four_pairs_worked_out_by_hand():
 
 def test_three_raters_four_pairs_with_ties_worked_out_by_hand():
     item, rater, choice = by_hand([[A, A, TIE], [TIE, TIE, TIE], [B, A, B], [A, B, TIE]])
-    f = ag.agreement_figures(arrays(item, rater, choice), min_shared=1)
+    f = report.agreement_figures(arrays(item, rater, choice), min_shared=1)
     assert f.percent_agreement == pytest.approx(5 / 12)  # 1 + 3 + 1 + 0 of 12
     # P_i = 1/3, 1, 1/3, 0; category shares 4/12, 3/12, 5/12: chance 50/144.
     assert f.fleiss_kappa == pytest.approx((5 / 12 - 50 / 144) / (1 - 50 / 144))
@@ -193,10 +197,10 @@ def test_pairs_with_one_judgment_carry_no_agreement():
     item = np.array([0, 1, 1, 2], dtype=np.int64)
     rater = np.array([0, 0, 1, 1], dtype=np.int64)
     choice = np.array([A, B, B, A], dtype=np.int64)
-    f = ag.agreement_figures(arrays(item, rater, choice))
+    f = report.agreement_figures(arrays(item, rater, choice))
     assert (f.pairs, f.judgments, f.judgments_total, f.percent_agreement) == (1, 2, 4, 1.0)
     assert math.isnan(f.krippendorff_alpha)  # one category in use: alpha is undefined, not 1
-    empty = ag.agreement_figures(arrays(item[:1], rater[:1], choice[:1]))
+    empty = report.agreement_figures(arrays(item[:1], rater[:1], choice[:1]))
     assert empty.pairs == 0 and math.isnan(empty.percent_agreement) and math.isnan(empty.cohen_kappa)
 
 
@@ -258,7 +262,7 @@ def planted():
 
 
 def test_planted_raters_get_their_flags_and_careful_ones_none():
-    f = ag.agreement_figures(planted(), very_fast_ms=3000)
+    f = report.agreement_figures(planted(), very_fast_ms=3000)
     flags = {r.rater: {code for code, _ in r.flags} for r in f.per_rater}
     assert "side_bias" in flags[5]
     assert "length_bias" in flags[6]
@@ -271,7 +275,7 @@ def test_planted_raters_get_their_flags_and_careful_ones_none():
     assert f.per_rater[7].median_time_ms == 800 and f.per_rater[7].very_fast_share == 1.0
     # Without a threshold, nobody is too fast.
     assert not any(
-        code == "too_fast" for r in ag.agreement_figures(planted()).per_rater for code, _ in r.flags
+        code == "too_fast" for r in report.agreement_figures(planted()).per_rater for code, _ in r.flags
     )
 
 
@@ -279,7 +283,9 @@ def test_a_rater_who_gets_gold_wrong_is_flagged():
     data = planted()
     wrong = (data.rater == 0) & (data.pair_gold[data.pair] >= 0)
     choice = np.where(wrong, 1 - data.pair_gold[data.pair], data.choice)
-    f = ag.agreement_figures(ag.JudgmentArrays(**{**data.__dict__, "choice": choice}), very_fast_ms=3000)
+    f = report.agreement_figures(
+        report.JudgmentArrays(**{**data.__dict__, "choice": choice}), very_fast_ms=3000
+    )
     assert f.per_rater[0].gold_accuracy == 0.0
     assert [code for code, _ in f.per_rater[0].flags] == ["low_gold_accuracy"]
 
@@ -298,7 +304,7 @@ def test_per_rater_medians_and_dense_indexes_match_numpy():
     rng = np.random.default_rng(4)
     group = rng.integers(6, size=500)
     values = rng.integers(0, 90_000, size=500)
-    medians = ag._medians(group, values, 8)
+    medians = report._medians(group, values, 8)
     for g in range(6):
         assert medians[g] == np.median(values[group == g])
     assert np.isnan(medians[6:]).all()
@@ -315,7 +321,7 @@ def test_the_majority_of_the_others_is_the_rule_of_the_exports_and_the_trainer()
     got = ag.strict_majority(np.array(rows, dtype=np.int64))
     for (a, b, tie), majority in zip(rows, got, strict=True):
         expected = Votes(a=a, b=b, tie=tie).majority()
-        assert (ag.CATEGORIES[majority] if majority >= 0 else None) == expected, (a, b, tie)
+        assert (report.CATEGORIES[majority] if majority >= 0 else None) == expected, (a, b, tie)
 
 
 def test_gold_pairs_count_for_gold_accuracy_only():
@@ -323,8 +329,8 @@ def test_gold_pairs_count_for_gold_accuracy_only():
     # Three raters disagreeing on two regular pairs; all three right on three gold pairs.
     item, rater, choice = by_hand([[A, A, B], [B, A, B], [A, A, A], [B, B, B], [A, A, A]])
     gold = np.array([-1, -1, A, B, A])
-    f = ag.agreement_figures(arrays(item, rater, choice, gold=gold), min_shared=1)
-    regular = ag.agreement_figures(arrays(item[:6], rater[:6], choice[:6]), min_shared=1)
+    f = report.agreement_figures(arrays(item, rater, choice, gold=gold), min_shared=1)
+    regular = report.agreement_figures(arrays(item[:6], rater[:6], choice[:6]), min_shared=1)
     assert f.percent_agreement == regular.percent_agreement == pytest.approx(2 / 6)
     assert f.krippendorff_alpha == regular.krippendorff_alpha
     assert f.fleiss_kappa == regular.fleiss_kappa
@@ -341,7 +347,7 @@ def test_the_ceiling_is_on_decisive_judgments_as_the_reward_models_accuracy():
 
     # Pair 0: a, a, tie; pair 1: b, tie, tie; pair 2: a, b, a; pair 3: tie, tie, tie.
     item, rater, choice = by_hand([[A, A, TIE], [B, TIE, TIE], [A, B, A], [TIE, TIE, TIE]])
-    f = ag.agreement_figures(arrays(item, rater, choice), min_shared=1)
+    f = report.agreement_figures(arrays(item, rater, choice), min_shared=1)
     assert f.percent_agreement == pytest.approx((1 + 1 + 1 + 3) / 12)  # a / b / tie, as the issue defines
     # Decisive only: pair 0 (a, a) 2 of 2 ordered pairs agree; pair 2 (a, b, a) 2 of 6; the rest < 2.
     assert f.decisive_agreement == pytest.approx(4 / 8)
@@ -355,7 +361,7 @@ def test_the_ceiling_is_on_decisive_judgments_as_the_reward_models_accuracy():
     assert f.decisive_agreement == pytest.approx(
         rater_agreement([Comparison(2, 0), Comparison(1, 0), Comparison(2, 1), Comparison(0, 0)])
     )
-    ties = ag.agreement_figures(arrays(*by_hand([[TIE, TIE, TIE]] * 4)), min_shared=1)
+    ties = report.agreement_figures(arrays(*by_hand([[TIE, TIE, TIE]] * 4)), min_shared=1)
     assert ties.percent_agreement == 1.0
     assert math.isnan(ties.decisive_agreement) and math.isnan(ties.ceiling_accuracy)
     assert all(math.isnan(v) for v in ties.ceiling_accuracy_interval)
@@ -365,14 +371,14 @@ def test_ordinal_alpha_says_how_many_judgments_it_used():
     # Strength on a 1..2 scale: pair 1's b has none, pair 2's a has 3 (above the scale): both left out.
     item, rater, choice = by_hand([[A, A, B], [B, B, TIE], [A, A, A]])
     strength = np.array([1, 2, 1, 0, 2, 0, 2, 3, 1])
-    f = ag.agreement_figures(arrays(item, rater, choice, strength=strength), strength_levels=2)
+    f = report.agreement_figures(arrays(item, rater, choice, strength=strength), strength_levels=2)
     assert f.krippendorff_alpha_ordinal_judgments == 7
-    assert ag.agreement_figures(arrays(item, rater, choice)).krippendorff_alpha_ordinal_judgments == 0
+    assert report.agreement_figures(arrays(item, rater, choice)).krippendorff_alpha_ordinal_judgments == 0
 
 
 def test_cohen_kappa_counts_rater_pairs_sharing_enough_pairs_and_those_with_a_kappa():
     item, rater, choice = by_hand([[TIE, TIE, TIE]] * 12)  # three rater pairs share 12 pairs, all ties
-    f = ag.agreement_figures(arrays(item, rater, choice))
+    f = report.agreement_figures(arrays(item, rater, choice))
     assert (f.cohen_kappa_rater_pairs, f.cohen_kappa_defined_pairs) == (3, 0)
     assert math.isnan(f.cohen_kappa)
 
@@ -381,7 +387,18 @@ def test_a_rater_who_always_picks_the_shorter_response_is_flagged_too():
     data = planted()
     shorter = 1 - data.pair_longer[data.pair]
     choice = np.where(data.rater == 6, shorter, data.choice)
-    f = ag.agreement_figures(ag.JudgmentArrays(**{**data.__dict__, "choice": choice}))
+    f = report.agreement_figures(report.JudgmentArrays(**{**data.__dict__, "choice": choice}))
     reason = dict(f.per_rater[6].flags)["length_bias"]
     assert "longer response in 0% of 60" in reason
     assert all("length_bias" not in dict(f.per_rater[r].flags) for r in range(6))
+
+
+def test_the_statistics_import_numpy_and_scipy_only_and_the_report_no_django():
+    # The statistics stand on arrays alone, with no report (the leaderboard's will sit beside them).
+    tree = ast.parse(Path(ag.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    # A relative import (".report") counts as "": the statistics know nothing else of the app.
+    imported |= {"." * n.level + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert {name.split(".")[0] for name in imported} == {"__future__", "math", "numpy", "scipy"}
+    report_imports = modules_after("import annotation.agreement.report")
+    assert "numpy" in report_imports and "django" not in report_imports

@@ -273,7 +273,7 @@ def test_the_page_says_what_the_figures_are_over_and_why_one_is_missing(superuse
 
 
 def test_an_undefined_ceiling_says_why_and_shows_the_defined_bound():
-    from annotation.agreement import AgreementFigures
+    from annotation.agreement.report import AgreementFigures
 
     fields = {name: 0 for name in AgreementFigures.__dataclass_fields__}
     figures = AgreementFigures(

@@ -1,0 +1,2 @@
+"""Inter-rater agreement: the statistics on plain arrays (statistics) and the report with its per-rater
+flags (report)."""
