@@ -337,8 +337,8 @@ def _bounds_text(spec: Mapping[str, Any]) -> str:
 
 def _value_error(f: dataclasses.Field[Any], kind: Any, value: Any) -> str | None:
     """What is wrong with a field's value of the right type, in one message without the field's name
-    (None: nothing). A field with a range from 0 (a share, a seed) names the range; a field whose upper
-    bound only stops typos names the bound that was crossed ("must be at least 1")."""
+    (None: nothing). A field whose range starts at 0 (a share, a seed) names the whole range ("must be in
+    [0, 1)"); any other names the bound that was crossed ("must be at least 1", "must be at most 10000")."""
     bounds = f.metadata
     if isinstance(value, float) and not math.isfinite(value):
         # NaN passes no comparison, but an infinite learning rate or clip norm passes them all.
