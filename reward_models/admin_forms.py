@@ -1,17 +1,17 @@
-"""The "Train reward model" form of the admin: base model and hyperparameters, read from
-rm_training.TrainingConfig (its defaults, help texts and types) and checked by it field by field, through
-the same service as the API (reward_models.services.training_config_build)."""
+"""The "Train reward model" form of the admin and the auto-train policy form. Their training settings are
+generated from rm_training.TrainingConfig.describe() (type, default, help, bounds) and checked by
+TrainingConfig alone, field by field, through the same service as the API
+(reward_models.services.training_config_build)."""
 
 from __future__ import annotations
 
-import typing
 from typing import Any
 
 from django import forms
 
 from annotation.errors import Invalid
 from annotation.models import Project
-from rm_training.config import TrainingConfig
+from rm_training.config import TrainingConfig, default_and_bounds, setting_help
 
 from . import services
 from .models import AutoTrainPolicy, DatasetSnapshot
@@ -33,29 +33,25 @@ FORM_FIELDS = (
 )
 
 
-def upper_bounds() -> dict[str, Any]:
-    """The API's upper bounds on settings that TrainingConfig leaves open (a typo of a few zeros in epochs
-    would hold a worker for years), from the API's serializer: one home for both ways in."""
-    from .api.serializers import TrainingRunCreateSerializer
-
-    fields = TrainingRunCreateSerializer().fields
-    bounds = {name: getattr(f, "max_value", None) for name, f in fields.items()}
-    return {name: bound for name, bound in bounds.items() if bound is not None}
-
-
-def _form_field(kind: Any, default: Any, help_text: str, max_value: Any = None) -> forms.Field:
-    """A loosely typed field: Django parses the type; TrainingConfig decides what is allowed, under the
-    API's upper bounds."""
-    common: dict[str, Any] = {"initial": default, "help_text": help_text}
-    if typing.get_origin(kind) is typing.Literal:
-        return forms.ChoiceField(choices=[(v, v) for v in typing.get_args(kind)], **common)
+def setting_form_field(spec: dict[str, Any]) -> forms.Field:
+    """A TrainingConfig field as a form field: Django parses the type, TrainingConfig judges the value. The
+    bounds show in the help and, where the browser can check them (not an exclusive one), in its input."""
+    common: dict[str, Any] = {"initial": spec["default"], "help_text": setting_help(spec)}
+    kind = spec["type"]
+    if spec["choices"] is not None:
+        return forms.ChoiceField(choices=[(v, v) for v in spec["choices"]], **common)
     if kind is bool:
         return forms.BooleanField(required=False, **common)
-    if kind is int:
-        return forms.IntegerField(max_value=max_value, **common)
-    if kind is float:
-        return forms.FloatField(**common)
-    return forms.CharField(max_length=500, strip=False, **common)
+    if kind is str:
+        attrs = {"maxlength": spec["max_chars"]} if spec["max_chars"] is not None else {}
+        return forms.CharField(strip=False, widget=forms.TextInput(attrs=attrs), **common)
+    attrs = {
+        attr: spec[bound]
+        for attr, bound in (("min", "minimum"), ("max", "maximum"))
+        if spec[bound] is not None and not spec[f"exclusive_{bound}"]
+    }
+    number = forms.IntegerField if kind is int else forms.FloatField
+    return number(widget=forms.NumberInput(attrs=attrs), **common)
 
 
 class TrainRunForm(forms.Form):
@@ -72,11 +68,9 @@ class TrainRunForm(forms.Form):
         snapshot = self.fields["snapshot"]
         assert isinstance(snapshot, forms.ModelChoiceField)
         snapshot.queryset = DatasetSnapshot.objects.filter(project=project).order_by("-created_at", "-id")
-        described = {d["name"]: d for d in TrainingConfig.describe()}
-        bounds = upper_bounds()
+        described = {spec["name"]: spec for spec in TrainingConfig.describe()}
         for name in FORM_FIELDS:
-            d = described[name]
-            self.fields[name] = _form_field(d["type"], d["default"], d["help"], bounds.get(name))
+            self.fields[name] = setting_form_field(described[name])
         self.config: TrainingConfig | None = None
 
     def clean(self) -> dict[str, Any]:
@@ -87,11 +81,7 @@ class TrainRunForm(forms.Form):
             config = services.training_config_build(values)
         except Invalid as refused:
             for error in refused.errors:
-                field = error.get("field")
-                message = f"{field} {error.get('message', '')}".strip()
-                self.add_error(field if field in self.fields else None, message)
-            if not refused.errors:
-                self.add_error(None, refused.detail)
+                self.add_error(error["field"], f"{error['field']} {error['message']}")
         else:
             self.config = config if len(values) == len(FORM_FIELDS) else None
         return cleaned
@@ -99,11 +89,19 @@ class TrainRunForm(forms.Form):
 
 class AutoTrainPolicyForm(forms.ModelForm):
     """A policy's settings, checked as the beat task will use them: its runs' config by TrainingConfig
-    (field by field, as the Train form), and an enabled policy needs a trigger."""
+    (field by field, as the Train form), and an enabled policy needs a trigger. The config's help lists the
+    settings a policy may hold, from TrainingConfig.describe()."""
 
     class Meta:
         model = AutoTrainPolicy
         fields = ["project", "enabled", "after_new_judgments", "every_hours", "config"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = "; ".join(
+            f"{spec['name']} ({default_and_bounds(spec)})" for spec in services.user_settings()
+        )
+        self.fields["config"].help_text = f"{self.fields['config'].help_text} Settings: {settings}."
 
     def clean_config(self) -> dict[str, Any]:
         config = self.cleaned_data.get("config")
@@ -112,10 +110,7 @@ class AutoTrainPolicyForm(forms.ModelForm):
         try:
             services.training_config_build(config)
         except Invalid as refused:
-            raise forms.ValidationError(
-                [f"{e.get('field', '')} {e.get('message', '')}".strip() for e in refused.errors]
-                or refused.detail
-            ) from None
+            raise forms.ValidationError([f"{e['field']} {e['message']}" for e in refused.errors]) from None
         return config
 
     def clean(self) -> dict[str, Any]:

@@ -21,25 +21,30 @@ import sys
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from . import jsonl
-from .config import GROUPS, TrainingConfig
+from .config import GROUPS, TrainingConfig, setting_help
 from .errors import InputError
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def add_config_options(
+    parser: argparse.ArgumentParser, specs: Sequence[dict[str, Any]] | None = None
+) -> None:
+    """An option per TrainingConfig field (``specs``: those of TrainingConfig.describe() to offer, all by
+    default), grouped as the config is, each with its help, default and bounds; TrainingConfig judges the
+    values. The management command train_reward_model offers the same options."""
     groups = {name: parser.add_argument_group(f"{name} options") for name in GROUPS}
-    for spec in TrainingConfig.describe():
+    for spec in TrainingConfig.describe() if specs is None else specs:
         option = "--" + spec["name"].replace("_", "-")
         kind = spec["type"]
-        help_text = f"{spec['help']} (default: {spec['default']})"
+        help_text = setting_help(spec)
         group = groups[spec["group"]]
         # Defaults stay None so that only the options given override --config and the dataclass.
         if kind is bool:
             group.add_argument(option, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif typing.get_origin(kind) is Literal:
-            group.add_argument(option, choices=typing.get_args(kind), default=None, help=help_text)
+        elif spec["choices"] is not None:
+            group.add_argument(option, choices=spec["choices"], default=None, help=help_text)
         else:
             group.add_argument(option, type=kind, default=None, help=help_text)
 
@@ -66,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write progress to stdout as JSON lines (one object per event: start, step, epoch, done, "
         "cancelled) for a supervising process; the summary line goes to stderr then",
     )
-    _add_config_options(train)
+    add_config_options(train)
 
     evaluate = commands.add_parser("eval", help="metrics of a trained model on every pair of a JSONL file")
     evaluate.add_argument("--model", required=True, type=Path, help="a directory written by train")

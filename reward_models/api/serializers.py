@@ -1,17 +1,19 @@
 """Serializers of the training-run and scoring endpoints (API.md: Training runs and scoring).
 
-Types are checked here; the training settings themselves by rm_training.TrainingConfig, field by field
-(reward_models.services.training_config_build).
+The training settings are generated from rm_training.TrainingConfig.describe() and checked by TrainingConfig
+alone, field by field (reward_models.services.training_config_build).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from annotation.api.serializers import RefuseUnknownFieldsMixin
 
+from .. import services
 from ..models import TrainingRun
 
 
@@ -26,23 +28,65 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
-class TrainingRunCreateSerializer(serializers.Serializer):
-    """``project`` and any TrainingConfig field but device and progress_bar; others default."""
+class SettingField(serializers.Field):
+    """One TrainingConfig field of a run's request, as TrainingConfig.describe() gives it (``spec``).
 
-    project = serializers.SlugField(max_length=100)
-    base_model = StrictCharField(required=False, max_length=500)
-    # Upper bounds here, where TrainingConfig has none: a typo of a few zeros would hold a worker for years.
-    epochs = serializers.IntegerField(required=False, max_value=10_000)
-    learning_rate = serializers.FloatField(required=False)
-    batch_size = serializers.IntegerField(required=False, max_value=1_000_000)
-    max_length = serializers.IntegerField(required=False, max_value=1_000_000)
-    eval_fraction = serializers.FloatField(required=False)
-    seed = serializers.IntegerField(required=False)
+    The value passes as JSON gave it: TrainingConfig judges its type and bounds, so that every way of
+    starting a run refuses the same values in the same words. The schema shows the spec (SettingFieldSchema).
+    """
+
+    def __init__(self, *, spec: dict[str, Any], **kwargs: Any) -> None:
+        self.spec = spec
+        super().__init__(required=False, help_text=spec["help"], **kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def setting_schema(spec: dict[str, Any]) -> dict[str, Any]:
+    """A TrainingConfig field's OpenAPI 3.0 schema: its JSON type, bounds and default."""
+    kind = spec["type"]
+    if spec["choices"] is not None:
+        schema: dict[str, Any] = {"type": "string", "enum": list(spec["choices"])}
+    elif kind is bool:
+        schema = {"type": "boolean"}
+    elif kind is int:
+        schema = {"type": "integer"}
+    elif kind is float:
+        schema = {"type": "number", "format": "double"}
+    else:
+        schema = {"type": "string"}
+    for bound in ("minimum", "maximum"):
+        if spec[bound] is not None:
+            schema[bound] = spec[bound]
+            if spec[f"exclusive_{bound}"]:
+                schema["exclusiveMinimum" if bound == "minimum" else "exclusiveMaximum"] = True
+    if spec["max_chars"] is not None:
+        schema["maxLength"] = spec["max_chars"]
+    return schema | {"default": spec["default"]}
+
+
+class SettingFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = SettingField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return setting_schema(self.target.spec)
+
+
+class TrainingRunCreateSerializer(serializers.Serializer):
+    """``project`` and any TrainingConfig field but device and progress_bar (the worker sets them); the
+    others keep their defaults."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        settings = {spec["name"]: SettingField(spec=spec) for spec in services.user_settings()}
+        return {"project": serializers.SlugField(max_length=100), **settings}
 
     def to_internal_value(self, data: Any) -> Any:
         values = super().to_internal_value(data)
-        # The other TrainingConfig fields pass as given: TrainingConfig checks them (and refuses unknown
-        # names) with one error per field.
+        # Other fields pass too: TrainingConfig refuses unknown names, one error each, beside the others.
         if isinstance(data, dict):
             values |= {k: v for k, v in data.items() if k not in self.fields}
         return values

@@ -5,18 +5,17 @@ from __future__ import annotations
 from .agreement import snapshot_human_agreement
 from .periodic import auto_train_check, snapshots_export_all
 from .runs import (
-    config_errors,
     runs_reap,
     training_config_build,
     training_run_activate,
     training_run_cancel,
     training_run_create,
+    user_settings,
 )
 from .snapshots import snapshot_create, snapshot_filters
 
 __all__ = [
     "auto_train_check",
-    "config_errors",
     "runs_reap",
     "snapshot_create",
     "snapshot_filters",
@@ -26,4 +25,5 @@ __all__ = [
     "training_run_activate",
     "training_run_cancel",
     "training_run_create",
+    "user_settings",
 ]

@@ -17,8 +17,7 @@ from django.utils import timezone
 
 from annotation.errors import Conflict, Invalid
 from annotation.models import Choice, Judgment, Project
-from rm_training.config import TrainingConfig
-from rm_training.errors import InputError
+from rm_training.config import ConfigError, TrainingConfig
 
 from ..models import ActiveModel, DatasetSnapshot, RunStatus, TrainingRun
 
@@ -38,33 +37,16 @@ def training_config_build(values: Mapping[str, Any]) -> TrainingConfig:
             "These fields are set by the worker, not per run.",
             errors=[{"field": name, "message": "is set by the worker"} for name in sorted(fixed)],
         )
-    # Each field alone first, so that a wrong type in one does not hide the others' errors; then together,
-    # for the checks that relate two fields (batch_size against gradient_accumulation_steps).
-    errors: list[dict[str, str]] = []
-    for name, value in values.items():
-        try:
-            TrainingConfig.from_dict({name: value})
-        except InputError as error:
-            errors.extend(config_errors(str(error)))
-    if not errors:
-        try:
-            return TrainingConfig.from_dict(dict(values))
-        except InputError as error:
-            errors = config_errors(str(error))
-    raise Invalid("Invalid training settings.", errors=errors)
+    try:
+        return TrainingConfig.from_dict(dict(values))
+    except ConfigError as refused:
+        errors = [{"field": name, "message": message} for name, message in refused.errors]
+        raise Invalid("Invalid training settings.", errors=errors) from None
 
 
-def config_errors(message: str) -> list[dict[str, str]]:
-    """TrainingConfig's one-line refusal split by field: its checks are "<field> must ...", joined by "; "."""
-    errors: list[dict[str, str]] = []
-    for part in message.split("; "):
-        if part.startswith("unknown training config field(s): "):
-            names = part.split(": ", 1)[1].split(", ")
-            errors.extend({"field": name, "message": "is not a training setting"} for name in names)
-            continue
-        field, _, rest = part.partition(" ")
-        errors.append({"field": field, "message": rest or part})
-    return errors
+def user_settings() -> list[dict[str, Any]]:
+    """TrainingConfig.describe() of the fields a user may set per run (all but SYSTEM_FIELDS)."""
+    return [spec for spec in TrainingConfig.describe() if spec["name"] not in SYSTEM_FIELDS]
 
 
 def training_run_create(

@@ -403,12 +403,12 @@ def test_the_form_shows_trainingconfigs_refusals_field_by_field(project, staff):
     response = client.post(url, form_values(epochs="two", learning_rate="inf", seed=str(2**70)))
     errors = field_errors(response.content.decode())
     assert set(errors) == {"epochs", "learning_rate", "seed"}
-    # The API's upper bounds hold here too.
+    # The upper bounds hold here too, in TrainingConfig's words as everywhere.
     response = client.post(url, form_values(epochs="1000000000", max_length="9" * 30))
     errors = field_errors(response.content.decode())
     assert errors == {
-        "epochs": "Ensure this value is less than or equal to 10000.",
-        "max_length": "Ensure this value is less than or equal to 1000000.",
+        "epochs": "epochs must be at most 10000",
+        "max_length": "max_length must be at most 1000000",
     }
     assert not TrainingRun.objects.exists()
 

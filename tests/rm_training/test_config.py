@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rm_training.config import GROUPS, MAX_SEED, TrainingConfig
+from rm_training.config import GROUPS, MAX_SEED, ConfigError, TrainingConfig
 from rm_training.errors import InputError
 
 
@@ -52,6 +52,10 @@ def test_every_field_has_a_group_and_a_help_text() -> None:
         ({"device": "banana"}, "device must be 'auto', 'cpu'"),
         ({"device": "cuda:x"}, "device must be"),
         ({"base_model": "  "}, "base_model must not be empty"),
+        ({"base_model": "m" * 501}, "base_model must be at most 500 characters"),
+        ({"epochs": 10_001}, "epochs must be at most 10000"),
+        ({"batch_size": 10**9}, "batch_size must be at most 1000000"),
+        ({"eval_batch_size": 10**9}, "eval_batch_size must be at most 1000000"),
     ],
 )
 def test_bad_values_are_refused_loudly(values: dict[str, object], message: str) -> None:
@@ -66,6 +70,30 @@ def test_every_bad_field_is_named_once_in_one_line() -> None:
     assert str(raised.value) == (
         f"epochs must be at least 1; max_grad_norm must be a finite number; seed must be in [0, {MAX_SEED}]"
     )
+
+
+def test_the_error_holds_each_field_at_fault_with_its_message() -> None:
+    with pytest.raises(ConfigError) as raised:
+        TrainingConfig.from_dict({"epochs": 0, "colour": "red", "ties": "maybe", "seed": "1"})
+    assert raised.value.errors == [
+        ("colour", "is not a training setting"),
+        ("ties", "must be 'drop' or 'half'"),
+        ("epochs", "must be at least 1"),
+        ("seed", "must be int, not '1'"),
+    ]
+    assert str(raised.value) == (
+        "unknown training config field(s): colour; ties must be 'drop' or 'half'; epochs must be at least 1; "
+        "seed must be int, not '1'"
+    )
+
+
+def test_two_fields_are_related_once_each_is_right_alone() -> None:
+    with pytest.raises(ConfigError) as raised:
+        TrainingConfig.from_dict({"batch_size": 2, "gradient_accumulation_steps": 4})
+    assert raised.value.errors == [("batch_size", "must be at least gradient_accumulation_steps")]
+    with pytest.raises(ConfigError) as raised:
+        TrainingConfig.from_dict({"batch_size": 2, "gradient_accumulation_steps": 0})
+    assert raised.value.errors == [("gradient_accumulation_steps", "must be at least 1")]
 
 
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])

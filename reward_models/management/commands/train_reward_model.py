@@ -14,17 +14,11 @@ from annotation.errors import ServiceError
 from annotation.models import Project
 from reward_models import services
 from reward_models.models import RunStatus, TrainingRun
+from rm_training.cli import add_config_options
 
-# The settings of the API's request, as options (the other TrainingConfig fields keep their defaults).
-OPTIONS = {
-    "base_model": (str, "A local model directory or a hub name already in the worker's cache."),
-    "epochs": (int, "Passes over the training pairs."),
-    "learning_rate": (float, "Peak AdamW learning rate."),
-    "batch_size": (int, "Pairs per optimizer step."),
-    "max_length": (int, "Tokens per (prompt, response) sequence."),
-    "eval_fraction": (float, "Share of pairs held out for evaluation, split by prompt."),
-    "seed": (int, "Seeds the split, the batch order and the head's init."),
-}
+# The settings a run's request may hold, as options named, typed, bounded and explained as the trainer's
+# CLI has them (TrainingConfig judges the values); the other TrainingConfig fields are the worker's.
+OPTIONS = services.user_settings()
 
 
 class Command(BaseCommand):
@@ -32,8 +26,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("slug", help="The project's slug.")
-        for name, (kind, help_text) in OPTIONS.items():
-            parser.add_argument("--" + name.replace("_", "-"), type=kind, help=help_text)
+        add_config_options(parser, OPTIONS)
         parser.add_argument(
             "--wait",
             action="store_true",
@@ -44,7 +37,8 @@ class Command(BaseCommand):
         project = Project.objects.filter(slug=slug).first()
         if project is None:
             raise CommandError(f"No project {slug!r}.")
-        values = {name: options[name] for name in OPTIONS if options.get(name) is not None}
+        names = [spec["name"] for spec in OPTIONS]
+        values = {name: options[name] for name in names if options.get(name) is not None}
         try:
             run = services.training_run_create(project=project, config=values)
         except ServiceError as error:
