@@ -102,8 +102,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Failed logins are counted per address on every way in, and refused past a limit (config.login_throttle).
-AUTHENTICATION_BACKENDS = ["config.login_throttle.ThrottledModelBackend"]
+# Failed logins are counted per address on every way in, and refused past a limit (web.login_throttle).
+AUTHENTICATION_BACKENDS = ["web.login_throttle.ThrottledModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
