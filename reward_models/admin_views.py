@@ -237,9 +237,10 @@ def model_card(run: TrainingRun) -> str | None:
 
 
 def project_reward_model(project: Project) -> dict[str, Any] | None:
-    """The reward model to show beside a project's agreement (the agreement dashboard of issue 10 has a
-    slot for it): its active model's run, else its latest succeeded run, as {"eval_accuracy", "run_id",
-    "url"}; None when neither exists or the run recorded no held-out accuracy. Two queries at most."""
+    """The reward model to show beside a project's agreement (the agreement dashboard's summary, registered
+    by reward_models.apps): its active model's run, else its latest succeeded run, as {"eval_accuracy",
+    "run_id", "url"}; None when neither exists or the run recorded no held-out accuracy.
+    Two queries at most."""
     active = selectors.active_run_id(project=project)
     runs = TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
     run = runs.filter(pk=active).first() if active is not None else None
