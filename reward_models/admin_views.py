@@ -23,8 +23,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.charts import as_img, bar_chart, line_chart
-from annotation.errors import ServiceError
 from annotation.models import Project
+from web.errors import ServiceError
 
 from . import files, selectors, services
 from .admin_forms import TrainRunForm

@@ -13,7 +13,7 @@ from rest_framework.fields import get_error_detail
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from annotation.errors import ServiceError
+from web.errors import ServiceError
 
 
 def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:

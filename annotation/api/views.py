@@ -22,8 +22,8 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotation import selectors, services
-from annotation.errors import Invalid, ServiceError, TooLarge
 from annotation.models import Pair, Project
+from web.errors import Invalid, ServiceError, TooLarge
 
 from . import serializers as s
 from .pagination import IdCursorPagination

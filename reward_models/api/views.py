@@ -14,7 +14,7 @@ from annotation import selectors as annotation_selectors
 from annotation.api.pagination import IdCursorPagination
 from annotation.api.permissions import IsStaff
 from annotation.api.views import ApiView, GenericApiView, _error
-from annotation.errors import NotFound
+from web.errors import NotFound
 
 from .. import scoring, selectors, services
 from ..models import TrainingRun

@@ -10,10 +10,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotation.errors import ServiceError
 from annotation.models import Project
 from reward_models import services
 from reward_models.models import RunStatus, TrainingRun
+from web.errors import ServiceError
 
 # The settings of the API's request, as options (the other TrainingConfig fields keep their defaults).
 OPTIONS = {
