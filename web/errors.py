@@ -1,5 +1,5 @@
 """Errors the services of every app raise. Each carries the HTTP status and the stable `code` that the API
-returns (annotation.api.errors answers them)."""
+returns (web.api.exception_handler answers them)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from annotation.api.serializers import RefuseUnknownFieldsMixin
+from web.api import RefuseUnknownFieldsMixin
 
 from ..models import TrainingRun
 
