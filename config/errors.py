@@ -1,6 +1,6 @@
 """JSON error answers for everything under /api/, and no trailing-slash redirects there.
 
-DRF's views answer their own errors in the API's shape (annotation.api.errors). What happens before or
+DRF's views answer their own errors in the API's shape (web.api.exception_handler). What happens before or
 around them is Django's: a path that matches no route, an uncaught exception, a request Django refuses.
 Django answers those with HTML pages, and CommonMiddleware answers a missing trailing slash with a 301,
 which `curl -s` turns into no output at all and which drops a POST's body. Under /api/ each of these is

@@ -102,8 +102,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Failed logins are counted per address on every way in, and refused past a limit (config.login_throttle).
-AUTHENTICATION_BACKENDS = ["config.login_throttle.ThrottledModelBackend"]
+# Failed logins are counted per address on every way in, and refused past a limit (web.login_throttle).
+AUTHENTICATION_BACKENDS = ["web.login_throttle.ThrottledModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -150,7 +150,7 @@ if BEHIND_HTTPS_PROXY:
     # a proxy that terminates HTTPS makes every request look like HTTP, and SECURE_SSL_REDIRECT loops.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# Largest request body Django reads into memory; pair imports above it get a 413 (see annotation.api).
+# Largest request body Django reads into memory; pair imports above it get a 413 (web.api.BodyLimitMixin).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int(
     "PAIRWISE_MAX_REQUEST_BYTES", 50 * 1024 * 1024, min_value=1024, max_value=1024**3, note="1 KiB to 1 GiB"
 )
@@ -172,7 +172,7 @@ REST_FRAMEWORK = {
         "annotation.api.parsers.JSONLinesParser",
         "annotation.api.parsers.JSONLinesAliasParser",
     ],
-    "EXCEPTION_HANDLER": "annotation.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "web.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Password guessing on the token endpoint (annotation.api.views.TokenView): 429 with Retry-After.

@@ -9,9 +9,9 @@ from typing import Any
 
 from django import forms
 
-from annotation.errors import Invalid
 from annotation.models import Project
 from rm_training.config import TrainingConfig, default_and_bounds, setting_help
+from web.errors import Invalid
 
 from . import services
 from .models import AutoTrainPolicy, DatasetSnapshot

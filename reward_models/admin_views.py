@@ -23,8 +23,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.charts import as_img, bar_chart, line_chart
-from annotation.errors import ServiceError
 from annotation.models import Project
+from web.errors import ServiceError
 
 from . import files, selectors, services
 from .admin_forms import TrainRunForm
@@ -237,9 +237,10 @@ def model_card(run: TrainingRun) -> str | None:
 
 
 def project_reward_model(project: Project) -> dict[str, Any] | None:
-    """The reward model to show beside a project's agreement (the agreement dashboard of issue 10 has a
-    slot for it): its active model's run, else its latest succeeded run, as {"eval_accuracy", "run_id",
-    "url"}; None when neither exists or the run recorded no held-out accuracy. Two queries at most."""
+    """The reward model to show beside a project's agreement (the agreement dashboard's summary, registered
+    by reward_models.apps): its active model's run, else its latest succeeded run, as {"eval_accuracy",
+    "run_id", "url"}; None when neither exists or the run recorded no held-out accuracy.
+    Two queries at most."""
     active = selectors.active_run_id(project=project)
     runs = TrainingRun.objects.filter(project=project, status=RunStatus.SUCCEEDED)
     run = runs.filter(pk=active).first() if active is not None else None

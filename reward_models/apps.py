@@ -6,3 +6,11 @@ from django.apps import AppConfig
 class RewardModelsConfig(AppConfig):
     name = "reward_models"
     verbose_name = "Reward models"
+
+    def ready(self) -> None:
+        # The agreement dashboard (annotation) shows the project's reward model through this summary.
+        from annotation.pages.dashboard import reward_model_summary_register
+
+        from .admin_views import project_reward_model
+
+        reward_model_summary_register(project_reward_model)

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from annotation.errors import Conflict, TooLarge
 from annotation.models import Project
 from rm_training.config import CONFIG_FILENAME
+from web.errors import Conflict, TooLarge
 
 from . import files
 from .models import ActiveModel, TrainingRun

@@ -1,8 +1,10 @@
 """The boundaries of DESIGN.md, each checked in a fresh interpreter so that nothing the test run already
-imported can hide an import."""
+imported can hide an import, or, between the apps (which Django imports together), by reading every import
+statement."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -26,6 +28,32 @@ def modules_after(code: str, **env: str) -> set[str]:
         check=True,
     )
     return set(result.stdout.split())
+
+
+def imports_by_file(package: str) -> dict[str, set[str]]:
+    """The top-level packages each module of `package` imports, read from its import statements: those
+    inside functions too, which importing the module would not run."""
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                imported.add(package if node.level else (node.module or "").split(".")[0])
+        found[str(path.relative_to(ROOT))] = imported
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [("annotation", {"reward_models"}), ("web", {"annotation", "reward_models"})],
+    ids=["annotation imports no reward_models", "web imports neither app"],
+)
+def test_a_lower_layer_imports_nothing_above_it(package, forbidden):
+    imports = imports_by_file(package)
+    assert "django" in set().union(*imports.values())  # the check can fail: the walk does find imports
+    assert {path: sorted(names & forbidden) for path, names in imports.items() if names & forbidden} == {}
 
 
 def test_the_trainer_imports_no_django():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from config import login_throttle
+from web import login_throttle
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from typing import Any
 
 from rest_framework.parsers import BaseParser
 
-from annotation.errors import Invalid
 from rm_training import jsonl
+from web.errors import Invalid
 
 # The keys that wrap a list of items in an import body ({"pairs": [...]}, {"judgments": [...]}).
 _ITEM_LISTS = frozenset({"pairs", "judgments"})

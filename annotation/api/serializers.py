@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from django.http import QueryDict
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -21,48 +19,7 @@ from annotation.models import (
     Project,
     ShownChoice,
 )
-
-# A request body's type as a caller who wrote JSON would name it.
-_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
-
-
-class RefuseUnknownFieldsMixin:
-    """Refuse fields the serializer does not know, where DRF would drop them without a word.
-
-    A typo such as `judgements_per_pair` would otherwise answer 201 with the default in its place.
-    Read-only fields (`created_at`) are known: a client may send back what it read, and they are
-    ignored as before. Each unknown field is an error of its own, beside the errors of known fields.
-    """
-
-    # What a Django form posts along with its fields (the token view takes form posts).
-    _FORM_EXTRAS = frozenset({"csrfmiddlewaretoken"})
-
-    fields: Any
-
-    def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            # DRF's own words here ("Expected a dictionary, but got list") are Python's, not JSON's.
-            kind = _JSON_TYPES.get(type(data), type(data).__name__)
-            message = f"The body must be a JSON object with fields {self._allowed()}; got {kind}."
-            raise serializers.ValidationError({"non_field_errors": [message]})
-        unknown = self._unknown_field_errors(data)
-        try:
-            value = super().to_internal_value(data)  # type: ignore[misc]
-        except serializers.ValidationError as exc:
-            if unknown and isinstance(exc.detail, dict):
-                raise serializers.ValidationError({**exc.detail, **unknown}) from None
-            raise
-        if unknown:
-            raise serializers.ValidationError(unknown)
-        return value
-
-    def _unknown_field_errors(self, data: Mapping[str, Any]) -> dict[str, list[str]]:
-        extras = self._FORM_EXTRAS if isinstance(data, QueryDict) else frozenset()
-        unknown = [key for key in data if key not in self.fields and key not in extras]
-        return {str(key): [f"Unknown field; allowed: {self._allowed()}."] for key in unknown}
-
-    def _allowed(self) -> str:
-        return ", ".join(name for name, field in self.fields.items() if not field.read_only)
+from web.api import RefuseUnknownFieldsMixin
 
 
 class TokenRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -12,52 +11,20 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
 from rest_framework.authtoken.models import Token
-from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
-from rest_framework.views import APIView
 
 from annotation import selectors, services
-from annotation.errors import Invalid, ServiceError, TooLarge
 from annotation.models import Pair, Project
+from web.api import ApiView, GenericApiView, IdCursorPagination, IsStaff, IsStaffOrReadOnly, error_response
+from web.errors import Invalid, ServiceError
 
 from . import serializers as s
-from .pagination import IdCursorPagination
 from .parsers import JSONParser
-from .permissions import IsStaff, IsStaffOrReadOnly
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(OpenApiTypes.OBJECT, description=description)
-
-
-class BodyLimitMixin:
-    # Refuses a request body over DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it: DRF's parsers read
-    # the raw stream, so Django's own check (on request.body and forms) never runs. Checked after
-    # authentication and permissions: strangers learn nothing, not even the limit. (A comment, not a
-    # docstring: the schema would show a docstring as every endpoint's description.)
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0  # Django reads no body at all without a valid length.
-        if limit is not None and length > limit:
-            raise TooLarge(f"The request body is {length} bytes; the limit is {limit} bytes. Split it.")
-
-
-class ApiView(BodyLimitMixin, APIView):
-    pass
-
-
-class GenericApiView(BodyLimitMixin, GenericAPIView):
-    pass
 
 
 def _project(request: Request, slug: str) -> Project:
@@ -81,8 +48,10 @@ class TokenView(ApiView):
         request=s.TokenRequestSerializer,
         responses={
             200: s.TokenSerializer,
-            400: _error("Missing fields or wrong credentials."),
-            429: _error("Too many tries from this address; the Retry-After header says when to try again."),
+            400: error_response("Missing fields or wrong credentials."),
+            429: error_response(
+                "Too many tries from this address; the Retry-After header says when to try again."
+            ),
         },
         auth=[],
         summary="Exchange a username and password for an API token",
@@ -105,7 +74,7 @@ class RaterCreateView(ApiView):
 
     @extend_schema(
         request=s.RaterCreateSerializer,
-        responses={201: s.RaterSerializer, 400: _error("Invalid username, email or password.")},
+        responses={201: s.RaterSerializer, 400: error_response("Invalid username, email or password.")},
         summary="Create a rater account",
     )
     def post(self, request: Request) -> Response:
@@ -125,7 +94,10 @@ class ProjectRatersView(ApiView):
 
     @extend_schema(
         request=s.ProjectRatersAddSerializer,
-        responses={200: s.ProjectRatersAddedSerializer, 400: _error("Unknown usernames; none were added.")},
+        responses={
+            200: s.ProjectRatersAddedSerializer,
+            400: error_response("Unknown usernames; none were added."),
+        },
         summary="Add raters to the project",
     )
     def post(self, request: Request, slug: str) -> Response:
@@ -140,7 +112,7 @@ class ProjectRaterView(ApiView):
     permission_classes = [IsStaff]
 
     @extend_schema(
-        responses={204: None, 404: _error("Not a rater in this project.")},
+        responses={204: None, 404: error_response("Not a rater in this project.")},
         summary="Remove a rater from the project (their judgments stay)",
     )
     def delete(self, request: Request, slug: str, username: str) -> Response:
@@ -161,7 +133,10 @@ class ProjectListView(ApiView):
 
     @extend_schema(
         request=s.ProjectSerializer,
-        responses={201: s.ProjectSerializer, 400: _error("Invalid settings or a slug already taken.")},
+        responses={
+            201: s.ProjectSerializer,
+            400: error_response("Invalid settings or a slug already taken."),
+        },
         summary="Create a project",
     )
     def post(self, request: Request) -> Response:
@@ -174,13 +149,18 @@ class ProjectListView(ApiView):
 class ProjectDetailView(ApiView):
     permission_classes = [IsStaffOrReadOnly]
 
-    @extend_schema(responses={200: s.ProjectSerializer, 404: _error("No such project, or not yours to see.")})
+    @extend_schema(
+        responses={200: s.ProjectSerializer, 404: error_response("No such project, or not yours to see.")}
+    )
     def get(self, request: Request, slug: str) -> Response:
         return Response(s.ProjectSerializer(_project(request, slug)).data)
 
     @extend_schema(
         request=s.ProjectSerializer,
-        responses={200: s.ProjectSerializer, 400: _error("Invalid settings; the slug cannot change.")},
+        responses={
+            200: s.ProjectSerializer,
+            400: error_response("Invalid settings; the slug cannot change."),
+        },
         summary="Change a project's settings",
     )
     def patch(self, request: Request, slug: str) -> Response:
@@ -236,9 +216,11 @@ class PairsView(mixins.ListModelMixin, GenericApiView):
         },
         responses={
             201: s.ImportResultSerializer,
-            400: _error('Invalid items: {"detail", "code", "errors": [{"index", "field", "message"}]}.'),
-            409: _error("Another import added the same external_ids at the same time."),
-            413: _error("Too many bytes or items in one request."),
+            400: error_response(
+                'Invalid items: {"detail", "code", "errors": [{"index", "field", "message"}]}.'
+            ),
+            409: error_response("Another import added the same external_ids at the same time."),
+            413: error_response("Too many bytes or items in one request."),
         },
         examples=[OpenApiExample("A JSON list", value=_IMPORT_EXAMPLE, request_only=True)],
         summary="Import pairs, all or nothing",
@@ -261,7 +243,7 @@ class NextView(ApiView):
                 description="No pair for the caller now: done when there is no Retry-After header; "
                 "with one, the remaining places are held by other raters' leases, ask again then."
             ),
-            404: _error("No such project, or not one the caller rates in."),
+            404: error_response("No such project, or not one the caller rates in."),
         },
         parameters=[
             OpenApiParameter(
@@ -319,9 +301,9 @@ class JudgmentView(ApiView):
         request=s.JudgmentRequestSerializer,
         responses={
             201: s.JudgmentAnswerSerializer,
-            400: _error("Bad choice or strength, a tie where ties are off, a missing rationale."),
-            404: _error("Not the caller's assignment."),
-            409: _error("already_judged, assignment_expired or assignment_skipped."),
+            400: error_response("Bad choice or strength, a tie where ties are off, a missing rationale."),
+            404: error_response("Not the caller's assignment."),
+            409: error_response("already_judged, assignment_expired or assignment_skipped."),
         },
         summary="Judge an assignment (and, with next, get the next one)",
         description=_NEXT_DESCRIPTION,
@@ -345,8 +327,8 @@ class SkipView(ApiView):
         request=s.SkipRequestSerializer,
         responses={
             200: s.SkipAnswerSerializer,
-            404: _error("Not the caller's assignment."),
-            409: _error("Already judged."),
+            404: error_response("Not the caller's assignment."),
+            409: error_response("Already judged."),
         },
         summary="Skip an assignment: the pair is not shown to the caller again",
         description=_NEXT_DESCRIPTION,
@@ -380,9 +362,13 @@ class JudgmentsImportView(ApiView):
         },
         responses={
             201: s.JudgmentImportResultSerializer,
-            400: _error('Invalid items: {"detail", "code", "errors": [{"index", "field", "message"}]}.'),
-            409: _error("Another import or rating of the same (pair, rater) happened at the same time."),
-            413: _error("Too many bytes or items in one request."),
+            400: error_response(
+                'Invalid items: {"detail", "code", "errors": [{"index", "field", "message"}]}.'
+            ),
+            409: error_response(
+                "Another import or rating of the same (pair, rater) happened at the same time."
+            ),
+            413: error_response("Too many bytes or items in one request."),
         },
         examples=[
             OpenApiExample(
@@ -432,10 +418,10 @@ def _stream(chunks: Any, *, content_type: str, filename: str) -> StreamingHttpRe
 
 
 _EXPORT_ERRORS = {
-    400: _error("A bad since, until or min_votes."),
-    401: _error("Not logged in."),
-    403: _error("Not staff."),
-    404: _error("No such project."),
+    400: error_response("A bad since, until or min_votes."),
+    401: error_response("Not logged in."),
+    403: error_response("Not staff."),
+    404: error_response("No such project."),
 }
 
 

@@ -11,9 +11,9 @@ from typing import Any, BinaryIO
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotation.errors import ServiceError
 from annotation.models import Project
 from rm_training import jsonl
+from web.errors import ServiceError
 
 # Errors listed in full up to this many; a file with thousands of bad lines needs no more to be fixed.
 ERRORS_SHOWN = 50

@@ -1,7 +1,7 @@
 """The agreement dashboard of a project, an admin page (ProjectAdmin routes to it; staff only):
-progress, the agreement figures with their intervals, the reward model beside the human ceiling, and the
-per-rater table with its flags. The figures come from the cached report of
-annotation.selectors.agreement; the charts are drawn server-side (annotation.charts).
+progress, the agreement figures with their intervals, the reward model beside the human ceiling (a summary
+that reward_models registers at start-up), and the per-rater table with its flags. The figures come from
+the cached report of annotation.selectors.agreement; the charts are drawn server-side (annotation.charts).
 """
 
 from __future__ import annotations
@@ -25,15 +25,23 @@ RATERS_SHOWN = 200  # besides the flagged ones: thousands of rows make a page of
 CHART_CACHE_SECONDS = 7 * 24 * 3600
 
 
+RewardModelSummary = Callable[[Project], dict[str, Any] | None]
+
+# Set by reward_models at start-up (its AppConfig.ready): reward_models builds on annotation, not the other
+# way round, so annotation never imports it. Unset, the page shows no reward model.
+_reward_model_summary: RewardModelSummary | None = None
+
+
+def reward_model_summary_register(summary: RewardModelSummary) -> None:
+    global _reward_model_summary
+    _reward_model_summary = summary
+
+
 def latest_reward_model(project: Project) -> dict[str, Any] | None:
     """The project's reward model to show beside the raters' agreement, as {"eval_accuracy", "run_id",
-    "url"}, or None: its active model's run, else its latest succeeded run (reward_models decides).
-
-    Imported here, not at the top: reward_models builds on annotation, not the other way round.
-    """
-    from reward_models.admin_views import project_reward_model
-
-    return project_reward_model(project)
+    "url"}, or None: whatever the registered summary returns (reward_models: its active model's run, else
+    its latest succeeded run)."""
+    return _reward_model_summary(project) if _reward_model_summary is not None else None
 
 
 def _percent(value: float | None, digits: int = 1) -> str:

@@ -7,7 +7,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
 from annotation.models import MAX_RATIONALE, MAX_TIME_MS, ShownChoice
-from config import login_throttle
+from web import login_throttle
 
 
 class _AssignmentForm(forms.Form):
@@ -32,7 +32,7 @@ class SkipForm(_AssignmentForm):
 
 
 class LoginForm(AuthenticationForm):
-    """Django's login form, saying so when this address has failed too often (config.login_throttle)."""
+    """Django's login form, saying so when this address has failed too often (web.login_throttle)."""
 
     def clean(self) -> dict[str, object]:
         if self.request is not None and login_throttle.is_throttled(self.request):

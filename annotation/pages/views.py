@@ -19,8 +19,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
 from annotation import selectors, services
-from annotation.errors import Conflict, Forbidden, Invalid, NotFound
 from annotation.models import Assignment, Project, RationaleMode, ShownChoice
+from web.errors import Conflict, Forbidden, Invalid, NotFound
 
 from .forms import JudgmentForm, SkipForm
 from .text import is_blank, markdown_html, segments

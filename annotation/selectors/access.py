@@ -7,8 +7,8 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from annotation.errors import NotFound
 from annotation.models import Membership, Project
+from web.errors import NotFound
 
 User = AbstractBaseUser | AnonymousUser
 

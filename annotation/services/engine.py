@@ -25,7 +25,6 @@ from django.db.models import Count, Exists, F, Field, OuterRef, Q, Subquery, Val
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.errors import Conflict, Forbidden, Invalid, NotFound
 from annotation.models import (
     MAX_TIME_MS,
     Assignment,
@@ -45,6 +44,7 @@ from annotation.selectors import (
     progress_from,
     user_can_rate,
 )
+from web.errors import Conflict, Forbidden, Invalid, NotFound
 
 from .raters import rater_get_or_create
 

@@ -17,9 +17,9 @@ from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from annotation.errors import Conflict, items_invalid, too_many_items
 from annotation.models import Choice, Judgment, Pair, Project, Rater, Side
 from rm_training import jsonl
+from web.errors import Conflict, items_invalid, too_many_items
 
 _FIELDS = {"pair", "rater", "choice", "strength", "rationale", "shown_left", "created_at"}
 _MAX_ID = 200

@@ -10,9 +10,9 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from annotation.errors import Conflict, items_invalid, too_many_items
 from annotation.models import Choice, Pair, Project
 from rm_training import jsonl
+from web.errors import Conflict, items_invalid, too_many_items
 
 _PAIR_FIELDS = {"prompt", "response_a", "response_b", "external_id", "model_a", "model_b", "metadata", "gold"}
 _MAX_SHORT = 200

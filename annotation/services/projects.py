@@ -7,8 +7,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from annotation.errors import Invalid
 from annotation.models import Project
+from web.errors import Invalid
 
 # The settings a project's owner may set through the API; rater_group is managed in the admin.
 PROJECT_SETTINGS = (

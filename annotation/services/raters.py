@@ -12,8 +12,8 @@ from django.db import transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from annotation.errors import Invalid, NotFound
 from annotation.models import Assignment, AssignmentStatus, Membership, Project, Rater
+from web.errors import Invalid, NotFound
 
 
 def rater_get_or_create(*, user: Any) -> Rater:

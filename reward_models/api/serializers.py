@@ -11,7 +11,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
-from annotation.api.serializers import RefuseUnknownFieldsMixin
+from web.api import RefuseUnknownFieldsMixin
 
 from .. import services
 from ..models import TrainingRun

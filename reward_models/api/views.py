@@ -11,10 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotation import selectors as annotation_selectors
-from annotation.api.pagination import IdCursorPagination
-from annotation.api.permissions import IsStaff
-from annotation.api.views import ApiView, GenericApiView, _error
-from annotation.errors import NotFound
+from web.api import ApiView, GenericApiView, IdCursorPagination, IsStaff, error_response
+from web.errors import NotFound
 
 from .. import scoring, selectors, services
 from ..models import TrainingRun
@@ -57,7 +55,7 @@ class TrainingRunsView(mixins.ListModelMixin, GenericApiView):
 
     @extend_schema(
         request=s.TrainingRunCreateSerializer,
-        responses={201: s.TrainingRunSerializer, 400: _error("Bad settings, one error per field")},
+        responses={201: s.TrainingRunSerializer, 400: error_response("Bad settings, one error per field")},
         summary="Queue a training run of the project's judgments",
     )
     def post(self, request: Request) -> Response:
@@ -82,7 +80,7 @@ class TrainingRunCancelView(ApiView):
 
     @extend_schema(
         request=None,
-        responses={200: s.TrainingRunSerializer, 409: _error("The run already finished")},
+        responses={200: s.TrainingRunSerializer, 409: error_response("The run already finished")},
         summary="Cancel a queued run, or stop a running one at its next step",
     )
     def post(self, request: Request, run_id: int) -> Response:
@@ -97,7 +95,7 @@ class TrainingRunActivateView(ApiView):
         request=None,
         responses={
             200: s.ActivationSerializer,
-            409: _error("Not a succeeded run, or its saved model failed the load-and-rescore check"),
+            409: error_response("Not a succeeded run, or its saved model failed the load-and-rescore check"),
         },
         summary="Make the run's model the project's scoring model (after checking the saved model)",
     )
@@ -113,7 +111,7 @@ class ScoreView(ApiView):
         request=s.ScoreRequestSerializer,
         responses={
             200: s.ScoreResponseSerializer,
-            409: _error(
+            409: error_response(
                 "The project has no active model (no_active_model), or its directory is missing or "
                 "does not load (model_unavailable)"
             ),

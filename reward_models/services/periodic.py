@@ -9,8 +9,8 @@ from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 
-from annotation.errors import Conflict
 from annotation.models import Judgment, Project
+from web.errors import Conflict
 
 from ..models import AutoTrainPolicy, DatasetSnapshot, RunStatus, SnapshotReason, TrainingRun
 from .runs import training_run_create

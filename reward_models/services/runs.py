@@ -15,9 +15,9 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from annotation.errors import Conflict, Invalid
 from annotation.models import Choice, Judgment, Project
 from rm_training.config import ConfigError, TrainingConfig
+from web.errors import Conflict, Invalid
 
 from ..models import ActiveModel, DatasetSnapshot, RunStatus, TrainingRun
 

@@ -24,9 +24,9 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from annotation import services
-from annotation.errors import Invalid
 from annotation.models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
 from config import urls as root_urls
+from web.errors import Invalid
 
 # Test-only routes that fail on purpose, mounted beside the real ones by WITH_FAILING_ROUTES. Django
 # looks its error handlers up on the root URLconf, so this module names the same ones.

@@ -164,6 +164,30 @@ def test_the_reward_model_slot_shows_the_latest_succeeded_run(superuser_client, 
     assert "No reward model trained yet." not in page
 
 
+def test_without_a_registered_summary_the_page_shows_no_reward_model(
+    superuser_client, make_project, monkeypatch
+):
+    from django.utils import timezone
+
+    from reward_models.models import RunStatus, TrainingRun
+
+    project = make_project()
+    fill(project, 20, ["r1", "r2", "r3"])
+    run = TrainingRun.objects.create(
+        project=project,
+        config={},
+        status=RunStatus.SUCCEEDED,
+        finished_at=timezone.now(),
+        metrics={"eval_accuracy": 0.6875},
+    )
+    assert dashboard.latest_reward_model(project) is not None  # reward_models registered its summary
+    monkeypatch.setattr(dashboard, "_reward_model_summary", None)
+    assert dashboard.latest_reward_model(project) is None
+    page = superuser_client.get(url(project)).content.decode()
+    assert f"run {run.pk}</a>" not in page
+    assert "No reward model trained yet." in page
+
+
 def test_hostile_names_are_escaped_on_the_page_and_in_the_charts(superuser_client, make_project):
     project = make_project()
     services.project_update(project=project, changes={"name": '<script>alert("p")</script>'})

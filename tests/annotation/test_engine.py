@@ -12,8 +12,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from annotation import services
-from annotation.errors import Conflict, Forbidden, Invalid, NotFound
 from annotation.models import Assignment, AssignmentStatus, Judgment, Pair, Rater
+from web.errors import Conflict, Forbidden, Invalid, NotFound
 
 
 def _judge_everything(project, user, choice="left"):

@@ -8,8 +8,8 @@ from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
 from annotation import tasks
-from annotation.api.errors import exception_handler
 from config.celery import app
+from web.api import exception_handler
 
 
 class _RaisesValidationError(APIView):

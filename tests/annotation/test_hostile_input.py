@@ -17,8 +17,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation import services
-from annotation.errors import Invalid
 from annotation.models import MAX_JUDGMENTS_PER_PAIR, MAX_LEASE_SECONDS, Assignment, Judgment, Pair, Project
+from web.errors import Invalid
 
 URL = "/api/v1/projects/hostile/pairs/"
 ROOT = Path(__file__).resolve().parents[2]

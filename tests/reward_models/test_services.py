@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from annotation.errors import Conflict, Invalid
 from reward_models import services
 from reward_models.models import RunStatus, TrainingRun
+from web.errors import Conflict, Invalid
 
 
 @pytest.fixture

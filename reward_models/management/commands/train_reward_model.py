@@ -10,11 +10,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotation.errors import ServiceError
 from annotation.models import Project
 from reward_models import services
 from reward_models.models import RunStatus, TrainingRun
 from rm_training.cli import add_config_options
+from web.errors import ServiceError
 
 # The settings a run's request may hold, as options named, typed, bounded and explained as the trainer's
 # CLI has them (TrainingConfig judges the values); the other TrainingConfig fields are the worker's.

@@ -1,4 +1,5 @@
-"""Errors the services raise. Each carries the HTTP status and the stable `code` that the API returns."""
+"""Errors the services of every app raise. Each carries the HTTP status and the stable `code` that the API
+returns (web.api.exception_handler answers them)."""
 
 from __future__ import annotations
 

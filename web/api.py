@@ -1,0 +1,191 @@
+"""The REST API's plumbing, shared by every app's endpoints: the base views with the request body limit,
+cursor pagination, the staff permissions, refusing unknown fields, the error answers in the schema, and the
+exception handler that gives every error the shape {"detail": ..., "code": ...}, plus "errors" where items
+are checked one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, QueryDict
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers
+from rest_framework.fields import get_error_detail
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from web.errors import ServiceError, TooLarge
+
+# Views
+
+
+def error_response(description: str) -> OpenApiResponse:
+    """An error answer in an endpoint's schema (for extend_schema's responses): {"detail", "code"}."""
+    return OpenApiResponse(OpenApiTypes.OBJECT, description=description)
+
+
+class BodyLimitMixin:
+    # Refuses a request body over DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it: DRF's parsers read
+    # the raw stream, so Django's own check (on request.body and forms) never runs. Checked after
+    # authentication and permissions: strangers learn nothing, not even the limit. (A comment, not a
+    # docstring: the schema would show a docstring as every endpoint's description.)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0  # Django reads no body at all without a valid length.
+        if limit is not None and length > limit:
+            raise TooLarge(f"The request body is {length} bytes; the limit is {limit} bytes. Split it.")
+
+
+class ApiView(BodyLimitMixin, APIView):
+    pass
+
+
+class GenericApiView(BodyLimitMixin, GenericAPIView):
+    pass
+
+
+# Pagination: stable under concurrent inserts, no OFFSET scans.
+
+
+class IdCursorPagination(CursorPagination):
+    ordering = "id"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+# Permissions: staff-only endpoints, and staff-only writes on otherwise readable ones.
+
+
+class IsStaff(BasePermission):
+    """Active staff only. Anonymous callers get 401 (DRF's authentication check), others 403."""
+
+    message = "Only staff may do this."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+class IsStaffOrReadOnly(IsStaff):
+    """Any signed-in user may read (what they may see is the selectors' business); staff may write."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        user = request.user
+        if request.method in SAFE_METHODS:
+            return bool(user and user.is_authenticated and user.is_active)
+        return super().has_permission(request, view)
+
+
+# Serializers
+
+# A request body's type as a caller who wrote JSON would name it.
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+
+
+class RefuseUnknownFieldsMixin:
+    """Refuse fields the serializer does not know, where DRF would drop them without a word.
+
+    A typo such as `judgements_per_pair` would otherwise answer 201 with the default in its place.
+    Read-only fields (`created_at`) are known: a client may send back what it read, and they are
+    ignored as before. Each unknown field is an error of its own, beside the errors of known fields.
+    """
+
+    # What a Django form posts along with its fields (the token view takes form posts).
+    _FORM_EXTRAS = frozenset({"csrfmiddlewaretoken"})
+
+    fields: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            # DRF's own words here ("Expected a dictionary, but got list") are Python's, not JSON's.
+            kind = _JSON_TYPES.get(type(data), type(data).__name__)
+            message = f"The body must be a JSON object with fields {self._allowed()}; got {kind}."
+            raise serializers.ValidationError({"non_field_errors": [message]})
+        unknown = self._unknown_field_errors(data)
+        try:
+            value = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+    def _unknown_field_errors(self, data: Mapping[str, Any]) -> dict[str, list[str]]:
+        extras = self._FORM_EXTRAS if isinstance(data, QueryDict) else frozenset()
+        unknown = [key for key in data if key not in self.fields and key not in extras]
+        return {str(key): [f"Unknown field; allowed: {self._allowed()}."] for key in unknown}
+
+    def _allowed(self) -> str:
+        return ", ".join(name for name, field in self.fields.items() if not field.read_only)
+
+
+# Errors
+
+
+def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
+    """DRF's nested error detail as a flat list of {"field", "message"}; nested fields as "a.0.b"."""
+    if isinstance(detail, dict):
+        errors = []
+        for key, value in detail.items():
+            name = None if key in ("non_field_errors", NON_FIELD_ERRORS) else str(key)
+            errors.extend(_flatten(value, name if field is None or name is None else f"{field}.{name}"))
+        return errors
+    if isinstance(detail, list):
+        return [error for value in detail for error in _flatten(value, field)]
+    return [{"field": field, "message": str(detail)}]
+
+
+def _unsupported_media_type(context: dict[str, Any]) -> exceptions.UnsupportedMediaType:
+    """DRF's 415, naming what the view does accept, so the caller can fix the request at once."""
+    request = context.get("request")
+    sent = getattr(request, "content_type", "") or ""
+    accepted = dict.fromkeys(parser.media_type for parser in getattr(request, "parsers", None) or [])
+    media_type = sent.split(";")[0].strip()  # without parameters such as charset
+    what = f'Unsupported media type "{media_type}"' if media_type else "No Content-Type header"
+    return exceptions.UnsupportedMediaType(sent, detail=f"{what}. Send one of: {', '.join(accepted)}.")
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ServiceError):
+        body: dict[str, Any] = {"detail": exc.detail, "code": exc.code, **exc.extra}
+        return Response(body, status=exc.status)
+    # Django's own exceptions become DRF's, so they get a code like the rest.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        # A model's full_clean() or a validator inside a service: bad input, never a 500.
+        exc = exceptions.ValidationError(detail=get_error_detail(exc))
+    elif isinstance(exc, exceptions.UnsupportedMediaType):
+        exc = _unsupported_media_type(context)
+    if isinstance(exc, exceptions.ValidationError):
+        return Response(
+            {"detail": "Invalid input.", "code": "invalid", "errors": _flatten(exc.detail)},
+            status=exc.status_code,
+        )
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        response.data = {"detail": str(exc.detail), "code": codes if isinstance(codes, str) else "error"}
+    return response
