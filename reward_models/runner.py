@@ -32,7 +32,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from rm_training.cli import CANCELLED_STATUS
+from rm_training import progress
 
 from . import files
 from .models import DatasetSnapshot, RunStatus, SnapshotReason, TrainingRun
@@ -293,7 +293,7 @@ def _conclude(run_id: int, returncode: int, outcome: _Outcome, log_path: Path) -
     if returncode == 0 and outcome.metrics is not None:
         _finish(run_id, RunStatus.SUCCEEDED, metrics=_finite(outcome.metrics))
         return RunStatus.SUCCEEDED
-    if returncode == CANCELLED_STATUS and outcome.cancel_sent:
+    if returncode == progress.CANCELLED_STATUS and outcome.cancel_sent:
         _finish(run_id, RunStatus.CANCELLED)
         return RunStatus.CANCELLED
     _finish(run_id, RunStatus.FAILED, error=_failure(returncode, log_path))
@@ -310,7 +310,7 @@ def _failure(returncode: int, log_path: Path) -> str:
         how = f"the trainer was killed by {signal.Signals(-returncode).name}"
         if returncode == -signal.SIGKILL:
             how += " (out of memory?)"
-    elif returncode == CANCELLED_STATUS:
+    elif returncode == progress.CANCELLED_STATUS:
         how = "the trainer was stopped by a signal from outside the run (the worker shutting down?)"
     else:
         how = f"the trainer exited with status {returncode}"
