@@ -7,18 +7,20 @@ is quick.
 Every error in what a command was given (a data file, a setting, a model directory, an output path) is
 one line on stderr, ``error: ...``, and exit status 2, as argparse does for a bad option; a traceback means
 a fault of the trainer. With ``train --progress-jsonl`` the events of :mod:`rm_training.progress` go to
-stdout.
+stdout, ending in an error event with that line (or the exception's, for a fault) when the run fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
+import traceback
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--progress-jsonl",
         action="store_true",
-        help="write progress to stdout as JSON lines (one object per event: start, step, epoch, done, "
-        "cancelled) for a supervising process; the summary line goes to stderr then",
+        help="write progress to stdout as JSON lines (one object per event: start, step, epoch, then done, "
+        "cancelled or error) for a supervising process; the summary line goes to stderr then",
     )
     _add_config_options(train)
 
@@ -126,14 +128,32 @@ def _quiet_transformers() -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    events = progress.ProgressEvents(sys.stdout if args.progress_jsonl and main_process else None)
+    try:
+        return _train(args, events, main_process=main_process)
+    except (InputError, OSError) as error:
+        _send_error(events, _error_line(error))
+        raise
+    except Exception as error:
+        # A fault of the trainer: the supervisor gets the exception as the traceback's last line names it,
+        # and the traceback still goes to stderr.
+        _send_error(events, " ".join("".join(traceback.format_exception_only(error)).split()))
+        raise
+
+
+def _send_error(events: progress.ProgressEvents, message: str) -> None:
+    with contextlib.suppress(OSError):  # the stream itself may be what failed (its reader gone)
+        events.emit(progress.Error(message))
+
+
+def _train(args: argparse.Namespace, events: progress.ProgressEvents, *, main_process: bool) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from .model import bf16_supported, resolve_device
     from .train import TrainingCancelled, train
 
     config = _config_from_args(args)
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    events = progress.ProgressEvents(sys.stdout if args.progress_jsonl and main_process else None)
     stop = StopOnSignal()
     if args.progress_jsonl:
         config = dataclasses.replace(config, progress_bar=False)
@@ -241,10 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"train": _run_train, "eval": _run_eval, "score": _run_score}
     try:
         return handlers[args.command](args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (InputError, OSError) as error:
+        print(f"error: {_error_line(error)}", file=sys.stderr)
         return progress.INPUT_ERROR_STATUS
-    except OSError as error:
-        # The machine, not the trainer: a full disk, a file removed under the run. One line is enough.
-        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
-        return progress.INPUT_ERROR_STATUS
+
+
+def _error_line(error: InputError | OSError) -> str:
+    if isinstance(error, InputError):
+        return str(error)
+    # The machine, not the trainer: a full disk, a file removed under the run. One line is enough.
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
