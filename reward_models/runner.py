@@ -198,11 +198,10 @@ def _supervise(run_id: int, child: subprocess.Popen[str]) -> _Outcome:
         if line is None:
             finished = True
         elif line:
-            event = _parse(line)
-            if event is not None:
-                state.apply(event)
-                if event.get("event") == "done":
-                    outcome.metrics = event.get("metrics")
+            event = progress.parse(line)
+            state.apply(event)
+            if isinstance(event, progress.Done):
+                outcome.metrics = event.metrics
         cancel_requested = state.write(force=finished)
         if cancel_requested and signalled_at is None:
             logger.info("run %s: cancel requested, stopping the trainer", run_id)
@@ -221,14 +220,6 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None  # not one of ours: a library writing to stdout
-    return event if isinstance(event, dict) else None
-
-
 class _RowState:
     """What the row will say: progress, the latest step, the curves; written at most once a second (and
     whenever the heartbeat is due), in one UPDATE that also reads back whether a cancel was asked."""
@@ -242,28 +233,32 @@ class _RowState:
         self.written_at = 0.0
         self.urgent = False
 
-    def apply(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            processes = int(event.get("processes") or 1)
-            device = str(event.get("device") or "")
-            self.changes["device"] = device if processes == 1 else f"{device} x {processes}"
-            self.changes["bf16"] = bool(event.get("bf16"))
-            self.urgent = True
-        elif kind == "step":
-            step = {k: event.get(k) for k in ("step", "epoch", "loss", "learning_rate")}
-            self.changes["current"] = _finite({**step, "total_steps": event.get("total_steps")})
-            self.changes["progress"] = _fraction(event.get("fraction"))
-            if int(step["step"] or 0) % self.stride == 0:
-                self.history.append(_finite(step))
-                if len(self.history) > HISTORY_LIMIT:
-                    self.stride *= 2
-                    self.history = [h for h in self.history if int(h["step"]) % self.stride == 0]
-            self.changes["history"] = self.history
-        elif kind == "epoch":
-            self.epochs.append(_finite({k: v for k, v in event.items() if k not in ("event", "fraction")}))
-            self.changes["epochs"] = self.epochs
-            self.urgent = True
+    def apply(self, event: progress.Event | None) -> None:
+        match event:
+            case progress.Start():
+                processes = event.processes or 1
+                self.changes["device"] = event.device if processes == 1 else f"{event.device} x {processes}"
+                self.changes["bf16"] = event.bf16
+                self.urgent = True
+            case progress.Step():
+                step = {
+                    "step": event.step,
+                    "epoch": event.epoch,
+                    "loss": event.loss,
+                    "learning_rate": event.learning_rate,
+                }
+                self.changes["current"] = _finite({**step, "total_steps": event.total_steps})
+                self.changes["progress"] = min(1.0, max(0.0, event.fraction))
+                if event.step % self.stride == 0:
+                    self.history.append(_finite(step))
+                    if len(self.history) > HISTORY_LIMIT:
+                        self.stride *= 2
+                        self.history = [h for h in self.history if h["step"] % self.stride == 0]
+                self.changes["history"] = self.history
+            case progress.Epoch():
+                self.epochs.append(_finite(event.summary()))
+                self.changes["epochs"] = self.epochs
+                self.urgent = True
 
     def write(self, *, force: bool = False) -> bool:
         """Write what changed and the heartbeat when due; True when the run was asked to cancel."""
@@ -333,13 +328,6 @@ def _finish(run_id: int, status: str, *, metrics: dict[str, Any] | None = None, 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:ERROR_CHARS]
-
-
-def _fraction(value: Any) -> float:
-    try:
-        return min(1.0, max(0.0, float(value)))
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def _finite(value: Any) -> Any:

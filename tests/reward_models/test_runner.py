@@ -3,12 +3,16 @@ empty project come to. (The trainer's child process is exercised in tests/e2e.)"
 
 from __future__ import annotations
 
+import io
+import math
+
 import pytest
 from django.utils import timezone
 
-from reward_models import files
+from reward_models import files, runner
 from reward_models.models import DatasetSnapshot, RunStatus, TrainingRun
 from reward_models.runner import run_training
+from rm_training import progress
 
 pytestmark = pytest.mark.django_db
 
@@ -75,3 +79,25 @@ def test_the_run_records_the_celery_node_name_as_its_worker(make_project):
         tasks.training_run_execute.pop_request()
     run.refresh_from_db()
     assert run.worker_host == "celery@gpu-box-2"
+
+
+def test_the_row_takes_the_trainers_events_as_they_are_read_from_its_stdout():
+    stream = io.StringIO()
+    for event in [
+        progress.Start(device="cuda", bf16=True, processes=2, pid=1),
+        progress.Step(fraction=0.5, step=1, total_steps=2, epoch=1, loss=math.nan, learning_rate=1e-3),
+        progress.Epoch(fraction=1.0, epoch=1, train_loss=0.5, pairs_per_second=9.0),
+    ]:
+        progress.emit(stream, event)
+    state = runner._RowState(run_id=0)
+    for line in ["loading weights\n", *stream.getvalue().splitlines(keepends=True)]:
+        state.apply(progress.parse(line))
+    step = {"step": 1, "epoch": 1, "loss": None, "learning_rate": 1e-3}
+    assert state.changes == {
+        "device": "cuda x 2",
+        "bf16": True,
+        "current": {**step, "total_steps": 2},
+        "progress": 0.5,
+        "history": [step],
+        "epochs": [{"epoch": 1, "train_loss": 0.5, "pairs_per_second": 9.0}],  # no held-out pairs, no figures
+    }
