@@ -2,8 +2,9 @@
 the child's progress, a heartbeat, and the outcome to the run's row.
 
 The child is ``python -m rm_training train --progress-jsonl`` (under ``torchrun`` for several GPUs): the
-same entry point as by hand, its progress as JSON lines on its stdout. One mechanism then gives cancel
-(SIGTERM: the trainer stops at the next step and writes nothing), crash isolation (a segfault or an
+same entry point as by hand, its progress as the typed events of rm_training.progress (JSON lines on its
+stdout), a failure as their error event, whose one line becomes the run's error. One mechanism then gives
+cancel (SIGTERM: the trainer stops at the next step and writes nothing), crash isolation (a segfault or an
 out-of-memory kill ends the child, not the worker), GPU memory release (the child's exit), and multi-GPU.
 The worker's own loop writes the heartbeat every PAIRWISE_RUN_HEARTBEAT_SECONDS whatever the child does,
 so a stale heartbeat means the worker itself is gone (the reaper then fails the run).
@@ -176,6 +177,7 @@ class NoData(Exception):
 class _Outcome:
     def __init__(self) -> None:
         self.metrics: dict[str, Any] | None = None
+        self.error: str | None = None  # the trainer's own one-line error, from its error event
         self.cancel_sent = False
 
 
@@ -200,8 +202,11 @@ def _supervise(run_id: int, child: subprocess.Popen[str]) -> _Outcome:
         elif line:
             event = progress.parse(line)
             state.apply(event)
-            if isinstance(event, progress.Done):
-                outcome.metrics = event.metrics
+            match event:
+                case progress.Done(metrics=metrics):
+                    outcome.metrics = metrics
+                case progress.Error(message=message):
+                    outcome.error = message
         cancel_requested = state.write(force=finished)
         if cancel_requested and signalled_at is None:
             logger.info("run %s: cancel requested, stopping the trainer", run_id)
@@ -291,16 +296,16 @@ def _conclude(run_id: int, returncode: int, outcome: _Outcome, log_path: Path) -
     if returncode == progress.CANCELLED_STATUS and outcome.cancel_sent:
         _finish(run_id, RunStatus.CANCELLED)
         return RunStatus.CANCELLED
-    _finish(run_id, RunStatus.FAILED, error=_failure(returncode, log_path))
+    _finish(run_id, RunStatus.FAILED, error=_failure(returncode, outcome.error, log_path))
     return RunStatus.FAILED
 
 
-def _failure(returncode: int, log_path: Path) -> str:
-    """The trainer's own one-line error when it gave one, else the end of its log and how it ended."""
-    lines = [line.strip() for line in _tail(log_path).splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    if errors:
-        return _one_line(errors[-1].removeprefix("error: "))
+def _failure(returncode: int, error: str | None, log_path: Path) -> str:
+    """The trainer's error event: its line alone when the trainer refused what it was given, after how it
+    ended for a fault of the trainer. Without one (killed by a signal, out of memory, a segfault), how it
+    ended and the last line of its log."""
+    if error is not None and returncode == progress.INPUT_ERROR_STATUS:
+        return _one_line(error)
     if returncode < 0:
         how = f"the trainer was killed by {signal.Signals(-returncode).name}"
         if returncode == -signal.SIGKILL:
@@ -309,7 +314,10 @@ def _failure(returncode: int, log_path: Path) -> str:
         how = "the trainer was stopped by a signal from outside the run (the worker shutting down?)"
     else:
         how = f"the trainer exited with status {returncode}"
-    return _one_line(f"{how}: {lines[-1]}" if lines else how)
+    if error is None:
+        lines = [line.strip() for line in _tail(log_path).splitlines() if line.strip()]
+        error = lines[-1] if lines else ""
+    return _one_line(f"{how}: {error}" if error else how)
 
 
 def _tail(path: Path, size: int = 16_384) -> str:
