@@ -2,8 +2,9 @@
 the child's progress, a heartbeat, and the outcome to the run's row.
 
 The child is ``python -m rm_training train --progress-jsonl`` (under ``torchrun`` for several GPUs): the
-same entry point as by hand, its progress as JSON lines on its stdout. One mechanism then gives cancel
-(SIGTERM: the trainer stops at the next step and writes nothing), crash isolation (a segfault or an
+same entry point as by hand, its progress as the typed events of rm_training.progress (JSON lines on its
+stdout), a failure as their error event, whose one line becomes the run's error. One mechanism then gives
+cancel (SIGTERM: the trainer stops at the next step and writes nothing), crash isolation (a segfault or an
 out-of-memory kill ends the child, not the worker), GPU memory release (the child's exit), and multi-GPU.
 The worker's own loop writes the heartbeat every PAIRWISE_RUN_HEARTBEAT_SECONDS whatever the child does,
 so a stale heartbeat means the worker itself is gone (the reaper then fails the run).
@@ -32,7 +33,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from rm_training.cli import CANCELLED_STATUS
+from rm_training import progress
 
 from . import files
 from .models import DatasetSnapshot, RunStatus, SnapshotReason, TrainingRun
@@ -176,6 +177,7 @@ class NoData(Exception):
 class _Outcome:
     def __init__(self) -> None:
         self.metrics: dict[str, Any] | None = None
+        self.error: str | None = None  # the trainer's own one-line error, from its error event
         self.cancel_sent = False
 
 
@@ -198,11 +200,13 @@ def _supervise(run_id: int, child: subprocess.Popen[str]) -> _Outcome:
         if line is None:
             finished = True
         elif line:
-            event = _parse(line)
-            if event is not None:
-                state.apply(event)
-                if event.get("event") == "done":
-                    outcome.metrics = event.get("metrics")
+            event = progress.parse(line)
+            state.apply(event)
+            match event:
+                case progress.Done(metrics=metrics):
+                    outcome.metrics = metrics
+                case progress.Error(message=message):
+                    outcome.error = message
         cancel_requested = state.write(force=finished)
         if cancel_requested and signalled_at is None:
             logger.info("run %s: cancel requested, stopping the trainer", run_id)
@@ -221,14 +225,6 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None  # not one of ours: a library writing to stdout
-    return event if isinstance(event, dict) else None
-
-
 class _RowState:
     """What the row will say: progress, the latest step, the curves; written at most once a second (and
     whenever the heartbeat is due), in one UPDATE that also reads back whether a cancel was asked."""
@@ -242,28 +238,32 @@ class _RowState:
         self.written_at = 0.0
         self.urgent = False
 
-    def apply(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            processes = int(event.get("processes") or 1)
-            device = str(event.get("device") or "")
-            self.changes["device"] = device if processes == 1 else f"{device} x {processes}"
-            self.changes["bf16"] = bool(event.get("bf16"))
-            self.urgent = True
-        elif kind == "step":
-            step = {k: event.get(k) for k in ("step", "epoch", "loss", "learning_rate")}
-            self.changes["current"] = _finite({**step, "total_steps": event.get("total_steps")})
-            self.changes["progress"] = _fraction(event.get("fraction"))
-            if int(step["step"] or 0) % self.stride == 0:
-                self.history.append(_finite(step))
-                if len(self.history) > HISTORY_LIMIT:
-                    self.stride *= 2
-                    self.history = [h for h in self.history if int(h["step"]) % self.stride == 0]
-            self.changes["history"] = self.history
-        elif kind == "epoch":
-            self.epochs.append(_finite({k: v for k, v in event.items() if k not in ("event", "fraction")}))
-            self.changes["epochs"] = self.epochs
-            self.urgent = True
+    def apply(self, event: progress.Event | None) -> None:
+        match event:
+            case progress.Start():
+                processes = event.processes or 1
+                self.changes["device"] = event.device if processes == 1 else f"{event.device} x {processes}"
+                self.changes["bf16"] = event.bf16
+                self.urgent = True
+            case progress.Step():
+                step = {
+                    "step": event.step,
+                    "epoch": event.epoch,
+                    "loss": event.loss,
+                    "learning_rate": event.learning_rate,
+                }
+                self.changes["current"] = _finite({**step, "total_steps": event.total_steps})
+                self.changes["progress"] = min(1.0, max(0.0, event.fraction))
+                if event.step % self.stride == 0:
+                    self.history.append(_finite(step))
+                    if len(self.history) > HISTORY_LIMIT:
+                        self.stride *= 2
+                        self.history = [h for h in self.history if h["step"] % self.stride == 0]
+                self.changes["history"] = self.history
+            case progress.Epoch():
+                self.epochs.append(_finite(event.summary()))
+                self.changes["epochs"] = self.epochs
+                self.urgent = True
 
     def write(self, *, force: bool = False) -> bool:
         """Write what changed and the heartbeat when due; True when the run was asked to cancel."""
@@ -293,28 +293,31 @@ def _conclude(run_id: int, returncode: int, outcome: _Outcome, log_path: Path) -
     if returncode == 0 and outcome.metrics is not None:
         _finish(run_id, RunStatus.SUCCEEDED, metrics=_finite(outcome.metrics))
         return RunStatus.SUCCEEDED
-    if returncode == CANCELLED_STATUS and outcome.cancel_sent:
+    if returncode == progress.CANCELLED_STATUS and outcome.cancel_sent:
         _finish(run_id, RunStatus.CANCELLED)
         return RunStatus.CANCELLED
-    _finish(run_id, RunStatus.FAILED, error=_failure(returncode, log_path))
+    _finish(run_id, RunStatus.FAILED, error=_failure(returncode, outcome.error, log_path))
     return RunStatus.FAILED
 
 
-def _failure(returncode: int, log_path: Path) -> str:
-    """The trainer's own one-line error when it gave one, else the end of its log and how it ended."""
-    lines = [line.strip() for line in _tail(log_path).splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    if errors:
-        return _one_line(errors[-1].removeprefix("error: "))
+def _failure(returncode: int, error: str | None, log_path: Path) -> str:
+    """The trainer's error event: its line alone when the trainer refused what it was given, after how it
+    ended for a fault of the trainer. Without one (killed by a signal, out of memory, a segfault), how it
+    ended and the last line of its log."""
+    if error is not None and returncode == progress.INPUT_ERROR_STATUS:
+        return _one_line(error)
     if returncode < 0:
         how = f"the trainer was killed by {signal.Signals(-returncode).name}"
         if returncode == -signal.SIGKILL:
             how += " (out of memory?)"
-    elif returncode == CANCELLED_STATUS:
+    elif returncode == progress.CANCELLED_STATUS:
         how = "the trainer was stopped by a signal from outside the run (the worker shutting down?)"
     else:
         how = f"the trainer exited with status {returncode}"
-    return _one_line(f"{how}: {lines[-1]}" if lines else how)
+    if error is None:
+        lines = [line.strip() for line in _tail(log_path).splitlines() if line.strip()]
+        error = lines[-1] if lines else ""
+    return _one_line(f"{how}: {error}" if error else how)
 
 
 def _tail(path: Path, size: int = 16_384) -> str:
@@ -333,13 +336,6 @@ def _finish(run_id: int, status: str, *, metrics: dict[str, Any] | None = None, 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:ERROR_CHARS]
-
-
-def _fraction(value: Any) -> float:
-    try:
-        return min(1.0, max(0.0, float(value)))
-    except (TypeError, ValueError):
-        return 0.0
 
 
 def _finite(value: Any) -> Any:

@@ -6,24 +6,26 @@ is quick.
 
 Every error in what a command was given (a data file, a setting, a model directory, an output path) is
 one line on stderr, ``error: ...``, and exit status 2, as argparse does for a bad option; a traceback means
-a fault of the trainer.
+a fault of the trainer. With ``train --progress-jsonl`` the events of :mod:`rm_training.progress` go to
+stdout, ending in an error event with that line (or the exception's, for a fault) when the run fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import signal
 import sys
-import typing
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import jsonl
+from . import jsonl, progress
 from .config import GROUPS, TrainingConfig, setting_help
 from .errors import InputError
 
@@ -68,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--progress-jsonl",
         action="store_true",
-        help="write progress to stdout as JSON lines (one object per event: start, step, epoch, done, "
-        "cancelled) for a supervising process; the summary line goes to stderr then",
+        help="write progress to stdout as JSON lines (one object per event: start, step, epoch, then done, "
+        "cancelled or error) for a supervising process; the summary line goes to stderr then",
     )
     add_config_options(train)
 
@@ -130,24 +132,43 @@ def _quiet_transformers() -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    events = progress.ProgressEvents(sys.stdout if args.progress_jsonl and main_process else None)
+    try:
+        return _train(args, events, main_process=main_process)
+    except (InputError, OSError) as error:
+        _send_error(events, _error_line(error))
+        raise
+    except Exception as error:
+        # A fault of the trainer: the supervisor gets the exception as the traceback's last line names it,
+        # and the traceback still goes to stderr.
+        _send_error(events, " ".join("".join(traceback.format_exception_only(error)).split()))
+        raise
+
+
+def _send_error(events: progress.ProgressEvents, message: str) -> None:
+    with contextlib.suppress(OSError):  # the stream itself may be what failed (its reader gone)
+        events.emit(progress.Error(message))
+
+
+def _train(args: argparse.Namespace, events: progress.ProgressEvents, *, main_process: bool) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from .model import bf16_supported, resolve_device
     from .train import TrainingCancelled, train
 
     config = _config_from_args(args)
-    main_process = int(os.environ.get("RANK", "0")) == 0
-    events = ProgressEvents(sys.stdout if args.progress_jsonl and main_process else None)
     stop = StopOnSignal()
     if args.progress_jsonl:
         config = dataclasses.replace(config, progress_bar=False)
         device = resolve_device(config.device)
         events.emit(
-            "start",
-            device=device.type,
-            bf16=config.bf16 and bf16_supported(device),
-            processes=int(os.environ.get("WORLD_SIZE", "1")),
-            pid=os.getpid(),
+            progress.Start(
+                device=device.type,
+                bf16=config.bf16 and bf16_supported(device),
+                processes=int(os.environ.get("WORLD_SIZE", "1")),
+                pid=os.getpid(),
+            )
         )
     try:
         with stop, logging_redirect_tqdm():
@@ -161,8 +182,8 @@ def _run_train(args: argparse.Namespace) -> int:
             )
     except TrainingCancelled as stopped:
         print(f"stopped by {stop.signal_name or 'request'}: {stopped}; nothing was saved", file=sys.stderr)
-        events.emit("cancelled", message=str(stopped))
-        return CANCELLED_STATUS
+        events.emit(progress.Cancelled(message=str(stopped)))
+        return progress.CANCELLED_STATUS
     if main_process:
         summary = {k: metrics[k] for k in ("eval_accuracy", "eval_loss", "train_loss")}
         print(
@@ -172,37 +193,9 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-# Exit status of a run stopped by SIGTERM/SIGINT (or a supervisor's request): it wrote nothing.
-CANCELLED_STATUS = 3
-
-
-class ProgressEvents:
-    """The trainer's progress as JSON lines on a stream, one flushed line per event: ``start`` (device,
-    bf16, processes), ``step`` (fraction, step, total_steps, epoch, loss, learning_rate), ``epoch`` (its
-    summary and held-out figures), ``done`` (the final metrics), ``cancelled``. A supervisor reads them
-    line by line; with no stream, nothing is written."""
-
-    def __init__(self, stream: typing.TextIO | None) -> None:
-        self.stream = stream
-
-    def emit(self, event: str, **fields: Any) -> None:
-        if self.stream is None:
-            return
-        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
-        self.stream.flush()
-
-    def progress(self, fraction: float, info: dict[str, Any]) -> None:
-        if info.get("epoch_end"):
-            self.emit("epoch", fraction=fraction, **{k: v for k, v in info.items() if k != "epoch_end"})
-        elif "step" in info and "total_steps" in info:
-            self.emit("step", fraction=fraction, **info)
-        else:
-            self.emit("done", fraction=fraction, metrics=info)
-
-
 class StopOnSignal:
     """SIGTERM or SIGINT asks the run to stop at the next optimizer step (it then writes nothing and exits
-    with CANCELLED_STATUS); a second signal stops it at once, as the default handlers would."""
+    with progress.CANCELLED_STATUS); a second signal stops it at once, as the default handlers would."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
@@ -272,10 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"train": _run_train, "eval": _run_eval, "score": _run_score}
     try:
         return handlers[args.command](args)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        # The machine, not the trainer: a full disk, a file removed under the run. One line is enough.
-        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
-        return 2
+    except (InputError, OSError) as error:
+        print(f"error: {_error_line(error)}", file=sys.stderr)
+        return progress.INPUT_ERROR_STATUS
+
+
+def _error_line(error: InputError | OSError) -> str:
+    if isinstance(error, InputError):
+        return str(error)
+    # The machine, not the trainer: a full disk, a file removed under the run. One line is enough.
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -64,7 +64,9 @@ def test_the_trainer_imports_no_django():
     assert "django" not in imported
 
 
-@pytest.mark.parametrize("module", ["rm_training.config", "rm_training.data", "rm_training.votes"])
+@pytest.mark.parametrize(
+    "module", ["rm_training.config", "rm_training.data", "rm_training.votes", "rm_training.progress"]
+)
 def test_the_trainers_config_and_data_import_no_torch(module):
     imported = modules_after(f"import {module}")
     assert "rm_training" in imported

@@ -1,14 +1,23 @@
 """The worker's side of a run without a worker process: what a second delivery, a finished run and an
-empty project come to. (The trainer's child process is exercised in tests/e2e.)"""
+empty project come to, and how a trainer child that fails ends the run. (A whole run through a worker is
+exercised in tests/e2e.)"""
 
 from __future__ import annotations
+
+import io
+import math
+import sys
 
 import pytest
 from django.utils import timezone
 
-from reward_models import files
+from reward_models import files, runner
 from reward_models.models import DatasetSnapshot, RunStatus, TrainingRun
 from reward_models.runner import run_training
+from rm_training import progress
+from rm_training.config import TrainingConfig
+from rm_training.data import read_data
+from rm_training.errors import InputError
 
 pytestmark = pytest.mark.django_db
 
@@ -75,3 +84,110 @@ def test_the_run_records_the_celery_node_name_as_its_worker(make_project):
         tasks.training_run_execute.pop_request()
     run.refresh_from_db()
     assert run.worker_host == "celery@gpu-box-2"
+
+
+def test_the_row_takes_the_trainers_events_as_they_are_read_from_its_stdout():
+    stream = io.StringIO()
+    for event in [
+        progress.Start(device="cuda", bf16=True, processes=2, pid=1),
+        progress.Step(fraction=0.5, step=1, total_steps=2, epoch=1, loss=math.nan, learning_rate=1e-3),
+        progress.Epoch(fraction=1.0, epoch=1, train_loss=0.5, pairs_per_second=9.0),
+    ]:
+        progress.emit(stream, event)
+    state = runner._RowState(run_id=0)
+    for line in ["loading weights\n", *stream.getvalue().splitlines(keepends=True)]:
+        state.apply(progress.parse(line))
+    step = {"step": 1, "epoch": 1, "loss": None, "learning_rate": 1e-3}
+    assert state.changes == {
+        "device": "cuda x 2",
+        "bf16": True,
+        "current": {**step, "total_steps": 2},
+        "progress": 0.5,
+        "history": [step],
+        "epochs": [{"epoch": 1, "train_loss": 0.5, "pairs_per_second": 9.0}],  # no held-out pairs, no figures
+    }
+
+
+@pytest.fixture
+def log_at_the_end(monkeypatch):
+    """What the trainer's train.log held when the child ended; the file is deleted before the runner
+    concludes, so that the run's error must come from the trainer's events, not from its log."""
+    logs: list[str] = []
+    conclude = runner._conclude
+
+    def conclude_without_the_log(run_id, returncode, outcome, log_path):
+        logs.append(log_path.read_text(encoding="utf-8"))
+        log_path.unlink()
+        return conclude(run_id, returncode, outcome, log_path)
+
+    monkeypatch.setattr(runner, "_conclude", conclude_without_the_log)
+    return logs
+
+
+def _failed(run: TrainingRun) -> TrainingRun:
+    assert run_training(run.pk) == RunStatus.FAILED
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and run.finished_at is not None
+    return run
+
+
+def test_a_config_error_fails_the_run_with_the_trainers_one_line(make_project, judged, log_at_the_end):
+    with pytest.raises(InputError) as refused:
+        TrainingConfig.from_dict({"epochs": 0})
+    run = _failed(TrainingRun.objects.create(project=judged(make_project()), config={"epochs": 0}))
+    assert run.error == str(refused.value)
+    assert f"error: {refused.value}" in log_at_the_end[0]  # what the runner used to scrape, gone by then
+
+
+def test_a_data_error_fails_the_run_with_the_trainers_one_line(make_project, tiny_bert_dir, log_at_the_end):
+    project = make_project()
+    snapshot_file = files.absolute("snapshots/broken.jsonl")
+    snapshot_file.parent.mkdir(parents=True, exist_ok=True)
+    snapshot_file.write_text(
+        '{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": \n', encoding="utf-8"
+    )
+    with pytest.raises(InputError) as refused:
+        read_data(str(snapshot_file))
+    snapshot = DatasetSnapshot.objects.create(
+        project=project, file="snapshots/broken.jsonl", rows=2, pairs=2, size_bytes=0, sha256="0" * 64
+    )
+    config = {"base_model": str(tiny_bert_dir), "max_length": 48, "device": "cpu"}
+    run = _failed(TrainingRun.objects.create(project=project, config=config, snapshot=snapshot))
+    assert run.error == str(refused.value) and "line 2" in run.error
+    assert log_at_the_end[0].strip().splitlines()[-1] == f"error: {refused.value}"
+
+
+# The trainer's command line with train() replaced by one that crashes after writing a misleading line.
+CRASHING_TRAINER = """
+import sys
+from rm_training import cli, train
+
+def crash(*args, **kwargs):
+    print("error: a line in the log that only looks like the trainer's error", file=sys.stderr)
+    raise RuntimeError("the trainer's own fault")
+
+train.train = crash
+sys.exit(cli.main(["train", *sys.argv[1:]]))
+"""
+
+
+def test_a_crash_fails_the_run_with_its_exception_and_the_traceback_stays_in_the_log(
+    make_project, judged, monkeypatch, log_at_the_end
+):
+    monkeypatch.setattr(runner, "trainer_command", lambda: [sys.executable, "-c", CRASHING_TRAINER])
+    run = _failed(TrainingRun.objects.create(project=judged(make_project()), config={"device": "cpu"}))
+    assert run.error == "the trainer exited with status 1: RuntimeError: the trainer's own fault"
+    log = log_at_the_end[0]
+    assert "Traceback (most recent call last)" in log and "error: a line in the log" in log
+
+
+def test_a_trainer_killed_without_an_error_event_fails_with_how_it_ended_and_its_last_log_line(
+    make_project, judged, monkeypatch
+):
+    killed = (
+        "import os, signal, sys; print('error: loading shards', file=sys.stderr); os.kill(os.getpid(), 9)"
+    )
+    monkeypatch.setattr(runner, "trainer_command", lambda: [sys.executable, "-c", killed])
+    run = _failed(TrainingRun.objects.create(project=judged(make_project()), config={}))
+    # A log line that starts with "error: " is not taken for the trainer's error: only its event is.
+    assert run.error == "the trainer was killed by SIGKILL (out of memory?): error: loading shards"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rm_training import progress
 from rm_training.cli import main
 
 from .conftest import marker_comparisons
@@ -104,3 +105,45 @@ def test_a_bad_option_value_is_an_error_not_a_traceback(
     )
     assert code == 2
     assert "eval_fraction" in capsys.readouterr().err
+
+
+def test_with_progress_events_the_error_line_is_also_the_last_event(
+    preferences_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "train",
+            "--data",
+            str(preferences_file),
+            "--output",
+            str(tmp_path / "m"),
+            "--eval-fraction",
+            "1.5",
+            "--progress-jsonl",
+        ]
+    )
+    assert code == progress.INPUT_ERROR_STATUS
+    captured = capsys.readouterr()
+    error = captured.err.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "eval_fraction" in error
+    assert progress.parse(captured.out.splitlines()[-1]) == progress.Error(error.removeprefix("error: "))
+
+
+def test_a_fault_of_the_trainer_is_an_error_event_and_still_a_traceback(
+    preferences_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rm_training import train
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the trainer's own fault")
+
+    monkeypatch.setattr(train, "train", crash)
+    arguments = ["train", "--data", str(preferences_file), "--output", str(tmp_path / "m"), "--device", "cpu"]
+    with pytest.raises(RuntimeError, match="the trainer's own fault"):
+        main([*arguments, "--progress-jsonl"])
+    events = [progress.parse(line) for line in capsys.readouterr().out.splitlines()]
+    assert isinstance(events[0], progress.Start)
+    assert events[-1] == progress.Error("RuntimeError: the trainer's own fault")

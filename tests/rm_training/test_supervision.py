@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rm_training.cli import CANCELLED_STATUS
 from rm_training.data import Comparison
 from rm_training.evaluate import SCORE_CHECK_FILENAME, reward_metrics, score_check
 from rm_training.metrics import TrainingMetrics
+from rm_training.progress import CANCELLED_STATUS
 from rm_training.scoring import RewardScorer
 
 from .conftest import marker_comparisons, write_jsonl
