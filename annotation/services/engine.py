@@ -17,6 +17,7 @@ judgment_record_and_next and assignment_skip_and_next answer and serve the next 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -265,9 +266,18 @@ _READ = (
 )
 
 
-def _own_assignment_locked(*, assignment_id: int, user: Any, lock_rater: bool = False) -> Assignment:
+@dataclass(frozen=True)
+class Owned:
+    """The caller's assignment, with its project, pair and rater loaded, and whether the caller may still
+    rate in its project (selectors.user_can_rate)."""
+
+    assignment: Assignment
+    can_rate: bool
+
+
+def _own_assignment_locked(*, assignment_id: int, user: Any, lock_rater: bool = False) -> Owned:
     """The caller's assignment with its project, pair and rater, the pair's and the assignment's rows
-    locked (after the rater's with lock_rater), and `can_rate` (selectors.user_can_rate) read along: one
+    locked (after the rater's with lock_rater), and whether they may still rate read along: one
     statement, written out (the ORM's compiling of it cost more than the database's work). Call inside a
     transaction."""
     can_rate, params = can_rate_sql(user, "a.project_id")
@@ -299,8 +309,7 @@ def _own_assignment_locked(*, assignment_id: int, user: Any, lock_rater: bool = 
         start += len(names)
     assignment, project, pair, rater = built
     assignment.project, assignment.pair, assignment.rater = project, pair, rater
-    assignment.can_rate = bool(row[-1])  # type: ignore[attr-defined]
-    return assignment
+    return Owned(assignment, can_rate=bool(row[-1]))
 
 
 def _from_db(model: Any, names: list[str], values: Any) -> Any:
@@ -362,9 +371,9 @@ def judgment_record(
     `assignment_expired` once the place has gone to someone else.
     """
     with transaction.atomic():
-        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
+        owned = _own_assignment_locked(assignment_id=assignment_id, user=user)
         return _record(
-            assignment=assignment,
+            owned=owned,
             choice=choice,
             strength=strength,
             rationale=rationale,
@@ -387,33 +396,35 @@ def judgment_record_and_next(
     trip per judgment for the rater, one commit for the database. Nothing is served when the judgment is
     refused."""
     with transaction.atomic():
-        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user, lock_rater=True)
+        owned = _own_assignment_locked(assignment_id=assignment_id, user=user, lock_rater=True)
         now = now or timezone.now()
         judgment = _record(
-            assignment=assignment,
+            owned=owned,
             choice=choice,
             strength=strength,
             rationale=rationale,
             client_time_ms=client_time_ms,
             now=now,
         )
+        assignment = owned.assignment
         return judgment, _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
 
 
 def _record(
     *,
-    assignment: Assignment,
+    owned: Owned,
     choice: str,
     strength: int | None,
     rationale: str,
     client_time_ms: int | None,
     now: datetime,
 ) -> Judgment:
+    assignment = owned.assignment
     project, pair = assignment.project, assignment.pair
     errors = _judgment_errors(project=project, choice=choice, strength=strength, rationale=rationale)
     if errors:
         raise Invalid("The judgment is invalid.", errors=errors)
-    if not assignment.can_rate:  # type: ignore[attr-defined]
+    if not owned.can_rate:
         raise Forbidden("You are no longer a rater in this project.")
     if assignment.status == AssignmentStatus.JUDGED:
         existing = Judgment.objects.filter(assignment=assignment).values_list("pk", flat=True).first()
@@ -494,8 +505,8 @@ def assignment_skip(
 ) -> Assignment:
     """Skip: the pair is never served to this rater again and its place goes back to the pool."""
     with transaction.atomic():
-        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user)
-        return _skip(assignment=assignment, reason=reason, now=now or timezone.now())
+        owned = _own_assignment_locked(assignment_id=assignment_id, user=user)
+        return _skip(assignment=owned.assignment, reason=reason, now=now or timezone.now())
 
 
 def assignment_skip_and_next(
@@ -503,10 +514,11 @@ def assignment_skip_and_next(
 ) -> tuple[Assignment, Assignment | None]:
     """assignment_skip, then assignment_next in the assignment's project, in one transaction."""
     with transaction.atomic():
-        assignment = _own_assignment_locked(assignment_id=assignment_id, user=user, lock_rater=True)
-        if not assignment.can_rate:  # type: ignore[attr-defined]
+        owned = _own_assignment_locked(assignment_id=assignment_id, user=user, lock_rater=True)
+        if not owned.can_rate:
             raise Forbidden("You are no longer a rater in this project.")
         now = now or timezone.now()
+        assignment = owned.assignment
         skipped = _skip(assignment=assignment, reason=reason, now=now)
         return skipped, _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
 
