@@ -200,17 +200,20 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
         held = Assignment.objects.filter(
             project=project, rater=OuterRef("pk"), status=AssignmentStatus.ACTIVE
         )
+        names = [field.attname for field in Rater._meta.concrete_fields]
         locked = (
             Rater.objects.select_for_update(of=("self",))
             .filter(user=user)
             .annotate(held_id=Subquery(held.values("pk")[:1]))
+            .values_list(*names, "held_id")
         )
-        rater = locked.first()
-        if rater is None:
+        row = locked.first()
+        if row is None:
             rater_get_or_create(user=user)
-            rater = locked.first()
-            assert rater is not None
-        return _next_for(project=project, rater=rater, now=now, held_id=rater.held_id)  # type: ignore[attr-defined]
+            row = locked.first()
+            assert row is not None
+        rater = Rater.from_db(locked.db, names, row[:-1])
+        return _next_for(project=project, rater=rater, now=now, held_id=row[-1])
 
 
 def _next_for(*, project: Project, rater: Rater, now: datetime, held_id: int | None) -> Assignment | None:
