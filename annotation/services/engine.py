@@ -97,41 +97,44 @@ def _claim_in_postgresql(
     # The rater's progress comes along: this statement's snapshot follows the transaction's earlier
     # writes (a judgment just made), and the one assignment the claim adds changes no count.
     progress, progress_params = progress_columns(project=project, rater=rater)
-    served = list(
-        Pair.objects.raw(
-            "SELECT p.*, c.assignment_id, c.shown_left AS served_left, c.already_held, progress.*"
-            " FROM pairwise_claim(%s, %s, %s, %s, %s, %s, %s) c JOIN annotation_pair p ON p.id = c.pair_id"
-            f" CROSS JOIN (SELECT {progress}) AS progress (done, open_pairs, finished)",
-            [
-                project.pk,
-                rater.pk,
-                now,
-                project.lease_seconds,
-                project.judgments_per_pair,
-                gold,
-                _CLAIM_ATTEMPTS,
-                *progress_params,
-            ],
-        )
+    pair_names = [field.attname for field in Pair._meta.concrete_fields]
+    sql = (
+        "SELECT c.assignment_id, c.shown_left, c.already_held, progress.*,"
+        f" {_columns(Pair, 'p', pair_names)}"
+        " FROM pairwise_claim(%s, %s, %s, %s, %s, %s, %s) c JOIN annotation_pair p ON p.id = c.pair_id"
+        f" CROSS JOIN (SELECT {progress}) AS progress (done, open_pairs, finished)"
     )
-    if not served:
+    params = [
+        project.pk,
+        rater.pk,
+        now,
+        project.lease_seconds,
+        project.judgments_per_pair,
+        gold,
+        _CLAIM_ATTEMPTS,
+        *progress_params,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
         return None
-    pair = served[0]
-    if pair.already_held:  # type: ignore[attr-defined]
-        return int(pair.assignment_id)  # type: ignore[attr-defined]
+    assignment_id, shown_left, already_held, done, open_pairs, finished = row[:6]
+    if already_held:
+        return int(assignment_id)
     assignment = Assignment(
-        pk=pair.assignment_id,  # type: ignore[attr-defined]
+        pk=assignment_id,
         project=project,
-        pair=pair,
+        pair=_from_db(Pair, pair_names, row[6:]),
         rater=rater,
-        shown_left=pair.served_left,  # type: ignore[attr-defined]
+        shown_left=shown_left,
         status=AssignmentStatus.ACTIVE,
         served_at=now,
         lease_expires_at=now + timedelta(seconds=project.lease_seconds),
     )
     assignment._state.adding = False
-    assignment._state.db = pair._state.db
-    assignment.progress = progress_from(pair.done, pair.open_pairs, pair.finished)  # type: ignore[attr-defined]
+    assignment._state.db = connection.alias
+    assignment.progress = progress_from(done, open_pairs, finished)  # type: ignore[attr-defined]
     return assignment
 
 
@@ -284,11 +287,7 @@ def _own_assignment_locked(*, assignment_id: int, user: Any, lock_rater: bool = 
     statement, written out (the ORM's compiling of it cost more than the database's work). Call inside a
     transaction."""
     can_rate, params = can_rate_sql(user, "a.project_id")
-    columns = ", ".join(
-        f"{alias}.{cast('Field[Any, Any]', model._meta.get_field(name)).column}"
-        for model, alias, names in _READ
-        for name in names
-    )
+    columns = ", ".join(_columns(model, alias, names) for model, alias, names in _READ)
     # Lock order everywhere: rater (the one-request-at-a-time lock of `next`), pair, assignment; rows are
     # locked in the order named here.
     lock = (
@@ -313,6 +312,12 @@ def _own_assignment_locked(*, assignment_id: int, user: Any, lock_rater: bool = 
     assignment, project, pair, rater = built
     assignment.project, assignment.pair, assignment.rater = project, pair, rater
     return Owned(assignment, can_rate=bool(row[-1]))
+
+
+def _columns(model: Any, alias: str, names: list[str]) -> str:
+    """The named fields' columns of a table aliased `alias`, for a SELECT list."""
+    fields = [cast("Field[Any, Any]", model._meta.get_field(name)) for name in names]
+    return ", ".join(f"{alias}.{field.column}" for field in fields)
 
 
 def _from_db(model: Any, names: list[str], values: Any) -> Any:
