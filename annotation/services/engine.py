@@ -44,6 +44,7 @@ from annotation.selectors import (
     held_places,
     progress_columns,
     progress_from,
+    rater_progress,
     user_can_rate,
 )
 
@@ -51,6 +52,24 @@ from .raters import rater_get_or_create
 
 # How many locked-but-full candidates one request tries before it looks again from the top.
 _CLAIM_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Served:
+    """A pair served to a rater: their assignment (its pair and rater loaded) and their progress in the
+    project, as selectors.rater_progress counts it."""
+
+    assignment: Assignment
+    progress: dict[str, int]
+
+
+@dataclass(frozen=True)
+class _Found:
+    """The assignment the engine found for a rater, with their progress when the statement that found it
+    read it along (a claim on PostgreSQL)."""
+
+    assignment: Assignment
+    progress: dict[str, int] | None = None
 
 
 def _places(pair: Pair, now: datetime, *, exclude: int | None = None) -> tuple[int, Counter[str]]:
@@ -80,7 +99,7 @@ def _gold_due(*, project: Project, rater: Rater) -> bool:
     return served["gold"] + 1 <= project.gold_fraction * (served["total"] + 1)
 
 
-def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | int | None:
+def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> _Found | int | None:
     """A new assignment, None when no pair is free, or (PostgreSQL) the id of an open assignment the rater
     holds after all (see pairwise_claim)."""
     if connection.vendor == "postgresql":
@@ -88,9 +107,7 @@ def _claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assi
     return _claim_with_orm(project=project, rater=rater, now=now, gold=gold)
 
 
-def _claim_in_postgresql(
-    *, project: Project, rater: Rater, now: datetime, gold: bool
-) -> Assignment | int | None:
+def _claim_in_postgresql(*, project: Project, rater: Rater, now: datetime, gold: bool) -> _Found | int | None:
     """The claim in one round trip: pairwise_claim() (migration 0005) runs _claim_with_orm's loop inside
     PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
     the pair comes back with it."""
@@ -134,11 +151,10 @@ def _claim_in_postgresql(
     )
     assignment._state.adding = False
     assignment._state.db = connection.alias
-    assignment.progress = progress_from(done, open_pairs, finished)  # type: ignore[attr-defined]
-    return assignment
+    return _Found(assignment, progress_from(done, open_pairs, finished))
 
 
-def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Assignment | int | None:
+def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool) -> _Found | int | None:
     """The claim on SQLite, whose IMMEDIATE transactions serialise it; the same steps as pairwise_claim()."""
     held_id = (
         Assignment.objects.filter(project=project, rater=rater, status=AssignmentStatus.ACTIVE)
@@ -174,7 +190,7 @@ def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool
             # The candidate query's snapshot predates our lock; count again now that the row is ours.
             taken, sides = _places(pair, now)
             if gold or taken < quota:
-                return Assignment.objects.create(
+                assignment = Assignment.objects.create(
                     project=project,
                     pair=pair,
                     rater=rater,
@@ -182,12 +198,14 @@ def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool
                     served_at=now,
                     lease_expires_at=now + timedelta(seconds=project.lease_seconds),
                 )
+                return _Found(assignment)
             tried.append(pair.pk)
     return None
 
 
-def assignment_next(*, project: Project, user: Any, now: datetime | None = None) -> Assignment | None:
-    """The caller's next assignment in the project, or None when nothing is left for them.
+def assignment_next(*, project: Project, user: Any, now: datetime | None = None) -> Served | None:
+    """The caller's next assignment in the project with their progress, or None when nothing is left for
+    them.
 
     A rater holding an unexpired assignment gets it back. One whose lease has run out gets it back too
     (with a new lease) if its place is still free; otherwise it is closed as expired and a new pair is
@@ -216,10 +234,11 @@ def assignment_next(*, project: Project, user: Any, now: datetime | None = None)
             row = locked.first()
             assert row is not None
         rater = Rater.from_db(locked.db, names, row[:-1])
-        return _next_for(project=project, rater=rater, now=now, held_id=row[-1])
+        found = _next_for(project=project, rater=rater, now=now, held_id=row[-1])
+    return _served(project, found)
 
 
-def _next_for(*, project: Project, rater: Rater, now: datetime, held_id: int | None) -> Assignment | None:
+def _next_for(*, project: Project, rater: Rater, now: datetime, held_id: int | None) -> _Found | None:
     """assignment_next's choice, in the caller's transaction, which has locked the rater's row. held_id:
     the rater's open assignment in the project as the caller saw it (the claim looks again)."""
     # A held assignment found late by the claim is served or closed on the next round, after which the
@@ -229,7 +248,7 @@ def _next_for(*, project: Project, rater: Rater, now: datetime, held_id: int | N
             current = Assignment.objects.select_related("pair").get(pk=held_id)
             current.rater = rater
             if _keep_held(current=current, project=project, now=now):
-                return current
+                return _Found(current)
         has_gold = (
             project.gold_fraction > 0 and Pair.objects.filter(project=project, gold__isnull=False).exists()
         )
@@ -242,6 +261,17 @@ def _next_for(*, project: Project, rater: Rater, now: datetime, held_id: int | N
             return claimed
         held_id = claimed
     raise AssertionError("the rater's open assignment was neither served nor closed")
+
+
+def _served(project: Project, found: _Found | None) -> Served | None:
+    """What _next_for found, with the rater's progress: read now, after the transaction, where the claim
+    did not bring it."""
+    if found is None:
+        return None
+    progress = found.progress
+    if progress is None:
+        progress = rater_progress(project=project, rater=found.assignment.rater_id)
+    return Served(found.assignment, progress)
 
 
 def _keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
@@ -399,7 +429,7 @@ def judgment_record_and_next(
     rationale: str = "",
     client_time_ms: int | None = None,
     now: datetime | None = None,
-) -> tuple[Judgment, Assignment | None]:
+) -> tuple[Judgment, Served | None]:
     """judgment_record, then assignment_next in the assignment's project, in one transaction: one round
     trip per judgment for the rater, one commit for the database. Nothing is served when the judgment is
     refused."""
@@ -414,8 +444,9 @@ def judgment_record_and_next(
             client_time_ms=client_time_ms,
             now=now,
         )
-        assignment = owned.assignment
-        return judgment, _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
+        project = owned.assignment.project
+        found = _next_for(project=project, rater=owned.assignment.rater, now=now, held_id=None)
+    return judgment, _served(project, found)
 
 
 def _record(
@@ -519,7 +550,7 @@ def assignment_skip(
 
 def assignment_skip_and_next(
     *, assignment_id: int, user: Any, reason: str = "", now: datetime | None = None
-) -> tuple[Assignment, Assignment | None]:
+) -> tuple[Assignment, Served | None]:
     """assignment_skip, then assignment_next in the assignment's project, in one transaction."""
     with transaction.atomic():
         owned = _own_assignment_locked(assignment_id=assignment_id, user=user, lock_rater=True)
@@ -528,7 +559,8 @@ def assignment_skip_and_next(
         now = now or timezone.now()
         assignment = owned.assignment
         skipped = _skip(assignment=assignment, reason=reason, now=now)
-        return skipped, _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
+        found = _next_for(project=assignment.project, rater=assignment.rater, now=now, held_id=None)
+    return skipped, _served(assignment.project, found)
 
 
 def _skip(*, assignment: Assignment, reason: str, now: datetime) -> Assignment:
