@@ -221,6 +221,41 @@ def test_pairs_nearest_completion_come_first_then_oldest(make_project, make_pair
     assert order == [oldest, newest, middle]
 
 
+def test_what_is_served_comes_with_the_raters_progress_claimed_held_and_after_a_judgment(
+    make_project, make_pairs, make_rater
+):
+    """The claim reads the progress in its own statement, a held assignment after the transaction: both
+    are selectors.rater_progress's answer."""
+    from annotation import selectors
+
+    project = make_project(judgments_per_pair=2)
+    make_pairs(project, 3)
+    user = make_rater(project)
+    claimed = services.assignment_next(project=project, user=user)
+    rater = claimed.assignment.rater
+    assert (
+        claimed.progress
+        == selectors.rater_progress(project=project, rater=rater)
+        == {"done": 0, "available": 3}
+    )
+    held = services.assignment_next(project=project, user=user)
+    assert held.assignment.pk == claimed.assignment.pk and held.progress == claimed.progress
+    _, following = services.judgment_record_and_next(
+        assignment_id=held.assignment.pk, user=user, choice="left"
+    )
+    assert (
+        following.progress
+        == selectors.rater_progress(project=project, rater=rater)
+        == {"done": 1, "available": 2}
+    )
+    _, after_skip = services.assignment_skip_and_next(assignment_id=following.assignment.pk, user=user)
+    assert (
+        after_skip.progress
+        == selectors.rater_progress(project=project, rater=rater)
+        == {"done": 1, "available": 1}
+    )
+
+
 def test_asking_again_returns_the_same_unexpired_assignment(make_project, make_pairs, make_rater):
     project = make_project()
     make_pairs(project, 3)
