@@ -265,27 +265,25 @@ class NextView(ApiView):
 
 def _next(request: Request, project: Project) -> tuple[dict[str, Any] | None, int | None]:
     """(the caller's next assignment as NextView serves it, None) or (None, seconds to wait or None)."""
-    assignment = services.assignment_next(project=project, user=request.user)
-    rater = services.rater_get_or_create(user=request.user) if assignment is None else None
-    return _served(project, assignment, rater)
+    served = services.assignment_next(project=project, user=request.user)
+    rater = services.rater_get_or_create(user=request.user) if served is None else None
+    return _served(project, served, rater)
 
 
-def _served(project: Project, assignment: Any, rater: Any) -> tuple[dict[str, Any] | None, int | None]:
+def _served(
+    project: Project, served: services.Served | None, rater: Any
+) -> tuple[dict[str, Any] | None, int | None]:
     """The assignment as served, or (None, seconds the rater should wait or None when they are done)."""
-    if assignment is None:
+    if served is None:
         return None, selectors.rater_wait_seconds(project=project, rater=rater)
-    # A pair claimed on PostgreSQL comes with the rater's progress, read in the claim's statement.
-    progress = getattr(assignment, "progress", None)
-    if progress is None:
-        progress = selectors.rater_progress(project=project, rater=assignment.rater_id)
-    context = {"progress": progress, "project": project}
-    return s.ServedAssignmentSerializer(assignment, context=context).data, None
+    context = {"progress": served.progress, "project": project}
+    return s.ServedAssignmentSerializer(served.assignment, context=context).data, None
 
 
-def _with_next(body: dict[str, Any], answered: Any, assignment: Any) -> dict[str, Any]:
+def _with_next(body: dict[str, Any], answered: Any, following: services.Served | None) -> dict[str, Any]:
     """The one-round-trip answer: the judgment or skip (of the ``answered`` assignment, whose project and
     rater the engine has loaded), then the next assignment (null when none)."""
-    served, wait = _served(answered.project, assignment, answered.rater)
+    served, wait = _served(answered.project, following, answered.rater)
     return {**body, "next": served, "retry_after": wait}
 
 

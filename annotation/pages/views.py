@@ -117,18 +117,18 @@ def _page(
     status: int = 200,
 ) -> HttpResponse:
     try:
-        assignment = services.assignment_next(project=project, user=request.user)
+        served = services.assignment_next(project=project, user=request.user)
     except Forbidden as exc:
         raise PermissionDenied(exc.detail) from None
-    if assignment is None:
+    if served is None:
         return _nothing_left(request, project)
+    assignment, progress = served.assignment, served.progress
     posted = form or skip_form
     if posted is not None and posted.data.get("assignment") != str(assignment.pk):
         # The answer was for another pair than the one now served (its hold ran out): never show its
         # choices on this pair, where they would look like an answer the rater gave.
         messages.warning(request, "The pair you answered is no longer yours; here is your current one.")
         form = skip_form = None
-    progress = selectors.rater_progress(project=project, rater=assignment.rater)
     context = {
         "project": project,
         "assignment": assignment,

@@ -6,6 +6,7 @@ Callers import the package (``from annotation import services``); the modules ar
 from __future__ import annotations
 
 from .engine import (
+    Served,
     assignment_next,
     assignment_skip,
     assignment_skip_and_next,
@@ -23,6 +24,7 @@ __all__ = [
     "PROJECT_SETTINGS",
     "ImportResult",
     "JudgmentImportResult",
+    "Served",
     "assignment_next",
     "assignment_skip",
     "assignment_skip_and_next",

@@ -22,7 +22,7 @@ def judged_project(make_project, make_pairs, make_rater):
     for _ in range(2):
         user = make_rater(project)
         for _ in range(3):
-            assignment = services.assignment_next(project=project, user=user)
+            assignment = services.assignment_next(project=project, user=user).assignment
             services.judgment_record(
                 assignment_id=assignment.pk, user=user, choice="left", rationale="<b>x</b>"
             )
@@ -164,7 +164,7 @@ def test_removing_a_rater_in_the_admin_gives_their_held_pair_back(
     project = make_project(judgments_per_pair=1)
     make_pairs(project, 1)
     leaver, stayer = make_rater(project), make_rater(project)
-    held = services.assignment_next(project=project, user=leaver)
+    held = services.assignment_next(project=project, user=leaver).assignment
     assert services.assignment_next(project=project, user=stayer) is None  # the one place is held
 
     url = reverse("admin:annotation_project_change", args=[project.pk])

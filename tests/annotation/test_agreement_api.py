@@ -179,7 +179,7 @@ def test_the_report_is_cached_until_a_judgment_arrives(
     assert again == first
     rater = make_rater(project)
     Pair.objects.filter(project=project).update(judgment_count=0)  # let the engine serve this rater
-    assignment = services.assignment_next(project=project, user=rater)
+    assignment = services.assignment_next(project=project, user=rater).assignment
     services.judgment_record(assignment_id=assignment.pk, user=rater, choice="left")
     # 1-2 as above, 3 the key (changed), 4 judgments, 5 pairs, 6 rater names
     with django_assert_num_queries(6):

@@ -71,10 +71,10 @@ def world(admin_user, make_project, make_pairs, make_rater, api) -> dict[str, An
     project = make_project("edge", judgments_per_pair=2)
     make_pairs(project, 3)
     rater = make_rater(project, username="rita")
-    assignment = services.assignment_next(project=project, user=rater)
-    assert assignment is not None
+    served = services.assignment_next(project=project, user=rater)
+    assert served is not None
     make_rater(username="outsider")
-    return {"staff": api(admin_user), "rater": api(rater), "assignment": assignment.pk}
+    return {"staff": api(admin_user), "rater": api(rater), "assignment": served.assignment.pk}
 
 
 def _stored() -> dict[str, Any]:

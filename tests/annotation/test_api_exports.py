@@ -45,9 +45,9 @@ def jsonl_rows(response: Any) -> list[dict[str, Any]]:
 
 
 def judge(project, user, choice: str, **extra: Any) -> Judgment:
-    assignment = services.assignment_next(project=project, user=user)
-    assert assignment is not None
-    return services.judgment_record(assignment_id=assignment.pk, user=user, choice=choice, **extra)
+    served = services.assignment_next(project=project, user=user)
+    assert served is not None
+    return services.judgment_record(assignment_id=served.assignment.pk, user=user, choice=choice, **extra)
 
 
 # Judgment import
@@ -113,14 +113,14 @@ def test_imported_judgments_fill_the_quota_so_the_engine_never_serves_the_pair(p
     items = [{"pair": "p0", "rater": f"r{i}", "choice": "a"} for i in range(3)]
     assert staff.post(IMPORT, items, format="json").status_code == 201
     user = make_rater(project)
-    served = {services.assignment_next(project=project, user=user).pair.external_id}
+    served = {services.assignment_next(project=project, user=user).assignment.pair.external_id}
     for _ in range(5):
-        assignment = services.assignment_next(project=project, user=user)
+        assignment = services.assignment_next(project=project, user=user).assignment
         services.judgment_record(assignment_id=assignment.pk, user=user, choice="left", strength=1)
         nxt = services.assignment_next(project=project, user=user)
         if nxt is None:
             break
-        served.add(nxt.pair.external_id)
+        served.add(nxt.assignment.pair.external_id)
     assert "p0" not in served
 
 

@@ -234,7 +234,7 @@ def test_import_into_an_unknown_project_is_404(staff, db):
 def test_pairs_list_pages_with_a_cursor_and_shows_judgment_counts(project, staff, make_pairs, make_rater):
     make_pairs(project, 5)
     rater = make_rater(project)
-    assignment = services.assignment_next(project=project, user=rater)
+    assignment = services.assignment_next(project=project, user=rater).assignment
     services.judgment_record(assignment_id=assignment.pk, user=rater, choice="left")
 
     first = staff.get(URL, {"page_size": 3})

@@ -198,7 +198,9 @@ def test_a_late_judgment_after_the_place_went_to_another_rater_is_409(
     project = make_project("late", judgments_per_pair=1)
     make_pairs(project, 1)
     slow = make_rater(project)
-    late = services.assignment_next(project=project, user=slow, now=timezone.now() - timedelta(hours=1))
+    late = services.assignment_next(
+        project=project, user=slow, now=timezone.now() - timedelta(hours=1)
+    ).assignment
     taken = api(make_rater(project)).post("/api/v1/projects/late/next/").json()
     assert taken["pair"] == late.pair_id
     response = _judge(api(slow), late.pk, choice="left")

@@ -126,7 +126,7 @@ def test_planted_raters_are_flagged_with_their_reason_and_careful_ones_are_not(
     )
     hasty = make_rater(project, username="hasty")
     for _ in range(6):
-        assignment = services.assignment_next(project=project, user=hasty)
+        assignment = services.assignment_next(project=project, user=hasty).assignment
         services.judgment_record(assignment_id=assignment.pk, user=hasty, choice="left")
     page = superuser_client.get(url(project)).content.decode()
     rows = {

@@ -19,9 +19,9 @@ from web.errors import Conflict, Forbidden, Invalid, NotFound
 def _judge_everything(project, user, choice="left"):
     """Ask for pairs and judge them until nothing is left; returns the pair ids judged."""
     judged = []
-    while (assignment := services.assignment_next(project=project, user=user)) is not None:
-        services.judgment_record(assignment_id=assignment.pk, user=user, choice=choice)
-        judged.append(assignment.pair_id)
+    while (served := services.assignment_next(project=project, user=user)) is not None:
+        services.judgment_record(assignment_id=served.assignment.pk, user=user, choice=choice)
+        judged.append(served.assignment.pair_id)
     return judged
 
 
@@ -73,7 +73,7 @@ def test_one_rater_double_clicking_gets_one_assignment(make_project, make_pairs,
     project = make_project(judgments_per_pair=2)
     make_pairs(project, 5)
     user = make_rater(project)
-    got = in_parallel(lambda: services.assignment_next(project=project, user=user).pk, [()] * 8)
+    got = in_parallel(lambda: services.assignment_next(project=project, user=user).assignment.pk, [()] * 8)
     assert len(set(got)) == 1 and isinstance(got[0], int), got
     assert Assignment.objects.count() == 1
 
@@ -112,7 +112,7 @@ def test_raters_racing_for_the_places_of_one_pair_are_all_served(
             lambda user, project=project: services.assignment_next(project=project, user=user),
             [(user,) for user in users],
         )
-        assert all(isinstance(assignment, Assignment) for assignment in served), (trial, served)
+        assert all(isinstance(outcome, services.Served) for outcome in served), (trial, served)
         assert Assignment.objects.filter(project=project, status=AssignmentStatus.ACTIVE).count() == raters
 
 
@@ -124,10 +124,10 @@ def test_a_claim_waits_for_the_request_holding_the_only_free_pair(make_project, 
     user = make_rater(project)
     holder = _hold_pair_row(pair.pk, seconds=0.2, locked=threading.Event())
     try:
-        assignment = services.assignment_next(project=project, user=user)
+        served = services.assignment_next(project=project, user=user)
     finally:
         holder.join()
-    assert assignment is not None and assignment.pair_id == pair.pk
+    assert served is not None and served.assignment.pair_id == pair.pk
 
 
 @pytest.mark.django_db(transaction=True)
@@ -150,7 +150,7 @@ def test_a_pair_held_too_long_by_another_request_means_ask_again_in_a_second(
         assert selectors.rater_wait_seconds(project=project, rater=rater) == 1
     finally:
         holder.join()
-    assert services.assignment_next(project=project, user=user).pair_id == pair.pk
+    assert services.assignment_next(project=project, user=user).assignment.pair_id == pair.pk
 
 
 @pytest.mark.django_db(transaction=True)
@@ -164,9 +164,10 @@ def test_raters_judging_each_others_next_pair_at_once_neither_fails(make_project
         project = make_project(judgments_per_pair=2)
         make_pairs(project, 2)
         first, second, third = make_rater(project), make_rater(project), make_rater(project)
-        held_first = services.assignment_next(project=project, user=first)
-        filler = services.assignment_next(project=project, user=third)  # the first pair's second place
-        held_second = services.assignment_next(project=project, user=second)  # so the second pair
+        held_first = services.assignment_next(project=project, user=first).assignment
+        # The first pair's second place, so the second rater gets the second pair.
+        filler = services.assignment_next(project=project, user=third).assignment
+        held_second = services.assignment_next(project=project, user=second).assignment
         services.assignment_skip(assignment_id=filler.pk, user=third)  # the first pair's place comes free
         assert held_first.pair_id == filler.pair_id != held_second.pair_id
         outcomes = in_parallel(
@@ -197,35 +198,70 @@ def test_pairs_nearest_completion_come_first_then_oldest(make_project, make_pair
     make_pairs(project, 3)
     oldest, middle, newest = Pair.objects.order_by("id")
     first = make_rater(project)
-    a = services.assignment_next(project=project, user=first)
+    a = services.assignment_next(project=project, user=first).assignment
     assert a.pair == oldest
     services.judgment_record(assignment_id=a.pk, user=first, choice="left")
     # Give the newest pair a judgment too, by a rater who skips their way to it.
     second = make_rater(project)
     services.assignment_skip(
-        assignment_id=services.assignment_next(project=project, user=second).pk, user=second
+        assignment_id=services.assignment_next(project=project, user=second).assignment.pk, user=second
     )
     services.assignment_skip(
-        assignment_id=services.assignment_next(project=project, user=second).pk, user=second
+        assignment_id=services.assignment_next(project=project, user=second).assignment.pk, user=second
     )
-    b = services.assignment_next(project=project, user=second)
+    b = services.assignment_next(project=project, user=second).assignment
     assert b.pair == newest
     services.judgment_record(assignment_id=b.pk, user=second, choice="left")
     # Both oldest and newest have one judgment; the oldest of them comes first, the untouched one last.
     third = make_rater(project)
     order = []
-    while (assignment := services.assignment_next(project=project, user=third)) is not None:
-        order.append(assignment.pair)
-        services.judgment_record(assignment_id=assignment.pk, user=third, choice="right")
+    while (served := services.assignment_next(project=project, user=third)) is not None:
+        order.append(served.assignment.pair)
+        services.judgment_record(assignment_id=served.assignment.pk, user=third, choice="right")
     assert order == [oldest, newest, middle]
+
+
+def test_what_is_served_comes_with_the_raters_progress_claimed_held_and_after_a_judgment(
+    make_project, make_pairs, make_rater
+):
+    """The claim reads the progress in its own statement, a held assignment after the transaction: both
+    are selectors.rater_progress's answer."""
+    from annotation import selectors
+
+    project = make_project(judgments_per_pair=2)
+    make_pairs(project, 3)
+    user = make_rater(project)
+    claimed = services.assignment_next(project=project, user=user)
+    rater = claimed.assignment.rater
+    assert (
+        claimed.progress
+        == selectors.rater_progress(project=project, rater=rater)
+        == {"done": 0, "available": 3}
+    )
+    held = services.assignment_next(project=project, user=user)
+    assert held.assignment.pk == claimed.assignment.pk and held.progress == claimed.progress
+    _, following = services.judgment_record_and_next(
+        assignment_id=held.assignment.pk, user=user, choice="left"
+    )
+    assert (
+        following.progress
+        == selectors.rater_progress(project=project, rater=rater)
+        == {"done": 1, "available": 2}
+    )
+    _, after_skip = services.assignment_skip_and_next(assignment_id=following.assignment.pk, user=user)
+    assert (
+        after_skip.progress
+        == selectors.rater_progress(project=project, rater=rater)
+        == {"done": 1, "available": 1}
+    )
 
 
 def test_asking_again_returns_the_same_unexpired_assignment(make_project, make_pairs, make_rater):
     project = make_project()
     make_pairs(project, 3)
     user = make_rater(project)
-    first = services.assignment_next(project=project, user=user)
-    assert services.assignment_next(project=project, user=user).pk == first.pk
+    first = services.assignment_next(project=project, user=user).assignment
+    assert services.assignment_next(project=project, user=user).assignment.pk == first.pk
     assert Assignment.objects.filter(rater__user=user).count() == 1
 
 
@@ -233,18 +269,18 @@ def test_expired_lease_returns_the_place_to_the_pool(make_project, make_pairs, m
     project = make_project(judgments_per_pair=1, lease_seconds=60)
     make_pairs(project, 1)
     slow, quick = make_rater(project), make_rater(project)
-    held = services.assignment_next(project=project, user=slow)
+    held = services.assignment_next(project=project, user=slow).assignment
     assert services.assignment_next(project=project, user=quick) is None
     later = timezone.now() + timedelta(seconds=61)
     reclaimed = services.assignment_next(project=project, user=quick, now=later)
-    assert reclaimed is not None and reclaimed.pair_id == held.pair_id
+    assert reclaimed is not None and reclaimed.assignment.pair_id == held.pair_id
 
 
 def test_late_judgment_is_refused_once_the_place_went_to_someone_else(make_project, make_pairs, make_rater):
     project = make_project(judgments_per_pair=1, lease_seconds=60)
     make_pairs(project, 1)
     slow, quick = make_rater(project), make_rater(project)
-    held = services.assignment_next(project=project, user=slow)
+    held = services.assignment_next(project=project, user=slow).assignment
     later = timezone.now() + timedelta(seconds=61)
     services.assignment_next(project=project, user=quick, now=later)
     with pytest.raises(Conflict) as refused:
@@ -257,7 +293,7 @@ def test_late_judgment_is_accepted_while_the_place_is_still_free(make_project, m
     project = make_project(judgments_per_pair=1, lease_seconds=60)
     make_pairs(project, 1)
     slow = make_rater(project)
-    held = services.assignment_next(project=project, user=slow)
+    held = services.assignment_next(project=project, user=slow).assignment
     later = timezone.now() + timedelta(seconds=600)
     judgment = services.judgment_record(assignment_id=held.pk, user=slow, choice="tie", now=later)
     assert judgment.time_on_task_ms == pytest.approx(600_000, abs=1000)
@@ -267,8 +303,10 @@ def test_rater_back_after_expiry_gets_the_same_pair_if_still_free(make_project, 
     project = make_project(judgments_per_pair=1, lease_seconds=60)
     make_pairs(project, 2)
     user = make_rater(project)
-    first = services.assignment_next(project=project, user=user)
-    again = services.assignment_next(project=project, user=user, now=timezone.now() + timedelta(seconds=120))
+    first = services.assignment_next(project=project, user=user).assignment
+    again = services.assignment_next(
+        project=project, user=user, now=timezone.now() + timedelta(seconds=120)
+    ).assignment
     assert again.pk == first.pk
     assert again.lease_expires_at > timezone.now() + timedelta(seconds=100)
 
@@ -287,7 +325,7 @@ def test_retried_judgment_makes_one_judgment(make_project, make_pairs, make_rate
     project = make_project()
     make_pairs(project, 2)
     user = make_rater(project)
-    assignment = services.assignment_next(project=project, user=user)
+    assignment = services.assignment_next(project=project, user=user).assignment
     first = services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
     with pytest.raises(Conflict) as retry:
         services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
@@ -301,7 +339,7 @@ def test_concurrent_retries_of_one_judgment_make_one(make_project, make_pairs, m
     project = make_project()
     make_pairs(project, 1)
     user = make_rater(project)
-    assignment = services.assignment_next(project=project, user=user)
+    assignment = services.assignment_next(project=project, user=user).assignment
 
     def submit():
         return services.judgment_record(assignment_id=assignment.pk, user=user, choice="right")
@@ -335,7 +373,7 @@ def test_left_and_right_are_stored_as_a_and_b(make_project, make_pairs, make_rat
     choices = []
     for _ in range(2):
         user = make_rater(project)
-        assignment = services.assignment_next(project=project, user=user)
+        assignment = services.assignment_next(project=project, user=user).assignment
         judgment = services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
         choices.append((assignment.shown_left, judgment.choice))
     assert sorted(choices) == [("a", "a"), ("b", "b")]
@@ -345,12 +383,14 @@ def test_skipped_pair_never_comes_back_and_frees_its_place(make_project, make_pa
     project = make_project(judgments_per_pair=1)
     make_pairs(project, 2)
     skipper, other = make_rater(project), make_rater(project)
-    skipped = services.assignment_next(project=project, user=skipper)
+    skipped = services.assignment_next(project=project, user=skipper).assignment
     services.assignment_skip(assignment_id=skipped.pk, user=skipper, reason="not my language")
     assert Assignment.objects.get(pk=skipped.pk).skip_reason == "not my language"
-    served_to_skipper = [a.pair_id for a in [services.assignment_next(project=project, user=skipper)]]
+    served_to_skipper = [
+        served.assignment.pair_id for served in [services.assignment_next(project=project, user=skipper)]
+    ]
     assert skipped.pair_id not in served_to_skipper
-    assert services.assignment_next(project=project, user=other).pair_id == skipped.pair_id
+    assert services.assignment_next(project=project, user=other).assignment.pair_id == skipped.pair_id
 
 
 def test_gold_pairs_are_served_at_the_gold_fraction(make_project, make_pairs, make_rater):
@@ -360,7 +400,7 @@ def test_gold_pairs_are_served_at_the_gold_fraction(make_project, make_pairs, ma
     user = make_rater(project)
     served = []
     for _ in range(20):
-        assignment = services.assignment_next(project=project, user=user)
+        assignment = services.assignment_next(project=project, user=user).assignment
         served.append(assignment.pair.gold is not None)
         services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
     assert sum(served) == 5
@@ -368,7 +408,7 @@ def test_gold_pairs_are_served_at_the_gold_fraction(make_project, make_pairs, ma
     other = make_rater(project)
     gold_for_other = 0
     for _ in range(20):
-        assignment = services.assignment_next(project=project, user=other)
+        assignment = services.assignment_next(project=project, user=other).assignment
         gold_for_other += assignment.pair.gold is not None
         services.judgment_record(assignment_id=assignment.pk, user=other, choice="left")
     assert gold_for_other == 5
@@ -407,7 +447,7 @@ def test_someone_elses_assignment_is_not_found(make_project, make_pairs, make_ra
     project = make_project()
     make_pairs(project, 2)
     owner, intruder = make_rater(project), make_rater(project)
-    assignment = services.assignment_next(project=project, user=owner)
+    assignment = services.assignment_next(project=project, user=owner).assignment
     with pytest.raises(NotFound):
         services.judgment_record(assignment_id=assignment.pk, user=intruder, choice="left")
     with pytest.raises(NotFound):
@@ -418,12 +458,12 @@ def test_removed_rater_releases_the_place_and_keeps_judgments(make_project, make
     project = make_project(judgments_per_pair=1)
     make_pairs(project, 2)
     leaver, stayer = make_rater(project), make_rater(project)
-    done = services.assignment_next(project=project, user=leaver)
+    done = services.assignment_next(project=project, user=leaver).assignment
     services.judgment_record(assignment_id=done.pk, user=leaver, choice="left")
-    held = services.assignment_next(project=project, user=leaver)
+    held = services.assignment_next(project=project, user=leaver).assignment
     services.project_rater_remove(project=project, username=leaver.username)
     assert Judgment.objects.filter(rater__user=leaver).count() == 1
-    assert services.assignment_next(project=project, user=stayer).pair_id == held.pair_id
+    assert services.assignment_next(project=project, user=stayer).assignment.pair_id == held.pair_id
     with pytest.raises(Forbidden):
         services.judgment_record(assignment_id=held.pk, user=leaver, choice="left")
 
@@ -446,7 +486,7 @@ def test_bad_judgments_are_refused_and_nothing_is_stored(
     project = make_project(**settings)
     make_pairs(project, 1)
     user = make_rater(project)
-    assignment = services.assignment_next(project=project, user=user)
+    assignment = services.assignment_next(project=project, user=user).assignment
     with pytest.raises(Invalid) as refused:
         services.judgment_record(assignment_id=assignment.pk, user=user, **payload)
     assert [error["field"] for error in refused.value.errors] == [field]
@@ -458,7 +498,7 @@ def test_strength_and_rationale_are_kept(make_project, make_pairs, make_rater):
     project = make_project(strength_levels=3, rationale="required")
     make_pairs(project, 1)
     user = make_rater(project)
-    assignment = services.assignment_next(project=project, user=user)
+    assignment = services.assignment_next(project=project, user=user).assignment
     judgment = services.judgment_record(
         assignment_id=assignment.pk,
         user=user,
@@ -484,7 +524,7 @@ def test_database_refuses_a_second_judgment_by_the_same_rater(make_project, make
     project = make_project()
     make_pairs(project, 1)
     user = make_rater(project)
-    assignment = services.assignment_next(project=project, user=user)
+    assignment = services.assignment_next(project=project, user=user).assignment
     judgment = services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
     _bypass(
         lambda: Judgment.objects.create(
@@ -497,7 +537,7 @@ def test_database_refuses_a_pair_served_twice_to_one_rater(make_project, make_pa
     project = make_project()
     make_pairs(project, 1)
     user = make_rater(project)
-    first = services.assignment_next(project=project, user=user)
+    first = services.assignment_next(project=project, user=user).assignment
     services.assignment_skip(assignment_id=first.pk, user=user)
     now = timezone.now()
     _bypass(
@@ -516,7 +556,7 @@ def test_database_refuses_two_open_assignments_for_one_rater(make_project, make_
     project = make_project()
     make_pairs(project, 2)
     user = make_rater(project)
-    first = services.assignment_next(project=project, user=user)
+    first = services.assignment_next(project=project, user=user).assignment
     other_pair = Pair.objects.exclude(pk=first.pair_id).get()
     now = timezone.now()
     _bypass(
@@ -598,15 +638,19 @@ def test_judgment_with_next_serves_the_pair_the_rater_already_holds(make_project
     project = make_project(judgments_per_pair=1)
     make_pairs(project, 3)
     slow, other = make_rater(project), make_rater(project)
-    late = services.assignment_next(project=project, user=slow, now=timezone.now() - timedelta(hours=1))
-    taken = services.assignment_next(project=project, user=other)
+    late = services.assignment_next(
+        project=project, user=slow, now=timezone.now() - timedelta(hours=1)
+    ).assignment
+    taken = services.assignment_next(project=project, user=other).assignment
     assert taken.pair_id == late.pair_id
-    held = services.assignment_next(project=project, user=slow)  # late's place is gone: closed, a new pair
+    held = services.assignment_next(
+        project=project, user=slow
+    ).assignment  # late's place is gone: closed, a new pair
     assert held.pair_id != late.pair_id
     services.assignment_skip(assignment_id=taken.pk, user=other)  # the place comes free again
     judgment, following = services.judgment_record_and_next(assignment_id=late.pk, user=slow, choice="left")
     assert judgment.pair_id == late.pair_id
-    assert following is not None and following.pk == held.pk
+    assert following is not None and following.assignment.pk == held.pk
     assert Assignment.objects.filter(rater__user=slow, status=AssignmentStatus.ACTIVE).count() == 1
 
 
@@ -614,7 +658,7 @@ def test_a_refused_judgment_with_next_serves_nothing(make_project, make_pairs, m
     project = make_project(judgments_per_pair=1)
     make_pairs(project, 2)
     user = make_rater(project)
-    assignment = services.assignment_next(project=project, user=user)
+    assignment = services.assignment_next(project=project, user=user).assignment
     services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
     with pytest.raises(Conflict):
         services.judgment_record_and_next(assignment_id=assignment.pk, user=user, choice="left")
@@ -634,12 +678,15 @@ def test_judging_checks_who_may_rate_each_way_in(make_project, make_pairs, make_
     make_pairs(project, 3)
     member, in_group, staff = make_rater(project), make_user(), make_user(staff=True)
     in_group.groups.add(group)
-    held = {user: services.assignment_next(project=project, user=user) for user in (member, in_group, staff)}
+    held = {
+        user: services.assignment_next(project=project, user=user).assignment
+        for user in (member, in_group, staff)
+    }
     services.judgment_record(assignment_id=held[member].pk, user=member, choice="left")
     services.judgment_record_and_next(assignment_id=held[in_group].pk, user=in_group, choice="left")
     services.judgment_record(assignment_id=held[staff].pk, user=staff, choice="tie")
     assert Judgment.objects.count() == 3
-    following = services.assignment_next(project=project, user=in_group)
+    following = services.assignment_next(project=project, user=in_group).assignment
     in_group.groups.remove(group)
     with pytest.raises(Forbidden):
         services.judgment_record_and_next(assignment_id=following.pk, user=in_group, choice="left")

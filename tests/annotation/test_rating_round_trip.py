@@ -76,11 +76,11 @@ users = [get_user_model().objects.create_user(username=f"u{i}") for i in range(3
 services.project_raters_add(project=project, usernames=[u.username for u in users])
 sides = []
 for user in users:
-    assignment = services.assignment_next(project=project, user=user)
-    while assignment is not None:
-        services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
-        sides.append(assignment.shown_left)
-        assignment = services.assignment_next(project=project, user=user)
+    served = services.assignment_next(project=project, user=user)
+    while served is not None:
+        services.judgment_record(assignment_id=served.assignment.pk, user=user, choice="left")
+        sides.append(served.assignment.shown_left)
+        served = services.assignment_next(project=project, user=user)
 rater = services.rater_get_or_create(user=users[0])
 print(json.dumps({
     "per_pair": sorted(Counter(Judgment.objects.values_list("pair_id", flat=True)).values()),

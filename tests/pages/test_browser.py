@@ -245,7 +245,9 @@ def test_the_lease_warning_then_a_late_answer_that_lost_its_place(tab, make_proj
     t = tab()
     t.login_as(rita)
     # Served 57 s ago: the page opens with 3 s of the lease left.
-    held = services.assignment_next(project=project, user=rita, now=timezone.now() - timedelta(seconds=57))
+    held = services.assignment_next(
+        project=project, user=rita, now=timezone.now() - timedelta(seconds=57)
+    ).assignment
     t.goto(RATE.format(slug="lease"))
     assert _on_screen(t)["id"] == held.pk
     t.page.wait_for_selector(".lease.warning", timeout=3_000)
@@ -254,7 +256,7 @@ def test_the_lease_warning_then_a_late_answer_that_lost_its_place(tab, make_proj
     assert "ran out" in t.page.inner_text("#lease-message")
     # Meanwhile another rater takes the freed place; the late answer is refused, and the rater is told.
     other = make_rater(project)
-    assert services.assignment_next(project=project, user=other).pair_id == held.pair_id
+    assert services.assignment_next(project=project, user=other).assignment.pair_id == held.pair_id
     t.page.keyboard.press("1")
     t.page.keyboard.press("Enter")
     _wait_for_next(t, {"id": held.pk})

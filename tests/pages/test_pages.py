@@ -236,9 +236,9 @@ def test_an_answer_after_the_lease_went_to_someone_else_is_not_saved_and_says_so
     for _ in range(3):
         served = services.assignment_next(project=project, user=taker)
         assert served is not None
-        if served.pair_id == held.pair_id:
+        if served.assignment.pair_id == held.pair_id:
             break
-        services.judgment_record(assignment_id=served.pk, user=taker, choice="left")
+        services.judgment_record(assignment_id=served.assignment.pk, user=taker, choice="left")
     response = client.post(RATE, {"assignment": held.pk, "choice": "left"}, follow=True)
     assert b"Your answer was not saved: the hold on that pair ran out" in response.content
     assert not Judgment.objects.filter(assignment=held).exists()

@@ -19,9 +19,9 @@ def runs_dir(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def judge(project: Any, user: Any, choice: str, **extra: Any) -> Any:
     """The user's next pair, judged through the engine."""
-    assignment = services.assignment_next(project=project, user=user)
-    assert assignment is not None
-    return services.judgment_record(assignment_id=assignment.pk, user=user, choice=choice, **extra)
+    served = services.assignment_next(project=project, user=user)
+    assert served is not None
+    return services.judgment_record(assignment_id=served.assignment.pk, user=user, choice=choice, **extra)
 
 
 @pytest.fixture

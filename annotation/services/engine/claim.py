@@ -1,0 +1,153 @@
+"""The claim of a new pair for a rater, and the SQL plumbing around it: on PostgreSQL one call of
+pairwise_claim() (migration 0005), on SQLite (the quickstart) the same steps through the ORM; and the
+building of model instances from raw rows, which the engine's hand-written reads share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from django.db import connection
+from django.db.models import Exists, F, Field, OuterRef, Value
+from django.db.models.functions import Coalesce
+
+from annotation.models import Assignment, AssignmentStatus, Pair, Project, Rater
+from annotation.selectors import held_places, progress_columns, progress_from
+
+from .rules import lease_end, places, side_for
+
+# How many locked-but-full candidates one request tries before it looks again from the top.
+CLAIM_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Found:
+    """The assignment the engine found for a rater, with their progress when the statement that found it
+    read it along (a claim on PostgreSQL)."""
+
+    assignment: Assignment
+    progress: dict[str, int] | None = None
+
+
+def claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found | int | None:
+    """A new assignment, None when no pair is free, or (PostgreSQL) the id of an open assignment the rater
+    holds after all (see pairwise_claim)."""
+    if connection.vendor == "postgresql":
+        return _claim_in_postgresql(project=project, rater=rater, now=now, gold=gold)
+    return _claim_with_orm(project=project, rater=rater, now=now, gold=gold)
+
+
+def _claim_in_postgresql(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found | int | None:
+    """The claim in one round trip: pairwise_claim() (migration 0005) runs _claim_with_orm's loop inside
+    PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
+    the pair comes back with it."""
+    # The rater's progress comes along: this statement's snapshot follows the transaction's earlier
+    # writes (a judgment just made), and the one assignment the claim adds changes no count.
+    progress, progress_params = progress_columns(project=project, rater=rater)
+    pair_names = [field.attname for field in Pair._meta.concrete_fields]
+    sql = (
+        "SELECT c.assignment_id, c.shown_left, c.already_held, progress.*,"
+        f" {select_columns(Pair, 'p', pair_names)}"
+        " FROM pairwise_claim(%s, %s, %s, %s, %s, %s, %s) c JOIN annotation_pair p ON p.id = c.pair_id"
+        f" CROSS JOIN (SELECT {progress}) AS progress (done, open_pairs, finished)"
+    )
+    params = [
+        project.pk,
+        rater.pk,
+        now,
+        project.lease_seconds,
+        project.judgments_per_pair,
+        gold,
+        CLAIM_ATTEMPTS,
+        *progress_params,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    assignment_id, shown_left, already_held, done, open_pairs, finished = row[:6]
+    if already_held:
+        return int(assignment_id)
+    assignment = Assignment(
+        pk=assignment_id,
+        project=project,
+        pair=model_from_row(Pair, pair_names, row[6:]),
+        rater=rater,
+        shown_left=shown_left,
+        status=AssignmentStatus.ACTIVE,
+        served_at=now,
+        lease_expires_at=lease_end(project, now),
+    )
+    assignment._state.adding = False
+    assignment._state.db = connection.alias
+    return Found(assignment, progress_from(done, open_pairs, finished))
+
+
+def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found | int | None:
+    """The claim on SQLite, whose IMMEDIATE transactions serialise it; the same steps as pairwise_claim()."""
+    held_id = (
+        Assignment.objects.filter(project=project, rater=rater, status=AssignmentStatus.ACTIVE)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if held_id is not None:
+        return held_id
+    quota = project.judgments_per_pair
+    candidates = (
+        Pair.objects.filter(project=project, gold__isnull=not gold)
+        .exclude(Exists(Assignment.objects.filter(pair=OuterRef("pk"), rater=rater)))
+        .order_by("-judgment_count", "id")
+        # Row locks: a pair another request is filling is skipped, never waited for.
+        .select_for_update(skip_locked=True, of=("self",))
+    )
+    if not gold:
+        # Gold pairs check raters and are shown to any number of them; regular pairs fill up to the quota.
+        candidates = candidates.alias(
+            taken=F("judgment_count") + Coalesce(held_places(OuterRef("pk"), now), Value(0))
+        ).filter(judgment_count__lt=quota, taken__lt=quota)
+    # Regular pairs one judgment_count at a time, fullest first: each query then walks the
+    # (project, judgment_count, id) index in order and stops at the first free pair, where one
+    # "ORDER BY judgment_count DESC, id" query reads and sorts every open pair of the project.
+    levels: list[int | None] = [None] if gold else list(range(quota - 1, -1, -1))
+    tried: list[int] = []
+    for level in levels:
+        level_candidates = candidates if level is None else candidates.filter(judgment_count=level)
+        while len(tried) < CLAIM_ATTEMPTS:
+            pair = level_candidates.exclude(pk__in=tried).first()
+            if pair is None:
+                break
+            # The candidate query's snapshot predates our lock; count again now that the row is ours.
+            taken, sides = places(pair, now)
+            if gold or taken < quota:
+                assignment = Assignment.objects.create(
+                    project=project,
+                    pair=pair,
+                    rater=rater,
+                    shown_left=side_for(pair, sides),
+                    served_at=now,
+                    lease_expires_at=lease_end(project, now),
+                )
+                return Found(assignment)
+            tried.append(pair.pk)
+    return None
+
+
+def select_columns(model: Any, alias: str, names: list[str]) -> str:
+    """The named fields' columns of a table aliased `alias`, for a SELECT list."""
+    fields = [cast("Field[Any, Any]", model._meta.get_field(name)) for name in names]
+    return ", ".join(f"{alias}.{field.column}" for field in fields)
+
+
+def model_from_row(model: Any, names: list[str], values: Any) -> Any:
+    """A model instance from raw column values, through the same converters as the ORM's own reads (on
+    SQLite a datetime comes back naive, a boolean as an integer)."""
+    converted = []
+    for name, value in zip(names, values, strict=True):
+        field = model._meta.get_field(name)
+        column = field.get_col(model._meta.db_table)
+        for convert in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
+            value = convert(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, names, converted)
