@@ -16,7 +16,6 @@ import contextlib
 import ctypes
 import json
 import logging
-import math
 import os
 import queue
 import signal
@@ -239,6 +238,7 @@ class _RowState:
         self.urgent = False
 
     def apply(self, event: progress.Event | None) -> None:
+        # progress.parse gives no NaN or infinity (null instead), which PostgreSQL's jsonb would refuse.
         match event:
             case progress.Start():
                 processes = event.processes or 1
@@ -252,16 +252,16 @@ class _RowState:
                     "loss": event.loss,
                     "learning_rate": event.learning_rate,
                 }
-                self.changes["current"] = _finite({**step, "total_steps": event.total_steps})
+                self.changes["current"] = {**step, "total_steps": event.total_steps}
                 self.changes["progress"] = min(1.0, max(0.0, event.fraction))
                 if event.step % self.stride == 0:
-                    self.history.append(_finite(step))
+                    self.history.append(step)
                     if len(self.history) > HISTORY_LIMIT:
                         self.stride *= 2
                         self.history = [h for h in self.history if h["step"] % self.stride == 0]
                 self.changes["history"] = self.history
             case progress.Epoch():
-                self.epochs.append(_finite(event.summary()))
+                self.epochs.append(event.summary())
                 self.changes["epochs"] = self.epochs
                 self.urgent = True
 
@@ -291,7 +291,7 @@ def _heartbeat() -> float:
 
 def _conclude(run_id: int, returncode: int, outcome: _Outcome, log_path: Path) -> str:
     if returncode == 0 and outcome.metrics is not None:
-        _finish(run_id, RunStatus.SUCCEEDED, metrics=_finite(outcome.metrics))
+        _finish(run_id, RunStatus.SUCCEEDED, metrics=outcome.metrics)
         return RunStatus.SUCCEEDED
     if returncode == progress.CANCELLED_STATUS and outcome.cancel_sent:
         _finish(run_id, RunStatus.CANCELLED)
@@ -336,17 +336,6 @@ def _finish(run_id: int, status: str, *, metrics: dict[str, Any] | None = None, 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())[:ERROR_CHARS]
-
-
-def _finite(value: Any) -> Any:
-    """JSON for PostgreSQL's jsonb, which has no NaN or infinity: those become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _stop_with_parent() -> None:

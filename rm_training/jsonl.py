@@ -148,3 +148,15 @@ def _string_problem(text: str) -> str | None:
         f"the text holds a lone UTF-16 surrogate (\\u{ord(char):04x}) at position {position}; "
         "it is not valid Unicode"
     )
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN or infinity: such a float becomes null, in dicts, lists and tuples too. The one walker
+    for what Pairwise writes as JSON (the trainer's events, a run's metrics, the agreement report)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, tuple | list):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    return value

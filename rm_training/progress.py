@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TextIO
+
+from .jsonl import finite_or_none
 
 # Exit status of a run refused for what it was given (a data file, a setting, a model directory, an output
 # path): it sent an Error event with the one-line reason, as argparse exits 2 for a bad option.
@@ -144,17 +145,6 @@ def parse(line: str) -> Event | None:
             continue  # JSON's true is no number
         given[name] = float(value) if float in accepted and isinstance(value, int) else value
     return kind(**given)
-
-
-def finite_or_none(value: Any) -> Any:
-    """JSON has no NaN or infinity: such a float becomes null, in dicts, lists and tuples too."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, tuple | list):
-        return [finite_or_none(v) for v in value]
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    return value
 
 
 class ProgressEvents:

@@ -376,14 +376,3 @@ def agreement_figures(
         judgments_per_day=tuple((int(d), int(n)) for d, n in zip(days, per_day, strict=True)),
         per_rater=tuple(raters),
     )
-
-
-def finite_or_none(value: Any) -> Any:
-    """JSON has no nan: an undefined figure is null, in lists, tuples and dicts too."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, tuple | list):
-        return [finite_or_none(v) for v in value]
-    if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
-    return value

@@ -24,6 +24,7 @@ from django.db.models.functions import Length
 from django.utils import timezone
 
 from annotation.models import Judgment, Pair, Project, Rater
+from rm_training.jsonl import finite_or_none
 
 from .exports import ExportFilter
 
@@ -149,8 +150,6 @@ class AgreementReport:
             for row in self.rater_rows()
             for r in [row["figures"]]
         ]
-        from annotation.agreement.report import finite_or_none
-
         return finite_or_none(body)
 
 
