@@ -32,6 +32,11 @@ MAX_SEED = 2**63 - 1
 MAX_EPOCHS = 10_000
 MAX_BATCH = 1_000_000
 MAX_TOKENS = 1_000_000
+# Past these a run's loss is all penalty or its decay wipes the weights out at every step. (A learning rate
+# too high is left to the trainer, which stops a diverged run with the setting named.)
+MAX_WEIGHT_DECAY = 1.0
+MAX_LOSS_COEFFICIENT = 100.0
+MAX_GRAD_NORM = 1_000_000.0
 MAX_BASE_MODEL_CHARS = 500
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 GROUPS = ("data", "model", "optimisation", "loss", "runtime")
@@ -146,9 +151,15 @@ class TrainingConfig:
         maximum=MAX_BATCH,
     )
     learning_rate: float = _field(
-        5e-5, "optimisation", "Peak AdamW learning rate.", minimum=0, exclusive_minimum=True
+        5e-5,
+        "optimisation",
+        "Peak AdamW learning rate.",
+        minimum=0,
+        exclusive_minimum=True,
     )
-    weight_decay: float = _field(0.01, "optimisation", "AdamW decoupled weight decay.", minimum=0)
+    weight_decay: float = _field(
+        0.01, "optimisation", "AdamW decoupled weight decay.", minimum=0, maximum=MAX_WEIGHT_DECAY
+    )
     warmup_ratio: float = _field(
         0.1,
         "optimisation",
@@ -164,7 +175,11 @@ class TrainingConfig:
         maximum=1,
     )
     max_grad_norm: float = _field(
-        1.0, "optimisation", "Clip the global gradient norm to this; 0 disables.", minimum=0
+        1.0,
+        "optimisation",
+        "Clip the global gradient norm to this; 0 disables.",
+        minimum=0,
+        maximum=MAX_GRAD_NORM,
     )
     # --- loss ---
     margin_scale: float = _field(
@@ -173,12 +188,14 @@ class TrainingConfig:
         "Llama 2 margin: the loss asks r_chosen - r_rejected to exceed margin_scale x the pair's margin "
         "(mean strength of the winning votes, or the preferences row's 'margin'). 0 disables.",
         minimum=0,
+        maximum=MAX_LOSS_COEFFICIENT,
     )
     center_rewards_coefficient: float = _field(
         0.0,
         "loss",
         "Reward centering: adds coefficient x mean((r_chosen + r_rejected)^2), keeping rewards near 0.",
         minimum=0,
+        maximum=MAX_LOSS_COEFFICIENT,
     )
     # --- runtime ---
     # torch.manual_seed takes a 64-bit seed; a larger one would fail only once the run has started.
@@ -205,7 +222,11 @@ class TrainingConfig:
         64, "runtime", "Pairs per forward pass when evaluating.", minimum=1, maximum=MAX_BATCH
     )
     logging_steps: int = _field(
-        10, "runtime", "Record the training loss every this many optimizer steps.", minimum=1
+        10,
+        "runtime",
+        "Record the training loss every this many optimizer steps.",
+        minimum=1,
+        maximum=MAX_BATCH,
     )
     progress_bar: bool = _field(False, "runtime", "Show a tqdm bar on stderr (the CLI turns it on).")
 
@@ -370,9 +391,19 @@ def _coerce(value: Any, annotation: Any) -> tuple[Any, str | None]:
     if typing.get_origin(annotation) is Literal:
         return value, None
     if annotation is bool:
-        return value, None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+        return value, None if isinstance(value, bool) else f"must be true or false, not {_as_json(value)}"
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value), None
     if not isinstance(value, annotation) or isinstance(value, bool):
-        return value, f"must be {annotation.__name__}, not {value!r}"
+        return value, f"must be {_JSON_NOUNS[annotation]}, not {_as_json(value)}"
     return value, None
+
+
+# The words of a type refusal are JSON's, which every way in (API, forms, files, options) shares.
+_JSON_NOUNS = {int: "an integer", float: "a number", str: "a string"}
+
+
+def _as_json(value: Any) -> str:
+    """The refused value as JSON writes it ("3", null, true), cut short: it is quoted back in a message."""
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -33,7 +33,7 @@ def test_every_field_has_a_group_and_a_help_text() -> None:
         ({"eval_fraction": 1.0}, "eval_fraction"),
         ({"epochs": 0}, "epochs"),
         ({"ties": "maybe"}, "ties"),
-        ({"epochs": "3"}, "epochs must be int"),
+        ({"epochs": "3"}, "epochs must be an integer"),
         ({"use_votes": 1}, "use_votes must be true or false"),
         ({"learning_rate": float("inf")}, "learning_rate must be a finite number"),
         ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
@@ -79,11 +79,11 @@ def test_the_error_holds_each_field_at_fault_with_its_message() -> None:
         ("colour", "is not a training setting"),
         ("ties", "must be 'drop' or 'half'"),
         ("epochs", "must be at least 1"),
-        ("seed", "must be int, not '1'"),
+        ("seed", 'must be an integer, not "1"'),
     ]
     assert str(raised.value) == (
         "unknown training config field(s): colour; ties must be 'drop' or 'half'; epochs must be at least 1; "
-        "seed must be int, not '1'"
+        'seed must be an integer, not "1"'
     )
 
 
