@@ -314,10 +314,11 @@ def _failure(returncode: int, error: str | None, log_path: Path) -> str:
         how = "the trainer was stopped by a signal from outside the run (the worker shutting down?)"
     else:
         how = f"the trainer exited with status {returncode}"
-    if error is None:
-        lines = [line.strip() for line in _tail(log_path).splitlines() if line.strip()]
-        error = lines[-1] if lines else ""
-    return _one_line(f"{how}: {error}" if error else how)
+    if error is not None:
+        return _one_line(f"{how}: {error}")
+    # The log's last line is context, not the cause (often a progress line): it is labelled as such.
+    lines = [line.strip() for line in _tail(log_path).splitlines() if line.strip()]
+    return _one_line(f"{how}; the last line of its log: {lines[-1]}" if lines else how)
 
 
 def _tail(path: Path, size: int = 16_384) -> str:

@@ -190,4 +190,6 @@ def test_a_trainer_killed_without_an_error_event_fails_with_how_it_ended_and_its
     monkeypatch.setattr(runner, "trainer_command", lambda: [sys.executable, "-c", killed])
     run = _failed(TrainingRun.objects.create(project=judged(make_project()), config={}))
     # A log line that starts with "error: " is not taken for the trainer's error: only its event is.
-    assert run.error == "the trainer was killed by SIGKILL (out of memory?): error: loading shards"
+    assert run.error == (
+        "the trainer was killed by SIGKILL (out of memory?); the last line of its log: error: loading shards"
+    )
