@@ -282,7 +282,7 @@ def _train(
                 progress.close()
                 raise InputError(
                     f"training diverged at step {step + 1} (loss {loss_value}): nothing was saved; "
-                    f"lower --learning-rate (it is {config.learning_rate:g})"
+                    f"lower learning_rate (it is {config.learning_rate:g})"
                 )
             step += 1
             pairs_seen += len(global_batch)

@@ -351,7 +351,7 @@ def test_a_cuda_device_on_a_machine_without_one_is_one_line(
         (b'{"epochs": NaN}', "NaN is not a JSON number"),
         (b"[1, 2]", "a training config is a JSON object"),
         (b'{"epoch": 2}', "unknown training config field(s): epoch"),
-        (b'{"seed": 2.5}', "seed must be int"),
+        (b'{"seed": 2.5}', "seed must be an integer"),
         (b'{"ties": "sometimes"}', "ties must be 'drop' or 'half'"),
     ],
 )
@@ -677,7 +677,7 @@ def test_an_output_that_is_a_symlink_is_refused_before_any_work(tmp_path):
 def test_a_run_that_diverges_stops_with_one_line_and_saves_nothing(fast_config, tmp_path, capsys):
 
     config = dataclasses.replace(fast_config, learning_rate=1e30)
-    with pytest.raises(InputError, match=r"training diverged at step .*lower --learning-rate"):
+    with pytest.raises(InputError, match=r"training diverged at step .*lower learning_rate"):
         train(config, examples=marker_comparisons(80), output_dir=tmp_path / "model")
     assert not (tmp_path / "model").exists()
     assert not list(tmp_path.glob(".model.*"))
