@@ -16,32 +16,17 @@ from web.errors import Invalid
 from . import services
 from .models import AutoTrainPolicy, DatasetSnapshot
 
-# The settings the form offers, in order; the others keep TrainingConfig's defaults (the API sets any).
-FORM_FIELDS = (
-    "base_model",
-    "epochs",
-    "learning_rate",
-    "batch_size",
-    "gradient_accumulation_steps",
-    "max_length",
-    "eval_fraction",
-    "warmup_ratio",
-    "weight_decay",
-    "ties",
-    "use_votes",
-    "seed",
-)
-
 
 def setting_form_field(spec: dict[str, Any]) -> forms.Field:
     """A TrainingConfig field as a form field: Django parses the type, TrainingConfig judges the value. The
     bounds show in the help and, where the browser can check them (not an exclusive one), in its input."""
-    common: dict[str, Any] = {"initial": spec["default"], "help_text": setting_help(spec)}
+    # Not required: a field left blank keeps TrainingConfig's default (the form shows it filled in).
+    common: dict[str, Any] = {"initial": spec["default"], "help_text": setting_help(spec), "required": False}
     kind = spec["type"]
     if spec["choices"] is not None:
         return forms.ChoiceField(choices=[(v, v) for v in spec["choices"]], **common)
     if kind is bool:
-        return forms.BooleanField(required=False, **common)
+        return forms.BooleanField(**common)
     if kind is str:
         attrs = {"maxlength": spec["max_chars"]} if spec["max_chars"] is not None else {}
         return forms.CharField(strip=False, widget=forms.TextInput(attrs=attrs), **common)
@@ -68,22 +53,35 @@ class TrainRunForm(forms.Form):
         snapshot = self.fields["snapshot"]
         assert isinstance(snapshot, forms.ModelChoiceField)
         snapshot.queryset = DatasetSnapshot.objects.filter(project=project).order_by("-created_at", "-id")
-        described = {spec["name"]: spec for spec in TrainingConfig.describe()}
-        for name in FORM_FIELDS:
-            self.fields[name] = setting_form_field(described[name])
+        # Every setting a run's request may hold, in TrainingConfig's order and groups (data, model, ...).
+        self.setting_groups: dict[str, list[str]] = {}
+        for spec in services.user_settings():
+            self.fields[spec["name"]] = setting_form_field(spec)
+            self.setting_groups.setdefault(spec["group"], []).append(spec["name"])
+        self.settings = [name for names in self.setting_groups.values() for name in names]
         self.config: TrainingConfig | None = None
+
+    def fieldsets(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """The snapshot, then the settings under their group's name, for the template."""
+        groups = [
+            (group.capitalize(), [self[name] for name in names])
+            for group, names in self.setting_groups.items()
+        ]
+        return [("Data to train on", [self["snapshot"]]), *groups]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        # The fields that parsed are checked even when another did not, so every error shows at once.
-        values = {name: cleaned[name] for name in FORM_FIELDS if name in cleaned}
+        # The fields that parsed are checked even when another did not, so every error shows at once; a
+        # blank one is left out, to take its default.
+        given = {name: cleaned[name] for name in self.settings if name in cleaned}
+        values = {name: value for name, value in given.items() if value is not None and value != ""}
         try:
             config = services.training_config_build(values)
         except Invalid as refused:
             for error in refused.errors:
                 self.add_error(error["field"], f"{error['field']} {error['message']}")
         else:
-            self.config = config if len(values) == len(FORM_FIELDS) else None
+            self.config = config if len(given) == len(self.settings) else None
         return cleaned
 
 
