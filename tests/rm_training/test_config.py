@@ -56,6 +56,13 @@ def test_every_field_has_a_group_and_a_help_text() -> None:
         ({"epochs": 10_001}, "epochs must be at most 10000"),
         ({"batch_size": 10**9}, "batch_size must be at most 1000000"),
         ({"eval_batch_size": 10**9}, "eval_batch_size must be at most 1000000"),
+        ({"logging_steps": 10**30}, "logging_steps must be at most 1000000"),
+        ({"weight_decay": 1.5}, r"weight_decay must be in \[0, 1\]"),
+        ({"max_grad_norm": 1e300}, r"max_grad_norm must be in \[0, 1000000\]"),
+        ({"margin_scale": 101}, r"margin_scale must be in \[0, 100\]"),
+        ({"center_rewards_coefficient": 1e9}, r"center_rewards_coefficient must be in \[0, 100\]"),
+        ({"epochs": None}, "epochs must be an integer, not null"),
+        ({"bf16": "yes"}, 'bf16 must be true or false, not "yes"'),
     ],
 )
 def test_bad_values_are_refused_loudly(values: dict[str, object], message: str) -> None:
