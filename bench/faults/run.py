@@ -322,7 +322,8 @@ def fault_master(ctx: Context) -> tuple[float, list[str]]:
     if bound is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(old.pid, signal.SIGKILL)
-        while group_members(old.pid):
+        deadline = time.monotonic() + 30
+        while group_members(old.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         again = ctx.server.start(timeout=30)
         notes.append(
@@ -550,7 +551,7 @@ def commit() -> str:
         return subprocess.run(["git", *arguments], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
     return git("rev-parse", "--short", "HEAD") + (
-        " with uncommitted changes" if git("status", "--porcelain") else ""
+        " with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
     )
 
 
