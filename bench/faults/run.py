@@ -251,7 +251,6 @@ class Context:
     postgres: PostgresCluster
     redis: RedisServer
     staff: str  # a staff token
-    notes: list[str] = field(default_factory=list)
     queued_run: list[str] = field(default_factory=list)
 
 
