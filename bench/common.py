@@ -233,3 +233,135 @@ def post_json(port: int, path: str, body: dict[str, Any], token: str) -> tuple[i
     data = json.loads(response.read() or b"null")
     conn.close()
     return response.status, data
+
+
+def shipped_gunicorn_options() -> list[str]:
+    """What the shipped server command gives gunicorn besides the address: config/gunicorn.py when the
+    checkout has one, else scripts/start's flags (3 workers, gunicorn's defaults otherwise)."""
+    config = REPO / "config" / "gunicorn.py"
+    return ["-c", str(config)] if config.exists() else ["--workers", "3"]
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL's programs refuse to run as root: as root, run them as the postgres user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of the bench's own (initdb into a folder, trust for local users) on a free port
+    of 127.0.0.1, started and stopped with pg_ctl."""
+
+    def __init__(self, directory: Path) -> None:
+        self.data = directory / "data"
+        self.log = directory / "postgres.log"
+        self.port = free_port()
+
+    def url(self, db: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{db}"
+
+    def _pg_ctl(self, *arguments: str) -> int:
+        command = _as_postgres(["pg_ctl", "-D", str(self.data), *arguments])
+        return subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+
+    def initdb(self) -> None:
+        command = ["initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync",
+                   "-E", "UTF8"]  # fmt: skip
+        subprocess.run(_as_postgres(command), check=True, stdout=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1"
+        if self._pg_ctl("start", "-w", "-t", "120", "-l", str(self.log), "-o", options) != 0:
+            raise SystemExit(f"PostgreSQL did not start; see {self.log}")
+
+    def stop(self, mode: str = "fast") -> None:
+        """pg_ctl stop -m mode: smart, fast, or immediate (no checkpoint: crash recovery when it starts)."""
+        self._pg_ctl("stop", "-w", "-t", "60", "-m", mode)
+
+    def running(self) -> bool:
+        return self._pg_ctl("status") == 0
+
+    def create_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+@contextlib.contextmanager
+def postgres_cluster(directory: Path) -> Iterator[PostgresCluster]:
+    """A new cluster in directory/postgres, running; stopped (immediately) at the end whatever happened.
+    As root, the folder is given to the postgres user and `directory` opened for it to pass through."""
+    home = directory / "postgres"
+    home.mkdir()
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(home, user.pw_uid, user.pw_gid)
+        directory.chmod(0o711)
+    cluster = PostgresCluster(home)
+    cluster.initdb()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        if cluster.running():
+            cluster.stop("immediate")
+
+
+class RedisServer:
+    """A redis-server of the bench's own on a free port of 127.0.0.1: without persistence (nothing survives
+    a restart), or with an append-only file (`appendfsync everysec`, as a production setting would)."""
+
+    def __init__(self, directory: Path, *, aof: bool = False) -> None:
+        self.directory, self.aof, self.port = directory, aof, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        import redis
+
+        command = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+            "--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", "everysec",
+            "--logfile", str(self.directory / "redis.log"), "--daemonize", "no",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"redis-server did not start; see {self.directory / 'redis.log'}"
+                    ) from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM: redis-server's own shutdown (it writes the append-only file, when it has one)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path, *, aof: bool = False) -> Iterator[RedisServer]:
+    """A redis-server in directory/redis, running; stopped at the end whatever happened."""
+    home = directory / "redis"
+    home.mkdir()
+    server = RedisServer(home, aof=aof)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
