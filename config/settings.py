@@ -229,11 +229,16 @@ if CELERY_BROKER_URL == "filesystem://":
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
-# The cache (throttling counts, later cached figures): Redis when it is configured, so that every web
-# process counts the same; otherwise each process's memory.
+# The cache (agreement reports and charts): Redis when it is configured, so that every web process shares
+# them; otherwise each process's memory. Only a speed-up: while Redis is down every read is a miss
+# (web.cache), so the timeouts keep an unreachable Redis from holding a page for long.
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
