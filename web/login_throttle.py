@@ -14,7 +14,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -45,7 +45,7 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def _keys(request: HttpRequest, username: str) -> dict[str, tuple[int, str]]:
+def _keys(request: HttpRequest, username: str) -> dict[str, tuple[int, Literal["user", "address"]]]:
     """Each key with its limit and what it counts: the address and username, and the address alone."""
     address = client_address(request)
     return {
@@ -58,7 +58,7 @@ def _keys(request: HttpRequest, username: str) -> dict[str, tuple[int, str]]:
 class Refusal:
     """Why a login was refused without a look at its password, and for how long."""
 
-    scope: str  # "user": this username from this address; "address": any username from this address
+    scope: Literal["user", "address"]  # this username from this address; any username from this address
     retry_after: int  # seconds
 
     @property
