@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     # Celery beat's schedules in the database, editable in the admin (config.beat.Scheduler).
     "django_celery_beat",
+    "web",
     "annotation",
     "reward_models",
 ]
@@ -102,8 +103,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Failed logins are counted per address on every way in, and refused past a limit (web.login_throttle).
+# Failed logins are counted on every way in, in the database, per address and username and per address,
+# and refused past either limit for the rest of a 10-minute window (web.login_throttle). The address's
+# limit is the higher one: one rater's mistakes must not lock out everyone behind the same office address.
 AUTHENTICATION_BACKENDS = ["web.login_throttle.ThrottledModelBackend"]
+PAIRWISE_LOGIN_FAILURES_PER_USER = env_int(
+    "PAIRWISE_LOGIN_FAILURES_PER_USER", 10, min_value=1, max_value=1000
+)
+PAIRWISE_LOGIN_FAILURES_PER_ADDRESS = env_int(
+    "PAIRWISE_LOGIN_FAILURES_PER_ADDRESS", 50, min_value=1, max_value=100_000
+)
+if PAIRWISE_LOGIN_FAILURES_PER_ADDRESS < PAIRWISE_LOGIN_FAILURES_PER_USER:
+    raise refuse(
+        "PAIRWISE_LOGIN_FAILURES_PER_ADDRESS",
+        str(PAIRWISE_LOGIN_FAILURES_PER_ADDRESS),
+        "is below the limit per username",
+        f"use at least PAIRWISE_LOGIN_FAILURES_PER_USER ({PAIRWISE_LOGIN_FAILURES_PER_USER})",
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -175,11 +191,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "web.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # Password guessing on the token endpoint (annotation.api.views.TokenView): 429 with Retry-After.
-    "DEFAULT_THROTTLE_RATES": {"token": "20/minute"},
-    # Who a client is, for throttling: the connection's address, or the one address our proxy appended to
-    # X-Forwarded-For. Never the whole header, which a client can vary at will to escape the limit.
-    "NUM_PROXIES": 1 if BEHIND_HTTPS_PROXY else 0,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -218,11 +229,16 @@ if CELERY_BROKER_URL == "filesystem://":
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
-# The cache (throttling counts, later cached figures): Redis when it is configured, so that every web
-# process counts the same; otherwise each process's memory.
+# The cache (agreement reports and charts): Redis when it is configured, so that every web process shares
+# them; otherwise each process's memory. Only a speed-up: while Redis is down every read is a miss
+# (web.cache), so the timeouts keep an unreachable Redis from holding a page for long.
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

@@ -8,6 +8,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from annotation.pages.security import csp_override
 from config.health import healthz
@@ -17,19 +20,37 @@ handler403 = "config.errors.permission_denied"
 handler404 = "config.errors.page_not_found"
 handler500 = "config.errors.server_error"
 
+
+class JsonErrorsMixin(APIView):
+    """Errors (an anonymous caller's 401) in the API's JSON shape, like everything under /api/, not in the
+    format the view answers when it succeeds (YAML for the schema, HTML for the docs)."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        renderer = JSONRenderer()
+        self.request.accepted_renderer = renderer
+        self.request.accepted_media_type = renderer.media_type
+        return super().handle_exception(exc)
+
+
+class SchemaView(JsonErrorsMixin, SpectacularAPIView):
+    pass
+
+
+class DocsView(JsonErrorsMixin, SpectacularSwaggerSplitView):
+    pass
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", include("annotation.api.urls")),
     path("api/v1/", include("reward_models.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     # The split view loads its start-up script from a URL instead of inline, so the page runs under the
     # site's Content-Security-Policy; only its one inline <style> block needs an exception.
     path(
         "api/docs/",
-        csp_override(style_src="'self' 'unsafe-inline'")(
-            SpectacularSwaggerSplitView.as_view(url_name="schema")
-        ),
+        csp_override(style_src="'self' 'unsafe-inline'")(DocsView.as_view(url_name="schema")),
         name="api-docs",
     ),
     path("", include("annotation.pages.urls")),

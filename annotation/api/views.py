@@ -11,15 +11,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import Throttled
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 
 from annotation import selectors, services
 from annotation.models import Pair, Project
+from web import login_throttle
 from web.api import ApiView, GenericApiView, IdCursorPagination, IsStaff, IsStaffOrReadOnly, error_response
 from web.errors import Invalid, ServiceError
 
@@ -40,9 +41,6 @@ class TokenView(ApiView):
     permission_classes = [AllowAny]
     # JSON, or a plain form post (`curl -d username=... -d password=...`).
     parser_classes = [JSONParser, FormParser]
-    # Password guessing: a few tries a minute per client address, then 429 with Retry-After.
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "token"
 
     @extend_schema(
         request=s.TokenRequestSerializer,
@@ -50,7 +48,8 @@ class TokenView(ApiView):
             200: s.TokenSerializer,
             400: error_response("Missing fields or wrong credentials."),
             429: error_response(
-                "Too many tries from this address; the Retry-After header says when to try again."
+                "Too many failed logins from this address with this username, or from this address; "
+                "refused without a look at the password until the Retry-After header's seconds pass."
             ),
         },
         auth=[],
@@ -61,6 +60,9 @@ class TokenView(ApiView):
         serializer.is_valid(raise_exception=True)
         user = authenticate(request=request._request, **serializer.validated_data)
         if user is None:
+            refused = login_throttle.refusal_of(request._request)
+            if refused is not None:
+                raise Throttled(wait=refused.retry_after, detail=refused.reason)
             raise ServiceError("Unable to log in with these credentials.", code="invalid_credentials")
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from annotation import charts
 from annotation.models import Project
 from annotation.selectors import project_agreement
+from web.cache import cache_get, cache_set
 
 CHARTS_VERSION = 2
 RATERS_SHOWN = 200  # besides the flagged ones: thousands of rows make a page of megabytes
@@ -202,11 +202,11 @@ def _cached_chart(project: Project, kind: str, inputs: Any, draw: Callable[[], s
     one key per project and chart, holding (digest of the inputs, SVG), overwritten when they change."""
     digest = hashlib.sha256(repr((CHARTS_VERSION, kind, inputs)).encode()).hexdigest()
     key = f"agreement-chart:v{CHARTS_VERSION}:{project.pk}:{kind}"
-    cached = cache.get(key)
+    cached = cache_get(key)
     if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == digest:
         return str(cached[1])
     svg = draw()
-    cache.set(key, (digest, svg), CHART_CACHE_SECONDS)
+    cache_set(key, (digest, svg), CHART_CACHE_SECONDS)
     return svg
 
 

@@ -32,12 +32,10 @@ class SkipForm(_AssignmentForm):
 
 
 class LoginForm(AuthenticationForm):
-    """Django's login form, saying so when this address has failed too often (web.login_throttle)."""
+    """Django's login form, saying so when a login was refused for too many failures (web.login_throttle)."""
 
-    def clean(self) -> dict[str, object]:
-        if self.request is not None and login_throttle.is_throttled(self.request):
-            minutes = login_throttle.WINDOW // 60
-            raise forms.ValidationError(
-                f"Too many failed logins from your address. Try again in {minutes} minutes.", code="throttled"
-            )
-        return super().clean()
+    def get_invalid_login_error(self) -> forms.ValidationError:
+        refused = login_throttle.refusal_of(self.request)
+        if refused is not None:
+            return forms.ValidationError(refused.message(), code="throttled")
+        return super().get_invalid_login_error()

@@ -5,7 +5,8 @@ The rows: on PostgreSQL each statement is a binary COPY of bigint columns, which
 arrives (no Python object per value); elsewhere (SQLite) a plain cursor. The report is cached under one
 key per project and filters, with the fingerprint it was computed at (judgment count and last id, pair
 count and last id, gold count and answers, the settings that change the figures), so a new judgment or
-pair makes the next view recompute and every other view reads the cache.
+pair makes the next view recompute and every other view reads the cache. While the cache is unreachable,
+every view computes the report (web.cache).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
-from django.core.cache import cache
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Length
@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from annotation.models import Judgment, Pair, Project, Rater
 from rm_training.jsonl import finite_or_none
+from web.cache import cache_get, cache_set
 
 from .exports import ExportFilter
 
@@ -194,13 +195,13 @@ def project_agreement(project: Project, *, filters: ExportFilter | None = None) 
     filters = filters or ExportFilter()
     key = cache_key(project, filters)
     state = fingerprint(project)
-    cached = cache.get(key)
+    cached = cache_get(key)
     if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == state:
         return cast(AgreementReport, cached[1])
     report = compute_agreement(project, filters=filters)
     # A since / until window is usually asked once (a snapshot, an ad-hoc look): a short life.
     windowed = filters.since is not None or filters.until is not None
-    cache.set(key, (state, report), WINDOW_CACHE_SECONDS if windowed else CACHE_SECONDS)
+    cache_set(key, (state, report), WINDOW_CACHE_SECONDS if windowed else CACHE_SECONDS)
     return report
 
 

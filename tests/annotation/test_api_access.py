@@ -397,6 +397,17 @@ def test_staff_get_the_openapi_schema(admin_user, api):
     assert "/api/v1/assignments/{assignment_id}/judgment/" in schema["paths"]
 
 
+@pytest.mark.parametrize("url", ["/api/schema/", "/api/schema/?format=yaml", "/api/docs/"])
+def test_an_anonymous_schema_or_docs_request_gets_its_401_as_json_in_the_error_shape(db, url):
+    response = APIClient().get(url)
+    assert response.status_code == 401 and response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "detail": "Authentication credentials were not provided.",
+        "code": "not_authenticated",
+    }
+    assert response["WWW-Authenticate"] == "Token"
+
+
 def test_the_schema_builds_without_warnings(db, tmp_path):
     # A warning means an endpoint the generator had to guess at: its documented shape would be wrong.
     call_command("spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))

@@ -1,0 +1,50 @@
+"""The cache as a speed-up only: while it (Redis) is unreachable a read is a miss and a write is skipped,
+so what is cached (agreement reports, charts) is computed from the database instead; one warning per
+outage in each process, not one per request."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.cache import cache
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+_down = False  # in this process, since the last call; races between threads cost at most a second line
+
+
+def _outage(exc: RedisError) -> None:
+    global _down
+    if not _down:
+        _down = True
+        logger.warning("The cache is unreachable, computing without it until it is back: %s", exc)
+
+
+def _reached() -> None:
+    global _down
+    if _down:
+        _down = False
+        logger.warning("The cache is reachable again.")
+
+
+def cache_get(key: str) -> Any:
+    """The cached value, or None when there is none or the cache is unreachable."""
+    try:
+        value = cache.get(key)
+    except RedisError as exc:
+        _outage(exc)
+        return None
+    _reached()
+    return value
+
+
+def cache_set(key: str, value: Any, timeout: int) -> None:
+    """Cache the value for `timeout` seconds; nothing when the cache is unreachable."""
+    try:
+        cache.set(key, value, timeout)
+    except RedisError as exc:
+        _outage(exc)
+        return
+    _reached()
