@@ -67,7 +67,13 @@ def test_auto_train_on_a_schedule_needs_new_judgments(project, make_rater):
 def test_beat_writes_its_schedules_once_and_keeps_an_admins_changes():
     Scheduler(app=app, lazy=True).setup_schedule()  # beat starts
     names = set(PeriodicTask.objects.values_list("name", flat=True))
-    assert {"export-snapshots", "auto-train", "reap-lost-runs", "expire-stale-leases"} <= names
+    assert {
+        "export-snapshots",
+        "auto-train",
+        "reap-lost-runs",
+        "resend-lost-runs",
+        "expire-stale-leases",
+    } <= names
     export = PeriodicTask.objects.get(name="export-snapshots")
     assert export.task == "reward_models.tasks.snapshots_export"
     # An admin makes the export daily and turns the reaper off.
