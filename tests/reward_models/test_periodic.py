@@ -1,5 +1,5 @@
-"""What beat does: the auto-train policy (off by default), the schedules in the database that admins edit,
-and which tasks acknowledge late and where they are routed."""
+"""What beat does: the auto-train policy (off by default, held back only by a run in flight), the schedules
+in the database that admins edit, and which tasks acknowledge late and where they are routed."""
 
 from __future__ import annotations
 
@@ -60,6 +60,24 @@ def test_auto_train_on_a_schedule_needs_new_judgments(project, make_rater):
     assert services.auto_train_check() == []  # six hours have not passed
     AutoTrainPolicy.objects.filter(pk=policy.pk).update(last_started_at=timezone.now() - timedelta(hours=7))
     assert len(services.auto_train_check()) == 1
+
+
+def test_auto_train_waits_for_a_run_in_flight_but_not_for_one_whose_message_is_lost(
+    project, make_rater, own_redis, broker_at
+):
+    broker_at(own_redis.url)
+    AutoTrainPolicy.objects.create(project=project, enabled=True, after_new_judgments=1)
+    judge(project, make_rater(project), "left")
+    stuck = TrainingRun.objects.create(
+        project=project, config={}, send_count=1, sent_at=timezone.now() - timedelta(minutes=10)
+    )
+    tasks.training_run_execute.apply_async((stuck.pk,))
+    assert services.auto_train_check() == []  # its message waits for a worker
+    own_redis.restart()  # without persistence: the message is gone, the run stuck
+    [run] = services.auto_train_check()
+    assert run.status == RunStatus.QUEUED and run.pk != stuck.pk
+    judge(project, make_rater(project), "left")
+    assert services.auto_train_check() == []  # the new run: queued a moment ago
 
 
 # Committed: beat's scheduler commits and closes old connections itself.
