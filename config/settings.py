@@ -260,6 +260,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "export-snapshots": {"task": "reward_models.tasks.snapshots_export", "schedule": 3600.0},
     "auto-train": {"task": "reward_models.tasks.auto_train", "schedule": 300.0},
     "reap-lost-runs": {"task": "reward_models.tasks.runs_reap", "schedule": 60.0},
+    "resend-lost-runs": {"task": "reward_models.tasks.runs_resend", "schedule": 60.0},
 }
 
 # --- Reward models (reward_models/) ---
@@ -282,6 +283,12 @@ if PAIRWISE_RUN_LOST_AFTER_SECONDS < 3 * PAIRWISE_RUN_HEARTBEAT_SECONDS:
         "is too short for the heartbeat",
         f"use at least 3 x PAIRWISE_RUN_HEARTBEAT_SECONDS ({3 * PAIRWISE_RUN_HEARTBEAT_SECONDS})",
     )
+# A queued run last sent to the training queue longer ago than this is sent again if its message is gone
+# from the broker (services.runs_resend, beat every minute): with the default a lost run is sent again at
+# most 5 minutes after its last send.
+PAIRWISE_RUN_RESEND_AFTER_SECONDS = env_int(
+    "PAIRWISE_RUN_RESEND_AFTER_SECONDS", 240, min_value=10, max_value=86_400, note="seconds, up to a day"
+)
 # Processes per training run: N > 1 runs the trainer under torchrun, one process per GPU of the worker.
 PAIRWISE_TRAINING_PROCESSES = env_int("PAIRWISE_TRAINING_PROCESSES", 1, min_value=1, max_value=64)
 # Most responses one POST /api/v1/score/ may carry (413 above), scored in one batched forward pass.

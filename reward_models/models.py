@@ -95,6 +95,19 @@ class TrainingRun(models.Model):
     # heartbeat stopped (the worker was lost).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # Written when the run's message goes to the training queue (services.runs_resend sends again one the
+    # broker lost).
+    sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its message last went to the training queue; null while the broker could not "
+        "take it.",
+    )
+    send_count = models.PositiveIntegerField(
+        default=0,
+        help_text="How many times its message went to the training queue: more than once when the broker "
+        "lost it and it was sent again.",
+    )
     output_dir = models.CharField(max_length=500, blank=True, help_text="Relative to PAIRWISE_RUNS_DIR.")
     worker_host = models.CharField(max_length=255, blank=True)
     device = models.CharField(max_length=100, blank=True, help_text='"cpu", "cuda", "cuda x 4", ...')

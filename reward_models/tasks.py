@@ -37,3 +37,9 @@ def auto_train() -> int:
 @shared_task(name="reward_models.tasks.runs_reap", acks_late=True)
 def runs_reap() -> int:
     return services.runs_reap()
+
+
+# Late acknowledgement: a run sent twice is claimed once (training_run_execute above).
+@shared_task(name="reward_models.tasks.runs_resend", acks_late=True)
+def runs_resend() -> int:
+    return services.runs_resend()

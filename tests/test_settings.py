@@ -91,6 +91,7 @@ BAD_VALUES = [
     ("PAIRWISE_RUN_HEARTBEAT_SECONDS", "0", ["=0", "from 1 to 600"]),
     ("PAIRWISE_RUN_LOST_AFTER_SECONDS", "4", ["=4", "from 5 to 86400"]),
     ("PAIRWISE_RUN_LOST_AFTER_SECONDS", "20", ["=20", "too short", "3 x PAIRWISE_RUN_HEARTBEAT_SECONDS"]),
+    ("PAIRWISE_RUN_RESEND_AFTER_SECONDS", "9", ["=9", "from 10 to 86400"]),
     ("PAIRWISE_TRAINING_PROCESSES", "0", ["=0", "from 1 to 64"]),
     ("PAIRWISE_SCORE_DEVICE", "tpu", ["tpu", "auto, cpu, cuda"]),
 ]

@@ -124,6 +124,8 @@ class TrainingRunSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "heartbeat_at",
+            "sent_at",
+            "send_count",
             "cancel_requested",
             "config",
             "snapshot",

@@ -6,6 +6,7 @@ from .agreement import snapshot_human_agreement
 from .periodic import auto_train_check, snapshots_export_all
 from .runs import (
     runs_reap,
+    runs_resend,
     training_config_build,
     training_run_activate,
     training_run_cancel,
@@ -17,6 +18,7 @@ from .snapshots import snapshot_create, snapshot_filters
 __all__ = [
     "auto_train_check",
     "runs_reap",
+    "runs_resend",
     "snapshot_create",
     "snapshot_filters",
     "snapshot_human_agreement",

@@ -13,7 +13,7 @@ from annotation.models import Judgment, Project
 from web.errors import Conflict
 
 from ..models import AutoTrainPolicy, DatasetSnapshot, RunStatus, SnapshotReason, TrainingRun
-from .runs import training_run_create
+from .runs import runs_lost, training_run_create
 from .snapshots import snapshot_create
 
 
@@ -28,13 +28,16 @@ def snapshots_export_all() -> list[DatasetSnapshot]:
 
 
 def auto_train_check() -> list[TrainingRun]:
-    """Start a run for each enabled policy that is due, unless its project has a run queued or running.
+    """Start a run for each enabled policy that is due, unless its project has a run in flight: running, or
+    queued with its message on the broker. A queued run whose message is lost (runs_lost) holds nothing
+    back: it is sent again, but may never be taken.
 
     Due: ``after_new_judgments`` judgments arrived since the policy last started a run, or ``every_hours``
     passed since then and at least one judgment arrived. Before its first run every judgment is new.
     """
     started = []
     now = timezone.now()
+    lost = [run.pk for run in runs_lost()]
     for policy in AutoTrainPolicy.objects.filter(enabled=True).select_related("project").order_by("pk"):
         with transaction.atomic():
             locked = AutoTrainPolicy.objects.select_for_update(skip_locked=True).filter(pk=policy.pk).first()
@@ -42,7 +45,7 @@ def auto_train_check() -> list[TrainingRun]:
                 continue
             project = policy.project
             runs = TrainingRun.objects.filter(project=project)
-            if runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists():
+            if runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exclude(pk__in=lost).exists():
                 continue
             # New by id, not by time: imported judgments keep the time they were made elsewhere.
             judgments = Judgment.objects.filter(project=project, id__gt=locked.last_judgment_id or 0)

@@ -1,19 +1,25 @@
-"""Training runs: create (queued, sent to the training queue on commit), cancel, activate, reap.
+"""Training runs: create (queued, sent to the training queue on commit), resend, cancel, activate, reap.
 
 Only reward_models.runner moves a run from queued to running and on to its end; these are the writes the
-API, the admin, the command and beat make.
+API, the admin, the command and beat make. The row is the record of a run and the broker only its
+messenger: a queued run whose message the broker lost (or never took) is sent again by runs_resend.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from annotation.models import Choice, Judgment, Project
 from rm_training.config import ConfigError, TrainingConfig
@@ -27,6 +33,16 @@ SYSTEM_FIELDS = frozenset({"device", "progress_bar"})
 # A run identical to one of the same project queued this recently is refused as a double submission
 # (a form posted twice, a retried request).
 DUPLICATE_WINDOW = timedelta(seconds=10)
+# A run whose message is gone this many times is failed rather than sent again. Counted in sends, not in
+# time queued: a run may rightly wait hours behind others, or for a worker to start, but then its message
+# waits on the queue and it is never sent again. Five losses mean a broker that keeps losing messages or
+# a worker that drops the task unread, which a sixth send will not change.
+MAX_SENDS = 5
+
+logger = logging.getLogger("reward_models")
+# Set while this process finds the broker unreachable, so that an outage is logged once (a warning), and
+# its end once, rather than once per run.
+_broker_unreachable = threading.Event()
 
 
 def training_config_build(values: Mapping[str, Any]) -> TrainingConfig:
@@ -56,7 +72,9 @@ def training_run_create(
     created_by: Any = None,
     snapshot: DatasetSnapshot | None = None,
 ) -> TrainingRun:
-    """A queued run; its task goes to the `training` queue once the row is committed.
+    """A queued run; its task goes to the `training` queue once the row is committed. A broker that cannot
+    take it then does not undo the run: it stays queued, unsent, and runs_resend sends it once the broker is
+    back.
 
     Without ``snapshot`` the worker snapshots every judgment of the project when the run starts.
     Refused (409) here rather than on the worker: a project with no pair the trainer could use
@@ -65,8 +83,6 @@ def training_run_create(
     sees the first). The base model and max_length are checked by the worker, which may be another machine
     with other models: their errors come back as the run's one-line error.
     """
-    from .. import tasks  # the tasks module imports the services
-
     if not isinstance(config, TrainingConfig):
         config = training_config_build(config)
     if snapshot is not None and snapshot.project_id != project.pk:
@@ -103,8 +119,103 @@ def training_run_create(
             config=values,
             created_by=created_by if getattr(created_by, "pk", None) else None,
         )
-        tasks.training_run_execute.delay_on_commit(run.pk)
+        transaction.on_commit(partial(_send, run.pk))
     return run
+
+
+def _send(run_id: int) -> bool:
+    """Put the run's message on the training queue and record when, and how many times; False (logged
+    once while the broker stays unreachable) when the broker does not take it."""
+    from .. import tasks  # the tasks module imports the services
+
+    try:
+        tasks.training_run_execute.apply_async((run_id,))
+    except OperationalError as error:
+        _broker_failed(error)
+        return False
+    _broker_answered()
+    TrainingRun.objects.filter(pk=run_id).update(sent_at=timezone.now(), send_count=F("send_count") + 1)
+    return True
+
+
+def _broker_failed(error: Exception) -> None:
+    if not _broker_unreachable.is_set():
+        _broker_unreachable.set()
+        logger.warning(
+            "the broker is unreachable (%s): queued runs stay queued and are sent when it is back", error
+        )
+
+
+def _broker_answered() -> None:
+    if _broker_unreachable.is_set():
+        _broker_unreachable.clear()
+        logger.info("the broker is reachable again")
+
+
+def _messages_waiting() -> int | None:
+    """Messages waiting on the training queue (not those a worker has taken), or None when the broker
+    cannot be reached."""
+    from .. import tasks
+
+    app = tasks.training_run_execute.app
+    queue = app.amqp.router.route({}, tasks.training_run_execute.name)["queue"].name
+    with app.connection_for_write() as connection:
+        try:
+            connection.ensure_connection(max_retries=0)  # beat's next round tries again
+            waiting = connection.default_channel.queue_declare(queue=queue).message_count
+        except (OperationalError, *connection.connection_errors) as error:
+            _broker_failed(error)
+            return None
+    _broker_answered()
+    return int(waiting)
+
+
+def runs_lost(*, resend_after: timedelta | None = None) -> list[TrainingRun]:
+    """The queued runs whose message is gone: last sent (or, never sent, created) more than
+    ``resend_after`` ago, when the training queue holds fewer messages than there are queued runs.
+
+    Messages carry no run a broker can be asked about, so the count decides: while every queued run may
+    still have its message waiting (runs queued behind a long one, no worker started), none is lost and
+    nothing is sent twice. Once some message is missing every due run is sent again; the ones whose
+    message was there get a second delivery, which the runner's claim makes harmless. None is lost while
+    the broker is unreachable: nothing could be sent.
+    """
+    if resend_after is None:
+        resend_after = timedelta(seconds=settings.PAIRWISE_RUN_RESEND_AFTER_SECONDS)
+    queued = TrainingRun.objects.filter(status=RunStatus.QUEUED)
+    count = queued.count()
+    if count == 0:
+        return []
+    waiting = _messages_waiting()
+    if waiting is None or waiting >= count:
+        return []
+    deadline = timezone.now() - resend_after
+    return list(
+        queued.alias(last_sent=Coalesce("sent_at", "created_at"))
+        .filter(last_sent__lt=deadline)
+        .order_by("pk")
+    )
+
+
+def runs_resend(*, resend_after: timedelta | None = None) -> int:
+    """Send the lost queued runs (runs_lost) again; returns how many went. One sent MAX_SENDS times
+    already is failed instead, with the reason in one line."""
+    sent = 0
+    for run in runs_lost(resend_after=resend_after):
+        if run.send_count < MAX_SENDS:
+            sent += _send(run.pk)
+            continue
+        last = f" (the last at {run.sent_at:%Y-%m-%d %H:%M:%S} UTC)" if run.sent_at else ""
+        error = (
+            f"no worker took the run: sent to the training queue {run.send_count} times{last}, its message "
+            "gone each time (a broker that loses messages, or workers that drop the task: see their logs)"
+        )
+        # Only if no worker claimed it, and no other resend failed it, meanwhile.
+        TrainingRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.FAILED, finished_at=timezone.now(), error=error
+        )
+        logger.warning("run %s failed: %s", run.pk, error)
+    return sent
 
 
 def _check_usable_pairs(project: Project, config: TrainingConfig) -> None:

@@ -1,5 +1,5 @@
-"""What beat does: the auto-train policy (off by default), the schedules in the database that admins edit,
-and which tasks acknowledge late and where they are routed."""
+"""What beat does: the auto-train policy (off by default, held back only by a run in flight), the schedules
+in the database that admins edit, and which tasks acknowledge late and where they are routed."""
 
 from __future__ import annotations
 
@@ -62,12 +62,36 @@ def test_auto_train_on_a_schedule_needs_new_judgments(project, make_rater):
     assert len(services.auto_train_check()) == 1
 
 
+def test_auto_train_waits_for_a_run_in_flight_but_not_for_one_whose_message_is_lost(
+    project, make_rater, own_redis, broker_at
+):
+    broker_at(own_redis.url)
+    AutoTrainPolicy.objects.create(project=project, enabled=True, after_new_judgments=1)
+    judge(project, make_rater(project), "left")
+    stuck = TrainingRun.objects.create(
+        project=project, config={}, send_count=1, sent_at=timezone.now() - timedelta(minutes=10)
+    )
+    tasks.training_run_execute.apply_async((stuck.pk,))
+    assert services.auto_train_check() == []  # its message waits for a worker
+    own_redis.restart()  # without persistence: the message is gone, the run stuck
+    [run] = services.auto_train_check()
+    assert run.status == RunStatus.QUEUED and run.pk != stuck.pk
+    judge(project, make_rater(project), "left")
+    assert services.auto_train_check() == []  # the new run: queued a moment ago
+
+
 # Committed: beat's scheduler commits and closes old connections itself.
 @pytest.mark.django_db(transaction=True)
 def test_beat_writes_its_schedules_once_and_keeps_an_admins_changes():
     Scheduler(app=app, lazy=True).setup_schedule()  # beat starts
     names = set(PeriodicTask.objects.values_list("name", flat=True))
-    assert {"export-snapshots", "auto-train", "reap-lost-runs", "expire-stale-leases"} <= names
+    assert {
+        "export-snapshots",
+        "auto-train",
+        "reap-lost-runs",
+        "resend-lost-runs",
+        "expire-stale-leases",
+    } <= names
     export = PeriodicTask.objects.get(name="export-snapshots")
     assert export.task == "reward_models.tasks.snapshots_export"
     # An admin makes the export daily and turns the reaper off.
