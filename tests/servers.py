@@ -1,14 +1,18 @@
 """Servers of a test's own, for the tests that break them: gunicorn with config/gunicorn.py on a free port,
-stopped by its own process group whatever the test did."""
+and a PostgreSQL cluster (initdb into a temporary folder) on another. Each is stopped, by its own process
+id, whatever the test did."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,3 +75,54 @@ def gunicorn(env: dict[str, str], log: Path, *options: str, port: int | None = N
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL's programs refuse to run as root: as root, run them as the postgres user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+class PostgresCluster:
+    def __init__(self, home: Path) -> None:
+        self.home, self.data, self.port = home, home / "data", free_port()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _pg_ctl(self, *arguments: str) -> None:
+        command = _as_postgres(["pg_ctl", "-D", str(self.data), "-w", "-t", "60", *arguments])
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg_ctl("start", "-l", str(self.home / "postgres.log"), "-o", options)
+
+    def stop(self) -> None:
+        """A fast shutdown: the server ends every session (57P01) and stops listening."""
+        self._pg_ctl("stop", "-m", "fast")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A new cluster (trust, no fsync) in a temporary folder of the postgres user's, started; stopped and
+    removed at the end."""
+    home = Path(tempfile.mkdtemp(prefix="pairwise-test-pg-"))
+    try:
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(home, user.pw_uid, user.pw_gid)
+        data = str(home / "data")
+        initdb = ["initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]
+        subprocess.run(_as_postgres(initdb), check=True, stdout=subprocess.DEVNULL)
+        cluster = PostgresCluster(home)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            if cluster.running():
+                cluster._pg_ctl("stop", "-m", "immediate")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
