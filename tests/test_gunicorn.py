@@ -19,7 +19,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from annotation import services
-from tests.servers import gunicorn, wait_until
+from tests.servers import ROOT, gunicorn, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +103,9 @@ def test_workers_die_with_their_master_and_a_new_master_binds_its_port(export, e
             conn.request("GET", "/healthz")
             assert conn.getresponse().status == 200
         in_flight.close()
+
+
+def test_the_shipped_commands_use_the_settings():
+    """scripts/start, the compose file and the image run gunicorn with the settings tested above."""
+    for shipped in ("scripts/start", "docker/compose.yml", "docker/Dockerfile"):
+        assert "config/gunicorn.py" in (ROOT / shipped).read_text(), shipped
