@@ -54,7 +54,8 @@ def _copy_schema(source: dict[str, Any], cluster: PostgresCluster) -> str:
 
 @pytest.fixture
 def server(db: Any, tmp_path: Path) -> Iterator[tuple[Gunicorn, str, Any]]:
-    """gunicorn (one worker) on a cluster of its own: (the server, a staff token, the cluster)."""
+    """gunicorn (one worker: one process logs) on a cluster of its own: (the server, a staff token, the
+    cluster)."""
     source = dict(connection.settings_dict)
     with postgres_cluster() as cluster:
         token = _copy_schema(source, cluster)
@@ -85,7 +86,6 @@ def test_an_outage_is_a_503_to_try_again_logged_once_and_recovers(server):
     assert _get(web.port, "/api/v1/projects/", **api)[0] == 200
 
     cluster.stop()
-    # The first request finds its kept connection closed by the server, the next ones cannot connect.
     for _ in range(3):
         status, headers, body = _get(web.port, "/api/v1/projects/", **api)
         assert status == 503, body
@@ -105,6 +105,25 @@ def test_an_outage_is_a_503_to_try_again_logged_once_and_recovers(server):
     assert log.count("Database unavailable") == 1, log
     assert "Database back after" in log and "4 requests were answered 503" in log, log
     assert "Traceback" not in log and "Service Unavailable" not in log, log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_ends_is_an_outage():
+    """What the requests in flight meet when PostgreSQL shuts down: their session terminated (57P01)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    try:
+        with pytest.raises(OperationalError) as raised, connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        assert is_database_outage(raised.value)
+    finally:
+        connection.close()
 
 
 @pytest.mark.django_db
