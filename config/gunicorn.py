@@ -1,5 +1,6 @@
-"""gunicorn's settings for Pairwise: `gunicorn -c config/gunicorn.py config.wsgi --bind HOST:PORT --workers N`
-(scripts/start, docker/compose.yml, the README's production example). Why each one is what it is, below."""
+"""gunicorn's settings for Pairwise: `gunicorn -c config/gunicorn.py --bind HOST:PORT --workers N` (the app:
+config.wsgi), as scripts/start, docker/compose.yml and the README's production example run it. Why each
+setting is what it is, beside it."""
 
 from __future__ import annotations
 
