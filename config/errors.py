@@ -5,15 +5,21 @@ around them is Django's: a path that matches no route, an uncaught exception, a 
 Django answers those with HTML pages, and CommonMiddleware answers a missing trailing slash with a 301,
 which `curl -s` turns into no output at all and which drops a POST's body. Under /api/ each of these is
 answered here in the API's shape, {"detail": "...", "code": "..."}; elsewhere Django's pages stay.
+A database outage is not a bug: it is answered 503 with Retry-After, on pages as in the API (web.outages).
 """
 
 from __future__ import annotations
+
+import sys
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.common import CommonMiddleware
 from django.urls import is_valid_path
 from django.views import defaults
+
+from web.outages import DETAIL as OUTAGE_DETAIL
+from web.outages import is_database_outage, outage_answer
 
 API_PREFIX = "/api/"
 
@@ -61,9 +67,22 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return defaults.page_not_found(request, exception)
 
 
+# Pages' answer to a database outage: no template, no context processors, nothing that might query.
+OUTAGE_PAGE = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Pairwise is unavailable</title></head>
+<body><h1>Unavailable for a moment</h1><p>{OUTAGE_DETAIL} Reload this page then.</p></body></html>
+"""
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Called while the exception is handled (django.core.handlers.exception), from a view or a middleware.
+    exc = sys.exc_info()[1]
+    if exc is not None and is_database_outage(exc):
+        if is_api_path(request):
+            return outage_answer(exc, _error(OUTAGE_DETAIL, "unavailable", 503))
+        return outage_answer(exc, HttpResponse(OUTAGE_PAGE, status=503))
     if is_api_path(request):
-        # API.md: a 5xx is always a bug. The traceback goes to the log (django.request), not the caller.
+        # API.md: a 500 is always a bug. The traceback goes to the log (django.request), not the caller.
         return _error("Server error. It has been logged; please report it.", "server_error", 500)
     return defaults.server_error(request)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -236,3 +237,27 @@ def test_a_bad_setting_stops_start_with_its_message(tmp_path):
     assert result.returncode == 2
     assert "Configuration error: PAIRWISE_MAX_REQUEST_BYTES=-5 is out of range" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _masters(web_log: Path, port: int) -> list[int]:
+    """The pids of the gunicorn masters that listened on the port, in order."""
+    return [
+        int(pid)
+        for pid in re.findall(rf"Listening at: http://127\.0\.0\.1:{port} \((\d+)\)", web_log.read_text())
+    ]
+
+
+def test_a_killed_web_server_is_started_again_on_its_port(running):
+    """kill -9 of the gunicorn master: its workers die with it, and the script starts a new one that binds."""
+    var_dir, port, _ = running
+    web_log = var_dir / "log" / "web.log"
+    killed = _masters(web_log, port)[-1]
+    os.kill(killed, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while _masters(web_log, port)[-1] == killed:
+        assert time.monotonic() < deadline, web_log.read_text()[-3000:]
+        time.sleep(0.5)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+        assert response.status == 200
+    said = (var_dir.parent / "start.out").read_text()
+    assert "the web server (gunicorn) stopped (exit status 137)" in said and "starting it again." in said

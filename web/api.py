@@ -27,6 +27,8 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from web.errors import ServiceError, TooLarge
+from web.outages import DETAIL as OUTAGE_DETAIL
+from web.outages import is_database_outage, outage_answer
 
 # Views
 
@@ -166,6 +168,8 @@ def _unsupported_media_type(context: dict[str, Any]) -> exceptions.UnsupportedMe
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if is_database_outage(exc):  # not a bug: the caller should try again (docs/API.md)
+        return outage_answer(exc, Response({"detail": OUTAGE_DETAIL, "code": "unavailable"}, status=503))
     if isinstance(exc, ServiceError):
         body: dict[str, Any] = {"detail": exc.detail, "code": exc.code, **exc.extra}
         return Response(body, status=exc.status)
