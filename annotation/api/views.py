@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -229,7 +230,11 @@ class PairsView(mixins.ListModelMixin, GenericApiView):
     )
     def post(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
-        result = services.pairs_import(project=project, items=_import_items(request.data, "pairs"))
+        result = services.pairs_import(
+            project=project,
+            items=_import_items(request.data, "pairs"),
+            max_items=settings.PAIRWISE_MAX_IMPORT_ITEMS,
+        )
         return Response(s.ImportResultSerializer(result).data, status=201)
 
 
@@ -381,7 +386,11 @@ class JudgmentsImportView(ApiView):
     )
     def post(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
-        result = services.judgments_import(project=project, items=_import_items(request.data, "judgments"))
+        result = services.judgments_import(
+            project=project,
+            items=_import_items(request.data, "judgments"),
+            max_items=settings.PAIRWISE_MAX_IMPORT_ITEMS,
+        )
         return Response(s.JudgmentImportResultSerializer(result).data, status=201)
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
@@ -88,12 +87,12 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def judgments_import(
-    *, project: Project, items: list[Any], now: datetime | None = None
+    *, project: Project, items: list[Any], now: datetime | None = None, max_items: int | None = None
 ) -> JudgmentImportResult:
-    """Import judgments, all or nothing; every bad item is reported with its index."""
-    limit = settings.PAIRWISE_MAX_IMPORT_ITEMS
-    if len(items) > limit:
-        raise too_many_items(len(items), limit)
+    """Import judgments, all or nothing; every bad item is reported with its index. ``max_items`` as for
+    pairs_import."""
+    if max_items is not None and len(items) > max_items:
+        raise too_many_items(len(items), max_items)
     errors = [e for index, item in enumerate(items) for e in _item_errors(index, item, project)]
     # The items that pass on their own are checked against the project too, so one answer lists every
     # problem, not the next one only after the first is fixed.

@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from annotation.models import Choice, Pair, Project
@@ -66,12 +65,12 @@ def _pair_item_errors(index: int, item: Any) -> list[dict[str, Any]]:
     return errors
 
 
-def pairs_import(*, project: Project, items: list[Any]) -> ImportResult:
+def pairs_import(*, project: Project, items: list[Any], max_items: int | None = None) -> ImportResult:
     """Import pairs, all or nothing. A known external_id with the same content is `unchanged`; with other
-    content it is an error, since judgments may already refer to the pair."""
-    limit = settings.PAIRWISE_MAX_IMPORT_ITEMS
-    if len(items) > limit:
-        raise too_many_items(len(items), limit)
+    content it is an error, since judgments may already refer to the pair. ``max_items``: refuse more than
+    this many (413): the API's per-request limit; a command importing a file has none."""
+    if max_items is not None and len(items) > max_items:
+        raise too_many_items(len(items), max_items)
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         errors.extend(_pair_item_errors(index, item))

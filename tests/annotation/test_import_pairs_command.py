@@ -89,3 +89,18 @@ def test_import_pairs_exits_non_zero_and_prints_the_bad_lines(make_project, tmp_
     assert "line 4: metadata: Must be a JSON object." in result.stderr
     assert "nothing was stored." in result.stderr
     assert not Pair.objects.exists()
+
+
+def test_the_commands_are_not_held_to_the_apis_per_request_item_limit(make_project, tmp_path, settings):
+    """PAIRWISE_MAX_IMPORT_ITEMS bounds one HTTP request; a file imported on the server has no such limit."""
+    settings.PAIRWISE_MAX_IMPORT_ITEMS = 2
+    project = make_project("many")
+    pairs = _write(tmp_path / "pairs.jsonl", [_pair(i) for i in range(5)])
+    out, _ = _run("many", str(pairs))
+    assert "5 pairs created" in out
+    judgments = _write(
+        tmp_path / "j.jsonl", [{"pair": f"e{i}", "rater": "r", "choice": "a"} for i in range(5)]
+    )
+    out = io.StringIO()
+    call_command("import_judgments", "many", str(judgments), stdout=out)
+    assert project.judgments.count() == 5
