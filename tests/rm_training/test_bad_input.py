@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from rm_training import output as output_module
 from rm_training import train as train_module
@@ -446,6 +447,14 @@ def broken_models(root: Path, tiny_bert_dir: Path) -> dict[str, tuple[str, str]]
     shutil.copytree(tiny_bert_dir, truncated)
     weights = truncated / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
+    no_tokenizer = root / "no-tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_bert_dir / name, no_tokenizer)
+    other_weights = root / "gpt2-weights"
+    shutil.copytree(tiny_bert_dir, other_weights)
+    # A checkpoint of another architecture (GPT-2's names) under the BERT config: it loads without an error.
+    save_file({"h.0.attn.c_attn.weight": torch.zeros(32, 96)}, other_weights / "model.safetensors")
     return {
         "hub": (
             "foo/bar",
@@ -458,11 +467,31 @@ def broken_models(root: Path, tiny_bert_dir: Path) -> dict[str, tuple[str, str]]
         "no weights": (str(no_weights), "cannot load the weights of"),
         "bad json": (str(bad_json), "cannot load the"),
         "truncated": (str(truncated), "cannot load the weights of"),
+        "no tokenizer": (str(no_tokenizer), "the tokenizer knows no words, only its 5 special token(s)"),
+        "other architecture": (
+            str(other_weights),
+            "weight(s) of its BertForSequenceClassification are not in its checkpoint and would train "
+            "from random values (bert.embeddings.LayerNorm.bias, bert.embeddings.LayerNorm.weight, "
+            "bert.embeddings.position_embeddings.weight, ...); it holds 1 weight(s) that this one has no "
+            "place for (h.0.attn.c_attn.weight, ...): is it a checkpoint of another architecture?",
+        ),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["hub", "relative", "nested", "file", "no config", "no weights", "bad json", "truncated"]
+    "case",
+    [
+        "hub",
+        "relative",
+        "nested",
+        "file",
+        "no config",
+        "no weights",
+        "bad json",
+        "truncated",
+        "no tokenizer",
+        "other architecture",
+    ],
 )
 def test_a_base_model_that_cannot_be_loaded_is_one_line(
     tmp_path: Path,
