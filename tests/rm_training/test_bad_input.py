@@ -7,9 +7,14 @@ the answer is exit status 2 and one line on stderr (``error: ...``), and nothing
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -651,6 +656,40 @@ def test_a_run_that_fails_while_writing_leaves_the_old_model_whole(
         main(["train", "--data", str(data), "--output", str(tmp_path / "new"), *train_args])
     assert_nothing_written(tmp_path / "new")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_full_disk_while_writing_is_one_line_naming_the_output(
+    tmp_path: Path, train_args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def disk_full(directory: Path, **_: object) -> Path:
+        # What a write to a full disk raises: errno 28, and no file name (write() does not know it).
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(train_module, "write_model_card", disk_full)
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16))
+    output = tmp_path / "model"
+    code, lines = run(["train", "--data", str(data), "--output", str(output), *train_args], capsys)
+    assert code == 2  # after the epoch's line, the one line of the error
+    assert lines[-1] == f"error: [Errno 28] writing the model: No space left on device: '{output}'"
+    assert_nothing_written(output)
+
+
+def test_what_a_killed_writer_left_beside_the_output_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    host, gone = socket.gethostname(), int(exited.stdout)
+    left = {
+        "killed": tmp_path / f".out.partial-{host}-{gone}-0badc0de",
+        "writing now": tmp_path / f".out.partial-{host}-{os.getpid()}-0badc0de",
+        "other machine": tmp_path / f".out.partial-another-host-{gone}-0badc0de",
+    }
+    for directory in left.values():
+        directory.mkdir()
+        (directory / "model.safetensors").write_bytes(b"half")
+    with written_whole(tmp_path / "out") as staging:
+        (staging / "a").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["out", left["writing now"].name, left["other machine"].name]
+    )
 
 
 def test_written_whole_swaps_in_a_complete_directory_or_nothing(tmp_path: Path) -> None:
