@@ -4,10 +4,11 @@ The train options are generated from :class:`TrainingConfig`, so the CLI, the co
 config always have the same names and help. torch is imported only once a command runs, so ``--help``
 is quick.
 
-Every error in what a command was given (a data file, a setting, a model directory, an output path) is
-one line on stderr, ``error: ...``, and exit status 2, as argparse does for a bad option; a traceback means
-a fault of the trainer. With ``train --progress-jsonl`` the events of :mod:`rm_training.progress` go to
-stdout, ending in an error event with that line (or the exception's, for a fault) when the run fails.
+Every error in what a command was given (a bad option, a data file, a setting, a model directory, an output
+path) is one line on stderr, ``error: ...``, and exit status 2; a traceback means a fault of the trainer.
+Under torchrun only rank 0 prints that line, since every process finds the same error. With
+``train --progress-jsonl`` the events of :mod:`rm_training.progress` go to stdout, ending in an error event
+with that line (or the exception's, for a fault) when the run fails.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import jsonl, progress
 from .config import GROUPS, TrainingConfig, setting_help
@@ -51,8 +52,16 @@ def add_config_options(
             group.add_argument(option, type=kind, default=None, help=help_text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line like every other error here: the usage is what --help is for."""
+
+    def error(self, message: str) -> NoReturn:
+        _print_error(f"{message} (see {self.prog} --help)")
+        self.exit(progress.INPUT_ERROR_STATUS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m rm_training", description="Train, evaluate and use Bradley-Terry reward models."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -132,7 +141,7 @@ def _quiet_transformers() -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    main_process = int(os.environ.get("RANK", "0")) == 0
+    main_process = _rank() == 0
     events = progress.ProgressEvents(sys.stdout if args.progress_jsonl and main_process else None)
     try:
         return _train(args, events, main_process=main_process)
@@ -266,8 +275,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (InputError, OSError) as error:
-        print(f"error: {_error_line(error)}", file=sys.stderr)
+        _print_error(_error_line(error))
         return progress.INPUT_ERROR_STATUS
+
+
+def _rank() -> int:
+    """This process's rank under torchrun; 0 alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _print_error(line: str) -> None:
+    if _rank() == 0:
+        print(f"error: {line}", file=sys.stderr)
 
 
 def _error_line(error: InputError | OSError) -> str:
