@@ -140,11 +140,11 @@ def _quiet_transformers() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace, stop: StopOnSignal) -> int:
     main_process = _rank() == 0
     events = progress.ProgressEvents(sys.stdout if args.progress_jsonl and main_process else None)
     try:
-        return _train(args, events, main_process=main_process)
+        return _train(args, events, stop, main_process=main_process)
     except (InputError, OSError) as error:
         _send_error(events, _error_line(error))
         raise
@@ -160,14 +160,15 @@ def _send_error(events: progress.ProgressEvents, message: str) -> None:
         events.emit(progress.Error(message))
 
 
-def _train(args: argparse.Namespace, events: progress.ProgressEvents, *, main_process: bool) -> int:
+def _train(
+    args: argparse.Namespace, events: progress.ProgressEvents, stop: StopOnSignal, *, main_process: bool
+) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from .model import bf16_supported, resolve_device
     from .train import TrainingCancelled, train
 
     config = _config_from_args(args)
-    stop = StopOnSignal()
     if args.progress_jsonl:
         config = dataclasses.replace(config, progress_bar=False)
         device = resolve_device(config.device)
@@ -180,7 +181,7 @@ def _train(args: argparse.Namespace, events: progress.ProgressEvents, *, main_pr
             )
         )
     try:
-        with stop, logging_redirect_tqdm():
+        with logging_redirect_tqdm():
             metrics = train(
                 config,
                 data_path=args.data,
@@ -203,8 +204,10 @@ def _train(args: argparse.Namespace, events: progress.ProgressEvents, *, main_pr
 
 
 class StopOnSignal:
-    """SIGTERM or SIGINT asks the run to stop at the next optimizer step (it then writes nothing and exits
-    with progress.CANCELLED_STATUS); a second signal stops it at once, as the default handlers would."""
+    """SIGTERM or SIGINT asks the run to stop at its next stop check (before the weights load, between
+    optimizer steps, after the last evaluation, before the saved model takes the output's place: see
+    rm_training.train); it then writes nothing and exits with progress.CANCELLED_STATUS. A second signal
+    stops it at once, as the default handlers would."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
@@ -269,14 +272,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Never reach for a model hub: a base model is a local directory or already cached.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    _quiet_transformers()
-    handlers = {"train": _run_train, "eval": _run_eval, "score": _run_score}
-    try:
-        return handlers[args.command](args)
-    except (InputError, OSError) as error:
-        _print_error(_error_line(error))
-        return progress.INPUT_ERROR_STATUS
+    stop = StopOnSignal()
+    # Before anything slow (torch and transformers take seconds to import): however early a SIGTERM comes,
+    # a run ends as cancelled, never killed half-way through its imports.
+    with stop if args.command == "train" else contextlib.nullcontext():
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        _quiet_transformers()
+        try:
+            if args.command == "train":
+                return _run_train(args, stop)
+            return _run_eval(args) if args.command == "eval" else _run_score(args)
+        except (InputError, OSError) as error:
+            _print_error(_error_line(error))
+            return progress.INPUT_ERROR_STATUS
 
 
 def _rank() -> int:
