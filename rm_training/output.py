@@ -5,15 +5,19 @@ A run refuses an output that is a file, or a non-empty directory unless told to 
 then only a directory that training wrote (one with its ``training_config.json``), so that a slip of the
 keyboard never deletes unrelated files. The model is written into a fresh directory beside the output and
 swapped in by renames once complete, so that the output holds the old model or the new one, never part of
-one, whenever the run stops.
+one, whenever the run stops. A run that stops with an error or a signal removes that directory; one killed
+outright (SIGKILL, out of memory) cannot, and the next write to the same output (or the worker, once its
+trainer is gone) removes it with :func:`remove_leftovers`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import shutil
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -76,11 +80,18 @@ def written_whole(path: str | Path, *, overwrite: bool = False) -> Iterator[Path
     """
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = _beside(path, "partial")
+    remove_leftovers(path)
+    staging = _beside(path, PARTIAL)
     staging.mkdir()
     old: Path | None = None
     try:
-        yield staging
+        try:
+            yield staging
+        except OSError as error:
+            if error.filename is not None:
+                raise
+            # A write that fails (a full disk) does not say which file it wrote: name the output.
+            raise OSError(error.errno, f"writing the model: {error.strerror or error}", str(path)) from error
         _follow_umask(staging)
         reason = _not_replaceable(path, staging, overwrite=overwrite)
         if reason is not None:
@@ -145,6 +156,34 @@ def _not_replaceable(path: Path, staging: Path, *, overwrite: bool) -> str | Non
     return None
 
 
+PARTIAL = "partial"
+
+
+def remove_leftovers(path: str | Path) -> list[Path]:
+    """Remove the model directories that writers of ``path`` on this machine staged beside it and left
+    when they were killed before they could remove them (their process is gone); returns them."""
+    path = Path(path).absolute()
+    removed = []
+    for entry in path.parent.glob(f".{glob.escape(path.name)}.{PARTIAL}-*"):
+        writer = entry.name.removeprefix(f".{path.name}.{PARTIAL}-").rpartition("-")[0]  # host-pid
+        host, _, pid = writer.rpartition("-")
+        if host == socket.gethostname() and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _beside(path: Path, kind: str) -> Path:
-    """A hidden name in the same directory, so that the renames stay on one file system."""
-    return path.with_name(f".{path.name}.{kind}-{secrets.token_hex(4)}")
+    """A hidden name in the same directory, so that the renames stay on one file system; it names the
+    machine and process that write it, so that what a killed writer left can be told from a live one's."""
+    return path.with_name(f".{path.name}.{kind}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")

@@ -15,8 +15,10 @@ The entry point for callers (the CLI, which the worker starts as a child process
 - ``on_progress(fraction, info)``: called after every optimizer step with the fraction done (0..1) and
   ``{"step", "total_steps", "epoch", "loss", "learning_rate"}``, after every epoch with that epoch's
   summary (``"epoch_end": True`` and its eval metrics), and once with 1.0 and the final metrics.
-- ``should_stop()``: asked between optimizer steps; when it returns True the run stops there, writes
-  nothing and raises :class:`TrainingCancelled`, so a cancelled run can never pass for a finished one.
+- ``should_stop()``: asked before the weights load, between optimizer steps, after the last evaluation and
+  once more when the model is written but not yet swapped into ``output_dir``; when it returns True the
+  run stops there, writes nothing and raises :class:`TrainingCancelled`, so a cancelled run can never pass
+  for a finished one. (A stop asked after the swap finds the model saved whole.)
 - Returns the metrics that ``metrics.json`` holds.
 - Raises :class:`rm_training.errors.InputError` (one line) for anything given that cannot be used: a
   setting the base model cannot take (max_length past its positions), a base model that is not there,
@@ -198,6 +200,8 @@ def _train(
         _report_dropped(data, same_tokens, config.max_length)
 
     # --- model ---
+    if _stop_requested(should_stop, processes):
+        raise TrainingCancelled("stopped before the weights were loaded")
     model = load_reward_model(base, tokenizer, device, disable_dropout=config.disable_dropout)
     if config.gradient_checkpointing:
         # transformers 5 renamed it; the older name still works there, with a deprecation warning.
@@ -329,8 +333,10 @@ def _train(
             if on_progress is not None:
                 on_progress(epoch / config.epochs, {**summary, "epoch_end": True})
     progress.close()
+    if _stop_requested(should_stop, processes):  # asked during the last step or the last evaluation
+        raise TrainingCancelled(f"stopped after the last step ({step} of {total_steps}), before saving")
 
-    # --- save (rank 0) ---
+    # --- save (rank 0; the others wait for its last stop check) ---
     metrics = _final_metrics(
         history=history,
         log=log,
@@ -355,8 +361,13 @@ def _train(
             metrics.save(staging)
             write_score_check(staging, model, encoder, [*eval_pairs, *train_pairs], device=device)
             write_model_card(staging, config=config, metrics=metrics)
+            # Raised inside the block, so that the staged model is removed and output_dir left as it was.
+            if _stop_requested(should_stop, processes):
+                raise TrainingCancelled("stopped while saving, before the model took the output's place")
         if on_progress is not None:
             on_progress(1.0, metrics.to_dict())
+    elif _stop_requested(should_stop, processes):  # rank 0's check above, broadcast
+        raise TrainingCancelled("stopped while saving, before the model took the output's place")
     if processes.distributed:
         dist.barrier()  # nobody returns (and maybe reads output_dir) before rank 0 has written it
     return metrics.to_dict()

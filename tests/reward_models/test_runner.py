@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import math
 import sys
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -160,6 +161,7 @@ def test_a_data_error_fails_the_run_with_the_trainers_one_line(make_project, tin
 # The trainer's command line with train() replaced by one that crashes after writing a misleading line.
 CRASHING_TRAINER = """
 import sys
+from pathlib import Path
 from rm_training import cli, train
 
 def crash(*args, **kwargs):
@@ -193,3 +195,102 @@ def test_a_trainer_killed_without_an_error_event_fails_with_how_it_ended_and_its
     assert run.error == (
         "the trainer was killed by SIGKILL (out of memory?); the last line of its log: error: loading shards"
     )
+
+
+def _ended(run: TrainingRun, status: str) -> TrainingRun:
+    assert run_training(run.pk) == status
+    run.refresh_from_db()
+    assert run.status == status and run.finished_at is not None
+    return run
+
+
+def _model_dir(run: TrainingRun) -> Path:
+    return files.absolute(files.run_dir(run.pk)) / "model"
+
+
+def test_a_cancel_that_kills_the_trainer_before_it_catches_sigterm_ends_cancelled(
+    make_project, judged, monkeypatch
+):
+    """A cancel asked as the run starts: the SIGTERM reaches a trainer still starting, whose default
+    handler ends it."""
+    run = TrainingRun.objects.create(project=judged(make_project()), config={})
+
+    def command():
+        TrainingRun.objects.filter(pk=run.pk).update(cancel_requested_at=timezone.now())
+        return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    monkeypatch.setattr(runner, "trainer_command", command)
+    assert _ended(run, RunStatus.CANCELLED).error == ""
+
+
+# A trainer past its last stop check: the SIGTERM changes nothing, and it saves its model and ends well.
+FINISHING_TRAINER = """
+import signal, sys, time
+from pathlib import Path
+from rm_training import progress
+
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+progress.emit(sys.stdout, progress.Start(device="cpu"))
+time.sleep(0.5)
+output = Path(sys.argv[sys.argv.index("--output") + 1])
+output.mkdir(parents=True)
+(output / "model.safetensors").write_bytes(b"weights")
+progress.emit(sys.stdout, progress.Done(metrics={"eval_accuracy": 1.0}))
+"""
+
+
+def test_a_trainer_that_saves_its_model_after_the_cancel_was_sent_ends_cancelled_without_it(
+    make_project, judged, monkeypatch
+):
+    run = TrainingRun.objects.create(project=judged(make_project()), config={})
+    monkeypatch.setattr(runner, "trainer_command", lambda: [sys.executable, "-c", FINISHING_TRAINER])
+    apply = runner._RowState.apply
+
+    def cancel_at_start(state, event):
+        if isinstance(event, progress.Start):
+            TrainingRun.objects.filter(pk=run.pk).update(cancel_requested_at=timezone.now())
+        apply(state, event)
+
+    monkeypatch.setattr(runner._RowState, "apply", cancel_at_start)
+    run = _ended(run, RunStatus.CANCELLED)
+    assert run.metrics == {} and not _model_dir(run).exists()  # nothing of it to activate
+
+
+def test_a_cancel_after_the_trainers_last_event_still_ends_the_run_cancelled(
+    make_project, judged, monkeypatch
+):
+    """The cancel service answers 200 while the run is running, up to the worker's last write."""
+    run = TrainingRun.objects.create(project=judged(make_project()), config={})
+    monkeypatch.setattr(runner, "trainer_command", lambda: [sys.executable, "-c", FINISHING_TRAINER])
+    conclude = runner._conclude
+
+    def cancel_then_conclude(run_id, returncode, outcome, log_path):
+        assert returncode == 0 and outcome.metrics and not outcome.cancel_sent
+        TrainingRun.objects.filter(pk=run_id).update(cancel_requested_at=timezone.now())
+        return conclude(run_id, returncode, outcome, log_path)
+
+    monkeypatch.setattr(runner, "_conclude", cancel_then_conclude)
+    run = _ended(run, RunStatus.CANCELLED)
+    assert run.metrics == {} and not _model_dir(run).exists()
+
+
+# A trainer killed in the middle of its save: it leaves the hidden directory it was writing the model into.
+KILLED_WHILE_SAVING = """
+import os, socket, sys
+from pathlib import Path
+
+output = Path(sys.argv[sys.argv.index("--output") + 1])
+output.parent.mkdir(parents=True, exist_ok=True)
+staging = output.parent / f".{output.name}.partial-{socket.gethostname()}-{os.getpid()}-0badc0de"
+staging.mkdir()
+(staging / "model.safetensors").write_bytes(b"half")
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_what_a_trainer_killed_while_saving_left_is_removed(make_project, judged, monkeypatch):
+    run = TrainingRun.objects.create(project=judged(make_project()), config={})
+    monkeypatch.setattr(runner, "trainer_command", lambda: [sys.executable, "-c", KILLED_WHILE_SAVING])
+    run = _ended(run, RunStatus.FAILED)
+    assert run.error.startswith("the trainer was killed by SIGKILL")
+    assert not [p.name for p in _model_dir(run).parent.iterdir() if p.name.startswith(".")]

@@ -7,14 +7,20 @@ the answer is exit status 2 and one line on stderr (``error: ...``), and nothing
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from rm_training import output as output_module
 from rm_training import train as train_module
@@ -446,6 +452,14 @@ def broken_models(root: Path, tiny_bert_dir: Path) -> dict[str, tuple[str, str]]
     shutil.copytree(tiny_bert_dir, truncated)
     weights = truncated / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
+    no_tokenizer = root / "no-tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_bert_dir / name, no_tokenizer)
+    other_weights = root / "gpt2-weights"
+    shutil.copytree(tiny_bert_dir, other_weights)
+    # A checkpoint of another architecture (GPT-2's names) under the BERT config: it loads without an error.
+    save_file({"h.0.attn.c_attn.weight": torch.zeros(32, 96)}, other_weights / "model.safetensors")
     return {
         "hub": (
             "foo/bar",
@@ -458,11 +472,31 @@ def broken_models(root: Path, tiny_bert_dir: Path) -> dict[str, tuple[str, str]]
         "no weights": (str(no_weights), "cannot load the weights of"),
         "bad json": (str(bad_json), "cannot load the"),
         "truncated": (str(truncated), "cannot load the weights of"),
+        "no tokenizer": (str(no_tokenizer), "the tokenizer knows no words, only its 5 special token(s)"),
+        "other architecture": (
+            str(other_weights),
+            "weight(s) of its BertForSequenceClassification are not in its checkpoint and would train "
+            "from random values (bert.embeddings.LayerNorm.bias, bert.embeddings.LayerNorm.weight, "
+            "bert.embeddings.position_embeddings.weight, ...); it holds 1 weight(s) that this one has no "
+            "place for (h.0.attn.c_attn.weight, ...): is it a checkpoint of another architecture?",
+        ),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["hub", "relative", "nested", "file", "no config", "no weights", "bad json", "truncated"]
+    "case",
+    [
+        "hub",
+        "relative",
+        "nested",
+        "file",
+        "no config",
+        "no weights",
+        "bad json",
+        "truncated",
+        "no tokenizer",
+        "other architecture",
+    ],
 )
 def test_a_base_model_that_cannot_be_loaded_is_one_line(
     tmp_path: Path,
@@ -622,6 +656,40 @@ def test_a_run_that_fails_while_writing_leaves_the_old_model_whole(
         main(["train", "--data", str(data), "--output", str(tmp_path / "new"), *train_args])
     assert_nothing_written(tmp_path / "new")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_full_disk_while_writing_is_one_line_naming_the_output(
+    tmp_path: Path, train_args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def disk_full(directory: Path, **_: object) -> Path:
+        # What a write to a full disk raises: errno 28, and no file name (write() does not know it).
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(train_module, "write_model_card", disk_full)
+    data = write_jsonl(tmp_path / "prefs.jsonl", marker_rows(16))
+    output = tmp_path / "model"
+    code, lines = run(["train", "--data", str(data), "--output", str(output), *train_args], capsys)
+    assert code == 2  # after the epoch's line, the one line of the error
+    assert lines[-1] == f"error: [Errno 28] writing the model: No space left on device: '{output}'"
+    assert_nothing_written(output)
+
+
+def test_what_a_killed_writer_left_beside_the_output_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    host, gone = socket.gethostname(), int(exited.stdout)
+    left = {
+        "killed": tmp_path / f".out.partial-{host}-{gone}-0badc0de",
+        "writing now": tmp_path / f".out.partial-{host}-{os.getpid()}-0badc0de",
+        "other machine": tmp_path / f".out.partial-another-host-{gone}-0badc0de",
+    }
+    for directory in left.values():
+        directory.mkdir()
+        (directory / "model.safetensors").write_bytes(b"half")
+    with written_whole(tmp_path / "out") as staging:
+        (staging / "a").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["out", left["writing now"].name, left["other machine"].name]
+    )
 
 
 def test_written_whole_swaps_in_a_complete_directory_or_nothing(tmp_path: Path) -> None:

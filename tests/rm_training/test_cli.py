@@ -147,3 +147,50 @@ def test_a_fault_of_the_trainer_is_an_error_event_and_still_a_traceback(
     events = [progress.parse(line) for line in capsys.readouterr().out.splitlines()]
     assert isinstance(events[0], progress.Start)
     assert events[-1] == progress.Error("RuntimeError: the trainer's own fault")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected", "hint"),
+    [
+        (
+            ["train", "--data", "d.jsonl", "--output", "m", "--epochs", "many"],
+            "error: argument --epochs: invalid int value: 'many'",
+            "python -m rm_training train --help",
+        ),
+        (
+            ["train", "--data", "d.jsonl"],
+            "error: the following arguments are required: --output",
+            "python -m rm_training train --help",
+        ),
+        (["tune"], "error: argument command: invalid choice: 'tune'", "python -m rm_training --help"),
+    ],
+)
+def test_a_usage_error_is_one_line_with_a_hint_to_help(
+    argv: list[str], expected: str, hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == progress.INPUT_ERROR_STATUS
+    (line,) = capsys.readouterr().err.splitlines()  # not the usage block
+    assert line.startswith(expected) and line.endswith(f" (see {hint})")
+
+
+def test_under_torchrun_an_error_is_printed_once_not_once_per_process(tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    for options, expected in [
+        (["--eval-fraction", "1.5"], "error: eval_fraction"),  # found by the trainer
+        (["--epochs", "many"], "error: argument --epochs"),  # found by argparse
+    ]:
+        result = subprocess.run(
+            [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "rm_training", "train",
+             "--data", str(tmp_path / "d.jsonl"), "--output", str(tmp_path / "m"), *options],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        assert result.returncode != 0
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and errors[0].startswith(expected), result.stderr[-2000:]

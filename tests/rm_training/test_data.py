@@ -353,3 +353,20 @@ def test_the_exports_strength_is_the_margin_and_a_trl_margin_wins(tmp_path: Path
     ]
     path = write_jsonl(tmp_path / "p.jsonl", rows)
     assert [c.margin for c in read_comparisons(path)] == [2.5, 0.5, None]
+
+
+def test_a_rater_who_judged_a_pair_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    rows = [judgment(1, "r1", "a"), judgment(2, "r1", "a"), judgment(1, "r2", "b"), judgment(1, "r1", "b")]
+    path = write_jsonl(tmp_path / "j.jsonl", rows)
+    with pytest.raises(DataError) as raised:
+        read_comparisons(path)
+    assert str(raised.value) == (
+        f"{path}: line 4: rater 'r1' judged pair '1' already on line 1: a rater counts once per pair"
+    )
+
+
+def test_judgments_without_a_rater_are_a_vote_each(tmp_path: Path) -> None:
+    anonymous = {k: v for k, v in judgment(1, "r1", "a").items() if k != "rater"}
+    path = write_jsonl(tmp_path / "j.jsonl", [anonymous, anonymous, anonymous | {"choice": "b"}])
+    (pair,) = read_comparisons(path)
+    assert (pair.votes_chosen, pair.votes_rejected) == (2, 1)

@@ -155,6 +155,72 @@ def test_sigterm_stops_the_run_at_the_next_step_and_writes_nothing(
     assert not output.exists() or not any(output.iterdir())
 
 
+# The trainer's command line, SIGTERM arriving as the first of torch or transformers starts to import: the
+# seconds after start in which a cancel used to kill the trainer before its stop handler was installed.
+SIGNALLED_WHILE_IMPORTING = """
+import os, signal, sys
+
+class SignalOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name in ("torch", "transformers"):
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+from rm_training import cli
+sys.exit(cli.main(["train", *sys.argv[1:]]))
+"""
+
+# The trainer's command line, SIGTERM arriving once a function of the training module (argv[1]) returns.
+SIGNALLED_AFTER = """
+import os, signal, sys
+from rm_training import cli, train
+
+function = getattr(train, sys.argv[1])
+
+def then_signal(*args, **kwargs):
+    result = function(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return result
+
+setattr(train, sys.argv[1], then_signal)
+sys.exit(cli.main(["train", *sys.argv[2:]]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("script", "when", "message"),
+    [
+        (SIGNALLED_WHILE_IMPORTING, [], "stopped before the weights were loaded"),
+        # one epoch: its evaluation is the last one, after the last step
+        (SIGNALLED_AFTER, ["evaluate_pairs"], "stopped after the last step (6 of 6), before saving"),
+        # the model card is the last file the save writes before the model takes the output's place
+        (SIGNALLED_AFTER, ["write_model_card"], "stopped while saving"),
+    ],
+    ids=["while importing", "during the last evaluation", "during the save"],
+)
+def test_a_sigterm_at_the_edges_of_a_run_ends_it_cancelled_with_nothing_saved(
+    tiny_bert_dir: Path, data_file: Path, tmp_path: Path, script: str, when: list[str], message: str
+) -> None:
+    output = tmp_path / "model"
+    command = _train_command(data_file, output, tiny_bert_dir, "--epochs", "1")
+    result = subprocess.run(
+        [sys.executable, "-c", script, *when, *command[4:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == CANCELLED_STATUS, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-1] == {"event": "cancelled", "message": events[-1]["message"]}
+    assert events[-1]["message"].startswith(message)
+    assert "done" not in [e["event"] for e in events]
+    assert f"stopped by SIGTERM: {message}" in result.stderr
+    assert not output.exists() and not list(tmp_path.glob(".model.*"))  # nor a hidden half-written one
+
+
 def test_older_metrics_files_still_read(tmp_path: Path) -> None:
     metrics = TrainingMetrics.from_dict(
         {
