@@ -8,13 +8,15 @@ import sys
 from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 
+from web.chunked import ChunkedBodies
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 # gunicorn's exit status for "App failed to load": it stops instead of booting worker after worker.
 _APP_LOAD_ERROR = 4
 
 try:
-    application = get_wsgi_application()
+    application = ChunkedBodies(get_wsgi_application())
 except ImproperlyConfigured as error:
     # A bad environment variable (config/settings.py checks them all): its one-line message in the
     # server's log, rather than a traceback from every worker that repeats it at the bottom.
