@@ -12,6 +12,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.pages.forms import AdminLoginForm
 from annotation.pages.security import csp_override
 from config.health import healthz
 
@@ -39,6 +40,9 @@ class SchemaView(JsonErrorsMixin, SpectacularAPIView):
 class DocsView(JsonErrorsMixin, SpectacularSwaggerSplitView):
     pass
 
+
+# The admin's login says so when a login was refused for too many failures, as the site's does.
+admin.site.login_form = AdminLoginForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -53,6 +53,7 @@ def test_the_admin_and_the_token_endpoint_share_the_count(victim, api, admin_use
         "/admin/login/", {"username": "victim", "password": "correct-horse-9"}, REMOTE_ADDR=OFFICE
     )
     assert admin.status_code == 200  # the form again, not a redirect into the admin
+    assert "Too many failed logins from your address" in admin.content.decode()
     token = _token(api, "victim", "correct-horse-9")
     assert token.status_code == 429 and "token" not in token.json()
 

@@ -4,6 +4,7 @@ strength, a required rationale) is judged by services.judgment_record, as for th
 from __future__ import annotations
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
 from annotation.models import MAX_RATIONALE, MAX_TIME_MS, ShownChoice
@@ -31,11 +32,19 @@ class SkipForm(_AssignmentForm):
     reason = forms.CharField(required=False, max_length=2000)
 
 
-class LoginForm(AuthenticationForm):
-    """Django's login form, saying so when a login was refused for too many failures (web.login_throttle)."""
+class _SaysWhenThrottled(AuthenticationForm):
+    """A login form that says so when a login was refused for too many failures (web.login_throttle)."""
 
     def get_invalid_login_error(self) -> forms.ValidationError:
         refused = login_throttle.refusal_of(self.request)
         if refused is not None:
             return forms.ValidationError(refused.message(), code="throttled")
         return super().get_invalid_login_error()
+
+
+class LoginForm(_SaysWhenThrottled):
+    """The site's login page."""
+
+
+class AdminLoginForm(_SaysWhenThrottled, AdminAuthenticationForm):
+    """The admin's login page (config/urls.py sets it on the admin site)."""
