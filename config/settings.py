@@ -270,10 +270,17 @@ CELERY_TASK_ROUTES = {"reward_models.tasks.training_run_execute": {"queue": "tra
 # Snapshots and trained models: never under STATIC_ROOT or any served folder.
 PAIRWISE_RUNS_DIR = env_dir("PAIRWISE_RUNS_DIR", VAR_DIR / "reward_models", base=BASE_DIR)
 # A running run's worker writes its heartbeat every PAIRWISE_RUN_HEARTBEAT_SECONDS; the reaper fails a run
-# whose heartbeat is older than PAIRWISE_RUN_LOST_AFTER_SECONDS ("worker lost").
+# whose heartbeat is older than PAIRWISE_RUN_LOST_AFTER_SECONDS ("worker lost"). The default is six
+# heartbeats and at least a minute: the worker's own loop writes the heartbeat however slow the trainer
+# is, and stops the trainer when a write fails, so six missed in a row mean no one trains the run any more;
+# with the reaper's round every minute, a dead worker's run is failed within two minutes.
 PAIRWISE_RUN_HEARTBEAT_SECONDS = env_int("PAIRWISE_RUN_HEARTBEAT_SECONDS", 10, min_value=1, max_value=600)
 PAIRWISE_RUN_LOST_AFTER_SECONDS = env_int(
-    "PAIRWISE_RUN_LOST_AFTER_SECONDS", 300, min_value=5, max_value=86_400, note="seconds, up to a day"
+    "PAIRWISE_RUN_LOST_AFTER_SECONDS",
+    max(60, 6 * PAIRWISE_RUN_HEARTBEAT_SECONDS),
+    min_value=5,
+    max_value=86_400,
+    note="seconds, up to a day",
 )
 if PAIRWISE_RUN_LOST_AFTER_SECONDS < 3 * PAIRWISE_RUN_HEARTBEAT_SECONDS:
     # Else the reaper would fail runs whose worker is alive and on time.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -58,8 +59,11 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 
 
 def progress_state(run: TrainingRun) -> dict[str, Any]:
-    """What the run page's poller reads: where the run is, in a few fields."""
+    """What the run page's poller reads: where the run is, in a few fields, and the page's texts that change
+    while it is open (the late note, None unless the run is late, and the rows "Sent to the workers" and
+    "Last heartbeat")."""
     current = _dict(run.current)
+    late = lateness(run)
     return {
         "id": run.pk,
         "status": run.status,
@@ -72,7 +76,40 @@ def progress_state(run: TrainingRun) -> dict[str, Any]:
         "cancel_requested": run.cancel_requested_at is not None,
         "finished": run.is_finished,
         "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
+        "heartbeat_silence": late[0] if late else None,
+        "lost_at": late[1].isoformat() if late else None,
+        "late_note": late_note(run, *late) if late else None,
+        "sent_text": sent_text(run),
+        "heartbeat_text": _utc(run.heartbeat_at) if run.heartbeat_at else "none",
     }
+
+
+def _utc(moment: datetime, form: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return f"{moment.astimezone(UTC):{form}} UTC"
+
+
+def late_note(run: TrainingRun, silence: int, lost_at: datetime) -> str:
+    """What the page says of a run whose heartbeat is late. The reaper fails the run at its first round
+    (beat, every minute) after lost_at, hence "within a minute after"."""
+    worker = run.worker_host or "the worker"
+    when = _utc(lost_at, "%H:%M:%S")
+    if timezone.now() < lost_at:
+        then = f"the run will be marked failed within a minute after {when} if none comes"
+    else:
+        limit = settings.PAIRWISE_RUN_LOST_AFTER_SECONDS
+        then = f"its {limit} s limit passed at {when}: the reaper's next round marks the run failed"
+    return f"No heartbeat from {worker} for {silence} s: the worker may be lost; {then}."
+
+
+def sent_text(run: TrainingRun) -> str:
+    """The run page's "Sent to the workers" row: when the run's message last went to the training queue."""
+    if run.sent_at is None:
+        if run.is_finished:
+            return "never"
+        return "not yet: the broker could not take it; it is sent once the broker is back"
+    if run.send_count > 1:
+        return f"sent again {_utc(run.sent_at)}: its message was lost ({run.send_count} sends in all)"
+    return _utc(run.sent_at)
 
 
 def figures(run: TrainingRun) -> dict[str, float | None]:
@@ -252,13 +289,16 @@ def project_reward_model(project: Project) -> dict[str, Any] | None:
     return {"eval_accuracy": accuracy, "run_id": run.pk, "url": url}
 
 
-def heartbeat_silence(run: TrainingRun) -> int | None:
-    """Seconds since a running run's last heartbeat when that is more than three heartbeats (its worker
-    may be lost; the reaper fails it at PAIRWISE_RUN_LOST_AFTER_SECONDS), else None."""
+def lateness(run: TrainingRun) -> tuple[int, datetime] | None:
+    """(seconds since the last heartbeat, when the reaper may fail the run) of a running run whose heartbeat
+    is more than three heartbeats old (its worker may be lost), else None. The reaper fails it once the
+    heartbeat is PAIRWISE_RUN_LOST_AFTER_SECONDS old."""
     if run.status != RunStatus.RUNNING or run.heartbeat_at is None:
         return None
     silent = (timezone.now() - run.heartbeat_at).total_seconds()
-    return int(silent) if silent > 3 * settings.PAIRWISE_RUN_HEARTBEAT_SECONDS else None
+    if silent <= 3 * settings.PAIRWISE_RUN_HEARTBEAT_SECONDS:
+        return None
+    return int(silent), run.heartbeat_at + timedelta(seconds=settings.PAIRWISE_RUN_LOST_AFTER_SECONDS)
 
 
 def _duration(run: TrainingRun) -> float | None:
@@ -289,8 +329,6 @@ def run_page(
         "agreement_note": _dict(run.human_agreement).get("ceiling_accuracy_note"),
         "model_card": model_card(run) if run.status == RunStatus.SUCCEEDED else None,
         "duration": _duration(run),
-        "silent_seconds": heartbeat_silence(run),
-        "lost_after_seconds": settings.PAIRWISE_RUN_LOST_AFTER_SECONDS,
         "is_active": active_id == run.pk,
         "can_cancel": can_change and running and run.cancel_requested_at is None,
         "can_activate": can_change and run.status == RunStatus.SUCCEEDED and active_id != run.pk,

@@ -164,6 +164,14 @@ def test_settings_refuse_to_start_without_a_secret_key_outside_debug(tmp_path):
     assert _manage(tmp_path, "check", unset=("SECRET_KEY",), DEBUG="1").returncode == 0
 
 
+def test_a_lost_worker_is_declared_after_six_heartbeats_and_at_least_a_minute_by_default(tmp_path):
+    code = "from django.conf import settings; print(settings.PAIRWISE_RUN_LOST_AFTER_SECONDS)"
+    for heartbeat, lost_after in ((None, "60"), ("5", "60"), ("30", "180")):
+        values = {"PAIRWISE_RUN_HEARTBEAT_SECONDS": heartbeat} if heartbeat else {}
+        result = _manage(tmp_path, "shell", "-v", "0", "-c", code, **values)
+        assert (result.returncode, result.stdout.strip()) == (0, lost_after), result.stderr
+
+
 def test_without_secret_key_the_key_scripts_start_wrote_is_used(tmp_path):
     """A quickstart checkout: commands work without exporting SECRET_KEY, with the server's key."""
     key = secrets.token_urlsafe(50)

@@ -128,6 +128,54 @@ def test_the_progress_bar_moves_with_the_row_and_the_finished_run_shows_its_char
     t.assert_clean()
 
 
+def test_an_open_run_page_follows_the_sends_and_turns_late_when_the_heartbeat_stops(
+    tab, superuser, make_project, settings
+):
+    settings.PAIRWISE_RUN_HEARTBEAT_SECONDS = 10
+    settings.PAIRWISE_RUN_LOST_AFTER_SECONDS = 60
+    first_send = timezone.now().replace(microsecond=0) - timedelta(minutes=5)
+    run = TrainingRun.objects.create(
+        project=_project(make_project), config={"epochs": 1}, sent_at=first_send, send_count=1
+    )
+    t = tab()
+    t.login_as(superuser)
+    t.goto(f"/admin/reward_models/trainingrun/{run.pk}/change/")
+    assert t.page.inner_text("#run-sent") == f"{first_send:%Y-%m-%d %H:%M:%S} UTC"
+    t.page.evaluate("document.body.setAttribute('data-same-page', '1')")
+
+    # Beat sends the queued run again: the row says so without a reload.
+    TrainingRun.objects.filter(pk=run.pk).update(sent_at=timezone.now(), send_count=2)
+    t.page.wait_for_selector("#run-sent:has-text('its message was lost (2 sends in all)')", timeout=5_000)
+    assert t.page.evaluate("document.body.getAttribute('data-same-page')") == "1"
+
+    # A worker takes it (the page loads again, running), then stops writing its heartbeat.
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), worker_host=HOSTILE
+    )
+    t.page.wait_for_selector("#run-status:has-text('Running')", timeout=5_000)
+    t.page.evaluate("document.body.setAttribute('data-same-page', '2')")
+    assert t.page.locator("#run-silent").count() == 0
+    heartbeat = timezone.now().replace(microsecond=0) - timedelta(seconds=45)
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=heartbeat)
+    t.page.wait_for_selector("#run-silent", timeout=5_000)
+    note = t.page.inner_text("#run-silent")
+    deadline = heartbeat + timedelta(seconds=60)
+    assert note.startswith(f"No heartbeat from {HOSTILE} for 4")
+    assert note.endswith(
+        f"s: the worker may be lost; the run will be marked failed within a minute after "
+        f"{deadline:%H:%M:%S} UTC if none comes."
+    )
+    assert t.page.inner_text("#run-heartbeat") == f"{heartbeat:%Y-%m-%d %H:%M:%S} UTC"
+    assert t.page.evaluate("document.body.getAttribute('data-same-page')") == "2"
+    t.screenshot("training-run-late")
+
+    # The heartbeat comes back: the note goes, still without a reload.
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+    t.page.wait_for_selector("#run-silent", state="detached", timeout=5_000)
+    assert t.page.evaluate("document.body.getAttribute('data-same-page')") == "2"
+    t.assert_clean()
+
+
 def test_a_failed_run_shows_its_error_and_does_not_poll(tab, superuser, make_project):
     project = _project(make_project)
     run = TrainingRun.objects.create(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree
 
@@ -162,7 +162,7 @@ def test_a_running_run_whose_heartbeat_stopped_says_so(project, staff, settings)
     assert 'id="run-silent"' not in client_for(staff).get(page_url(run)).content.decode()
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=95))
     html = client_for(staff).get(page_url(run)).content.decode()
-    assert re.search(r"No heartbeat from the worker for 9\d s", html)
+    assert re.search(r"No heartbeat from gpu-1 for 9\d s: the worker may be lost", html)
 
 
 @pytest.mark.django_db
@@ -507,6 +507,63 @@ def test_the_progress_json_follows_the_row(project, staff):
     TrainingRun.objects.filter(pk=run.pk).update(progress=0.9, current={"step": 9, "total_steps": 10})
     state = client_for(staff).get(url).json()
     assert (state["progress"], state["step"], state["loss"]) == (0.9, 9, None)
+
+
+@pytest.mark.django_db
+def test_the_progress_json_says_when_a_running_run_is_late_and_when_the_reaper_fails_it(
+    project, staff, settings
+):
+    settings.PAIRWISE_RUN_HEARTBEAT_SECONDS = 10
+    settings.PAIRWISE_RUN_LOST_AFTER_SECONDS = 60
+    run = make_run(project, RunStatus.RUNNING, worker_host="celery@gpu-1")
+    url = reverse("admin:reward_models_trainingrun_progress", args=[run.pk])
+    state = client_for(staff).get(url).json()
+    assert (state["heartbeat_silence"], state["lost_at"], state["late_note"]) == (None, None, None)
+
+    # Three heartbeats missed: late, and the reaper's deadline is a minute after the last heartbeat.
+    heartbeat = timezone.now().replace(microsecond=0) - timedelta(seconds=40)
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=heartbeat)
+    state = client_for(staff).get(url).json()
+    assert 40 <= state["heartbeat_silence"] < 45
+    assert state["heartbeat_text"] == f"{heartbeat:%Y-%m-%d %H:%M:%S} UTC"
+    lost_at = heartbeat + timedelta(seconds=60)
+    assert state["lost_at"] == lost_at.isoformat()
+    assert state["late_note"] == (
+        f"No heartbeat from celery@gpu-1 for {state['heartbeat_silence']} s: the worker may be lost; the run "
+        f"will be marked failed within a minute after {lost_at:%H:%M:%S} UTC if none comes."
+    )
+
+    # Past the deadline, before the reaper's round.
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=heartbeat - timedelta(seconds=30))
+    note = client_for(staff).get(url).json()["late_note"]
+    assert note.endswith(
+        f"its 60 s limit passed at {lost_at - timedelta(seconds=30):%H:%M:%S} UTC: the reaper's next round "
+        "marks the run failed."
+    )
+
+    # A heartbeat comes: no longer late. A finished run is never late.
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
+    assert client_for(staff).get(url).json()["late_note"] is None
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.FAILED, finished_at=timezone.now(), heartbeat_at=heartbeat
+    )
+    assert client_for(staff).get(url).json()["heartbeat_silence"] is None
+
+
+@pytest.mark.django_db
+def test_the_progress_json_words_the_sent_row_as_the_page_does(project, staff):
+    run = make_run(project, RunStatus.QUEUED)
+    url = reverse("admin:reward_models_trainingrun_progress", args=[run.pk])
+    assert client_for(staff).get(url).json()["sent_text"] == (
+        "not yet: the broker could not take it; it is sent once the broker is back"
+    )
+    sent_at = datetime(2026, 3, 1, 12, 30, 5, tzinfo=UTC)
+    TrainingRun.objects.filter(pk=run.pk).update(sent_at=sent_at, send_count=1)
+    assert client_for(staff).get(url).json()["sent_text"] == "2026-03-01 12:30:05 UTC"
+    TrainingRun.objects.filter(pk=run.pk).update(send_count=3)
+    sent = "sent again 2026-03-01 12:30:05 UTC: its message was lost (3 sends in all)"
+    assert client_for(staff).get(url).json()["sent_text"] == sent
+    assert f'<td id="run-sent">{sent}</td>' in client_for(staff).get(page_url(run)).content.decode()
 
 
 @pytest.mark.django_db

@@ -1,7 +1,9 @@
-// The training-run page's live progress: polls the run's progress JSON (an admin view) and moves the bar.
-// When the run changes status (queued -> running -> finished) the page is loaded again, so the server draws
-// the curves and figures of the new state. No library; loaded as a file (the site's CSP allows no inline
-// script); text goes in with textContent only.
+// The training-run page's live progress: polls the run's progress JSON (an admin view), moves the bar,
+// shows or clears the note that the run's heartbeat is late and keeps the rows "Sent to the workers" and
+// "Last heartbeat" up to date (the texts as the server words them). When the run changes status (queued ->
+// running -> finished) the page is loaded again, so the server draws the curves and figures of the new
+// state. No library; loaded as a file (the site's CSP allows no inline script); text goes in with
+// textContent only.
 (function () {
   "use strict";
 
@@ -15,6 +17,9 @@
   var bar = document.getElementById("run-progress");
   var percent = document.getElementById("run-progress-text");
   var step = document.getElementById("run-step");
+  var late = document.getElementById("run-late");
+  var sent = document.getElementById("run-sent");
+  var heartbeat = document.getElementById("run-heartbeat");
   var failures = 0;
 
   function stepText(state) {
@@ -34,6 +39,23 @@
     return text;
   }
 
+  function showLate(note) {
+    var shown = document.getElementById("run-silent");
+    if (!note) {
+      if (shown) {
+        shown.remove();
+      }
+      return;
+    }
+    if (!shown) {
+      shown = document.createElement("p");
+      shown.id = "run-silent";
+      shown.className = "errornote";
+      late.appendChild(shown);
+    }
+    shown.textContent = note;
+  }
+
   function show(state) {
     if (state.status !== shownStatus) {
       window.location.reload();
@@ -44,6 +66,9 @@
     bar.textContent = String(progress);
     percent.textContent = Math.round(progress * 100) + "%";
     step.textContent = stepText(state);
+    showLate(state.late_note);
+    sent.textContent = state.sent_text;
+    heartbeat.textContent = state.heartbeat_text;
     return !state.finished;
   }
 
