@@ -236,10 +236,9 @@ def post_json(port: int, path: str, body: dict[str, Any], token: str) -> tuple[i
 
 
 def shipped_gunicorn_options() -> list[str]:
-    """What the shipped server command gives gunicorn besides the address: config/gunicorn.py when the
-    checkout has one, else scripts/start's flags (3 workers, gunicorn's defaults otherwise)."""
-    config = REPO / "config" / "gunicorn.py"
-    return ["-c", str(config)] if config.exists() else ["--workers", "3"]
+    """What scripts/start gives gunicorn besides the address: config/gunicorn.py and its 3 workers (its
+    WEB_WORKERS default)."""
+    return ["-c", str(REPO / "config" / "gunicorn.py"), "--workers", "3"]
 
 
 def _as_postgres(command: list[str]) -> list[str]:
