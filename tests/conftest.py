@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from annotation import services
 from annotation.models import Project
+from tests.servers import RedisServer
 
 _counter = itertools.count()
 
@@ -96,3 +97,14 @@ def api() -> Callable[[Any], APIClient]:
         return c
 
     return client
+
+
+@pytest.fixture
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, without persistence, stopped at the end whatever the test did."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

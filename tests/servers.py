@@ -1,6 +1,6 @@
 """Servers of a test's own, for the tests that break them: gunicorn with config/gunicorn.py on a free port,
-and a PostgreSQL cluster (initdb into a temporary folder) on another. Each is stopped, by its own process
-id, whatever the test did."""
+a PostgreSQL cluster (initdb into a temporary folder) and a redis-server on others. Each is stopped, by its
+own process id, whatever the test did."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,3 +128,45 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
                 cluster._pg_ctl("stop", "-m", "immediate")
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+class RedisServer:
+    """A redis-server on a free port without persistence, as the campaign's was: a restart loses every
+    message on it. Only this process starts and stops it, by its pid."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, socket_timeout=5)
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--dir", str(self.folder)]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client().ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def waiting(self, queue: str = "training") -> int:
+        """Messages waiting on the queue."""
+        return int(self.client().llen(queue))

@@ -5,11 +5,7 @@ figures (endpoint and dashboard) must go on, computed from the database, with on
 from __future__ import annotations
 
 import logging
-import socket
-import subprocess
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -23,46 +19,13 @@ from annotation.models import Judgment
 PASSWORD = "correct-horse-9"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """A redis-server of this test's own on a free port, without persistence: (process, port)."""
-    port = _free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        client = redis.Redis(port=port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield server, port
-    finally:
-        server.kill()
-        server.wait(timeout=10)
-
-
 @pytest.fixture
 def stop_cache(own_redis, settings) -> Callable[[], None]:
     """The cache on our own Redis, shown to work; the test calls the result to stop that Redis."""
-    server, port = own_redis
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "LOCATION": own_redis.url,
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
@@ -70,8 +33,7 @@ def stop_cache(own_redis, settings) -> Callable[[], None]:
     assert cache.get("alive") == 1
 
     def stop() -> None:
-        server.terminate()
-        server.wait(timeout=10)
+        own_redis.stop()
         with pytest.raises(redis.ConnectionError):
             cache.get("alive")
 

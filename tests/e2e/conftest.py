@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from tests.reward_models.conftest import broker_at, own_redis  # noqa: F401 (fixtures)
+from tests.reward_models.conftest import broker_at  # noqa: F401 (a fixture)
 from tests.rm_training.conftest import bert_tokenizer, tiny_bert_dir  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]

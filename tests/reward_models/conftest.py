@@ -1,17 +1,13 @@
 """Fixtures of the reward_models tests: the run folder in a temporary directory, judged projects, the tiny
-models of the trainer's tests, a Redis server of the test's own and the Celery broker pointed at it."""
+models of the trainer's tests, and the Celery broker pointed at another Redis (tests/conftest.py's
+own_redis)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from annotation import services
 from tests.rm_training.conftest import bert_tokenizer, tiny_bert_dir  # noqa: F401 (fixtures)
@@ -40,60 +36,6 @@ def judged(make_pairs: Any, make_rater: Any) -> Any:
         return project
 
     return give
-
-
-class OwnRedis:
-    """A redis-server on a free port without persistence, as the campaign's was: a restart loses every
-    message on it. Only this process starts and stops it, by its pid."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=5)
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", str(self.folder)]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client().ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def waiting(self, queue: str = "training") -> int:
-        """Messages waiting on the queue."""
-        return int(self.client().llen(queue))
-
-
-@pytest.fixture
-def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
