@@ -287,7 +287,8 @@ def runs_reap(*, lost_after: timedelta | None = None) -> int:
     """Fail the running runs whose heartbeat stopped ("worker lost"); returns how many.
 
     The worker writes the heartbeat every PAIRWISE_RUN_HEARTBEAT_SECONDS whatever the trainer does, so a
-    stale one means the worker process is gone (killed, its machine lost), not a slow step.
+    stale one means the worker process is gone (killed, its machine lost), not a slow step. A run that was
+    asked to cancel ends cancelled, as the answer to the cancel promised (the reason stays in its error).
     """
     lost_after = lost_after or timedelta(seconds=settings.PAIRWISE_RUN_LOST_AFTER_SECONDS)
     now = timezone.now()
@@ -298,7 +299,7 @@ def runs_reap(*, lost_after: timedelta | None = None) -> int:
             status=RunStatus.RUNNING, heartbeat_at__lt=deadline
         )
         for run in stale:
-            run.status = RunStatus.FAILED
+            run.status = RunStatus.FAILED if run.cancel_requested_at is None else RunStatus.CANCELLED
             run.finished_at = now
             silent = int((now - run.heartbeat_at).total_seconds()) if run.heartbeat_at else 0
             run.error = (

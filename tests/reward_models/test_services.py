@@ -77,6 +77,18 @@ def test_the_reaper_fails_only_runs_whose_heartbeat_stopped(project):
 
 
 @pytest.mark.django_db
+def test_a_run_asked_to_cancel_whose_worker_died_is_reaped_as_cancelled(project):
+    now = timezone.now()
+    run = TrainingRun.objects.create(
+        project=project, config={}, status=RunStatus.RUNNING, heartbeat_at=now - timedelta(minutes=10)
+    )
+    services.training_run_cancel(run=run)  # answered 200: the worker is asked to stop, but it is gone
+    assert services.runs_reap(lost_after=timedelta(minutes=5)) == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and run.error.startswith("worker lost")
+
+
+@pytest.mark.django_db
 def test_only_a_succeeded_run_can_be_activated(project):
     run = services.training_run_create(project=project, config={})
     with pytest.raises(Conflict):
