@@ -101,6 +101,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # the assignment engine's transactions on the embedded default.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # A server that accepts no connection (frozen, or its network dropping packets) is an outage answered
+    # 503 within seconds, not a request held until the client gives up. A ?connect_timeout= in the URL wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Failed logins are counted on every way in, in the database, per address and username and per address,
@@ -228,7 +232,15 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    # A Redis that hangs (stopped by a signal, a network dropping packets) must not hold a web request that
+    # sends a task: a send gives up within seconds (a run is then sent again by runs_resend).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 2, "socket_connect_timeout": 2}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
 # The cache (agreement reports and charts): Redis when it is configured, so that every web process shares
 # them; otherwise each process's memory. Only a speed-up: while Redis is down every read is a miss
 # (web.cache), so the timeouts keep an unreachable Redis from holding a page for long.

@@ -135,3 +135,25 @@ def test_a_run_created_while_the_broker_is_down_is_201_queued_and_sent_when_it_i
     assert any("the broker is reachable again" in r.getMessage() for r in caplog.records)
     detail = staff.get(f"{RUNS}{down[0].data['id']}/").data
     assert detail["send_count"] == 1 and detail["sent_at"] is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redis_that_hangs_holds_neither_a_run_creation_nor_the_health_check(
+    project, broker, admin_user, api
+):
+    """SIGSTOP: the server still accepts connections (the kernel does) but answers nothing."""
+    import os
+    import signal
+    import time
+
+    assert broker.process is not None
+    os.kill(broker.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answer = api(admin_user).post(RUNS, {"project": "resend"}, format="json")
+        assert answer.status_code == 201 and answer.data["sent_at"] is None
+        health = Client().get("/healthz")
+        assert health.status_code == 503
+        assert time.monotonic() - started < 15  # seconds, where it was held until Redis woke up
+    finally:
+        os.kill(broker.process.pid, signal.SIGCONT)
