@@ -1,12 +1,20 @@
-"""GET /healthz: is the database reachable, and the Celery broker?"""
+"""GET /healthz: is the database reachable, and the Celery broker?
+
+A load balancer asks every few seconds: an unhealthy answer is logged once when the state turns (per
+process), and again when it is healthy, not once per probe."""
 
 from __future__ import annotations
+
+import logging
 
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from config.celery import app as celery_app
+
+logger = logging.getLogger("config.health")
+_unhealthy: dict[str, str] = {}  # this process's last unhealthy report, empty while healthy
 
 
 def _check_database() -> str:
@@ -30,4 +38,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
         except Exception as exc:  # any failure is the answer here, not a crash
             checks[name] = f"error: {type(exc).__name__}"
     healthy = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503)
+    response = JsonResponse(
+        {"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503
+    )
+    if healthy:
+        if _unhealthy:
+            logger.info("healthy again: %s", checks)
+            _unhealthy.clear()
+    else:
+        if _unhealthy != checks:
+            logger.warning("unhealthy: %s", checks)
+            _unhealthy.clear()
+            _unhealthy.update(checks)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log.log_response skips it
+    return response

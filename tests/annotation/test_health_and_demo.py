@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -25,6 +26,18 @@ def test_healthz_fails_when_the_broker_is_down(client, db, monkeypatch):
     assert response.status_code == 503
     assert response.json()["broker"].startswith("error")
     assert response.json()["database"] == "ok"
+
+
+def test_healthz_logs_an_outage_once_not_once_per_probe(client, db, monkeypatch, caplog):
+    assert client.get("/healthz").status_code == 200  # healthy to begin with, whatever ran before
+    caplog.clear()
+    monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:9/0")
+    with caplog.at_level(logging.INFO):
+        assert [client.get("/healthz").status_code for _ in range(3)] == [503, 503, 503]
+        monkeypatch.undo()
+        assert client.get("/healthz").status_code == 200
+    said = [(r.name, r.levelname, r.getMessage().split(":")[0]) for r in caplog.records]
+    assert said == [("config.health", "WARNING", "unhealthy"), ("config.health", "INFO", "healthy again")]
 
 
 def _logins(output: str) -> dict[str, str]:
