@@ -628,7 +628,15 @@ def main() -> None:
     try:
         with postgres_cluster(temp) as postgres, redis_server(temp, aof=args.redis_aof) as redis:
             postgres.create_database(DATABASE)
-            env = bench_env(postgres.url(DATABASE), redis.url(), temp / "runs", LOG_LEVEL="WARNING")
+            # The re-send's shortest wait (the default is 240 s), so that it shows within a phase.
+            resend = os.environ.get("PAIRWISE_RUN_RESEND_AFTER_SECONDS", "10")
+            env = bench_env(
+                postgres.url(DATABASE),
+                redis.url(),
+                temp / "runs",
+                LOG_LEVEL="WARNING",
+                PAIRWISE_RUN_RESEND_AFTER_SECONDS=resend,
+            )
             setup_django()
             tokens, staff = seed(args, faults)
             server = Server(env, free_port(), temp / "gunicorn.log")
