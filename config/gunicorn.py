@@ -27,6 +27,19 @@ control_socket_disable = True
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
+# A client that sends or reads nothing for this long is gone, or stalling on purpose to hold one of the
+# worker's threads (the sync workers' `timeout` used to cut such a request; gthread's does not): its
+# socket's reads and writes time out. A slow client that makes progress (an export read at 100 kB/s) is
+# never cut. Behind a buffering reverse proxy (README: Running in production) this seldom matters.
+CLIENT_IDLE_SECONDS = 30
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """Before the app reads the body or writes the response: the client's idle timeout on its socket."""
+    sock = getattr(getattr(req, "unreader", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(CLIENT_IDLE_SECONDS)
+
 
 def post_fork(server: Any, worker: Any) -> None:
     """In each worker: die with the master, even when it is killed with SIGKILL.

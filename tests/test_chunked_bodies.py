@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from rest_framework.authtoken.models import Token
 
 from annotation.models import Pair
 from tests.servers import gunicorn
+from web import chunked
 from web.chunked import ChunkedBodies
 
 
@@ -65,6 +67,50 @@ def test_a_chunked_body_a_server_cannot_delimit_is_411_not_an_empty_body():
     status, body, seen = _call(_chunked(b'{"pairs": []}', terminated=False))
     assert status.startswith("411") and seen is None
     assert json.loads(body)["code"] == "length_required"
+
+
+class _Slow(io.RawIOBase):
+    """A chunked body arriving slowly, or a client that fell silent (the socket's timeout)."""
+
+    def __init__(self, *, pause: float = 0.0, silent: bool = False) -> None:
+        self.pause, self.silent = pause, silent
+
+    def read(self, size: int = -1) -> bytes:
+        if self.silent:
+            raise TimeoutError("timed out")  # what socket.recv raises past the socket's timeout
+        time.sleep(self.pause)
+        return b"x" * 100
+
+
+def test_a_chunked_body_still_arriving_after_the_deadline_is_408(monkeypatch):
+    monkeypatch.setattr(chunked, "READ_SECONDS", 0.3)
+    environ = {**_chunked(b""), "wsgi.input": _Slow(pause=0.1)}
+    status, body, seen = _call(environ)
+    assert status.startswith("408") and seen is None
+    assert json.loads(body)["code"] == "timeout"
+
+
+def test_a_chunked_body_whose_client_fell_silent_is_408():
+    status, body, seen = _call({**_chunked(b""), "wsgi.input": _Slow(silent=True)})
+    assert status.startswith("408") and seen is None
+    assert json.loads(body)["code"] == "timeout"
+
+
+def test_the_shipped_server_times_out_a_silent_client():
+    """config/gunicorn.py gives each request's socket an idle timeout, as the sync workers' timeout did."""
+    import socket
+
+    from config import gunicorn as shipped
+
+    class Request:
+        unreader = type("Unreader", (), {"sock": socket.socket()})()
+
+    request = Request()
+    try:
+        shipped.pre_request(None, request)
+        assert request.unreader.sock.gettimeout() == shipped.CLIENT_IDLE_SECONDS
+    finally:
+        request.unreader.sock.close()
 
 
 def test_a_body_with_a_length_passes_untouched():

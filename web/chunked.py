@@ -4,19 +4,25 @@ Django reads ``CONTENT_LENGTH`` bytes of a body and takes a missing length for a
 import arrived as "no items" and nothing said why. gunicorn hands the app a stream that ends where the body
 ends (``wsgi.input_terminated``): such a body is read here, up to the request byte limit
 (``PAIRWISE_MAX_REQUEST_BYTES``), and passed on with its length. A server that cannot say where a chunked
-body ends gets 411, and a body over the limit 413, in the API's error shape, before the app runs.
+body ends gets 411, a body over the limit 413, and one still arriving after READ_SECONDS (checked between
+reads of 8 KiB) or whose client fell silent (config/gunicorn.py's socket timeout) 408, in the API's error
+shape, before the app runs. A client that trickles a few bytes at a time can still hold a thread for long:
+in production a buffering reverse proxy receives bodies first (README: Running in production).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
 
-_BLOCK = 1 << 16
+_BLOCK = 1 << 13
+# The longest a chunked body may take to arrive: 50 MiB at under 1 MB/s still makes it.
+READ_SECONDS = 60.0
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -40,7 +46,15 @@ class ChunkedBodies:
                 "length_required",
             )
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        body = _read(environ["wsgi.input"], limit)
+        try:
+            body = _read(environ["wsgi.input"], limit, deadline=time.monotonic() + READ_SECONDS)
+        except (OSError, TimeoutError):
+            return _error(
+                start_response,
+                "408 Request Timeout",
+                f"The request body did not arrive within {READ_SECONDS:g} s.",
+                "timeout",
+            )
         if limit is not None and len(body) > limit:
             return _error(
                 start_response,
@@ -53,11 +67,14 @@ class ChunkedBodies:
         return self.app(environ, start_response)
 
 
-def _read(stream: Any, limit: int | None) -> bytes:
-    """The whole body, or the first limit + 1 bytes of one that is longer."""
+def _read(stream: Any, limit: int | None, *, deadline: float) -> bytes:
+    """The whole body, or the first limit + 1 bytes of one that is longer; TimeoutError past the deadline
+    (a socket timeout, an OSError, comes through as it is)."""
     parts: list[bytes] = []
     size = 0
     while limit is None or size <= limit:
+        if time.monotonic() > deadline:
+            raise TimeoutError
         block = stream.read(_BLOCK if limit is None else min(_BLOCK, limit + 1 - size))
         if not block:
             break
