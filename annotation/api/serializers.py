@@ -261,6 +261,15 @@ class ExportQuerySerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
         return attrs
 
 
+class JudgmentsExportQuerySerializer(ExportQuerySerializer):
+    raw = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="CSV only: text cells as they are. Without it a cell that starts with =, +, -, @, tab or "
+        "carriage return gets a leading ' so that a spreadsheet shows it instead of running it as a formula.",
+    )
+
+
 class JudgmentListQuerySerializer(ExportQuerySerializer):
     # The paginated list's own parameters (IdCursorPagination).
     _FORM_EXTRAS = frozenset({"cursor", "page_size"})

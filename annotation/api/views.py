@@ -436,7 +436,7 @@ _EXPORT_ERRORS = {
 
 class JudgmentsExportView(_ExportView):
     @extend_schema(
-        parameters=[s.ExportQuerySerializer],
+        parameters=[s.JudgmentsExportQuerySerializer],
         responses={
             (200, "application/x-ndjson"): OpenApiResponse(
                 OpenApiTypes.STR, description="One judgment per line: the fields of ExportedJudgment."
@@ -450,10 +450,12 @@ class JudgmentsExportView(_ExportView):
     )
     def get(self, request: Request, slug: str, extension: str) -> StreamingHttpResponse:
         project = _project(request, slug)
-        filters = selectors.ExportFilter(**_query(request))
+        query = _query(request, s.JudgmentsExportQuerySerializer)
+        raw = query.pop("raw")  # JSON Lines is written as it is: no program runs a JSON string
+        filters = selectors.ExportFilter(**query)
         if extension == "csv":
             rows = selectors.judgment_rows(project=project, filters=filters)
-            chunks = selectors.as_csv(rows, selectors.JUDGMENT_COLUMNS)
+            chunks = selectors.as_csv(rows, selectors.JUDGMENT_COLUMNS, raw=raw)
             return _stream(chunks, content_type="text/csv; charset=utf-8", filename=f"{slug}-judgments.csv")
         lines = selectors.judgment_lines(project=project, filters=filters)
         return _stream(lines, content_type="application/x-ndjson", filename=f"{slug}-judgments.jsonl")

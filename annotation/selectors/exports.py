@@ -215,19 +215,29 @@ def as_jsonl(rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
         yield ("\n".join(block) + "\n").encode()
 
 
-def _csv_cell(value: Any) -> Any:
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection"): a rater's
+# rationale or a model's response of "=HYPERLINK(...)" would run on the admin's machine.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any, *, raw: bool) -> Any:
     if value is None:
         return ""
-    return _iso(value) if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, str) and not raw and value.startswith(FORMULA_STARTS):
+        return "'" + value  # OWASP's rule: shown as text, the quote hidden by the spreadsheet
+    return value
 
 
-def as_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> Iterator[bytes]:
-    """CSV with a header row, UTF-8, quoted by Python's csv module (newlines, quotes and commas in text)."""
+def as_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str], *, raw: bool = False) -> Iterator[bytes]:
+    """CSV with a header row, UTF-8, quoted by Python's csv module (newlines, quotes and commas in text).
+    A text cell that a spreadsheet would run as a formula gets a leading ' unless ``raw``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for count, row in enumerate(rows, start=1):
-        writer.writerow([_csv_cell(row[column]) for column in columns])
+        writer.writerow([_csv_cell(row[column], raw=raw) for column in columns])
         if count % CHUNK_ROWS == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)

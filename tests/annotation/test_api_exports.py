@@ -190,6 +190,52 @@ def test_the_csv_has_a_header_and_quotes_newlines_quotes_and_commas(project, jud
         assert row["strength"] == ("" if expected["strength"] is None else str(expected["strength"]))
 
 
+# OWASP's CSV Injection cases: each would run as a formula in a spreadsheet.
+FORMULAS = ["=1+1", "+1+1", "-1+1", "@SUM(1+1)", "\t=1+1", "\r=1+1", '=HYPERLINK("http://x.example","y")']
+
+
+def test_the_csv_keeps_a_spreadsheet_from_running_formulas_unless_raw_is_asked(
+    make_project, make_rater, staff
+):
+    project = make_project("formulas")
+    services.pairs_import(
+        project=project,
+        items=[
+            {"external_id": f"f{i}", "prompt": text, "response_a": text, "response_b": "plain - text"}
+            for i, text in enumerate(FORMULAS)
+        ],
+    )
+    rater = make_rater(project)
+    for text in FORMULAS:
+        judge(project, rater, "tie", rationale=text)
+    url = "/api/v1/projects/formulas/export/"
+
+    def cells(query: str = "") -> list[dict[str, str]]:
+        return list(csv.DictReader(io.StringIO(body(staff.get(url + "judgments.csv" + query)).decode())))
+
+    safe = cells()
+    assert sorted(row["rationale"] for row in safe) == sorted("'" + text for text in FORMULAS)
+    assert sorted(row["prompt"] for row in safe) == sorted("'" + text for text in FORMULAS)
+    assert {row["response_b"] for row in safe} == {"plain - text"}  # a sign inside a cell runs nothing
+    assert sorted(row["rationale"] for row in cells("?raw=true")) == sorted(FORMULAS)
+    lines = jsonl_rows(staff.get(url + "judgments.jsonl"))
+    assert sorted(row["rationale"] for row in lines) == sorted(FORMULAS)  # JSON is written as it is
+    assert staff.get(url + "judgments.csv?raw=maybe").status_code == 400
+
+
+def test_export_comparisons_neutralises_formulas_unless_raw_csv(make_project, make_rater, tmp_path):
+    project = make_project("cmdformulas")
+    services.pairs_import(
+        project=project, items=[{"external_id": "f", "prompt": "=1+1", "response_a": "a", "response_b": "b"}]
+    )
+    judge(project, make_rater(project), "left")
+    for flags, expected in (([], "'=1+1"), (["--raw-csv"], "=1+1")):
+        path = tmp_path / "out.csv"
+        command = ["cmdformulas", "--kind", "judgments", "--format", "csv", "-o", str(path), *flags]
+        call_command("export_comparisons", *command, stdout=io.StringIO())
+        assert next(csv.DictReader(io.StringIO(path.read_text())))["prompt"] == expected
+
+
 def test_the_database_and_python_write_the_same_jsonl_bytes(project, judged, staff):
     """judgment_lines has PostgreSQL write each line; as_jsonl is the path elsewhere: same bytes."""
     filters = selectors.ExportFilter()

@@ -37,6 +37,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--until", help="Judgments made before this time (ISO 8601 with a time zone).")
         parser.add_argument("--min-votes", help="Only pairs with at least this many judgments.")
+        parser.add_argument(
+            "--raw-csv",
+            action="store_true",
+            help="CSV cells as they are; without it a cell starting with =, +, -, @, tab or carriage return "
+            "gets a leading ' so that a spreadsheet does not run it as a formula.",
+        )
         parser.add_argument("-o", "--output", required=True, help="The file to write ('-': standard output).")
 
     def handle(self, *args: Any, slug: str, kind: str, format: str, output: str, **options: Any) -> None:
@@ -68,7 +74,9 @@ class Command(BaseCommand):
                 chunks = counter.count(lines, bar, lambda chunk: chunk.count(b"\n"))  # a row per line
             elif kind == "judgments":
                 rows = selectors.judgment_rows(project=project, filters=filters)
-                chunks = selectors.as_csv(counter.count(rows, bar), selectors.JUDGMENT_COLUMNS)
+                chunks = selectors.as_csv(
+                    counter.count(rows, bar), selectors.JUDGMENT_COLUMNS, raw=options["raw_csv"]
+                )
             else:
                 rows = selectors.preference_rows(
                     project=project, filters=filters, conversational=options["conversational"]
