@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django import forms
@@ -17,17 +16,18 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from web.ids import parse_id
+
 from . import services
 from .models import Assignment, Judgment, Membership, Pair, Project, Rater
 
 
 def object_pk(object_id: str) -> int:
-    """An admin URL's object id as a primary key, or 404. ASCII digits without a leading zero only:
-    str.isdigit() takes "²" (int() then fails) and other scripts' digits (which int() reads), so one object
-    would answer under many addresses."""
-    if re.fullmatch(r"[1-9][0-9]{0,17}", object_id) is None:
+    """An admin URL's object id as a primary key, or 404 (web.ids.parse_id's rule)."""
+    parsed = parse_id(object_id)
+    if parsed is None:
         raise Http404("No such object.")
-    return int(object_id)
+    return parsed
 
 
 class MembershipInline(admin.TabularInline):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
+import web.ids  # noqa: F401 (registers the `id` path converter)
+
 from . import views
 
 urlpatterns: list[URLPattern] = [
@@ -40,6 +42,6 @@ urlpatterns: list[URLPattern] = [
         name="api-project-export-preferences",
     ),
     path("projects/<slug:slug>/agreement/", views.AgreementView.as_view(), name="api-project-agreement"),
-    path("assignments/<int:assignment_id>/judgment/", views.JudgmentView.as_view(), name="api-judgment"),
-    path("assignments/<int:assignment_id>/skip/", views.SkipView.as_view(), name="api-skip"),
+    path("assignments/<id:assignment_id>/judgment/", views.JudgmentView.as_view(), name="api-judgment"),
+    path("assignments/<id:assignment_id>/skip/", views.SkipView.as_view(), name="api-skip"),
 ]

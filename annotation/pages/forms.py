@@ -9,11 +9,12 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from annotation.models import MAX_RATIONALE, MAX_TIME_MS, ShownChoice
 from web import login_throttle
+from web.ids import MAX_ID
 
 
 class _AssignmentForm(forms.Form):
     # The assignment the page showed: a post answers that pair, never "whatever is current now".
-    assignment = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+    assignment = forms.IntegerField(min_value=1, max_value=MAX_ID, widget=forms.HiddenInput)
 
 
 class JudgmentForm(_AssignmentForm):

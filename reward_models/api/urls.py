@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
+import web.ids  # noqa: F401 (registers the `id` path converter)
+
 from . import views
 
 urlpatterns: list[URLPattern] = [
     path("training-runs/", views.TrainingRunsView.as_view(), name="api-training-runs"),
-    path("training-runs/<int:run_id>/", views.TrainingRunView.as_view(), name="api-training-run"),
+    path("training-runs/<id:run_id>/", views.TrainingRunView.as_view(), name="api-training-run"),
     path(
-        "training-runs/<int:run_id>/cancel/",
+        "training-runs/<id:run_id>/cancel/",
         views.TrainingRunCancelView.as_view(),
         name="api-training-run-cancel",
     ),
     path(
-        "training-runs/<int:run_id>/activate/",
+        "training-runs/<id:run_id>/activate/",
         views.TrainingRunActivateView.as_view(),
         name="api-training-run-activate",
     ),
