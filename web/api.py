@@ -39,14 +39,16 @@ def error_response(description: str) -> OpenApiResponse:
 
 
 class BodyLimitMixin:
-    # Refuses a request body over DATA_UPLOAD_MAX_MEMORY_SIZE before anything reads it: DRF's parsers read
+    # Refuses a request body over the view's `body_limit` (DATA_UPLOAD_MAX_MEMORY_SIZE, the imports' limit,
+    # unless the view sets a smaller one: a judgment is small) before anything reads it: DRF's parsers read
     # the raw stream, so Django's own check (on request.body and forms) never runs. Checked after
     # authentication and permissions: strangers learn nothing, not even the limit. (A comment, not a
     # docstring: the schema would show a docstring as every endpoint's description.)
+    body_limit: int | None = None
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit = self.body_limit or settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

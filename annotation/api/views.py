@@ -301,7 +301,14 @@ _NEXT_DESCRIPTION = (
 )
 
 
+# A judgment or a skip is a few fields and at most MAX_RATIONALE characters (at most 12 bytes each, an
+# emoji written as a JSON escape pair): refused before it is read past this, where an import may be 50 MiB.
+SMALL_BODY_BYTES = 128 * 1024
+
+
 class JudgmentView(ApiView):
+    body_limit = SMALL_BODY_BYTES
+
     @extend_schema(
         request=s.JudgmentRequestSerializer,
         responses={
@@ -328,6 +335,8 @@ class JudgmentView(ApiView):
 
 
 class SkipView(ApiView):
+    body_limit = SMALL_BODY_BYTES
+
     @extend_schema(
         request=s.SkipRequestSerializer,
         responses={

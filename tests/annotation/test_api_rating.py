@@ -412,3 +412,22 @@ def test_raters_asking_at_once_for_one_pair_with_a_place_each_are_served(
         )
         got = [(answer.status_code, answer.headers.get("Retry-After")) for answer in answers]
         assert all(outcome in {(200, None), (204, "1")} for outcome in got), (trial, got)
+
+
+def test_a_judgment_body_is_refused_past_its_own_small_limit_before_it_is_read(project, make_rater, api):
+    """A judgment's body limit is its own (128 KiB), not the imports' 50 MiB: a 49 MiB rationale used to be
+    parsed before the 10,000-character check."""
+    import json
+
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    url = f"/api/v1/assignments/{assignment_id}/judgment/"
+    huge = json.dumps({"choice": "left", "rationale": "x" * 200_000})
+    response = client.post(url, huge, content_type="application/json")
+    assert response.status_code == 413 and response.json()["code"] == "too_large"
+    skip = client.post(f"/api/v1/assignments/{assignment_id}/skip/", huge, content_type="application/json")
+    assert skip.status_code == 413
+    # The longest rationale, written the longest way (each emoji as a JSON escape pair), still fits.
+    longest = json.dumps({"choice": "left", "rationale": "\U0001f600" * 10_000})
+    assert len(longest) > 100_000
+    assert client.post(url, longest, content_type="application/json").status_code == 201
