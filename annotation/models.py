@@ -109,24 +109,33 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(judgments_per_pair__gte=1, judgments_per_pair__lte=MAX_JUDGMENTS_PER_PAIR),
                 name="project_quota_range",
+                violation_error_message=f"Judgments per pair must be from 1 to {MAX_JUDGMENTS_PER_PAIR}.",
             ),
             models.CheckConstraint(
-                condition=Q(strength_levels__lte=MAX_STRENGTH_LEVELS), name="project_strength_levels_range"
+                condition=Q(strength_levels__lte=MAX_STRENGTH_LEVELS),
+                name="project_strength_levels_range",
+                violation_error_message=f"Strength levels must be at most {MAX_STRENGTH_LEVELS}.",
             ),
             # A lease far in the future overflows the date arithmetic of every `next`.
             models.CheckConstraint(
                 condition=Q(lease_seconds__gte=MIN_LEASE_SECONDS, lease_seconds__lte=MAX_LEASE_SECONDS),
                 name="project_lease_range",
+                violation_error_message=(
+                    f"The lease must be from {MIN_LEASE_SECONDS} to {MAX_LEASE_SECONDS} seconds."
+                ),
             ),
             models.CheckConstraint(
                 condition=Q(gold_fraction__gte=0) & Q(gold_fraction__lte=1),
                 name="project_gold_fraction_range",
+                violation_error_message="The gold fraction must be from 0 to 1.",
             ),
             models.CheckConstraint(
                 condition=Q(rationale__in=RationaleMode.values), name="project_rationale_mode"
             ),
             models.CheckConstraint(
-                condition=Q(very_fast_ms__lte=MAX_VERY_FAST_MS), name="project_very_fast_ms_range"
+                condition=Q(very_fast_ms__lte=MAX_VERY_FAST_MS),
+                name="project_very_fast_ms_range",
+                violation_error_message=f"The very-fast threshold must be at most {MAX_VERY_FAST_MS} ms.",
             ),
         ]
 
@@ -215,10 +224,21 @@ class Pair(models.Model):
                 fields=["project", "external_id"],
                 condition=Q(external_id__isnull=False),
                 name="pair_external_id_unique",
+                violation_error_message="This project already has a pair with this external id.",
             ),
-            models.CheckConstraint(condition=~Q(prompt=""), name="pair_prompt_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(prompt=""),
+                name="pair_prompt_not_empty",
+                violation_error_message="The prompt must not be empty.",
+            ),
             # A comparison of a response with itself carries no preference.
-            models.CheckConstraint(condition=~Q(response_a=F("response_b")), name="pair_responses_differ"),
+            models.CheckConstraint(
+                condition=~Q(response_a=F("response_b")),
+                name="pair_responses_differ",
+                violation_error_message=(
+                    "The two responses are the same text: a pair compares two different responses."
+                ),
+            ),
             models.CheckConstraint(
                 condition=Q(gold__isnull=True) | Q(gold__in=Choice.values), name="pair_gold_choice"
             ),

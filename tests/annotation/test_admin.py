@@ -230,3 +230,27 @@ def test_the_project_list_counts_pairs_and_judgments_each_on_its_own(superuser_c
     assert listing and not any("COUNT(DISTINCT" in sql or "LEFT OUTER JOIN" in sql for sql in listing)
     assert '<td class="field-pair_count">6</td>' in page
     assert '<td class="field-judgment_total">6</td>' in page
+
+
+def test_add_pair_says_what_is_wrong_in_words_not_a_constraints_name(
+    superuser_client, make_project, make_pairs
+):
+    project = make_project("words")
+    make_pairs(project, 1, prefix="taken")
+    form = {
+        "project": project.pk,
+        "prompt": "A prompt",
+        "response_a": "Same text",
+        "response_b": "Same text",
+        "external_id": "taken0",
+        "metadata": "{}",
+        "model_a": "",
+        "model_b": "",
+        "gold": "",
+    }
+    response = superuser_client.post("/admin/annotation/pair/add/", form)
+    page = response.content.decode()
+    assert response.status_code == 200  # the form again, nothing added
+    assert "a pair compares two different responses" in page
+    assert "This project already has a pair with this external id." in page
+    assert "pair_responses_differ" not in page and "is violated" not in page
