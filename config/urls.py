@@ -43,6 +43,10 @@ class DocsView(JsonErrorsMixin, SpectacularSwaggerSplitView):
 
 # The admin's login says so when a login was refused for too many failures, as the site's does.
 admin.site.login_form = AdminLoginForm
+# The admin says whose it is, in its header and every page title, not "Django administration".
+admin.site.site_header = "Pairwise administration"
+admin.site.site_title = "Pairwise"
+admin.site.index_title = "Projects, raters, pairs, judgments and training runs"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -254,3 +254,9 @@ def test_add_pair_says_what_is_wrong_in_words_not_a_constraints_name(
     assert "a pair compares two different responses" in page
     assert "This project already has a pair with this external id." in page
     assert "pair_responses_differ" not in page and "is violated" not in page
+
+
+def test_the_admin_is_branded_pairwise(client):
+    page = client.get("/admin/login/").content.decode()
+    assert "Pairwise administration" in page and "Django administration" not in page
+    assert "<title>Log in | Pairwise</title>" in page
