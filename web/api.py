@@ -104,12 +104,16 @@ class IsStaffOrReadOnly(IsStaff):
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
 
 
-class RefuseUnknownFieldsMixin:
-    """Refuse fields the serializer does not know, where DRF would drop them without a word.
+class StrictFieldsMixin:
+    """Refuse fields the serializer does not know, and values of the wrong JSON type, where DRF would drop
+    the one and convert the other without a word.
 
-    A typo such as `judgements_per_pair` would otherwise answer 201 with the default in its place.
-    Read-only fields (`created_at`) are known: a client may send back what it read, and they are
-    ignored as before. Each unknown field is an error of its own, beside the errors of known fields.
+    A typo such as `judgements_per_pair` would otherwise answer 201 with the default in its place, and
+    `"strength": "2"`, `2.0` or `"rationale": 123` would pass as 2 and "123". In a JSON body each field
+    takes its own JSON type only (an integer, a number, a string, true or false; list items alike), the one
+    rule of every endpoint; query strings and form posts are text and keep DRF's parsing. Read-only fields
+    (`created_at`) are known: a client may send back what it read, and they are ignored as before. Each
+    problem is an error of its own field, beside the errors of the other fields.
     """
 
     # What a Django form posts along with its fields (the token view takes form posts).
@@ -123,15 +127,21 @@ class RefuseUnknownFieldsMixin:
             kind = _JSON_TYPES.get(type(data), type(data).__name__)
             message = f"The body must be a JSON object with fields {self._allowed()}; got {kind}."
             raise serializers.ValidationError({"non_field_errors": [message]})
-        unknown = self._unknown_field_errors(data)
+        problems = self._unknown_field_errors(data)
+        if not isinstance(data, QueryDict):
+            for name, value in data.items():
+                field = self.fields.get(name)
+                wrong = None if field is None or field.read_only else json_type_error(field, value)
+                if wrong is not None:
+                    problems[str(name)] = [wrong] if isinstance(wrong, str) else wrong
         try:
             value = super().to_internal_value(data)  # type: ignore[misc]
         except serializers.ValidationError as exc:
-            if unknown and isinstance(exc.detail, dict):
-                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            if problems and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **problems}) from None
             raise
-        if unknown:
-            raise serializers.ValidationError(unknown)
+        if problems:
+            raise serializers.ValidationError(problems)
         return value
 
     def _unknown_field_errors(self, data: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -141,6 +151,32 @@ class RefuseUnknownFieldsMixin:
 
     def _allowed(self) -> str:
         return ", ".join(name for name, field in self.fields.items() if not field.read_only)
+
+
+def json_type_error(field: serializers.Field, value: Any) -> Any:
+    """Why a JSON value does not fit a field's type, as DRF words a field's errors (a message; for a list,
+    {index: [message]} of its wrong items), or None (null is the field's allow_null to judge; a field of
+    another kind judges its value itself)."""
+    if value is None:
+        return None
+    if isinstance(field, serializers.ListField):
+        items = value if isinstance(value, list) else []
+        wrong = {
+            i: [e] for i, item in enumerate(items) if (e := json_type_error(field.child, item)) is not None
+        }
+        return wrong or None
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else "Must be true or false."
+    if isinstance(field, serializers.IntegerField):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "Must be an integer."
+    if isinstance(field, serializers.FloatField | serializers.DecimalField):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if number else "Must be a number."
+    if isinstance(field, serializers.MultipleChoiceField):
+        return None
+    if isinstance(field, serializers.CharField | serializers.ChoiceField | serializers.DateTimeField):
+        return None if isinstance(value, str) else "Must be a string."
+    return None
 
 
 # Errors

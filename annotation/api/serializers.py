@@ -19,10 +19,10 @@ from annotation.models import (
     Project,
     ShownChoice,
 )
-from web.api import RefuseUnknownFieldsMixin
+from web.api import StrictFieldsMixin
 
 
-class TokenRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+class TokenRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     username = serializers.CharField()
     password = serializers.CharField(trim_whitespace=False, style={"input_type": "password"})
 
@@ -31,7 +31,7 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
 
 
-class RaterCreateSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+class RaterCreateSerializer(StrictFieldsMixin, serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(trim_whitespace=False, write_only=True)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
@@ -42,7 +42,7 @@ class RaterSerializer(serializers.Serializer):
     username = serializers.CharField()
 
 
-class ProjectRatersAddSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+class ProjectRatersAddSerializer(StrictFieldsMixin, serializers.Serializer):
     usernames = serializers.ListField(child=serializers.CharField(), allow_empty=False, max_length=10_000)
 
 
@@ -58,7 +58,7 @@ class ProjectRaterSerializer(serializers.Serializer):
     added_at = serializers.DateTimeField()
 
 
-class ProjectSerializer(RefuseUnknownFieldsMixin, serializers.ModelSerializer):
+class ProjectSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = ["slug", *services.PROJECT_SETTINGS, "created_at"]
@@ -151,19 +151,7 @@ class ServedAssignmentSerializer(serializers.Serializer):
         return {field: getattr(project, field) for field in RatingSettingsSerializer.Meta.fields}
 
 
-class StrictBooleanField(serializers.BooleanField):
-    """JSON true or false, nothing else: DRF's BooleanField also takes "yes", "on", "1", 1 and 0."""
-
-    default_error_messages = {"invalid": "Must be true or false."}
-
-    def to_internal_value(self, data: Any) -> bool:
-        if isinstance(data, bool):
-            return data
-        self.fail("invalid", input=data)
-        raise AssertionError("unreachable")  # self.fail raises
-
-
-class JudgmentRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+class JudgmentRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     """Types only; what a project allows (ties, strength, rationale) is checked by judgment_record."""
 
     choice = serializers.ChoiceField(choices=ShownChoice.choices)
@@ -174,7 +162,7 @@ class JudgmentRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer
     client_time_ms = serializers.IntegerField(
         required=False, allow_null=True, default=None, min_value=0, max_value=MAX_TIME_MS
     )
-    next = StrictBooleanField(
+    next = serializers.BooleanField(
         required=False, default=False, help_text="Answer with the caller's next assignment too."
     )
 
@@ -203,9 +191,9 @@ class JudgmentAnswerSerializer(NextFieldsMixin, JudgmentRecordedSerializer):
     pass
 
 
-class SkipRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+class SkipRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
-    next = StrictBooleanField(
+    next = serializers.BooleanField(
         required=False, default=False, help_text="Answer with the caller's next assignment too."
     )
 
@@ -240,7 +228,7 @@ class AwareDateTimeField(serializers.DateTimeField):
         return super().to_internal_value(value)
 
 
-class ExportQuerySerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+class ExportQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     """The filters of every export: judgment time in [since, until), pairs with at least min_votes.
 
     An unknown parameter is refused: a typo such as `min_vote=3` would otherwise export everything.

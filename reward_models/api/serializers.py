@@ -11,21 +11,10 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
-from web.api import RefuseUnknownFieldsMixin
+from web.api import StrictFieldsMixin
 
 from .. import services
 from ..models import TrainingRun
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string, nothing else: DRF's CharField also takes 5 (as "5") and true (as "True")."""
-
-    default_error_messages = {"not_a_string": "Must be a string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("not_a_string")
-        return str(super().to_internal_value(data))
 
 
 class SettingField(serializers.Field):
@@ -174,12 +163,12 @@ class ActivationSerializer(serializers.Serializer):
     activated_at = serializers.DateTimeField()
 
 
-class ScoreRequestSerializer(RefuseUnknownFieldsMixin, serializers.Serializer):
+class ScoreRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     project = serializers.SlugField(max_length=100)
-    prompt = StrictCharField(allow_blank=False, trim_whitespace=False)
+    prompt = serializers.CharField(allow_blank=False, trim_whitespace=False)
     # The count and the characters are checked by the service (413 past the limits), not here (400).
     responses = serializers.ListField(
-        child=StrictCharField(allow_blank=True, trim_whitespace=False), allow_empty=True
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), allow_empty=True
     )
 
 

@@ -431,3 +431,36 @@ def test_a_judgment_body_is_refused_past_its_own_small_limit_before_it_is_read(p
     longest = json.dumps({"choice": "left", "rationale": "\U0001f600" * 10_000})
     assert len(longest) > 100_000
     assert client.post(url, longest, content_type="application/json").status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("strength", "2", "Must be an integer."),
+        ("strength", 2.0, "Must be an integer."),
+        ("strength", True, "Must be an integer."),
+        ("rationale", 123, "Must be a string."),
+        ("client_time_ms", "5", "Must be an integer."),
+        ("choice", 1, "Must be a string."),
+        ("next", "yes", "Must be true or false."),
+        ("next", 1, "Must be true or false."),
+    ],
+)
+def test_every_judgment_field_takes_its_own_json_type_only(project, make_rater, api, field, value, message):
+    client = api(make_rater(project))
+    assignment_id = client.post(NEXT).json()["assignment"]
+    response = _judge(client, assignment_id, **{"choice": "left", field: value})
+    assert response.status_code == 400
+    assert {"field": field, "message": message} in response.json()["errors"]
+    assert not Judgment.objects.exists()
+
+
+def test_project_settings_take_their_own_json_type_only(admin_user, api):
+    answer = api(admin_user).post(
+        "/api/v1/projects/",
+        {"slug": "typed", "name": "Typed", "judgments_per_pair": "3", "allow_tie": "true"},
+        format="json",
+    )
+    assert answer.status_code == 400
+    errors = {e["field"]: e["message"] for e in answer.json()["errors"]}
+    assert errors == {"judgments_per_pair": "Must be an integer.", "allow_tie": "Must be true or false."}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from django.core.management.base import BaseCommand, CommandError
+from django.http import QueryDict
 from tqdm import tqdm
 
 from annotation import selectors
@@ -54,7 +55,10 @@ class Command(BaseCommand):
                 "--format csv is for --kind judgments; preferences are JSON Lines (TRL reads them)."
             )
         # The endpoints' own checks of the filters, so that the command refuses what they refuse.
-        given = {name: options[name] for name in ("since", "until", "min_votes") if options[name] is not None}
+        given = QueryDict(mutable=True)  # text, as a query string is
+        given.update(
+            {name: options[name] for name in ("since", "until", "min_votes") if options[name] is not None}
+        )
         query = ExportQuerySerializer(data=given)
         if not query.is_valid():
             problems = [
