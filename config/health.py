@@ -12,9 +12,10 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from config.celery import app as celery_app
+from web.statelog import StateLog
 
 logger = logging.getLogger("config.health")
-_unhealthy: dict[str, str] = {}  # this process's last unhealthy report, empty while healthy
+_state = StateLog(logger)
 
 
 def _check_database() -> str:
@@ -42,13 +43,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
         {"status": "ok" if healthy else "error", **checks}, status=200 if healthy else 503
     )
     if healthy:
-        if _unhealthy:
-            logger.info("healthy again: %s", checks)
-            _unhealthy.clear()
+        _state.up("healthy again: %s", checks)
     else:
-        if _unhealthy != checks:
-            logger.warning("unhealthy: %s", checks)
-            _unhealthy.clear()
-            _unhealthy.update(checks)
+        _state.down("unhealthy: %s", checks, report=checks)
         response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log.log_response skips it
     return response

@@ -10,23 +10,11 @@ from typing import Any
 from django.core.cache import cache
 from redis.exceptions import RedisError
 
+from web.statelog import StateLog
+
 logger = logging.getLogger(__name__)
 
-_down = False  # in this process, since the last call; races between threads cost at most a second line
-
-
-def _outage(exc: RedisError) -> None:
-    global _down
-    if not _down:
-        _down = True
-        logger.warning("The cache is unreachable, computing without it until it is back: %s", exc)
-
-
-def _reached() -> None:
-    global _down
-    if _down:
-        _down = False
-        logger.warning("The cache is reachable again.")
+_state = StateLog(logger, up_level=logging.WARNING)
 
 
 def cache_get(key: str) -> Any:
@@ -34,9 +22,9 @@ def cache_get(key: str) -> Any:
     try:
         value = cache.get(key)
     except RedisError as exc:
-        _outage(exc)
+        _state.down("The cache is unreachable, computing without it until it is back: %s", exc)
         return None
-    _reached()
+    _state.up("The cache is reachable again.")
     return value
 
 
@@ -45,6 +33,6 @@ def cache_set(key: str, value: Any, timeout: int) -> None:
     try:
         cache.set(key, value, timeout)
     except RedisError as exc:
-        _outage(exc)
+        _state.down("The cache is unreachable, computing without it until it is back: %s", exc)
         return
-    _reached()
+    _state.up("The cache is reachable again.")

@@ -8,7 +8,6 @@ messenger: a queued run whose message the broker lost (or never took) is sent ag
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import partial
@@ -24,6 +23,7 @@ from kombu.exceptions import OperationalError
 from annotation.models import Choice, Judgment, Project
 from rm_training.config import ConfigError, TrainingConfig
 from web.errors import Conflict, Invalid
+from web.statelog import StateLog
 
 from ..models import ActiveModel, DatasetSnapshot, RunStatus, TrainingRun
 
@@ -40,9 +40,8 @@ DUPLICATE_WINDOW = timedelta(seconds=10)
 MAX_SENDS = 5
 
 logger = logging.getLogger("reward_models")
-# Set while this process finds the broker unreachable, so that an outage is logged once (a warning), and
-# its end once, rather than once per run.
-_broker_unreachable = threading.Event()
+# An outage of the broker is logged once (a warning), and its end once, rather than once per run.
+_broker = StateLog(logger)
 
 
 def training_config_build(values: Mapping[str, Any]) -> TrainingConfig:
@@ -131,25 +130,13 @@ def _send(run_id: int) -> bool:
     try:
         tasks.training_run_execute.apply_async((run_id,))
     except OperationalError as error:
-        _broker_failed(error)
-        return False
-    _broker_answered()
-    TrainingRun.objects.filter(pk=run_id).update(sent_at=timezone.now(), send_count=F("send_count") + 1)
-    return True
-
-
-def _broker_failed(error: Exception) -> None:
-    if not _broker_unreachable.is_set():
-        _broker_unreachable.set()
-        logger.warning(
+        _broker.down(
             "the broker is unreachable (%s): queued runs stay queued and are sent when it is back", error
         )
-
-
-def _broker_answered() -> None:
-    if _broker_unreachable.is_set():
-        _broker_unreachable.clear()
-        logger.info("the broker is reachable again")
+        return False
+    _broker.up("the broker is reachable again")
+    TrainingRun.objects.filter(pk=run_id).update(sent_at=timezone.now(), send_count=F("send_count") + 1)
+    return True
 
 
 def _messages_waiting() -> int | None:
@@ -164,9 +151,11 @@ def _messages_waiting() -> int | None:
             connection.ensure_connection(max_retries=0)  # beat's next round tries again
             waiting = connection.default_channel.queue_declare(queue=queue).message_count
         except (OperationalError, *connection.connection_errors) as error:
-            _broker_failed(error)
+            _broker.down(
+                "the broker is unreachable (%s): queued runs stay queued and are sent when it is back", error
+            )
             return None
-    _broker_answered()
+    _broker.up("the broker is reachable again")
     return int(waiting)
 
 
