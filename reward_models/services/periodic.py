@@ -37,7 +37,7 @@ def auto_train_check() -> list[TrainingRun]:
     """
     started = []
     now = timezone.now()
-    lost = [run.pk for run in runs_lost()]
+    lost: list[int] | None = None  # asked of the broker only when some project has a run queued or running
     for policy in AutoTrainPolicy.objects.filter(enabled=True).select_related("project").order_by("pk"):
         with transaction.atomic():
             locked = AutoTrainPolicy.objects.select_for_update(skip_locked=True).filter(pk=policy.pk).first()
@@ -45,8 +45,12 @@ def auto_train_check() -> list[TrainingRun]:
                 continue
             project = policy.project
             runs = TrainingRun.objects.filter(project=project)
-            if runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exclude(pk__in=lost).exists():
-                continue
+            in_flight = runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+            if in_flight.exists():
+                if lost is None:
+                    lost = [run.pk for run in runs_lost()]
+                if in_flight.exclude(pk__in=lost).exists():
+                    continue
             # New by id, not by time: imported judgments keep the time they were made elsewhere.
             judgments = Judgment.objects.filter(project=project, id__gt=locked.last_judgment_id or 0)
             summary = judgments.aggregate(count=Count("id"), last=Max("id"))
