@@ -45,7 +45,7 @@ class ChunkedBodies:
                 "This server cannot read a chunked request body: send it with a Content-Length.",
                 "length_required",
             )
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        limit: int = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # always set (config/settings.py)
         try:
             body = _read(environ["wsgi.input"], limit, deadline=time.monotonic() + READ_SECONDS)
         except (OSError, TimeoutError):
@@ -55,7 +55,7 @@ class ChunkedBodies:
                 f"The request body did not arrive within {READ_SECONDS:g} s.",
                 "timeout",
             )
-        if limit is not None and len(body) > limit:
+        if len(body) > limit:
             return _error(
                 start_response,
                 "413 Request Entity Too Large",
@@ -67,15 +67,15 @@ class ChunkedBodies:
         return self.app(environ, start_response)
 
 
-def _read(stream: Any, limit: int | None, *, deadline: float) -> bytes:
+def _read(stream: Any, limit: int, *, deadline: float) -> bytes:
     """The whole body, or the first limit + 1 bytes of one that is longer; TimeoutError past the deadline
     (a socket timeout, an OSError, comes through as it is)."""
     parts: list[bytes] = []
     size = 0
-    while limit is None or size <= limit:
+    while size <= limit:
         if time.monotonic() > deadline:
             raise TimeoutError
-        block = stream.read(_BLOCK if limit is None else min(_BLOCK, limit + 1 - size))
+        block = stream.read(min(_BLOCK, limit + 1 - size))
         if not block:
             break
         parts.append(block)
