@@ -202,7 +202,13 @@ class Pair(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs")
     # Null, not "", when absent: the unique constraint below must not treat absent ids as equal.
     external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # For a plain prompt, the text itself; for a conversation, its documented text rendering
+    # (rm_training.conversation), so that every reader of `prompt` (lists, search, the standard export)
+    # still has one string.
     prompt = models.TextField()
+    # A conversation's messages ({"role": "system" | "user" | "assistant", "content": str}, ending with the
+    # user's turn); null for a plain prompt, which means one user message holding `prompt`.
+    messages = models.JSONField(null=True, blank=True)
     response_a = models.TextField()
     response_b = models.TextField()
     model_a = models.CharField(max_length=200, blank=True)
