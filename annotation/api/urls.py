@@ -41,7 +41,15 @@ urlpatterns: list[URLPattern] = [
         views.PreferencesExportView.as_view(),
         name="api-project-export-preferences",
     ),
+    path(
+        "projects/<slug:slug>/my-judgments/", views.MyJudgmentsView.as_view(), name="api-project-my-judgments"
+    ),
     path("projects/<slug:slug>/agreement/", views.AgreementView.as_view(), name="api-project-agreement"),
     path("assignments/<id:assignment_id>/judgment/", views.JudgmentView.as_view(), name="api-judgment"),
     path("assignments/<id:assignment_id>/skip/", views.SkipView.as_view(), name="api-skip"),
+    path(
+        "judgments/<id:judgment_id>/correction/",
+        views.JudgmentCorrectionView.as_view(),
+        name="api-judgment-correction",
+    ),
 ]

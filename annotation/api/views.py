@@ -334,6 +334,54 @@ class JudgmentView(ApiView):
         return Response(_with_next(body, judgment.assignment, following), status=201)
 
 
+class NewestFirstPagination(IdCursorPagination):
+    ordering = "-id"
+    page_size = 20
+    max_page_size = 100
+
+
+class MyJudgmentsView(mixins.ListModelMixin, GenericApiView):
+    """The caller's own judgments in a project, newest first: what a rater may still correct."""
+
+    serializer_class = s.OwnJudgmentSerializer
+    pagination_class = NewestFirstPagination
+
+    def get_queryset(self) -> Any:
+        project = _project(self.request, self.kwargs["slug"])
+        return selectors.rater_judgments(project=project, user=self.request.user)
+
+    @extend_schema(
+        responses={200: s.OwnJudgmentSerializer(many=True), 404: error_response("No such project.")},
+        summary="The caller's judgments in the project, newest first, with their earlier answers",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        return self.list(request)
+
+
+class JudgmentCorrectionView(ApiView):
+    body_limit = SMALL_BODY_BYTES
+
+    @extend_schema(
+        request=s.CorrectionRequestSerializer,
+        responses={
+            200: s.OwnJudgmentSerializer,
+            400: error_response("Bad choice or strength, a tie where ties are off, a missing rationale."),
+            403: error_response("The caller no longer rates in the judgment's project."),
+            404: error_response("Not the caller's judgment."),
+            409: error_response("correction_window_closed, corrections_off or not_correctable."),
+        },
+        summary="Correct the caller's judgment within the project's correction window",
+    )
+    def post(self, request: Request, judgment_id: int) -> Response:
+        serializer = s.CorrectionRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        judgment = services.judgment_correct(
+            judgment_id=judgment_id, user=request.user, **serializer.validated_data
+        )
+        corrected = selectors.rater_judgments(project=judgment.project, user=request.user).get(pk=judgment.pk)
+        return Response(s.OwnJudgmentSerializer(corrected).data)
+
+
 class SkipView(ApiView):
     body_limit = SMALL_BODY_BYTES
 

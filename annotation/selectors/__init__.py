@@ -9,6 +9,7 @@ from .access import (
     user_can_rate,
 )
 from .agreement import AgreementReport, project_agreement
+from .corrections import judgment_to_undo, rater_judgments
 from .exports import (
     JUDGMENT_COLUMNS,
     PREFERENCE_COLUMNS,
@@ -40,6 +41,7 @@ __all__ = [
     "held_places",
     "judgment_lines",
     "judgment_rows",
+    "judgment_to_undo",
     "judgments_for_export",
     "preference_rows",
     "progress_columns",
@@ -48,6 +50,7 @@ __all__ = [
     "project_get_visible",
     "project_raters",
     "projects_visible_to",
+    "rater_judgments",
     "rater_progress",
     "rater_wait_seconds",
     "user_can_rate",

@@ -296,7 +296,7 @@ def test_judgment_without_next_answers_as_before(project, make_rater, api):
     client = api(make_rater(project))
     assignment_id = client.post(NEXT).json()["assignment"]
     body = _judge(client, assignment_id, choice="tie").json()
-    assert set(body) == {"judgment", "choice", "strength", "time_on_task_ms"}
+    assert set(body) == {"judgment", "choice", "strength", "time_on_task_ms", "correctable_until"}
     assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
 
 

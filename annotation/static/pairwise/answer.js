@@ -34,7 +34,10 @@ export function answers(page, api, assignmentId) {
     setBusy(true);
     api.judgment(assignmentId, body)
       .then(function (r) {
-        if (r.status === 201) return proceed(served(r), "Saved.");
+        if (r.status === 201) {
+          if (page.undo) page.undo.judged(r.data);
+          return proceed(served(r), "Saved.");
+        }
         if (r.status === 409) return next(conflictNote(r.data.code, r.data.detail, "Saved."));
         if (r.status === 400) {
           var errors = (r.data.errors || []).map(function (e) { return e.message; });

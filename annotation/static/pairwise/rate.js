@@ -14,6 +14,7 @@ import { visibleClock } from "./clock.js";
 import { answerForm } from "./form.js";
 import { listenKeys } from "./keys.js";
 import { leaseCountdown } from "./lease.js";
+import { correctionAnswers, undoControl } from "./undo.js";
 import { comeBackLater } from "./wait.js";
 
 document.documentElement.classList.replace("no-js", "js");
@@ -43,6 +44,8 @@ function ratePage(root, note) {
     strengthLevels: Number(root.dataset.strengthLevels),
     rationale: root.dataset.rationale,
     leaseSeconds: Number(root.dataset.leaseSeconds),
+    // Set on the page that corrects one of the rater's judgments (undo.js).
+    correcting: Boolean(root.dataset.correcting),
   };
   // The page's parts, as the other modules use them.
   var page = {
@@ -58,6 +61,7 @@ function ratePage(root, note) {
     say: function (message) { speak(statusLine, message); },
     answerForm: answerForm(form, config, rationaleBox, document.getElementById("form-errors")),
     clock: visibleClock(),
+    undo: undoControl(document.getElementById("undo"), Number(root.dataset.correctionSeconds)),
     // For screen readers only: the lease banner shows the same words on screen, counting down.
     leaseStart: leaseCountdown(
       document.getElementById("lease"),
@@ -67,19 +71,24 @@ function ratePage(root, note) {
     ),
   };
   var api = endpoints(form.querySelector("[name=csrfmiddlewaretoken]").value);
-  var answering = answers(page, api, Number(form.elements.assignment.value));
+  var answering = config.correcting
+    ? correctionAnswers(page)
+    : answers(page, api, Number(form.elements.assignment.value));
 
   if (note) page.say(note);
-  page.leaseStart(Number(root.dataset.leaseLeftMs));
+  // A judged pair served again for a correction holds no lease.
+  if (!config.correcting) page.leaseStart(Number(root.dataset.leaseLeftMs));
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     answering.submitJudgment();
   });
-  page.skipForm.addEventListener("submit", function (event) {
-    event.preventDefault();
-    answering.skip();
-  });
+  if (page.skipForm) {
+    page.skipForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      answering.skip();
+    });
+  }
   document.getElementById("help-button").addEventListener("click", function () { page.help.showModal(); });
   listenKeys(page, answering);
 
