@@ -378,8 +378,7 @@ class JudgmentCorrectionView(ApiView):
         judgment = services.judgment_correct(
             judgment_id=judgment_id, user=request.user, **serializer.validated_data
         )
-        corrected = selectors.rater_judgments(project=judgment.project, user=request.user).get(pk=judgment.pk)
-        return Response(s.OwnJudgmentSerializer(corrected).data)
+        return Response(s.OwnJudgmentSerializer(selectors.judgment_load_revisions(judgment)).data)
 
 
 class SkipView(ApiView):

@@ -9,7 +9,7 @@ from .access import (
     user_can_rate,
 )
 from .agreement import AgreementReport, project_agreement
-from .corrections import judgment_to_undo, rater_judgments
+from .corrections import judgment_load_revisions, judgment_to_undo, rater_judgments
 from .exports import (
     JUDGMENT_COLUMNS,
     PREFERENCE_COLUMNS,
@@ -40,6 +40,7 @@ __all__ = [
     "can_rate_sql",
     "held_places",
     "judgment_lines",
+    "judgment_load_revisions",
     "judgment_rows",
     "judgment_to_undo",
     "judgments_for_export",

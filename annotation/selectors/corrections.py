@@ -6,21 +6,31 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 
 from annotation.models import Judgment, JudgmentRevision, Project
 
 
 def rater_judgments(*, project: Project, user: Any) -> QuerySet[Judgment]:
-    """The user's judgments in the project with their pair and their revisions (one more query for a whole
+    """The user's judgments in the project with their pair, project and revisions (one more query for a whole
     page), for the caller to order and page. Staff see their own only, like anyone."""
     if not user.is_authenticated:
         return Judgment.objects.none()
     return (
         Judgment.objects.filter(project=project, rater__user_id=user.pk)
-        .select_related("pair")
-        .prefetch_related(Prefetch("revisions", queryset=JudgmentRevision.objects.order_by("id")))
+        .select_related("pair", "project")
+        .prefetch_related(_revisions())
     )
+
+
+def _revisions() -> Prefetch:
+    return Prefetch("revisions", queryset=JudgmentRevision.objects.order_by("id"))
+
+
+def judgment_load_revisions(judgment: Judgment) -> Judgment:
+    """The judgment with its revisions read (one query), oldest first, as rater_judgments gives them."""
+    prefetch_related_objects([judgment], _revisions())
+    return judgment
 
 
 def judgment_to_undo(*, project: Project, rater_id: int, now: datetime) -> dict[str, Any] | None:

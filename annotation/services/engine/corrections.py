@@ -49,9 +49,11 @@ def judgment_correct(
     `not_correctable` for an imported judgment, `corrections_off` / `correction_window_closed` past the
     project's window, Invalid for what the project does not allow (the same rules as a judgment's). The
     same answer again (a double submit) changes nothing and writes no revision."""
-    now = now or timezone.now()
     with transaction.atomic():
         judgment = _own_judgment_locked(judgment_id=judgment_id, user=user)
+        # The time is read once the row is ours: a correction that waited for another's lock comes after
+        # it, and its revision's answered_at (the other's replaced_at) is never later than its replaced_at.
+        now = now or timezone.now()
         project = judgment.project
         if not judgment.can_rate:  # type: ignore[attr-defined]
             raise Forbidden("You are no longer a rater in this project.")
@@ -96,15 +98,16 @@ def judgment_correct(
 
 
 def _own_judgment_locked(*, judgment_id: int, user: Any) -> Judgment:
-    """The caller's judgment with its project and assignment, its row locked (a second correction of it
-    waits: each keeps the answer it replaced), and whether they may still rate read along."""
+    """The caller's judgment with its project, assignment and pair (the answer shows its texts), its row
+    locked (a second correction of it waits: each keeps the answer it replaced), and whether they may
+    still rate read along."""
     if not user.is_authenticated:
         # Never a filter on a null user: that would find the imported raters' judgments.
         raise NotFound(f"No judgment {judgment_id} of yours.")
     can_rate, params = can_rate_sql(user, f"{Judgment._meta.db_table}.project_id")
     judgment = (
         Judgment.objects.select_for_update(of=("self",))
-        .select_related("project", "assignment")
+        .select_related("project", "assignment", "pair")
         .annotate(can_rate=RawSQL(can_rate, params, output_field=BooleanField()))
         .filter(pk=judgment_id, rater__user_id=user.pk)
         .first()
