@@ -298,6 +298,7 @@ def _correction_page(
     }
     context = {
         **_answer_context(project, judgment.assignment, form, current),
+        "progress": selectors.rater_progress(project=project, rater=judgment.rater_id),
         "instructions_open": False,
         "correcting": judgment,
         "correctable_until": until,

@@ -46,7 +46,8 @@ export function correctionAnswers(page) {
       return;
     }
     page.submitButton.disabled = true;
-    page.form.submit();
+    // Not page.form.submit: the Submit button's id ("submit") shadows the form's method of that name.
+    HTMLFormElement.prototype.submit.call(page.form);
   }
   return { submitJudgment: submitJudgment, skip: function () {} };
 }
