@@ -20,8 +20,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
 from annotation import selectors, services
-from annotation.models import Assignment, Judgment, Project, RationaleMode, ShownChoice, shown_choice
+from annotation.models import Assignment, Judgment, Project, RationaleMode, ShownChoice, Side, shown_choice
 from web.errors import Conflict, Forbidden, Invalid, NotFound
+from web.ids import parse_id
 
 from .forms import CorrectionForm, JudgmentForm, SkipForm
 from .text import is_blank, markdown_html, segments
@@ -217,7 +218,7 @@ def my_judgments(request: HttpRequest, slug: str) -> HttpResponse:
     """The rater's judgments in the project, newest first, 20 a page (`?before=<id>` for older ones)."""
     project = _project(request, slug)
     rows = selectors.rater_judgments(project=project, user=request.user).order_by("-id")
-    before = _int_or_none(request.GET.get("before", ""))
+    before = parse_id(request.GET.get("before", ""))  # any other text: the first page
     if before is not None:
         rows = rows.filter(pk__lt=before)
     page = list(rows[: MY_JUDGMENTS_PAGE + 1])
@@ -228,7 +229,8 @@ def my_judgments(request: HttpRequest, slug: str) -> HttpResponse:
         items.append(
             {
                 "judgment": judgment,
-                "choice": shown_choice(shown_left=judgment.shown_left or "a", choice=judgment.choice),
+                # Judgments of this site's users always record the sides (imported ones are no user's).
+                "choice": shown_choice(shown_left=judgment.shown_left or Side.A, choice=judgment.choice),
                 "revisions": [
                     shown_choice(shown_left=r.shown_left, choice=r.choice) for r in judgment.revisions.all()
                 ],

@@ -139,6 +139,8 @@ def test_the_list_is_the_raters_own_newest_first_paged_and_escaped(make_project,
     second = client.get(f"/projects/fix/my-judgments/?before={first.context['older']}")
     assert [item["judgment"].pk for item in second.context["items"]] == [mine[1].pk, mine[0].pk]
     assert second.context["older"] is None
+    for junk in ("9223372036854775808", "-1", "x", "1.5", "²"):
+        assert client.get(f"/projects/fix/my-judgments/?before={junk}").context["first_page"] is True
     # Past the window no answer offers a correction.
     Judgment.objects.update(created_at=timezone.now() - timedelta(hours=1))
     assert "Correct this answer" not in client.get("/projects/fix/my-judgments/").content.decode()
