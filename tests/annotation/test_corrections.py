@@ -431,6 +431,21 @@ def test_correction_permissions(project, make_rater, api, admin_user):
     assert not judgment.revisions.exists()
 
 
+def test_a_judgments_answer_says_until_when_it_may_be_corrected(make_project, make_pairs, make_rater, api):
+    for seconds in (0, 90):
+        project = make_project(correction_seconds=seconds)
+        make_pairs(project, 1)
+        client = api(make_rater(project))
+        assignment = client.post(f"/api/v1/projects/{project.slug}/next/").json()["assignment"]
+        answer = client.post(f"/api/v1/assignments/{assignment}/judgment/", {"choice": "left"}, format="json")
+        until = answer.json()["correctable_until"]
+        if seconds == 0:
+            assert until is None
+        else:
+            created = Judgment.objects.get(assignment_id=assignment).created_at
+            assert until == (created + timedelta(seconds=90)).isoformat().replace("+00:00", "Z")
+
+
 def test_a_correction_past_the_window_is_409_with_its_code(project, make_rater, api):
     user = make_rater(project)
     judgment = _judged(project, user, strength=1)
