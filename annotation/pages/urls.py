@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, path
 
+import web.ids  # noqa: F401 (registers the `id` path converter)
+
 from . import views
 from .forms import LoginForm
 
@@ -23,4 +25,5 @@ urlpatterns: list[URLPattern] = [
     # Django's LogoutView takes POST only: a link or an image elsewhere cannot log a rater out.
     path("logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("projects/<slug:slug>/rate/", views.rate, name="rate"),
+    path("projects/<slug:slug>/rate/pair/<id:assignment_id>/", views.rate_pair, name="rate-pair"),
 ]
