@@ -9,6 +9,7 @@ the next pair, the admin's preview) renders it through `pair_view`, so they all 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, NamedTuple
 
 from django.utils.html import escape
@@ -16,6 +17,8 @@ from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
+
+from web.cache import cache_get, cache_set
 
 # A conversation longer than this (messages other than the system one) shows only its last two messages
 # open; the earlier ones are folded behind one summary. Two: the model's last answer and the user's turn
@@ -104,10 +107,36 @@ class Text(NamedTuple):
     marker: str
 
 
-def text_view(key: str, title: str, text: str, noun: str = "response") -> Text:
+def text_view(key: str, title: str, text: str, noun: str = "response", html: str | None = None) -> Text:
+    """html: the text's model_html when known (rendered_many), else rendered here."""
     if is_blank(text):
         return Text(key, title, text, "", f"(empty {noun})" if text == "" else "(only whitespace)")
-    return Text(key, title, text, model_html(text), "")
+    return Text(key, title, text, model_html(text) if html is None else html, "")
+
+
+# Texts shorter than this in all render in a few milliseconds; a long conversation's take a second (the
+# markdown parser is pure Python), and the same history comes with many pairs and to several raters.
+CACHE_FROM = 20_000
+_CACHE_VERSION = "1"  # raise it when the rendering changes, so no page shows an older one
+
+
+def rendered_many(texts: list[str]) -> list[str]:
+    """model_html of each text, from the cache when the texts are long (web.cache: a miss while it is
+    down)."""
+    if sum(len(text) for text in texts) < CACHE_FROM:
+        return [model_html(text) for text in texts]
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8", "surrogatepass")
+        digest.update(b"%d:" % len(encoded))  # length-prefixed: ("ab", "") and ("a", "b") differ
+        digest.update(encoded)
+    key = f"pairwise:markdown:{_CACHE_VERSION}:{digest.hexdigest()}"
+    cached = cache_get(key)
+    if isinstance(cached, list) and len(cached) == len(texts):
+        return cached
+    rendered = [model_html(text) for text in texts]
+    cache_set(key, rendered, 24 * 3600)
+    return rendered
 
 
 class Turn(NamedTuple):
@@ -122,18 +151,22 @@ def pair_view(
     """What `_pair.html` shows: the prompt (a plain text, or a conversation as turns: the system message,
     the earlier turns folded when the history is long, the recent ones) and the responses, each given as
     (id, title, text)."""
+    # str(): a message edited by hand in the admin's JSON must still show, whatever it holds.
+    said = [(str(m.get("role", "")), str(m.get("content", ""))) for m in messages or []]
+    prompt_texts = [content for _, content in said] if messages is not None else [prompt]
+    # Apart: a conversation comes with several pairs, each with its own responses.
+    html = rendered_many([text for _, _, text in responses])
     view: dict[str, Any] = {
-        "responses": [text_view(*response) for response in responses],
+        "responses": [text_view(*response, html=html[i]) for i, response in enumerate(responses)],
         "conversation": messages is not None,
     }
+    html = rendered_many(prompt_texts)
     if messages is None:
-        view["prompt"] = text_view("prompt", "Prompt", prompt, "prompt")
+        view["prompt"] = text_view("prompt", "Prompt", prompt, "prompt", html[0])
         return view
-    # str(): a message edited by hand in the admin's JSON must still show, whatever it holds.
     turns = [
-        Turn(role, ROLE_NAMES.get(role, role), text_view(f"m{i}", role, str(m.get("content", "")), "message"))
-        for i, m in enumerate(messages)
-        for role in [str(m.get("role", ""))]
+        Turn(role, ROLE_NAMES.get(role, role), text_view(f"m{i}", role, content, "message", html[i]))
+        for i, (role, content) in enumerate(said)
     ]
     system = [t for t in turns if t.role == "system"]
     history = [t for t in turns if t.role != "system"]

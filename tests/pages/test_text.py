@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 from django.template.loader import render_to_string
 
-from annotation.pages.text import FOLD_AFTER, markdown_html, model_html, pair_view
+from annotation.pages.text import CACHE_FROM, FOLD_AFTER, markdown_html, model_html, pair_view
 
 # Every tag markdown may produce for model text; none of them loads or runs anything.
 SAFE_TAGS = {
@@ -229,3 +229,27 @@ def test_empty_texts_are_named_not_left_blank():
     view = pair_view(prompt="-", messages=[{"role": "user", "content": ""}], responses=[("a", "A", " \n")])
     assert view["recent"][0].text.marker == "(empty message)"
     assert view["responses"][0].marker == "(only whitespace)"
+
+
+def test_long_texts_are_rendered_once_then_read_from_the_cache(monkeypatch):
+    from annotation.pages import text as module
+
+    history = [
+        {"role": "user", "content": "**Hello** " * 1000},
+        {"role": "assistant", "content": "Hi " * 4000},
+    ]
+    history.append({"role": "user", "content": "and?"})
+    assert sum(len(m["content"]) for m in history) >= CACHE_FROM
+    calls: list[str] = []
+    render = module.model_html
+    monkeypatch.setattr(module, "model_html", lambda text: calls.append(text) or render(text))
+    first = pair_view(prompt="-", messages=history, responses=[("a", "A", "one"), ("b", "B", "two")])
+    assert len(calls) == 5
+    # The same history with other responses: the history comes from the cache, the responses are rendered.
+    second = pair_view(prompt="-", messages=history, responses=[("a", "A", "three"), ("b", "B", "four")])
+    assert len(calls) == 7 and calls[-2:] == ["three", "four"]
+    assert second["recent"] == first["recent"] and "<strong>Hello</strong>" in first["recent"][0].text.html
+    # Another history of the same length is not taken for it.
+    other = [{**history[0], "content": "*Hello* " * 1000 + "  "}, *history[1:]]
+    third = pair_view(prompt="-", messages=other, responses=[])
+    assert "<em>Hello</em>" in third["recent"][0].text.html
