@@ -29,7 +29,10 @@ if (root) {
 } else {
   // The page for "nothing left": what happened to the last answer, then wait or stop.
   var pageNote = document.getElementById("page-note");
-  if (note && pageNote) pageNote.textContent = note;
+  if (note && pageNote) {
+    pageNote.textContent = note;
+    pageNote.dataset.kind = /^(Saved|Skipped)/.test(note) ? "good" : "warn";
+  }
   var waiting = document.getElementById("wait");
   if (waiting) comeBackLater(waiting);
 }
