@@ -9,6 +9,7 @@ import { loadPair, showPairTexts } from "./text.js";
 export function showPair(r, page) {
   var served = r.data;
   var served_at = Date.parse(r.headers.get("Date") || "") || Date.now();
+  var received = performance.now();
   return loadPair(page.config.slug, served.assignment).then(function (pair) {
     showPairTexts(pair);
     page.form.elements.assignment.value = served.assignment;
@@ -19,7 +20,8 @@ export function showPair(r, page) {
     page.skipForm.reset();
     page.skipBox.open = false;
     page.answerForm.showErrors([]);
-    page.leaseStart(Date.parse(served.expires_at) - served_at);
+    // Less the time the texts took to come: the lease has been running since the answer came.
+    page.leaseStart(Date.parse(served.expires_at) - served_at - (performance.now() - received));
     page.clock.start();
     window.scrollTo(0, 0);
     // Focus lands on the new prompt, where the reading starts; the shortcuts work from there.
