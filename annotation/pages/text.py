@@ -168,11 +168,12 @@ def pair_view(
         Turn(role, ROLE_NAMES.get(role, role), text_view(f"m{i}", role, content, "message", html[i]))
         for i, (role, content) in enumerate(said)
     ]
-    system = [t for t in turns if t.role == "system"]
-    history = [t for t in turns if t.role != "system"]
+    # The system message is the first (validated on import); one anywhere else shows where it is.
+    system = turns[0] if turns and turns[0].role == "system" else None
+    history = turns[1:] if system else turns
     fold = len(history) > FOLD_AFTER
     view.update(
-        system=system[0] if system else None,
+        system=system,
         earlier=history[:-KEEP_OPEN] if fold else [],
         recent=history[-KEEP_OPEN:] if fold else history,
         turn_count=len(history),

@@ -253,3 +253,14 @@ def test_long_texts_are_rendered_once_then_read_from_the_cache(monkeypatch):
     other = [{**history[0], "content": "*Hello* " * 1000 + "  "}, *history[1:]]
     third = pair_view(prompt="-", messages=other, responses=[])
     assert "<em>Hello</em>" in third["recent"][0].text.html
+
+
+def test_no_message_is_ever_left_out_even_one_that_breaks_the_rules():
+    messages = [
+        {"role": "user", "content": "first"},
+        {"role": "system", "content": "a system message out of place"},
+        {"role": "user", "content": "last"},
+    ]
+    view = pair_view(prompt="-", messages=messages, responses=[])
+    assert view["system"] is None
+    assert [(t.role, t.text.text) for t in view["recent"]] == [(m["role"], m["content"]) for m in messages]
