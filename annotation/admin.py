@@ -13,6 +13,7 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
@@ -20,6 +21,7 @@ from web.ids import parse_id
 
 from . import services
 from .models import Assignment, Judgment, Membership, Pair, Project, Rater
+from .pages.text import pair_view
 
 
 def object_pk(object_id: str) -> int:
@@ -178,8 +180,24 @@ class PairAdmin(admin.ModelAdmin):
     list_filter = ["project", "gold"]
     search_fields = ["external_id", "prompt"]
     list_select_related = ["project"]
-    readonly_fields = ["judgment_count", "content_sha256", "created_at"]
+    readonly_fields = ["judgment_count", "content_sha256", "created_at", "preview"]
     show_full_result_count = False
+
+    class Media:
+        css = {"all": ["pairwise/pair.css"]}
+
+    @admin.display(description="as raters see it")
+    def preview(self, pair: Pair) -> str:
+        # The rating page's own rendering (text.py: safe markdown, the conversation as turns), a and b
+        # named as stored rather than as a rater's left and right.
+        if pair.pk is None:
+            return "-"
+        view = pair_view(
+            prompt=pair.prompt,
+            messages=pair.messages,
+            responses=[("a", "Response A", pair.response_a), ("b", "Response B", pair.response_b)],
+        )
+        return render_to_string("annotation/pages/_pair.html", {"pair": view})
 
     @admin.display(description="prompt")
     def short_prompt(self, pair: Pair) -> str:

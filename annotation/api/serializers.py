@@ -130,6 +130,12 @@ class ServedAssignmentSerializer(serializers.Serializer):
     assignment = serializers.IntegerField(source="pk")
     pair = serializers.IntegerField(source="pair_id")
     prompt = serializers.CharField(source="pair.prompt")
+    messages = serializers.ListField(
+        child=serializers.DictField(child=serializers.CharField()),
+        source="pair.messages",
+        allow_null=True,
+        help_text="The conversation ([{role, content}], the user's turn last), or null for a plain prompt.",
+    )
     left = serializers.SerializerMethodField()
     right = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField(source="lease_expires_at")

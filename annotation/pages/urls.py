@@ -28,4 +28,5 @@ urlpatterns: list[URLPattern] = [
     path("projects/<slug:slug>/rate/", views.rate, name="rate"),
     path("projects/<slug:slug>/my-judgments/", views.my_judgments, name="my-judgments"),
     path("projects/<slug:slug>/my-judgments/<id:judgment_id>/", views.correct, name="judgment-correct"),
+    path("projects/<slug:slug>/rate/pair/<id:assignment_id>/", views.rate_pair, name="rate-pair"),
 ]

@@ -25,7 +25,7 @@ from web.errors import Conflict, Forbidden, Invalid, NotFound
 from web.ids import parse_id
 
 from .forms import CorrectionForm, JudgmentForm, SkipForm
-from .text import is_blank, markdown_html, segments
+from .text import markdown_html, pair_view
 
 # What a rater is told when an answer could not be recorded (ServiceError codes of judgment_record).
 CONFLICT_MESSAGES = {
@@ -160,7 +160,9 @@ def _answer_context(
         "project": project,
         "assignment": assignment,
         "instructions_html": markdown_html(project.instructions),
-        "texts": _texts(assignment),
+        "pair": _pair_view(assignment),
+        "today_ms": (today_ms := selectors.rater_time_today_ms(rater=assignment.rater_id)),
+        "today_text": duration_text(today_ms),
         "strength_range": range(1, project.strength_levels + 1),
         "rationale_required": project.rationale == RationaleMode.REQUIRED,
         "rationale_on": project.rationale != RationaleMode.OFF,
@@ -169,16 +171,41 @@ def _answer_context(
     }
 
 
-def _texts(assignment: Assignment) -> list[dict[str, Any]]:
-    shown = [
-        ("prompt", "Prompt", assignment.pair.prompt),
-        ("left", "Response 1", assignment.text_on(ShownChoice.LEFT)),
-        ("right", "Response 2", assignment.text_on(ShownChoice.RIGHT)),
-    ]
-    return [
-        {"id": key, "title": title, "blank": is_blank(text), "empty": text == "", "segments": segments(text)}
-        for key, title, text in shown
-    ]
+def _pair_view(assignment: Assignment) -> dict[str, Any]:
+    pair = assignment.pair
+    return pair_view(
+        prompt=pair.prompt,
+        messages=pair.messages,
+        responses=[
+            ("left", "Response 1", assignment.text_on(ShownChoice.LEFT)),
+            ("right", "Response 2", assignment.text_on(ShownChoice.RIGHT)),
+        ],
+    )
+
+
+# never_cache: the fragment is one rater's pair. GET only: reading it changes nothing.
+@never_cache
+@login_required
+@require_safe
+def rate_pair(request: HttpRequest, slug: str, assignment_id: int) -> HttpResponse:
+    """One of the rater's pairs as the rating page shows it (`_pair.html`): rate.js loads it for the next
+    pair the API served, so a pair looks the same however it reached the page, and the markdown is
+    rendered where the instructions are (text.py), never by a script in the page."""
+    project = _project(request, slug)
+    try:
+        assignment = selectors.assignment_get_own(
+            project=project, user=request.user, assignment_id=assignment_id
+        )
+    except NotFound as exc:
+        raise Http404(exc.detail) from None
+    context = {"assignment": assignment, "pair": _pair_view(assignment), "keys": True}
+    return render(request, "annotation/pages/_pair.html", context)
+
+
+def duration_text(ms: int) -> str:
+    """ "0 min", "42 min", "1 h 05 min": the page's clock (static/pairwise/clock.js) says it the same way."""
+    minutes = ms // 60_000
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _nothing_left(request: HttpRequest, project: Project) -> HttpResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .access import (
+    assignment_get_own,
     can_rate_sql,
     project_get_visible,
     projects_visible_to,
@@ -27,6 +28,7 @@ from .progress import (
     progress_from,
     project_raters,
     rater_progress,
+    rater_time_today_ms,
     rater_wait_seconds,
 )
 
@@ -37,6 +39,7 @@ __all__ = [
     "ExportFilter",
     "as_csv",
     "as_jsonl",
+    "assignment_get_own",
     "can_rate_sql",
     "held_places",
     "judgment_lines",
@@ -53,6 +56,7 @@ __all__ = [
     "projects_visible_to",
     "rater_judgments",
     "rater_progress",
+    "rater_time_today_ms",
     "rater_wait_seconds",
     "user_can_rate",
 ]

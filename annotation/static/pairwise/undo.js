@@ -40,8 +40,8 @@ export function correctionAnswers(page) {
   function submitJudgment() {
     var problem = page.answerForm.missing();
     if (problem) {
+      // In the error banner (role=alert), as answer.js does, never in the status toast.
       page.answerForm.showErrors([problem[0]]);
-      page.say(problem[0]);
       if (problem[1]) problem[1].focus();
       return;
     }
