@@ -50,7 +50,7 @@ def test_undo_on_the_rating_page_opens_the_pair_with_the_old_answer_and_corrects
     correcting = client.get(url)
     html = correcting.content.decode()
     assert correcting.status_code == 200 and "You are correcting your answer" in html
-    assert 'value="left" id="choice-left" aria-keyshortcuts="1" checked' in html
+    assert 'value="left" id="choice-left" required aria-keyshortcuts="1" checked' in html
     assert 'id="strength-2" aria-keyshortcuts="Shift+2" checked' in html
     assert ">first try</textarea>" in html
     assert correcting.context["assignment"].pk == judgment.assignment_id
