@@ -4,7 +4,8 @@ style-controlled ratings, and the win-rate and predicted-win matrices.
 
 Chatbot Arena's method, with its choices: one judgment is one battle, a tie counts as half a win each way,
 and the ratings are the maximum-likelihood Bradley-Terry log-strengths θ (P(i beats j) =
-sigmoid(θi - θj)) on an Elo-like scale: 1000 + 400 / ln 10 · (θ - anchor), the anchor being a reference model's θ or the mean.
+sigmoid(θi - θj)) on an Elo-like scale: 1000 + 400 / ln 10 · (θ - anchor), the anchor being a reference
+model's θ or the mean.
 
 One rule of our own, stated: the fit carries a small L2 penalty RIDGE / 2 · ||θ||² (a Gaussian prior of
 standard deviation 10 on each natural log-strength, about 1,737 rating points). Without it a model that
