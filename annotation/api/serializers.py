@@ -260,8 +260,7 @@ class LeaderboardQuerySerializer(ExportQuerySerializer):
     )
     # DRF takes declared fields out of the class, so this one does not shadow Field.style at run time.
     style = serializers.BooleanField(  # type: ignore[assignment]
-        required=False,
-        default=True, help_text="Also the style-controlled ratings (length and markdown)."
+        required=False, default=True, help_text="Also the style-controlled ratings (length and markdown)."
     )
     exclude_flagged = serializers.BooleanField(
         required=False,
