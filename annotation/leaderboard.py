@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from annotation.agreement.statistics import dense_index
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
@@ -124,42 +126,41 @@ def _counts_by_model_pair(
 
 
 def fit_pairs(
-    lo: IntArray, hi: IntArray, battles: FloatArray, scores: FloatArray, n_models: int
+    lo: IntArray,
+    hi: IntArray,
+    battles: FloatArray,
+    scores: FloatArray,
+    n_models: int,
+    start: FloatArray | None = None,
 ) -> FloatArray:
     """The penalised maximum-likelihood θ (rounds, models) from each model pair's battles and lo's score
-    (rounds, pairs): Newton's method on every round at once."""
+    (rounds, pairs; each model pair once): Newton's method on every round at once, from ``start`` (the
+    full data's θ for the bootstrap rounds: fewer steps) or from 0."""
     rounds = battles.shape[0]
     theta = np.zeros((rounds, n_models))
-    eye = np.eye(n_models) * RIDGE
-    flat_lo_lo, flat_hi_hi = lo * n_models + lo, hi * n_models + hi
-    flat_lo_hi, flat_hi_lo = lo * n_models + hi, hi * n_models + lo
+    if start is not None:
+        theta += start
+    incidence = np.zeros((len(lo), n_models))  # +1 at lo, -1 at hi: the gradient is residual @ incidence
+    incidence[np.arange(len(lo)), lo] = 1
+    incidence[np.arange(len(lo)), hi] = -1
+    ridge = np.eye(n_models) * RIDGE
+    off_diagonal = np.r_[lo * n_models + hi, hi * n_models + lo]
     for _ in range(_NEWTON_STEPS):
         p = _sigmoid(theta[:, lo] - theta[:, hi])
-        residual = scores - battles * p
-        gradient = -RIDGE * theta
-        _scatter_add(gradient, lo, residual)
-        _scatter_add(gradient, hi, -residual)
+        gradient = (scores - battles * p) @ incidence - RIDGE * theta
         curvature = battles * p * (1 - p)
+        # The Laplacian of the model pairs weighted by curvature: each pair once, so its two off-diagonal
+        # entries are set, not summed; a model's diagonal entry is the sum over its pairs.
         hessian = np.zeros((rounds, n_models * n_models))
-        _scatter_add(hessian, flat_lo_lo, curvature)
-        _scatter_add(hessian, flat_hi_hi, curvature)
-        _scatter_add(hessian, flat_lo_hi, -curvature)
-        _scatter_add(hessian, flat_hi_lo, -curvature)
-        step = np.linalg.solve(hessian.reshape(rounds, n_models, n_models) + eye, gradient[..., None])[..., 0]
+        hessian[:, off_diagonal] = -np.hstack([curvature, curvature])
+        hessian = hessian.reshape(rounds, n_models, n_models) + ridge
+        hessian[:, np.arange(n_models), np.arange(n_models)] += curvature @ np.abs(incidence)
+        step = np.linalg.solve(hessian, gradient[..., None])[..., 0]
         step = np.clip(step, -_MAX_STEP, _MAX_STEP)
         theta += step
         if np.abs(step).max(initial=0.0) < _NEWTON_TOLERANCE:
             break
     return theta
-
-
-def _scatter_add(target: FloatArray, columns: IntArray, values: FloatArray) -> None:
-    """target[:, columns] += values, adding repeated columns (rounds x columns, by one bincount)."""
-    rounds, width = target.shape
-    offsets = (np.arange(rounds) * width)[:, None]
-    target += np.bincount((offsets + columns).ravel(), values.ravel(), minlength=rounds * width).reshape(
-        rounds, width
-    )
 
 
 def _sigmoid(x: FloatArray) -> FloatArray:
@@ -205,8 +206,8 @@ def _categories(battles: Battles) -> tuple[IntArray, IntArray, FloatArray, Float
     # The outcome from lo's side: a swapped pair swaps who won.
     won = np.where(outcome == TIE, TIE, np.where(a == lo, outcome, 1 - outcome))
     m = len(battles.models)
-    key = (lo * m + hi) * 3 + won
-    distinct, counts = np.unique(key, return_counts=True)
+    distinct, index = dense_index((lo * m + hi) * 3 + won)
+    counts = np.bincount(index, minlength=len(distinct))
     won_d = distinct % 3
     pairs = distinct // 3
     score = np.where(won_d == A, 1.0, np.where(won_d == B, 0.0, 0.5))
@@ -245,7 +246,7 @@ def leaderboard(
         rng = np.random.default_rng(seed)
         draws = rng.multinomial(n_battles, counts / n_battles, size=rounds).astype(np.float64)
         _, _, boot_battles, boot_scores = _counts_by_model_pair(lo, hi, score, draws, n_models)
-        replicates = _anchored(fit_pairs(pair_lo, pair_hi, boot_battles, boot_scores, n_models), ref)
+        replicates = _anchored(fit_pairs(pair_lo, pair_hi, boot_battles, boot_scores, n_models, theta), ref)
     ratings = _ratings(_anchored(theta, ref), replicates)
 
     win_rate = np.full((n_models, n_models), np.nan)
