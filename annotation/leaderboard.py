@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -222,10 +222,13 @@ def leaderboard(
     seed: int = 0,
     style: bool = True,
 ) -> Leaderboard:
-    """Every figure of the leaderboard. ``reference``: the model anchored at 1000 (else the mean);
-    ``rounds`` bootstrap rounds seeded with ``seed``; ``style``: also the style-controlled fit (needs the
-    pairs' style figures)."""
+    """Every figure of the leaderboard, of the models with battles. ``reference``: the model anchored at
+    1000 (else the mean; ValueError if it has no battles); ``rounds`` bootstrap rounds seeded with
+    ``seed``; ``style``: also the style-controlled fit (needs the pairs' style figures)."""
+    battles = _with_battles_only(battles)
     n_models = len(battles.models)
+    if reference is not None and reference not in battles.models:
+        raise ValueError(f"{reference!r} has no battles")
     ref = battles.models.index(reference) if reference is not None else None
     lo, hi, score, counts = _categories(battles)
     n_battles = int(counts.sum())
@@ -277,6 +280,26 @@ def leaderboard(
     )
 
 
+def _with_battles_only(battles: Battles) -> Battles:
+    """The battles with the models numbered anew, leaving out those without a battle (a model with no
+    battle has no rating: the penalty alone would put it at the mean)."""
+    a = battles.pair_model_a[battles.pair]
+    b = battles.pair_model_b[battles.pair]
+    played = a != b
+    present = np.zeros(len(battles.models), dtype=bool)
+    present[a[played]] = True
+    present[b[played]] = True
+    if present.all():
+        return battles
+    number = np.cumsum(present) - 1  # a pair of a model without battles has no battle: any number does
+    return replace(
+        battles,
+        pair_model_a=number[battles.pair_model_a],
+        pair_model_b=number[battles.pair_model_b],
+        models=tuple(name for name, kept in zip(battles.models, present, strict=True) if kept),
+    )
+
+
 # Style control
 
 
@@ -307,12 +330,11 @@ class StyleDesign:
 
 def style_design(battles: Battles) -> StyleDesign:
     assert battles.pair_style_a is not None and battles.pair_style_b is not None
-    n_pairs = len(battles.pair_model_a)
     key = battles.pair * 3 + battles.outcome
     distinct, counts = np.unique(key, return_counts=True)
     pair, outcome = distinct // 3, distinct % 3
     a, b = battles.pair_model_a[pair], battles.pair_model_b[pair]
-    keep = (a != b) & (pair < n_pairs)
+    keep = a != b
     pair, outcome, a, b, weight = pair[keep], outcome[keep], a[keep], b[keep], counts[keep].astype(np.float64)
     covariates = style_covariates(
         battles.pair_style_a[pair].astype(np.float64), battles.pair_style_b[pair].astype(np.float64), weight

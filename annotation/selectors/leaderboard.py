@@ -185,18 +185,15 @@ def compute_leaderboard(
     left_out: tuple[str, ...] = ()
     if options.exclude_flagged:
         battles, left_out = _without_flagged(project, filters, rows)
-    if options.reference is not None and options.reference not in battles.models:
+    try:
+        board = leaderboard(
+            battles, reference=options.reference, rounds=options.rounds, seed=options.seed, style=options.style
+        )
+    except ValueError:  # the reference has no battles
         raise Invalid(
             f"No model named {options.reference!r} has battles here.",
-            errors=[{"field": "reference", "message": "Not one of the project's models."}],
-        )
-    board = leaderboard(
-        battles,
-        reference=options.reference,
-        rounds=options.rounds,
-        seed=options.seed,
-        style=options.style,
-    )
+            errors=[{"field": "reference", "message": "Not one of the models with battles."}],
+        ) from None
     return LeaderboardReport(
         project=project.slug,
         board=board,

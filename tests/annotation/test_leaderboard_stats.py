@@ -140,11 +140,16 @@ def test_a_model_that_only_loses_gets_a_finite_rating_below_the_rest():
 def test_one_model_and_no_battles():
     none = lb.leaderboard(battles_from_rows([], [], [], models=()), rounds=100)
     assert none.models == () and none.n_battles == 0 and none.rounds == 0
-    # A model met only by itself: no battle, a rating at the anchor, rank 1.
+    # A model met only by itself: no battle, so no rating, and it cannot be the reference.
     alone = lb.leaderboard(battles_from_rows([0, 0], [0, 0], [lb.A, lb.TIE], models=("solo",)), rounds=100)
-    assert alone.n_battles == 0 and alone.battles.tolist() == [0]
-    assert alone.ratings.rating.tolist() == [1000.0] and alone.ratings.rank.tolist() == [1]
-    assert math.isnan(alone.win_rate[0, 0])
+    assert alone.models == () and alone.n_battles == 0 and alone.win_rate.shape == (0, 0)
+    with pytest.raises(ValueError):
+        lb.leaderboard(battles_from_rows([0], [0], [lb.A], models=("solo",)), reference="solo")
+    # A model that no judgment names (an idle one) is left off the board.
+    pair = lb.leaderboard(battles_from_rows([0, 2], [2, 0], [lb.A, lb.TIE], models=("x", "idle", "z")))
+    assert pair.models == ("x", "z") and pair.battles.tolist() == [2, 2]
+    assert pair.ratings.rating[0] > pair.ratings.rating[1]
+    assert math.isnan(pair.win_rate[0, 0]) and pair.win_rate[0, 1] == pytest.approx(0.75)
 
 
 def test_intervals_are_reproducible_for_a_seed_and_hold_the_rating():
