@@ -187,7 +187,11 @@ def compute_leaderboard(
         battles, left_out = _without_flagged(project, filters, rows)
     try:
         board = leaderboard(
-            battles, reference=options.reference, rounds=options.rounds, seed=options.seed, style=options.style
+            battles,
+            reference=options.reference,
+            rounds=options.rounds,
+            seed=options.seed,
+            style=options.style,
         )
     except ValueError:  # the reference has no battles
         raise Invalid(
