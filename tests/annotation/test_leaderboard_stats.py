@@ -5,6 +5,8 @@ style control."""
 from __future__ import annotations
 
 import math
+import random
+import re
 
 import numpy as np
 import pytest
@@ -210,6 +212,28 @@ def test_response_style_counts_fastchat_markdown_outside_code():
     )
     assert lb.response_style(text) == (len(text), 2, 3, 2)
     assert lb.response_style("") == (0, 0, 0, 0)
+
+
+def fastchat_counts(text):
+    """FastChat's (arena-hard-auto's) markdown counts as it writes them: headers h1 to h6, ordered and
+    unordered list items, ** and __ bold, after taking out the code blocks' content (not its other
+    occurrences in the text, as FastChat's str.replace of the content would)."""
+    prose = re.sub("```([^`]*)```", "``````", text)
+    headers = sum(len(re.findall(rf"^#{{{n}}}\s", prose, re.MULTILINE)) for n in range(1, 7))
+    lists = len(re.findall(r"^\s*\d+\.\s", prose, re.MULTILINE)) + len(
+        re.findall(r"^\s*[-*+]\s", prose, re.MULTILINE)
+    )
+    bold = len(re.findall(r"\*\*[^*\n]+\*\*", prose)) + len(re.findall(r"__[^_\n]+__", prose))
+    return headers, lists, bold
+
+
+def test_response_style_counts_as_fastchat_on_generated_markdown():
+    rng = random.Random(0)
+    pieces = ["#", "##", "#######", " ", "\n", "\n\n", "\t", "-", "*", "+", "1.", "12.", "**", "__", "x",
+              "word", "```", "`", "_", "\r\n"]  # fmt: skip
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert lb.response_style(text)[1:] == fastchat_counts(text), repr(text)
 
 
 def planted_length_battles(n=3000, seed=0):
