@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from django.db.models import F
+from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 
 from annotation.models import Judgment, Pair, Project, Rater
@@ -216,8 +216,8 @@ class BattleRows:
 
 
 def read_battles(project: Project, filters: ExportFilter, *, style: bool) -> tuple[BattleRows, int]:
-    """The battles of the window (min_votes applied) and how many judgments the window holds: two
-    statements."""
+    """The battles of the window (min_votes applied) and how many judgments the window holds: the
+    judgments as a binary COPY, then the pairs (read_pair_models)."""
     import numpy as np
 
     from annotation.leaderboard import Battles
@@ -251,38 +251,67 @@ def read_battles(project: Project, filters: ExportFilter, *, style: bool) -> tup
     return BattleRows(battles=battles, rater=j_rater[known]), len(judgments)
 
 
-def read_pair_models(project: Project, *, style: bool) -> tuple[Any, Any, Any, Any, Any, tuple[str, ...]]:
-    """The regular pairs that name two models, in id order: ids, model indices of a and b, the responses'
-    style figures (annotation.leaderboard.response_style; None without ``style``), and the model names."""
-    import numpy as np
-
-    from annotation.leaderboard import response_style
-
-    rows = (
+def named_pairs(project: Project) -> QuerySet[Pair, Any]:
+    """The project's regular pairs that name two different models: those whose judgments are battles."""
+    return (
         Pair.objects.filter(project=project, gold__isnull=True)
         .exclude(model_a="")
         .exclude(model_b="")
         .exclude(model_a=F("model_b"))
-        .order_by("id")
+        .order_by()
     )
-    fields = ("id", "model_a", "model_b", *(("response_a", "response_b") if style else ()))
-    ids: list[int] = []
-    named: list[tuple[str, str]] = []
-    figures: list[tuple[int, ...]] = []
-    for row in rows.values_list(*fields).iterator(chunk_size=PAIR_CHUNK):
-        ids.append(row[0])
-        named.append((row[1], row[2]))
-        if style:
-            figures.append(response_style(row[3]) + response_style(row[4]))
-    models = tuple(sorted({name for pair in named for name in pair}))
-    number = {name: i for i, name in enumerate(models)}
-    model_a = np.array([number[a] for a, _ in named], dtype=np.int64)
-    model_b = np.array([number[b] for _, b in named], dtype=np.int64)
-    style_a = style_b = None
-    if style:
-        both = np.array(figures, dtype=np.int64).reshape(-1, 8)
-        style_a, style_b = both[:, :4], both[:, 4:]
-    return np.array(ids, dtype=np.int64), model_a, model_b, style_a, style_b, models
+
+
+def read_pair_models(project: Project, *, style: bool) -> tuple[Any, Any, Any, Any, Any, tuple[str, ...]]:
+    """The pairs of named_pairs in id order: ids, model numbers of a and b, the responses' style figures
+    (annotation.leaderboard.response_style; None without ``style``), and the model names. Two statements
+    (the names; the ids and numbers as a binary COPY), and a third for the texts with ``style``."""
+    import numpy as np
+
+    from annotation.leaderboard import response_style
+
+    pairs = named_pairs(project)
+    models = tuple(
+        sorted(pairs.values_list("model_a", flat=True).union(pairs.values_list("model_b", flat=True)))
+    )
+    if not models:
+        empty = np.zeros(0, dtype=np.int64)
+        figures = np.zeros((0, 4), dtype=np.int64) if style else None
+        return empty, empty, empty, figures, figures, ()
+
+    def number(field: str) -> Case:
+        return Case(
+            *(When(**{field: name}, then=Value(i)) for i, name in enumerate(models)), default=Value(-1)
+        )
+
+    coded = pairs.annotate(number_a=number("model_a"), number_b=number("model_b"))
+    columns = read_int_columns(
+        coded.values_list("id", "number_a", "number_b"), ["t.id", "t.number_a", "t.number_b"]
+    )
+    # A pair imported between the two statements may name a model the first did not see: it waits for
+    # the next computation.
+    columns = columns[(columns[:, 1] >= 0) & (columns[:, 2] >= 0)]
+    columns = columns[np.argsort(columns[:, 0], kind="stable")]
+    ids, model_a, model_b = columns.T
+    if not style:
+        return ids, model_a, model_b, None, None, models
+    text_ids: list[int] = []
+    figures_list: list[tuple[int, ...]] = []
+    for pk, response_a, response_b in pairs.values_list("id", "response_a", "response_b").iterator(
+        chunk_size=PAIR_CHUNK
+    ):
+        text_ids.append(pk)
+        figures_list.append(response_style(response_a) + response_style(response_b))
+    found = np.array(text_ids, dtype=np.int64)
+    order = np.argsort(found, kind="stable")
+    found, figures = found[order], np.array(figures_list, dtype=np.int64).reshape(-1, 8)[order]
+    # Pairs are never edited, only added or deleted: a pair deleted between the statements goes.
+    position = np.minimum(np.searchsorted(found, ids), max(len(found) - 1, 0))
+    kept = (
+        (position < len(found)) & (found[position] == ids) if len(found) else np.zeros(len(ids), dtype=bool)
+    )
+    ids, model_a, model_b, position = ids[kept], model_a[kept], model_b[kept], position[kept]
+    return ids, model_a, model_b, figures[position, :4], figures[position, 4:], models
 
 
 def _without_flagged(

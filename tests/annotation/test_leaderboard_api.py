@@ -208,9 +208,11 @@ def test_queries_do_not_grow_with_the_judgments(make_project, api, admin_user, e
             response = client.get(URL.format(f"size{n_pairs}"), {"exclude_flagged": exclude_flagged})
         assert response.status_code == 200
         counts.append(len(captured))
-    # 1 token and user, 2 project, 3 fingerprint, 4 judgments (COPY), 5 pairs (a cursor); with
-    # exclude_flagged the agreement report's own: 6 fingerprint, 7 judgments, 8 pairs, 9 rater names.
-    assert counts == [9, 9] if exclude_flagged else counts == [5, 5]
+    # 1 token and user, 2 project, 3 fingerprint, 4 judgments (COPY), 5 model names, 6 pairs' ids and
+    # model numbers (COPY), 7 their texts (a cursor, for style control); with exclude_flagged the
+    # agreement report's own: 8 fingerprint, 9 judgments, 10 pairs, 11 rater names.
+    expected = 11 if exclude_flagged else 7
+    assert counts == [expected, expected]
 
 
 def test_the_selector_refuses_an_unknown_reference(project):
@@ -218,3 +220,29 @@ def test_the_selector_refuses_an_unknown_reference(project):
 
     with pytest.raises(Invalid):
         project_leaderboard(project, filters=ExportFilter(), options=LeaderboardOptions(reference="nobody"))
+
+
+def test_each_pair_carries_its_own_models_and_style_figures(make_project):
+    from annotation.leaderboard import response_style
+    from annotation.models import Pair
+    from annotation.selectors.leaderboard import read_pair_models
+
+    project = make_project("styles")
+    services.pairs_import(
+        project=project,
+        items=[
+            {"external_id": f"s{i}", "prompt": "P", "response_a": "# H\n- x\n" * (i % 3) + "a" * i,
+             "response_b": "**b**" * (i % 4) + "b", "model_a": f"m{i % 3}", "model_b": f"m{(i + 1) % 3}"}
+            for i in range(12)
+        ],
+    )  # fmt: skip
+    ids, model_a, model_b, style_a, style_b, models = read_pair_models(project, style=True)
+    assert models == ("m0", "m1", "m2") and list(ids) == sorted(ids)
+    pairs = Pair.objects.in_bulk(list(map(int, ids)))
+    for k, pk in enumerate(ids):
+        pair = pairs[int(pk)]
+        assert (models[model_a[k]], models[model_b[k]]) == (pair.model_a, pair.model_b)
+        assert tuple(style_a[k]) == response_style(pair.response_a)
+        assert tuple(style_b[k]) == response_style(pair.response_b)
+    plain = read_pair_models(project, style=False)
+    assert list(plain[0]) == list(ids) and plain[3] is None

@@ -76,8 +76,9 @@ def test_the_page_renders_in_a_fixed_number_of_queries(superuser_client, make_pr
         with CaptureQueriesContext(connection) as captured:
             assert superuser_client.get(url(project)).status_code == 200
         counts.append(len(captured))
-    # 1 session, 2 user, 3 project, 4 fingerprint, 5 judgments (COPY), 6 pairs (a cursor)
-    assert counts == [6, 6]
+    # 1 session, 2 user, 3 project, 4 fingerprint, 5 judgments (COPY), 6 model names, 7 pairs' ids and
+    # model numbers (COPY), 8 their texts (a cursor, for style control)
+    assert counts == [8, 8]
 
 
 def test_hostile_model_names_are_escaped_on_the_page_and_in_the_charts(superuser_client, make_project):
