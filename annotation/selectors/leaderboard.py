@@ -1,8 +1,9 @@
 """The leaderboard of a project's models (annotation.leaderboard's figures): the battle rows it needs, read
-in two statements (the judgments as a binary COPY of integer columns, by the agreement selector's reader;
-the pairs' models and, for style control, their response texts from a server-side cursor), and a cache per
-project, filters and options under the agreement report's fingerprint, so that a new judgment or pair makes
-the next view recompute.
+in three statements whatever their number (the judgments as a binary COPY of integer columns, by the
+agreement selector's reader; the model names; the pairs' ids and model numbers, another binary COPY) and,
+for style control, a fourth (the pairs' response texts from a server-side cursor, whose style figures
+annotation.leaderboard.response_style computes); and a cache per project, filters and options under the
+agreement report's fingerprint, so that a new judgment or pair makes the next view recompute.
 
 Battles are the judgments of regular pairs that name two different models (model_a, model_b). Gold pairs
 are left out: every rater sees each of them, so they would weigh as many battles as there are raters.
@@ -271,9 +272,10 @@ def read_pair_models(project: Project, *, style: bool) -> tuple[Any, Any, Any, A
     from annotation.leaderboard import response_style
 
     pairs = named_pairs(project)
-    models = tuple(
-        sorted(pairs.values_list("model_a", flat=True).union(pairs.values_list("model_b", flat=True)))
-    )
+    # The distinct (a, b) couples: one scan of the pairs, and few rows (a UNION of the two columns would
+    # scan them twice).
+    couples = pairs.values_list("model_a", "model_b").distinct()
+    models = tuple(sorted({name for couple in couples for name in couple}))
     if not models:
         empty = np.zeros(0, dtype=np.int64)
         figures = np.zeros((0, 4), dtype=np.int64) if style else None

@@ -6,9 +6,9 @@ One run: recreate a PostgreSQL database, migrate, fill one project with bulk SQL
 judgments on 333,334 pairs between 50 models by 200 raters; each model has a planted strength, 10% ties;
 responses of 100 to 1,100 characters, a third with markdown), then in this process, after one warm-up read:
 
-- read: annotation.selectors.leaderboard.read_battles (two statements: the judgments as a binary COPY
-  into numpy, the pairs' models from a server-side cursor); with style, the pairs' texts too and their
-  style figures (annotation.leaderboard.response_style on every response);
+- read: annotation.selectors.leaderboard.read_battles (three statements: the judgments as a binary COPY
+  into numpy, the model names, the pairs' model numbers as a binary COPY); with style, a fourth: the
+  pairs' texts from a server-side cursor and their style figures (response_style on every response);
 - compute: annotation.leaderboard.leaderboard, the fit and 1,000 bootstrap rounds (plain), and the same
   with the style-controlled fit and its intervals;
 - reference: scikit-learn's LogisticRegression (fit_intercept=False, C = 1 / RIDGE, ties as two
@@ -199,7 +199,7 @@ def main() -> None:
         "",
         "| step | seconds |",
         "| --- | ---: |",
-        f"| read the rows (2 statements: judgments by binary COPY, the pairs' models) | {read:.2f} |",
+        f"| read the rows (3 statements: judgments and the pairs' models by binary COPY) | {read:.2f} |",
         f"| fit + {args.rounds} bootstrap rounds (multinomial counts, batched Newton) | {plain:.2f} |",
         f"| **fit and bootstrap ÷ read** | **{plain / read:.2f}** |",
         f"| read with the responses' style figures (texts and regular expressions) | {read_style:.2f} |",
