@@ -295,3 +295,23 @@ def test_style_intervals_are_reproducible_for_a_seed():
     assert one.style is not None and two.style is not None
     np.testing.assert_array_equal(one.style.lower, two.style.lower)
     assert (one.style.lower < one.style.rating).all() and (one.style.rating < one.style.upper).all()
+
+
+def test_the_penalty_is_small_where_the_plain_maximum_exists():
+    """Against scikit-learn without a penalty, on battles where every model won and lost: within a
+    rating point (the penalty only matters for a model that never won or never lost)."""
+    a, b, outcome = random_battles(2000, seed=9)
+    board = lb.leaderboard(battles_from_rows(a, b, outcome), rounds=0)
+    tie = outcome == lb.TIE
+    x = np.zeros((len(a), len(MODELS)))
+    x[np.arange(len(a)), a] += 1
+    x[np.arange(len(a)), b] -= 1
+    rows = np.vstack([x, x[tie]])
+    y = np.r_[(outcome == lb.A) | tie, np.zeros(tie.sum(), dtype=bool)].astype(int)
+    weight = np.r_[np.where(tie, 0.5, 1.0), np.full(tie.sum(), 0.5)]
+    # Without a penalty the strengths are defined up to a constant: model 0's column goes (θ0 = 0).
+    plain = LogisticRegression(fit_intercept=False, C=np.inf, solver="newton-cholesky", tol=1e-12)
+    theta = np.r_[0.0, plain.fit(rows[:, 1:], y, sample_weight=weight).coef_[0]]
+    unpenalised = lb.INITIAL_RATING + lb.SCALE * (theta - theta.mean())
+    np.testing.assert_allclose(board.ratings.rating, unpenalised, atol=1.0)
+    assert np.abs(board.ratings.rating - unpenalised).max() > 1e-6  # the penalty is there, and small
