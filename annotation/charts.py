@@ -193,10 +193,11 @@ def interval_chart(
     *,
     title: str,
     x_label: str,
-    reference_lines: dict[str, float] | None = None,
+    anchor: tuple[str, float] | None = None,
 ) -> str:
     """One row per label, top to bottom: each series' (value, lower, upper) as a point with its interval,
-    the series apart by marker and a small vertical offset. The height grows with the rows."""
+    the series apart by marker and a small vertical offset, and a labelled vertical line at ``anchor``.
+    The height grows with the rows."""
     with _rc_context():
         figure = _figure()
         figure.set_size_inches(
@@ -222,10 +223,14 @@ def interval_chart(
                 values, ys, xerr=errors, fmt=_MARKERS[index % len(_MARKERS)], markersize=4, capsize=2,
                 linewidth=1, color=str(0.1 + 0.35 * index), label=clean_text(name),
             )  # fmt: skip
-        _reference(axes, reference_lines, horizontal=False)
-        axes.set_yticks(range(len(labels)), [clean_text(label) for label in reversed(labels)])
+        if anchor is not None:
+            name, value = anchor
+            axes.axvline(
+                value, color="0.35", linewidth=1, linestyle=_REFERENCE_STYLES[0], label=clean_text(name)
+            )
+        axes.set_yticks(range(len(labels)), [_short(label) for label in reversed(labels)])
         _labels(axes, title, x_label, "")
-        if labels and (len(series) > 1 or reference_lines):
+        if labels and (len(series) > 1 or anchor is not None):
             axes.legend(loc="lower right", frameon=False)
         return _svg(figure, title)
 
@@ -237,7 +242,7 @@ def heat_map(labels: Sequence[str], values: Sequence[Sequence[float]], *, title:
 
     with _rc_context():
         figure = _figure()
-        side = min(9.0, max(HEIGHT_IN, 0.3 * len(labels) + 2))
+        side = min(9.0, max(4.5, 0.3 * len(labels) + 2.5))
         figure.set_size_inches(side + 1.2, side)
         axes = figure.add_subplot()
         if not labels:
@@ -247,7 +252,7 @@ def heat_map(labels: Sequence[str], values: Sequence[Sequence[float]], *, title:
         matrix = np.ma.masked_invalid(np.array(values, dtype=float))
         image = axes.imshow(matrix, cmap="Greys", vmin=0, vmax=1)
         figure.colorbar(image, ax=axes, label=clean_text(label), shrink=0.8)
-        names = [clean_text(name) for name in labels]
+        names = [_short(name) for name in labels]
         axes.set_xticks(range(len(names)), names, rotation=90)
         axes.set_yticks(range(len(names)), names)
         if len(labels) <= 15:
@@ -257,3 +262,9 @@ def heat_map(labels: Sequence[str], values: Sequence[Sequence[float]], *, title:
                               color="white" if value > 0.6 else "black")  # fmt: skip
         _labels(axes, title, "against (column)", "model (row)")
         return _svg(figure, title)
+
+
+def _short(label: str, limit: int = 24) -> str:
+    """A tick label short enough to leave the chart its room."""
+    text = clean_text(label)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

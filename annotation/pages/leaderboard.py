@@ -66,13 +66,13 @@ def project_leaderboard_page(
         series["style-controlled"] = [
             (row["style_rating"], row["style_lower"], row["style_upper"]) for row in rows
         ]
-    anchor = {"anchor" if options.reference is None else options.reference: 1000.0}
+    anchor = (f"{options.reference or 'mean of the models'} at 1000", 1000.0)
     intervals = _cached_chart(
         project,
         "leaderboard-intervals",
         (labels, series, anchor),
         lambda: charts.interval_chart(
-            labels, series, title="Ratings with 95% intervals", x_label="rating", reference_lines=anchor
+            labels, series, title="Ratings with 95% intervals", x_label="rating", anchor=anchor
         ),
     )
     shown = order[:HEAT_MAP_MODELS]

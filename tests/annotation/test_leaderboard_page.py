@@ -97,7 +97,7 @@ def test_the_charts_draw_intervals_and_heat_maps():
         {"plain": [(1010, 990, 1030), (980, 960, 1000)], "style": [(1000, 980, 1020), (990, 970, 1010)]},
         title="Ratings",
         x_label="rating",
-        reference_lines={"mean": 1000},
+        anchor=("mean at 1000", 1000),
     )
     assert svg.startswith("<svg") and "&lt;b&gt;" in svg and "<b>" not in svg
     heat = charts.heat_map(["a", "b"], [[float("nan"), 0.7], [0.3, float("nan")]], title="Win", label="share")
