@@ -161,7 +161,12 @@ class ProjectAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.agreement_view),
             name="annotation_project_agreement",
         )
-        return [dashboard, *super().get_urls()]
+        leaderboard = path(
+            "<path:object_id>/leaderboard/",
+            self.admin_site.admin_view(self.leaderboard_view),
+            name="annotation_project_leaderboard",
+        )
+        return [dashboard, leaderboard, *super().get_urls()]
 
     def agreement_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The project's agreement dashboard (annotation.pages.dashboard); staff who may view the project."""
@@ -172,6 +177,16 @@ class ProjectAdmin(admin.ModelAdmin):
             raise PermissionDenied
         context = {**self.admin_site.each_context(request), "opts": self.opts}
         return project_dashboard(request, project, context=context)
+
+    def leaderboard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The project's leaderboard of models (annotation.pages.leaderboard); staff who may view it."""
+        from annotation.pages.leaderboard import project_leaderboard_page
+
+        project = get_object_or_404(Project, pk=object_pk(object_id))
+        if not self.has_view_permission(request, project):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "opts": self.opts}
+        return project_leaderboard_page(request, project, context=context)
 
 
 @admin.register(Pair)

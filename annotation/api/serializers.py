@@ -24,6 +24,7 @@ from annotation.models import (
     Side,
     shown_choice,
 )
+from annotation.selectors.leaderboard import DEFAULT_ROUNDS, MAX_ROUNDS
 from web.api import StrictFieldsMixin
 
 
@@ -333,6 +334,35 @@ class ExportQuerySerializer(StrictFieldsMixin, serializers.Serializer):
         if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
             raise serializers.ValidationError({"until": "Must be later than since."})
         return attrs
+
+
+class LeaderboardQuerySerializer(ExportQuerySerializer):
+    """The leaderboard's options besides the export filters (annotation.selectors.LeaderboardOptions)."""
+
+    reference = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="The model rated 1000; without it the mean of the models is at 1000.",
+    )
+    # DRF takes declared fields out of the class, so this one does not shadow Field.style at run time.
+    style = serializers.BooleanField(  # type: ignore[assignment]
+        required=False, default=True, help_text="Also the style-controlled ratings (length and markdown)."
+    )
+    exclude_flagged = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Leave out the judgments of the raters the agreement report flags (same filters).",
+    )
+    seed = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=2**32 - 1, help_text="The bootstrap's seed."
+    )
+    rounds = serializers.IntegerField(
+        required=False,
+        default=DEFAULT_ROUNDS,
+        min_value=0,
+        max_value=MAX_ROUNDS,
+        help_text="Bootstrap rounds for the intervals (0: none).",
+    )
 
 
 class JudgmentsExportQuerySerializer(ExportQuerySerializer):

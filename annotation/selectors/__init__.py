@@ -22,6 +22,7 @@ from .exports import (
     judgments_for_export,
     preference_rows,
 )
+from .leaderboard import LeaderboardOptions, LeaderboardReport, project_leaderboard
 from .progress import (
     held_places,
     progress_columns,
@@ -37,6 +38,8 @@ __all__ = [
     "PREFERENCE_COLUMNS",
     "AgreementReport",
     "ExportFilter",
+    "LeaderboardOptions",
+    "LeaderboardReport",
     "as_csv",
     "as_jsonl",
     "assignment_get_own",
@@ -52,6 +55,7 @@ __all__ = [
     "progress_from",
     "project_agreement",
     "project_get_visible",
+    "project_leaderboard",
     "project_raters",
     "projects_visible_to",
     "rater_judgments",
