@@ -241,7 +241,7 @@ def write_score_check(
     (held-out ones first), encoded as scoring encodes them. Whoever loads the saved directory can score
     them again and compare (:func:`score_check`): a reward head lost or re-initialised on save shows."""
     chosen = [p.comparison for p in pairs[:SCORE_CHECK_PAIRS]]
-    prompts = [c.prompt for c in chosen for _ in (0, 1)]
+    prompts = [c.conversation for c in chosen for _ in (0, 1)]
     responses = [text for c in chosen for text in (c.chosen, c.rejected)]
     sequences = encoder.encode(prompts, responses)
     rewards = compute_rewards(model, encoder, sequences, batch_size=len(sequences) or 1, device=device)

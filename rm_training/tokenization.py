@@ -1,8 +1,27 @@
-"""(prompt, response) to token ids, padding into batches, and batches grouped by length.
+"""(prompt, response) to token ids, padding into batches, and batches grouped by length: the one place where a
+prompt (a text or a conversation, rm_training.conversation) becomes tokens, for training, evaluation, the CLI
+and /score.
 
-One format for every model: the tokenizer's own pair template (``[CLS] prompt [SEP] response [SEP]`` for
-BERT, with segment ids). A tokenizer whose pair template puts nothing between the two texts (GPT-2, most
-decoders) gets a blank line after the prompt, so the two never run together. No EOS is appended: the
+A tokenizer with a chat template (a chat model's) encodes every prompt through it: the scored sequence is
+exactly ``tokenizer.apply_chat_template(history + [{"role": "assistant", "content": response}],
+sanitize_control_tokens=True)`` (a plain prompt is one user message). ``sanitize_control_tokens``: a
+message that holds the template's own control tokens ("<|im_end|>", "<|eot_id|>") gets them as plain text,
+so no content can open a turn of its own. The reward is read where the sequence-classification head reads
+it, the last token that is not the pad token: the end of the assistant's turn as the template writes it
+(:attr:`EncodedSequence.score_index`). A long conversation first loses whole turns, a user turn with the
+assistant's answer at a time from the oldest (so that the rest still alternates), keeping the system message
+and the last user turn; when that is not enough, the last user turn is cut from its start (down to a quarter
+of the room), then the response from its end, then the system message from its end. The response is never
+dropped; :attr:`EncodedSequence.messages_dropped` counts the messages left out.
+
+A tokenizer without a chat template (the default MiniLM, BERT-shaped) encodes a conversation as its one
+text rendering (rm_training.conversation.render, role names and blank lines), truncated by turns the same
+way; a plain prompt as below.
+
+One format for plain prompts without a chat template: the tokenizer's own pair template
+(``[CLS] prompt [SEP] response [SEP]`` for BERT, with segment ids). A tokenizer whose pair template puts
+nothing between the two texts (GPT-2, most decoders) gets a blank line after the prompt, so the two never
+run together. No EOS is appended: the
 reward is read where the model's own sequence-classification head reads it, the rightmost token that is
 not the pad token, which is then the last real token of the response even when pad == EOS (the trap of
 TRL issues #937 and #2758, where a pad that is also the EOS made the head read a padding position).
@@ -24,8 +43,11 @@ import torch
 from tokenizers import Encoding, Tokenizer
 from transformers import PreTrainedTokenizerBase
 
+from .conversation import Message, as_messages, render
 from .data import Comparison
 from .errors import InputError
+
+Prompt = str | Sequence[Message]
 
 DECODER_SEPARATOR = "\n\n"
 
@@ -50,6 +72,11 @@ class EncodedSequence:
     token_type_ids: list[int]
     prompt_truncated: bool
     response_truncated: bool
+    # Messages of a conversation's history left out whole to fit max_length.
+    messages_dropped: int = 0
+    # Where the reward is read: the last token that is not the pad token (as the model's head reads it
+    # in a right-padded batch); -1 means the last token.
+    score_index: int = -1
 
 
 @dataclass(frozen=True)
@@ -123,6 +150,9 @@ class PairEncoder:
         self._backend.no_padding()
         self._backend.no_truncation()
         self.max_length = max_length
+        self.tokenizer = tokenizer
+        # A chat model's template: every prompt goes through it (see the module's docstring).
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
         self.pad_token_id: int = tokenizer.pad_token_id
         self.uses_token_type_ids = "token_type_ids" in tokenizer.model_input_names
         special_pair = self._backend.num_special_tokens_to_add(True)
@@ -135,7 +165,28 @@ class PairEncoder:
                 f"max_length {max_length} leaves no room for text: the template takes {special_pair}"
             )
 
-    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[EncodedSequence]:
+    def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[EncodedSequence]:
+        """Each (prompt, response) as one sequence; a prompt is a text or a list of messages."""
+        if len(prompts) != len(responses):
+            raise ValueError("prompts and responses must have the same length")
+        plain = [
+            i
+            for i, p in enumerate(prompts)
+            if not self.chat and (isinstance(p, str) or (len(p) == 1 and p[0]["role"] == "user"))
+        ]
+        result: list[EncodedSequence | None] = [None] * len(prompts)
+        if plain:
+            texts = [render(prompts[i]) for i in plain]
+            for index, sequence in zip(
+                plain, self._encode_plain(texts, [responses[i] for i in plain]), strict=True
+            ):
+                result[index] = sequence
+        for index, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+            if result[index] is None:
+                result[index] = self._encode_conversation(as_messages(prompt), response)
+        return [s for s in result if s is not None]
+
+    def _encode_plain(self, prompts: Sequence[str], responses: Sequence[str]) -> list[EncodedSequence]:
         # Each distinct prompt is tokenized once (scoring gives one prompt with up to 64 responses), and
         # each use gets its own copy: truncation cuts encodings in place.
         distinct = list(dict.fromkeys(prompts))
@@ -195,10 +246,108 @@ class PairEncoder:
             token_type_ids=list(joined.type_ids),
             prompt_truncated=keep_prompt < n_prompt,
             response_truncated=keep_response < n_response,
+            score_index=self._score_index(joined.ids),
+        )
+
+    def _score_index(self, ids: Sequence[int]) -> int:
+        return next((i for i in range(len(ids) - 1, -1, -1) if ids[i] != self.pad_token_id), len(ids) - 1)
+
+    def _build(self, history: list[Message], response: str) -> tuple[list[int], list[int]]:
+        """(input_ids, token_type_ids) of a history and a response, uncut: through the chat template, or
+        the text rendering joined to the response by the pair template."""
+        if self.chat:
+            ids = self.tokenizer.apply_chat_template(
+                [*history, {"role": "assistant", "content": response}],
+                tokenize=True,
+                return_dict=False,
+                sanitize_control_tokens=True,
+            )
+            return list(ids), [0] * len(ids)
+        prompt = self._backend.encode(render(history) + self.separator, add_special_tokens=False)
+        answer = self._backend.encode(response, add_special_tokens=False)
+        joined = self._backend.post_process(prompt, answer, add_special_tokens=True)
+        return list(joined.ids), list(joined.type_ids)
+
+    def _tokens(self, text: str) -> list[tuple[int, int]]:
+        """The character span of each token of a text on its own."""
+        return list(self._backend.encode(text, add_special_tokens=False).offsets)
+
+    def _encode_conversation(self, history: list[Message], response: str) -> EncodedSequence:
+        """A conversation cut to max_length by the rule of the module's docstring."""
+        ids, types = self._build(history, response)
+        if len(ids) <= self.max_length:
+            return EncodedSequence(ids, types, False, False, score_index=self._score_index(ids))
+        system = history[:1] if history[0]["role"] == "system" else []
+        turns = history[len(system) :]
+        # The smallest number of (user, assistant) turn pairs to leave out, oldest first: the length only
+        # falls as more go, so a bisection finds it in a few encodings however long the history.
+        low, high = 1, (len(turns) - 1) // 2
+        fits: tuple[list[int], list[int]] | None = None
+        while low <= high:
+            middle = (low + high) // 2
+            candidate = self._build([*system, *turns[2 * middle :]], response)
+            if len(candidate[0]) <= self.max_length:
+                fits, high = candidate, middle - 1
+            else:
+                low = middle + 1
+        if fits is not None:
+            dropped = 2 * low
+            return EncodedSequence(
+                fits[0],
+                fits[1],
+                True,
+                False,
+                messages_dropped=dropped,
+                score_index=self._score_index(fits[0]),
+            )
+        return self._cut_inside([*system], turns[-1], response, dropped=len(turns) - 1)
+
+    def _cut_inside(
+        self, system: list[Message], last: Message, response: str, *, dropped: int
+    ) -> EncodedSequence:
+        """Only the system message (if any) and the last user turn are left, still too long: cut inside
+        them and the response, by tokens."""
+        spans = {
+            "system": self._tokens(system[0]["content"]) if system else [],
+            "user": self._tokens(last["content"]),
+            "response": self._tokens(response),
+        }
+        counts = {key: len(value) for key, value in spans.items()}
+        ids, _ = self._build([*system, last], response)
+        budget = self.max_length - (len(ids) - sum(counts.values()))
+        for _ in range(16):
+            if budget < 3:
+                break
+            user = min(counts["user"], max(budget - counts["system"] - counts["response"], budget // 4))
+            answer = min(counts["response"], max(budget - counts["system"] - user, budget // 4))
+            kept_system = min(counts["system"], budget - user - answer)
+            history = [
+                *(
+                    [{"role": "system", "content": _head(system[0]["content"], spans["system"], kept_system)}]
+                    if system
+                    else []
+                ),
+                {"role": "user", "content": _tail(last["content"], spans["user"], user)},
+            ]
+            cut_response = _head(response, spans["response"], answer)
+            ids, types = self._build(history, cut_response)
+            if len(ids) <= self.max_length:
+                return EncodedSequence(
+                    ids,
+                    types,
+                    prompt_truncated=True,
+                    response_truncated=answer < counts["response"],
+                    messages_dropped=dropped,
+                    score_index=self._score_index(ids),
+                )
+            # Tokens at the cuts merge differently inside the template: take the excess off and try again.
+            budget -= len(ids) - self.max_length
+        raise InputError(
+            f"max_length {self.max_length} leaves no room for text once the chat template's own tokens are in"
         )
 
     def encode_pairs(self, comparisons: Sequence[Comparison]) -> list[EncodedPair]:
-        prompts = [c.prompt for c in comparisons]
+        prompts = [c.conversation for c in comparisons]
         chosen = self.encode(prompts, [c.chosen for c in comparisons])
         rejected = self.encode(prompts, [c.rejected for c in comparisons])
         return [EncodedPair(c, ch, rj) for c, ch, rj in zip(comparisons, chosen, rejected, strict=True)]
@@ -234,6 +383,20 @@ class PairEncoder:
                 tie=torch.tensor([c.tie for c in comparisons], dtype=torch.bool),
             ),
         )
+
+
+def _head(text: str, spans: Sequence[tuple[int, int]], keep: int) -> str:
+    """The text of its first ``keep`` tokens."""
+    if keep >= len(spans):
+        return text
+    return text[: spans[keep - 1][1]] if keep > 0 else ""
+
+
+def _tail(text: str, spans: Sequence[tuple[int, int]], keep: int) -> str:
+    """The text of its last ``keep`` tokens."""
+    if keep >= len(spans):
+        return text
+    return text[spans[len(spans) - keep][0] :] if keep > 0 else ""
 
 
 def length_grouped_batches(

@@ -225,15 +225,19 @@ class PairsView(mixins.ListModelMixin, GenericApiView):
             409: error_response("Another import added the same external_ids at the same time."),
             413: error_response("Too many bytes or items in one request."),
         },
+        parameters=[s.PairsImportQuerySerializer],
         examples=[OpenApiExample("A JSON list", value=_IMPORT_EXAMPLE, request_only=True)],
-        summary="Import pairs, all or nothing",
+        summary="Import pairs (or TRL or HH-RLHF preference rows), all or nothing",
     )
     def post(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
+        query = s.PairsImportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         result = services.pairs_import(
             project=project,
             items=_import_items(request.data, "pairs"),
             max_items=settings.PAIRWISE_MAX_IMPORT_ITEMS,
+            format=query.validated_data["format"],
         )
         return Response(s.ImportResultSerializer(result).data, status=201)
 
