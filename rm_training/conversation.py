@@ -88,7 +88,7 @@ def message_problems(value: Any) -> list[Problem]:
                 (_at(index, "content"), f"has {len(content)} characters; at most {MAX_CONTENT_CHARS}")
             )
     last = value[-1]
-    if isinstance(last, dict) and last.get("role") != "user":
+    if isinstance(last, dict) and last.get("role") in ROLES and last.get("role") != "user":
         problems.append((_at(len(value) - 1, "role"), "the last message must be the user's"))
     return problems
 
