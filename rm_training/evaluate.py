@@ -209,6 +209,8 @@ def evaluate_model_dir(
     pairs = encoder.encode_pairs(data.usable(data_path))
     metrics = evaluate_pairs(trained.model, encoder, pairs, batch_size=batch_size, device=trained.device)
     metrics["pairs_truncated"] = sum(p.truncated for p in pairs)
+    metrics["pairs_with_messages_dropped"] = sum(p.messages_dropped > 0 for p in pairs)
+    metrics["messages_dropped"] = sum(p.messages_dropped for p in pairs)
     metrics["pairs_identical_text"] = data.identical
     metrics["pairs_left_out_by_votes"] = data.left_out
     if data.identical:

@@ -98,6 +98,12 @@ class EncodedPair:
         return self.chosen.response_truncated or self.rejected.response_truncated
 
     @property
+    def messages_dropped(self) -> int:
+        """Messages of the conversation left out to fit max_length (the two sides share the history; the
+        longer response may drop more)."""
+        return max(self.chosen.messages_dropped, self.rejected.messages_dropped)
+
+    @property
     def identical(self) -> bool:
         """Whether both sides encode to the same model input (an uncased tokenizer folds their only
         difference away, or truncation cuts it off). Their rewards are then equal by construction, so

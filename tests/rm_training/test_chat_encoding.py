@@ -214,3 +214,10 @@ def test_a_chat_model_trains_on_conversations_and_scores_them_alike_everywhere(
     one = write_jsonl(tmp_path / "one.jsonl", [json.loads(data.read_text().splitlines()[0])])
     single = evaluate_model_dir(output, one, device="cpu")
     assert single["mean_margin"] == pytest.approx(scores[0] - scores[1], abs=1e-5)
+
+    # A 60-turn history is cut by whole turns, and the metrics say how much.
+    rows = [{"prompt": long_history(60), "chosen": "good excellent", "rejected": "good bad"}]
+    cut = evaluate_model_dir(output, write_jsonl(tmp_path / "long.jsonl", rows), device="cpu")
+    assert cut["pairs_truncated"] == cut["pairs_with_messages_dropped"] == 1
+    assert cut["messages_dropped"] >= 100 and cut["messages_dropped"] % 2 == 0
+    assert json.loads((output / "metrics.json").read_text())["counts"]["messages_dropped"] == 0
