@@ -74,6 +74,18 @@ def test_the_tokens_are_exactly_the_chat_templates(tokenizer: PreTrainedTokenize
         assert not (sequence.prompt_truncated or sequence.response_truncated or sequence.messages_dropped)
 
 
+def test_when_the_pad_token_ends_the_turn_the_reward_is_read_before_it() -> None:
+    """pad == the end-of-turn token (as with some Llama 3 set-ups): the head reads the last token that is
+    not the pad, the response's own last token, and score_index says so."""
+    tokenizer = chat_tokenizer()
+    tokenizer.pad_token = "<|im_end|>"
+    encoder = PairEncoder(tokenizer, max_length=64)
+    (sequence,) = encoder.encode([[user("the river")]], ["a blue cloud"])
+    assert sequence.input_ids[-1] == tokenizer.pad_token_id
+    assert sequence.score_index == len(sequence.input_ids) - 2
+    assert tokenizer.convert_ids_to_tokens(sequence.input_ids[sequence.score_index]) == "cloud"
+
+
 def test_control_tokens_inside_a_message_are_text_not_turns(tokenizer: PreTrainedTokenizerFast) -> None:
     encoder = PairEncoder(tokenizer, max_length=256)
     start = tokenizer.convert_tokens_to_ids("<|im_start|>")
