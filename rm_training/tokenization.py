@@ -34,8 +34,9 @@ that much; only a response longer than the rest is cut, from its end.
 from __future__ import annotations
 
 import copy
+import functools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -114,6 +115,25 @@ class EncodedPair:
         )
 
 
+Spans = list[tuple[int, int]]  # the character span of each token of a text
+
+
+@dataclass(frozen=True)
+class _History:
+    """A conversation's history as its cut needs it: the system message (or none), the turns after it, the
+    tokens of the whole history with an empty response, and ``saved[k]``: about how many tokens leaving
+    out the k oldest (user, assistant) turn pairs saves."""
+
+    system: list[Message]
+    turns: list[Message]
+    length: int
+    saved: list[float]
+
+    def kept(self, drop: int) -> list[Message]:
+        """The history without its ``drop`` oldest turn pairs."""
+        return [*self.system, *self.turns[2 * drop :]]
+
+
 class PairTargets(NamedTuple):
     """What the loss needs of B pairs besides their rewards, one value per pair."""
 
@@ -187,9 +207,12 @@ class PairEncoder:
                 plain, self._encode_plain(texts, [responses[i] for i in plain]), strict=True
             ):
                 result[index] = sequence
+        # Shared by the sequences of this call (scoring gives one history with up to 64 responses).
+        tokens = functools.cache(self._tokens)
+        histories: dict[tuple[tuple[str, str], ...], _History] = {}
         for index, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
             if result[index] is None:
-                result[index] = self._encode_conversation(as_messages(prompt), response)
+                result[index] = self._encode_conversation(as_messages(prompt), response, tokens, histories)
         return [s for s in result if s is not None]
 
     def _encode_plain(self, prompts: Sequence[str], responses: Sequence[str]) -> list[EncodedSequence]:
@@ -274,49 +297,79 @@ class PairEncoder:
         joined = self._backend.post_process(prompt, answer, add_special_tokens=True)
         return list(joined.ids), list(joined.type_ids)
 
-    def _tokens(self, text: str) -> list[tuple[int, int]]:
+    def _tokens(self, text: str) -> Spans:
         """The character span of each token of a text on its own."""
         return list(self._backend.encode(text, add_special_tokens=False).offsets)
 
-    def _encode_conversation(self, history: list[Message], response: str) -> EncodedSequence:
-        """A conversation cut to max_length by the rule of the module's docstring."""
-        ids, types = self._build(history, response)
-        if len(ids) <= self.max_length:
-            return EncodedSequence(ids, types, False, False, score_index=self._score_index(ids))
+    def _history(self, history: list[Message], tokens: Callable[[str], Spans]) -> _History:
+        """What cutting a history needs, computed once for every response to it."""
         system = history[:1] if history[0]["role"] == "system" else []
-        turns = history[len(system) :]
-        # The smallest number of (user, assistant) turn pairs to leave out, oldest first: the length only
-        # falls as more go, so a bisection finds it in a few encodings however long the history.
-        low, high = 1, (len(turns) - 1) // 2
-        fits: tuple[list[int], list[int]] | None = None
-        while low <= high:
-            middle = (low + high) // 2
-            candidate = self._build([*system, *turns[2 * middle :]], response)
-            if len(candidate[0]) <= self.max_length:
-                fits, high = candidate, middle - 1
-            else:
-                low = middle + 1
-        if fits is not None:
-            dropped = 2 * low
+        counts = [len(tokens(m["content"])) for m in history]
+        length = len(self._build(history, "")[0])
+        # The template's own tokens per message (role headers, separators), on average.
+        per_message = max(0.0, (length - sum(counts)) / (len(history) + 1))
+        saved = [0.0]
+        for first in range(len(system), len(history) - 1, 2):
+            saved.append(saved[-1] + counts[first] + counts[first + 1] + 2 * per_message)
+        return _History(system, history[len(system) :], length, saved)
+
+    def _encode_conversation(
+        self,
+        history: list[Message],
+        response: str,
+        tokens: Callable[[str], Spans],
+        histories: dict[tuple[tuple[str, str], ...], _History],
+    ) -> EncodedSequence:
+        """A conversation cut to max_length by the rule of the module's docstring: the fewest (user,
+        assistant) turn pairs left out, oldest first, that make it fit.
+
+        Which number that is comes from an estimate (the tokens of the history, less those of each turn
+        pair and its share of the template's own), and is then checked on the exact encoding, one pair at a
+        time, so that only sequences about max_length long are encoded per response, however long the
+        history: a 121-message history encoded whole for each of 64 responses took seconds."""
+        key = tuple((m["role"], m["content"]) for m in history)
+        info = histories.get(key)
+        if info is None:
+            info = histories[key] = self._history(history, tokens)
+        most = len(info.saved) - 1
+        whole = info.length + len(tokens(response))
+        drop = next((k for k in range(most + 1) if whole - info.saved[k] <= self.max_length), most)
+        built = self._build(info.kept(drop), response)
+        if len(built[0]) <= self.max_length:
+            while (
+                drop > 0 and len((longer := self._build(info.kept(drop - 1), response))[0]) <= self.max_length
+            ):
+                drop, built = drop - 1, longer
+        else:
+            while len(built[0]) > self.max_length and drop < most:
+                drop += 1
+                built = self._build(info.kept(drop), response)
+        if len(built[0]) <= self.max_length:
             return EncodedSequence(
-                fits[0],
-                fits[1],
-                True,
-                False,
-                messages_dropped=dropped,
-                score_index=self._score_index(fits[0]),
+                built[0],
+                built[1],
+                prompt_truncated=drop > 0,
+                response_truncated=False,
+                messages_dropped=2 * drop,
+                score_index=self._score_index(built[0]),
             )
-        return self._cut_inside([*system], turns[-1], response, dropped=len(turns) - 1)
+        return self._cut_inside(info.system, info.turns[-1], response, tokens, dropped=len(info.turns) - 1)
 
     def _cut_inside(
-        self, system: list[Message], last: Message, response: str, *, dropped: int
+        self,
+        system: list[Message],
+        last: Message,
+        response: str,
+        tokens: Callable[[str], Spans],
+        *,
+        dropped: int,
     ) -> EncodedSequence:
         """Only the system message (if any) and the last user turn are left, still too long: cut inside
         them and the response, by tokens."""
         spans = {
-            "system": self._tokens(system[0]["content"]) if system else [],
-            "user": self._tokens(last["content"]),
-            "response": self._tokens(response),
+            "system": tokens(system[0]["content"]) if system else [],
+            "user": tokens(last["content"]),
+            "response": tokens(response),
         }
         counts = {key: len(value) for key, value in spans.items()}
         ids, _ = self._build([*system, last], response)

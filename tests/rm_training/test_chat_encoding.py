@@ -110,6 +110,40 @@ def test_a_60_turn_history_loses_its_oldest_turns_whole(tokenizer: PreTrainedTok
     assert len(template_ids(tokenizer, [SYSTEM, *history[dropped - 1 :]], "the answer")) > 120
 
 
+def test_the_fewest_turns_are_dropped_whatever_the_lengths(tokenizer: PreTrainedTokenizerFast) -> None:
+    """The number of turn pairs left out is estimated, then checked: it is always the smallest that fits,
+    as trying every number on the exact template finds."""
+    rng = random.Random(3)
+    seen = set()
+    for trial in range(24):
+        history = [SYSTEM] if trial % 2 else []
+        for _ in range(rng.randint(1, 12)):
+            history += [
+                user(" ".join(rng.choices(WORDS, k=rng.randint(1, 30)))),
+                assistant(" ".join(rng.choices(WORDS, k=rng.randint(1, 30)))),
+            ]
+        history.append(user(" ".join(rng.choices(WORDS, k=rng.randint(1, 10)))))
+        response = " ".join(rng.choices(WORDS, k=rng.randint(1, 20)))
+        max_length = rng.randint(20, 200)
+        (sequence,) = PairEncoder(tokenizer, max_length=max_length).encode([history], [response])
+        system = history[:1] if history[0]["role"] == "system" else []
+        turns = history[len(system) :]
+        fitting = [
+            k
+            for k in range(len(turns) // 2 + 1)
+            if len(template_ids(tokenizer, [*system, *turns[2 * k :]], response)) <= max_length
+        ]
+        seen.add("none" if fitting[:1] == [0] else "some" if fitting else "cut")
+        if fitting:
+            assert sequence.messages_dropped == 2 * fitting[0]
+            assert sequence.input_ids == template_ids(
+                tokenizer, [*system, *turns[2 * fitting[0] :]], response
+            )
+        else:
+            assert sequence.messages_dropped == len(turns) - 1 and len(sequence.input_ids) <= max_length
+    assert seen == {"none", "some", "cut"}  # every case was tried
+
+
 def test_a_last_turn_that_alone_exceeds_max_length_is_cut_from_its_start(
     tokenizer: PreTrainedTokenizerFast,
 ) -> None:
