@@ -149,8 +149,12 @@ class RowError(ValueError):
 
 def parse_transcript(text: str, field: str) -> list[Message]:
     """An HH-RLHF transcript ("\\n\\nHuman: ...\\n\\nAssistant: ...") as messages, contents stripped of
-    the spaces around them. RowError (naming ``field``) for text before the first turn, a speaker's name at
-    the start of a line inside a turn, or no turn at all."""
+    the spaces around them; the blank line before the first turn may be missing. RowError (naming
+    ``field``) for text before the first turn, a speaker's name at the start of a line inside a turn, or no
+    turn at all."""
+    if re.match(r"\s*(?:Human|Assistant):", text):
+        # Copies of the data set stripped of their leading blank line: the first turn is still certain.
+        text = "\n\n" + text.lstrip()
     markers = list(_HH_MARKER.finditer(text))
     if not markers:
         raise RowError([(field, 'no "\\n\\nHuman:" or "\\n\\nAssistant:" turn: not an HH-RLHF transcript')])

@@ -109,6 +109,13 @@ def test_an_hh_transcript_splits_into_its_shared_history_and_the_two_last_turns(
     assert (chosen, rejected) == ("A rock.", "No idea.")
 
 
+def test_a_transcript_without_its_leading_blank_line_reads_the_same() -> None:
+    stripped = {"chosen": HH_CHOSEN.lstrip(), "rejected": HH_REJECTED.lstrip()}
+    assert pair_from_row(stripped, "hh-rlhf") == pair_from_row(
+        {"chosen": HH_CHOSEN, "rejected": HH_REJECTED}, "hh-rlhf"
+    )
+
+
 def test_an_empty_final_turn_is_an_empty_response() -> None:
     _, chosen, rejected = pair_from_row(
         {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello", "rejected": "\n\nHuman: Hi\n\nAssistant:"}, "hh-rlhf"
