@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+from jinja2 import TemplateError
 from tokenizers import Encoding, Tokenizer
 from transformers import PreTrainedTokenizerBase
 
@@ -285,12 +286,18 @@ class PairEncoder:
         """(input_ids, token_type_ids) of a history and a response, uncut: through the chat template, or
         the text rendering joined to the response by the pair template."""
         if self.chat:
-            ids = self.tokenizer.apply_chat_template(
-                [*history, {"role": "assistant", "content": response}],
-                tokenize=True,
-                return_dict=False,
-                sanitize_control_tokens=True,
-            )
+            try:
+                ids = self.tokenizer.apply_chat_template(
+                    [*history, {"role": "assistant", "content": response}],
+                    tokenize=True,
+                    return_dict=False,
+                    sanitize_control_tokens=True,
+                )
+            except (ValueError, TemplateError) as error:
+                # The template's own refusals (Llama 2's "roles must alternate", a system message it does
+                # not take) and a control token that its tokenizer also makes from plain text.
+                first = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise InputError(f"the base model's chat template refuses a conversation: {first}") from error
             return list(ids), [0] * len(ids)
         prompt = self._backend.encode(render(history) + self.separator, add_special_tokens=False)
         answer = self._backend.encode(response, add_special_tokens=False)

@@ -15,12 +15,13 @@ from rm_training.cli import main
 from rm_training.config import TrainingConfig
 from rm_training.conversation import render
 from rm_training.data import read_comparisons
+from rm_training.errors import InputError
 from rm_training.evaluate import evaluate_model_dir
 from rm_training.scoring import RewardScorer
 from rm_training.tokenization import PairEncoder
 from rm_training.train import train
 
-from .conftest import MARKER, WORDS, chat_tokenizer, write_jsonl
+from .conftest import CHAT_TEMPLATE, MARKER, WORDS, chat_tokenizer, write_jsonl
 
 SYSTEM = {"role": "system", "content": "careful quiet answer"}
 
@@ -84,6 +85,22 @@ def test_when_the_pad_token_ends_the_turn_the_reward_is_read_before_it() -> None
     assert sequence.input_ids[-1] == tokenizer.pad_token_id
     assert sequence.score_index == len(sequence.input_ids) - 2
     assert tokenizer.convert_ids_to_tokens(sequence.input_ids[sequence.score_index]) == "cloud"
+
+
+def test_a_template_that_refuses_a_conversation_is_a_one_line_input_error() -> None:
+    tokenizer = chat_tokenizer()
+    tokenizer.chat_template = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+        "{% endif %}" + CHAT_TEMPLATE
+    )
+    encoder = PairEncoder(tokenizer, max_length=64)
+    with pytest.raises(
+        InputError, match=r"^the base model's chat template refuses a conversation: System role"
+    ):
+        encoder.encode([[SYSTEM, user("the river")]], ["stone"])
+    assert encoder.encode([[user("the river")]], ["stone"])[
+        0
+    ].input_ids  # without a system message it takes it
 
 
 def test_control_tokens_inside_a_message_are_text_not_turns(tokenizer: PreTrainedTokenizerFast) -> None:
