@@ -22,6 +22,7 @@ from django.conf import settings
 
 from annotation.models import Project
 from rm_training.config import CONFIG_FILENAME
+from rm_training.conversation import Message, render
 from web.errors import Conflict, TooLarge
 
 from . import files
@@ -102,8 +103,12 @@ def _forget(run: TrainingRun) -> None:
             del _scorers[run.project_id]
 
 
-def score(*, project: Project, prompt: str, responses: Sequence[str]) -> tuple[int, list[float]]:
-    """Raw reward logits of each response to the prompt with the project's active model: (run id, scores).
+def score(
+    *, project: Project, prompt: str | list[Message], responses: Sequence[str]
+) -> tuple[int, list[float]]:
+    """Raw reward logits of each response to the prompt (a text or a checked conversation,
+    rm_training.conversation) with the project's active model: (run id, scores). A conversation's
+    characters are those of its text rendering.
 
     More than PAIRWISE_SCORE_MAX_RESPONSES responses, a text over PAIRWISE_SCORE_MAX_TEXT_CHARS characters
     or more than PAIRWISE_SCORE_MAX_REQUEST_CHARS in all: TooLarge (413); no active model: Conflict (409).
@@ -112,14 +117,15 @@ def score(*, project: Project, prompt: str, responses: Sequence[str]) -> tuple[i
     if len(responses) > limit:
         raise TooLarge(f"{len(responses)} responses in one request; the limit is {limit}.")
     text_limit = settings.PAIRWISE_SCORE_MAX_TEXT_CHARS
-    for name, text in [("prompt", prompt), *((f"responses[{i}]", r) for i, r in enumerate(responses))]:
+    prompt_text = render(prompt)
+    for name, text in [("prompt", prompt_text), *((f"responses[{i}]", r) for i, r in enumerate(responses))]:
         if len(text) > text_limit:
             raise TooLarge(
                 f"{name} has {len(text)} characters; the limit is {text_limit} characters per text "
                 "(PAIRWISE_SCORE_MAX_TEXT_CHARS)."
             )
     total, request_limit = (
-        len(prompt) + sum(len(r) for r in responses),
+        len(prompt_text) + sum(len(r) for r in responses),
         settings.PAIRWISE_SCORE_MAX_REQUEST_CHARS,
     )
     if total > request_limit:

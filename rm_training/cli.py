@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import jsonl, progress
+from . import conversation, jsonl, progress
 from .config import GROUPS, TrainingConfig, setting_help
+from .conversation import Message
 from .errors import InputError
 
 
@@ -93,7 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", help="reward of each response to a prompt")
     score.add_argument("--model", required=True, type=Path, help="a directory written by train")
-    score.add_argument("--prompt", required=True)
+    prompt = score.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="the prompt as text")
+    prompt.add_argument(
+        "--conversation",
+        type=Path,
+        help='a JSON file holding the prompt as a list of messages {"role", "content"} ending with the '
+        "user's ('-' reads standard input)",
+    )
     score.add_argument("--response", required=True, action="append", help="repeat for several responses")
     score.add_argument("--json", action="store_true", help='print {"scores": [...]} instead of lines')
     score.add_argument("--batch-size", type=_positive_int, default=32, help="responses per forward pass")
@@ -249,19 +257,40 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_score(args: argparse.Namespace) -> int:
     from .scoring import RewardScorer
 
-    texts = [("--prompt", args.prompt)] + [(f"--response {i}", r) for i, r in enumerate(args.response, 1)]
+    prompt = args.prompt if args.conversation is None else _read_conversation(args.conversation)
+    texts = [("--prompt", args.prompt or "")] + [
+        (f"--response {i}", r) for i, r in enumerate(args.response, 1)
+    ]
     for option, text in texts:
         # A command line can carry bytes that are not UTF-8 (as lone surrogates), which no tokenizer takes.
         for _, problem in jsonl.text_problems(text):
             raise InputError(f"{option}: {problem}")
     scorer = RewardScorer(args.model, device=args.device, batch_size=args.batch_size)
-    scores = scorer.score(args.prompt, args.response)
+    scores = scorer.score(prompt, args.response)
     if args.json:
         print(json.dumps({"scores": scores}))
     else:
         for value in scores:
             print(f"{value:.6f}")
     return 0
+
+
+def _read_conversation(path: Path) -> list[Message]:
+    """--conversation's messages, read by the project's one JSON reader and checked by the one rule."""
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as error:
+        raise InputError(f"--conversation {path}: cannot be read: {error.strerror or error}") from None
+    try:
+        value = jsonl.loads(jsonl.decode(data))
+    except jsonl.JSONError as error:
+        raise InputError(f"--conversation {path}: {error}") from None
+    problems = [*((".".join(map(str, p)), m) for p, m in jsonl.text_problems(value))]
+    problems += conversation.message_problems(value)
+    if problems:
+        where, message = problems[0]
+        raise InputError(f"--conversation {path}: {where + ': ' if where else ''}{message}")
+    return list(value)
 
 
 def _fmt(value: Any) -> str:

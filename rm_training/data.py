@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import jsonl
+from . import conversation, jsonl
+from .conversation import Message
 from .errors import InputError
 from .votes import CHOICES, TiePolicy, Votes, outcome
 
@@ -52,10 +53,18 @@ class Comparison:
     votes_rejected: int = 0
     votes_tie: int = 0
     pair_id: str | None = None
+    # A conversation's messages (rm_training.conversation), ``prompt`` being their text rendering; None
+    # for a plain prompt.
+    messages: list[Message] | None = None
 
     @property
     def decisive_votes(self) -> int:
         return self.votes_chosen + self.votes_rejected
+
+    @property
+    def conversation(self) -> str | list[Message]:
+        """The prompt as the encoder takes it: the messages of a conversation, else the text."""
+        return self.prompt if self.messages is None else self.messages
 
 
 class DataError(InputError):
@@ -263,6 +272,7 @@ def _identity(
 def _comparison(
     *,
     prompt: str,
+    messages: list[Message] | None,
     text_a: str,
     text_b: str,
     votes: Votes,
@@ -278,6 +288,7 @@ def _comparison(
     chosen, rejected = (text_a, text_b) if result.chosen == "a" else (text_b, text_a)
     return Comparison(
         prompt=prompt,
+        messages=messages,
         chosen=chosen,
         rejected=rejected,
         target=result.target,
@@ -307,8 +318,7 @@ def _from_preferences(
     comparisons = []
     left_out = identical = 0
     for number, row in rows:
-        prompt = _text(row, "prompt", number, optional=True)
-        chosen, rejected = _text(row, "chosen", number), _text(row, "rejected", number)
+        prompt, messages, chosen, rejected = _preference_texts(row, number)
         votes = _votes(row, number)
         # A TRL-style file's "margin", else the chosen side's mean "strength" of Pairwise's export.
         margin = _number(row, "margin", number)
@@ -321,6 +331,7 @@ def _from_preferences(
         # The export orients rows so that chosen is the majority, whichever of a/b it was.
         comparison = _comparison(
             prompt=prompt,
+            messages=messages,
             text_a=chosen,
             text_b=rejected,
             votes=Votes(a=max(votes.a, votes.b), b=min(votes.a, votes.b), tie=votes.tie),
@@ -334,6 +345,31 @@ def _from_preferences(
         else:
             comparisons.append(comparison)
     return ComparisonData(comparisons, rows=len(rows), left_out=left_out, identical=identical)
+
+
+def _preference_texts(row: dict[str, Any], number: int) -> tuple[str, list[Message] | None, str, str]:
+    """(prompt text, messages or None, chosen, rejected) of a preferences row: TRL's standard row (all
+    text), or its conversational rows (prompt as messages with one assistant message per side, or no prompt
+    and each side a whole conversation), read by rm_training.conversation as the import reads them."""
+    if not any(isinstance(row.get(key), list) for key in ("prompt", "chosen", "rejected")):
+        prompt = _text(row, "prompt", number, optional=True)
+        return prompt, None, _text(row, "chosen", number), _text(row, "rejected", number)
+    try:
+        value, chosen, rejected = conversation.pair_from_row(row, "trl")
+    except conversation.RowError as error:
+        field, message = error.problems[0]
+        raise DataError(message, line=number, field=field or None) from None
+    prompt, messages = _conversation(value, number, "prompt")
+    return prompt, messages, chosen, rejected
+
+
+def _conversation(value: Any, number: int, field: str) -> tuple[str, list[Message] | None]:
+    """A prompt checked by rm_training.conversation's rules: (its text, its messages or None)."""
+    problems = conversation.prompt_problems(value)
+    if problems:
+        path, message = problems[0]
+        raise DataError(message, line=number, field=f"{field}.{path}" if path else field)
+    return conversation.normalize(value)
 
 
 def comparisons_from_judgments(
@@ -353,6 +389,10 @@ def _from_judgments(
     judged: dict[tuple[str, str], int] = {}  # (pair, rater) -> its line
     for number, row in rows:
         prompt = _text(row, "prompt", number, optional=True)
+        messages = None
+        if row.get("messages") is not None:
+            # The judgments export's conversation: its messages are the prompt, "prompt" their rendering.
+            prompt, messages = _conversation(row["messages"], number, "messages")
         text_a, text_b = _text(row, "response_a", number), _text(row, "response_b", number)
         choice = row.get("choice")
         if not isinstance(choice, str) or choice not in CHOICES:
@@ -360,8 +400,10 @@ def _from_judgments(
         strength = _number(row, "strength", number)
         identity = _identity(row, number)
         key = _digest([prompt, text_a, text_b]) if identity is None else identity
-        pair = pairs.setdefault(key, {"prompt": prompt, "a": text_a, "b": text_b, "line": number})
-        if (pair["prompt"], pair["a"], pair["b"]) != (prompt, text_a, text_b):
+        pair = pairs.setdefault(
+            key, {"prompt": prompt, "messages": messages, "a": text_a, "b": text_b, "line": number}
+        )
+        if (pair["prompt"], pair["messages"], pair["a"], pair["b"]) != (prompt, messages, text_a, text_b):
             # Two texts under one id: which one the votes were for cannot be told, so neither is guessed.
             raise DataError(
                 f"pair {_kind(key)} has a different prompt or responses than on line {pair['line']}",
@@ -387,6 +429,7 @@ def _from_judgments(
             continue
         comparison = _comparison(
             prompt=pair["prompt"],
+            messages=pair["messages"],
             text_a=pair["a"],
             text_b=pair["b"],
             votes=Votes(**votes[key]),
@@ -440,7 +483,16 @@ def split_by_prompt(
 
 def dataset_digest(comparisons: Iterable[Comparison]) -> str:
     """A sha256 of the examples as training sees them, to tell whether two runs had the same data."""
-    return _digest([json.dumps(asdict(c), sort_keys=True) for c in comparisons])
+    return _digest([json.dumps(_digested(c), sort_keys=True) for c in comparisons])
+
+
+def _digested(comparison: Comparison) -> dict[str, Any]:
+    """A comparison's fields; without messages for a plain prompt, so that data without conversations has
+    the digest it had before they existed."""
+    fields = asdict(comparison)
+    if fields["messages"] is None:
+        del fields["messages"]
+    return fields
 
 
 def _digest(parts: Sequence[str]) -> str:

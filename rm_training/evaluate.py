@@ -209,6 +209,8 @@ def evaluate_model_dir(
     pairs = encoder.encode_pairs(data.usable(data_path))
     metrics = evaluate_pairs(trained.model, encoder, pairs, batch_size=batch_size, device=trained.device)
     metrics["pairs_truncated"] = sum(p.truncated for p in pairs)
+    metrics["pairs_with_messages_dropped"] = sum(p.messages_dropped > 0 for p in pairs)
+    metrics["messages_dropped"] = sum(p.messages_dropped for p in pairs)
     metrics["pairs_identical_text"] = data.identical
     metrics["pairs_left_out_by_votes"] = data.left_out
     if data.identical:
@@ -241,7 +243,7 @@ def write_score_check(
     (held-out ones first), encoded as scoring encodes them. Whoever loads the saved directory can score
     them again and compare (:func:`score_check`): a reward head lost or re-initialised on save shows."""
     chosen = [p.comparison for p in pairs[:SCORE_CHECK_PAIRS]]
-    prompts = [c.prompt for c in chosen for _ in (0, 1)]
+    prompts = [c.conversation for c in chosen for _ in (0, 1)]
     responses = [text for c in chosen for text in (c.chosen, c.rejected)]
     sequences = encoder.encode(prompts, responses)
     rewards = compute_rewards(model, encoder, sequences, batch_size=len(sequences) or 1, device=device)

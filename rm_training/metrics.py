@@ -56,6 +56,10 @@ class Counts:
     # model cannot tell them apart. Left out of training (their gradient is zero); scored as ties held out.
     train_pairs_identical_tokens: int = 0
     eval_pairs_identical_tokens: int = 0
+    # Conversations cut by whole turns to fit max_length (over train and eval; counted in pairs_truncated
+    # too), and the messages they lost in all.
+    pairs_with_messages_dropped: int = 0
+    messages_dropped: int = 0
 
 
 @dataclass

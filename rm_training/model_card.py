@@ -62,7 +62,8 @@ def write_model_card(directory: Path, *, config: TrainingConfig, metrics: Traini
         f"difference cut off at {config.max_length} tokens): {counts.train_pairs_identical_tokens} left out "
         f"of training, {counts.eval_pairs_identical_tokens} held out and scored as ties",
         f"- pairs truncated to {config.max_length} tokens: {counts.pairs_truncated} "
-        f"(of which with a response cut: {counts.responses_truncated})",
+        f"(of which with a response cut: {counts.responses_truncated}; conversations that lost whole turns: "
+        f"{counts.pairs_with_messages_dropped}, {counts.messages_dropped} messages in all)",
         f"- data sha256: `{dataset.sha256}`",
         "",
         "## Results (held-out pairs)",

@@ -1,4 +1,5 @@
-"""Scoring with a trained reward model: batched raw logits for (prompt, response) lists."""
+"""Scoring with a trained reward model: batched raw logits for (prompt, response) lists; a prompt is a text
+or a conversation (rm_training.conversation), encoded as training encodes it (rm_training.tokenization)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from .evaluate import compute_rewards
 from .model import load_trained
+from .tokenization import Prompt
 
 
 class RewardScorer:
@@ -22,11 +24,11 @@ class RewardScorer:
         self.device = self.trained.device
         self.batch_size = batch_size
 
-    def score(self, prompt: str, responses: Sequence[str]) -> list[float]:
+    def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
         """Rewards of several responses to one prompt, in order."""
         return self.score_pairs([prompt] * len(responses), responses)
 
-    def score_pairs(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    def score_pairs(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
         """Rewards of (prompts[i], responses[i]) for every i."""
         if len(prompts) != len(responses):
             raise ValueError("prompts and responses must have the same length")

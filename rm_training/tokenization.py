@@ -1,8 +1,27 @@
-"""(prompt, response) to token ids, padding into batches, and batches grouped by length.
+"""(prompt, response) to token ids, padding into batches, and batches grouped by length: the one place where a
+prompt (a text or a conversation, rm_training.conversation) becomes tokens, for training, evaluation, the CLI
+and /score.
 
-One format for every model: the tokenizer's own pair template (``[CLS] prompt [SEP] response [SEP]`` for
-BERT, with segment ids). A tokenizer whose pair template puts nothing between the two texts (GPT-2, most
-decoders) gets a blank line after the prompt, so the two never run together. No EOS is appended: the
+A tokenizer with a chat template (a chat model's) encodes every prompt through it: the scored sequence is
+exactly ``tokenizer.apply_chat_template(history + [{"role": "assistant", "content": response}],
+sanitize_control_tokens=True)`` (a plain prompt is one user message). ``sanitize_control_tokens``: a
+message that holds the template's own control tokens ("<|im_end|>", "<|eot_id|>") gets them as plain text,
+so no content can open a turn of its own. The reward is read where the sequence-classification head reads
+it, the last token that is not the pad token: the end of the assistant's turn as the template writes it
+(:attr:`EncodedSequence.score_index`). A long conversation first loses whole turns, a user turn with the
+assistant's answer at a time from the oldest (so that the rest still alternates), keeping the system message
+and the last user turn; when that is not enough, the last user turn is cut from its start (down to a quarter
+of the room), then the response from its end, then the system message from its end. The response is never
+dropped; :attr:`EncodedSequence.messages_dropped` counts the messages left out.
+
+A tokenizer without a chat template (the default MiniLM, BERT-shaped) encodes a conversation as its one
+text rendering (rm_training.conversation.render, role names and blank lines), truncated by turns the same
+way; a plain prompt as below.
+
+One format for plain prompts without a chat template: the tokenizer's own pair template
+(``[CLS] prompt [SEP] response [SEP]`` for BERT, with segment ids). A tokenizer whose pair template puts
+nothing between the two texts (GPT-2, most decoders) gets a blank line after the prompt, so the two never
+run together. No EOS is appended: the
 reward is read where the model's own sequence-classification head reads it, the rightmost token that is
 not the pad token, which is then the last real token of the response even when pad == EOS (the trap of
 TRL issues #937 and #2758, where a pad that is also the EOS made the head read a padding position).
@@ -15,17 +34,22 @@ that much; only a response longer than the rest is cut, from its end.
 from __future__ import annotations
 
 import copy
+import functools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+from jinja2 import TemplateError
 from tokenizers import Encoding, Tokenizer
 from transformers import PreTrainedTokenizerBase
 
+from .conversation import Message, as_messages, render
 from .data import Comparison
 from .errors import InputError
+
+Prompt = str | Sequence[Message]
 
 DECODER_SEPARATOR = "\n\n"
 
@@ -50,6 +74,11 @@ class EncodedSequence:
     token_type_ids: list[int]
     prompt_truncated: bool
     response_truncated: bool
+    # Messages of a conversation's history left out whole to fit max_length.
+    messages_dropped: int = 0
+    # Where the reward is read: the last token that is not the pad token (as the model's head reads it
+    # in a right-padded batch); -1 means the last token.
+    score_index: int = -1
 
 
 @dataclass(frozen=True)
@@ -71,6 +100,12 @@ class EncodedPair:
         return self.chosen.response_truncated or self.rejected.response_truncated
 
     @property
+    def messages_dropped(self) -> int:
+        """Messages of the conversation left out to fit max_length (the two sides share the history; the
+        longer response may drop more)."""
+        return max(self.chosen.messages_dropped, self.rejected.messages_dropped)
+
+    @property
     def identical(self) -> bool:
         """Whether both sides encode to the same model input (an uncased tokenizer folds their only
         difference away, or truncation cuts it off). Their rewards are then equal by construction, so
@@ -79,6 +114,25 @@ class EncodedPair:
             self.rejected.input_ids,
             self.rejected.token_type_ids,
         )
+
+
+Spans = list[tuple[int, int]]  # the character span of each token of a text
+
+
+@dataclass(frozen=True)
+class _History:
+    """A conversation's history as its cut needs it: the system message (or none), the turns after it, the
+    tokens of the whole history with an empty response, and ``saved[k]``: about how many tokens leaving
+    out the k oldest (user, assistant) turn pairs saves."""
+
+    system: list[Message]
+    turns: list[Message]
+    length: int
+    saved: list[float]
+
+    def kept(self, drop: int) -> list[Message]:
+        """The history without its ``drop`` oldest turn pairs."""
+        return [*self.system, *self.turns[2 * drop :]]
 
 
 class PairTargets(NamedTuple):
@@ -123,6 +177,9 @@ class PairEncoder:
         self._backend.no_padding()
         self._backend.no_truncation()
         self.max_length = max_length
+        self.tokenizer = tokenizer
+        # A chat model's template: every prompt goes through it (see the module's docstring).
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
         self.pad_token_id: int = tokenizer.pad_token_id
         self.uses_token_type_ids = "token_type_ids" in tokenizer.model_input_names
         special_pair = self._backend.num_special_tokens_to_add(True)
@@ -135,7 +192,31 @@ class PairEncoder:
                 f"max_length {max_length} leaves no room for text: the template takes {special_pair}"
             )
 
-    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[EncodedSequence]:
+    def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[EncodedSequence]:
+        """Each (prompt, response) as one sequence; a prompt is a text or a list of messages."""
+        if len(prompts) != len(responses):
+            raise ValueError("prompts and responses must have the same length")
+        plain = [
+            i
+            for i, p in enumerate(prompts)
+            if not self.chat and (isinstance(p, str) or (len(p) == 1 and p[0]["role"] == "user"))
+        ]
+        result: list[EncodedSequence | None] = [None] * len(prompts)
+        if plain:
+            texts = [render(prompts[i]) for i in plain]
+            for index, sequence in zip(
+                plain, self._encode_plain(texts, [responses[i] for i in plain]), strict=True
+            ):
+                result[index] = sequence
+        # Shared by the sequences of this call (scoring gives one history with up to 64 responses).
+        tokens = functools.cache(self._tokens)
+        histories: dict[tuple[tuple[str, str], ...], _History] = {}
+        for index, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+            if result[index] is None:
+                result[index] = self._encode_conversation(as_messages(prompt), response, tokens, histories)
+        return [s for s in result if s is not None]
+
+    def _encode_plain(self, prompts: Sequence[str], responses: Sequence[str]) -> list[EncodedSequence]:
         # Each distinct prompt is tokenized once (scoring gives one prompt with up to 64 responses), and
         # each use gets its own copy: truncation cuts encodings in place.
         distinct = list(dict.fromkeys(prompts))
@@ -195,10 +276,144 @@ class PairEncoder:
             token_type_ids=list(joined.type_ids),
             prompt_truncated=keep_prompt < n_prompt,
             response_truncated=keep_response < n_response,
+            score_index=self._score_index(joined.ids),
+        )
+
+    def _score_index(self, ids: Sequence[int]) -> int:
+        return next((i for i in range(len(ids) - 1, -1, -1) if ids[i] != self.pad_token_id), len(ids) - 1)
+
+    def _build(self, history: list[Message], response: str) -> tuple[list[int], list[int]]:
+        """(input_ids, token_type_ids) of a history and a response, uncut: through the chat template, or
+        the text rendering joined to the response by the pair template."""
+        if self.chat:
+            try:
+                ids = self.tokenizer.apply_chat_template(
+                    [*history, {"role": "assistant", "content": response}],
+                    tokenize=True,
+                    return_dict=False,
+                    sanitize_control_tokens=True,
+                )
+            except (ValueError, TemplateError) as error:
+                # The template's own refusals (Llama 2's "roles must alternate", a system message it does
+                # not take) and a control token that its tokenizer also makes from plain text.
+                first = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise InputError(f"the base model's chat template refuses a conversation: {first}") from error
+            return list(ids), [0] * len(ids)
+        prompt = self._backend.encode(render(history) + self.separator, add_special_tokens=False)
+        answer = self._backend.encode(response, add_special_tokens=False)
+        joined = self._backend.post_process(prompt, answer, add_special_tokens=True)
+        return list(joined.ids), list(joined.type_ids)
+
+    def _tokens(self, text: str) -> Spans:
+        """The character span of each token of a text on its own."""
+        return list(self._backend.encode(text, add_special_tokens=False).offsets)
+
+    def _history(self, history: list[Message], tokens: Callable[[str], Spans]) -> _History:
+        """What cutting a history needs, computed once for every response to it."""
+        system = history[:1] if history[0]["role"] == "system" else []
+        counts = [len(tokens(m["content"])) for m in history]
+        length = len(self._build(history, "")[0])
+        # The template's own tokens per message (role headers, separators), on average.
+        per_message = max(0.0, (length - sum(counts)) / (len(history) + 1))
+        saved = [0.0]
+        for first in range(len(system), len(history) - 1, 2):
+            saved.append(saved[-1] + counts[first] + counts[first + 1] + 2 * per_message)
+        return _History(system, history[len(system) :], length, saved)
+
+    def _encode_conversation(
+        self,
+        history: list[Message],
+        response: str,
+        tokens: Callable[[str], Spans],
+        histories: dict[tuple[tuple[str, str], ...], _History],
+    ) -> EncodedSequence:
+        """A conversation cut to max_length by the rule of the module's docstring: the fewest (user,
+        assistant) turn pairs left out, oldest first, that make it fit.
+
+        Which number that is comes from an estimate (the tokens of the history, less those of each turn
+        pair and its share of the template's own), and is then checked on the exact encoding, one pair at a
+        time, so that only sequences about max_length long are encoded per response, however long the
+        history: a 121-message history encoded whole for each of 64 responses took seconds."""
+        key = tuple((m["role"], m["content"]) for m in history)
+        info = histories.get(key)
+        if info is None:
+            info = histories[key] = self._history(history, tokens)
+        most = len(info.saved) - 1
+        whole = info.length + len(tokens(response))
+        drop = next((k for k in range(most + 1) if whole - info.saved[k] <= self.max_length), most)
+        built = self._build(info.kept(drop), response)
+        if len(built[0]) <= self.max_length:
+            while (
+                drop > 0 and len((longer := self._build(info.kept(drop - 1), response))[0]) <= self.max_length
+            ):
+                drop, built = drop - 1, longer
+        else:
+            while len(built[0]) > self.max_length and drop < most:
+                drop += 1
+                built = self._build(info.kept(drop), response)
+        if len(built[0]) <= self.max_length:
+            return EncodedSequence(
+                built[0],
+                built[1],
+                prompt_truncated=drop > 0,
+                response_truncated=False,
+                messages_dropped=2 * drop,
+                score_index=self._score_index(built[0]),
+            )
+        return self._cut_inside(info.system, info.turns[-1], response, tokens, dropped=len(info.turns) - 1)
+
+    def _cut_inside(
+        self,
+        system: list[Message],
+        last: Message,
+        response: str,
+        tokens: Callable[[str], Spans],
+        *,
+        dropped: int,
+    ) -> EncodedSequence:
+        """Only the system message (if any) and the last user turn are left, still too long: cut inside
+        them and the response, by tokens."""
+        spans = {
+            "system": tokens(system[0]["content"]) if system else [],
+            "user": tokens(last["content"]),
+            "response": tokens(response),
+        }
+        counts = {key: len(value) for key, value in spans.items()}
+        ids, _ = self._build([*system, last], response)
+        budget = self.max_length - (len(ids) - sum(counts.values()))
+        for _ in range(16):
+            if budget < 3:
+                break
+            user = min(counts["user"], max(budget - counts["system"] - counts["response"], budget // 4))
+            answer = min(counts["response"], max(budget - counts["system"] - user, budget // 4))
+            kept_system = min(counts["system"], budget - user - answer)
+            history = [
+                *(
+                    [{"role": "system", "content": _head(system[0]["content"], spans["system"], kept_system)}]
+                    if system
+                    else []
+                ),
+                {"role": "user", "content": _tail(last["content"], spans["user"], user)},
+            ]
+            cut_response = _head(response, spans["response"], answer)
+            ids, types = self._build(history, cut_response)
+            if len(ids) <= self.max_length:
+                return EncodedSequence(
+                    ids,
+                    types,
+                    prompt_truncated=True,
+                    response_truncated=answer < counts["response"],
+                    messages_dropped=dropped,
+                    score_index=self._score_index(ids),
+                )
+            # Tokens at the cuts merge differently inside the template: take the excess off and try again.
+            budget -= len(ids) - self.max_length
+        raise InputError(
+            f"max_length {self.max_length} leaves no room for text once the chat template's own tokens are in"
         )
 
     def encode_pairs(self, comparisons: Sequence[Comparison]) -> list[EncodedPair]:
-        prompts = [c.prompt for c in comparisons]
+        prompts = [c.conversation for c in comparisons]
         chosen = self.encode(prompts, [c.chosen for c in comparisons])
         rejected = self.encode(prompts, [c.rejected for c in comparisons])
         return [EncodedPair(c, ch, rj) for c, ch, rj in zip(comparisons, chosen, rejected, strict=True)]
@@ -234,6 +449,20 @@ class PairEncoder:
                 tie=torch.tensor([c.tie for c in comparisons], dtype=torch.bool),
             ),
         )
+
+
+def _head(text: str, spans: Sequence[tuple[int, int]], keep: int) -> str:
+    """The text of its first ``keep`` tokens."""
+    if keep >= len(spans):
+        return text
+    return text[: spans[keep - 1][1]] if keep > 0 else ""
+
+
+def _tail(text: str, spans: Sequence[tuple[int, int]], keep: int) -> str:
+    """The text of its last ``keep`` tokens."""
+    if keep >= len(spans):
+        return text
+    return text[spans[len(spans) - keep][0] :] if keep > 0 else ""
 
 
 def length_grouped_batches(

@@ -546,6 +546,8 @@ def _final_metrics(
             pairs_identical_text=data.identical,
             train_pairs_identical_tokens=same_tokens.train,
             eval_pairs_identical_tokens=same_tokens.eval,
+            pairs_with_messages_dropped=sum(p.messages_dropped > 0 for p in all_pairs),
+            messages_dropped=sum(p.messages_dropped for p in all_pairs),
         ),
         dataset=DatasetSummary(
             pairs=len(data.comparisons),

@@ -65,7 +65,14 @@ def test_the_trainer_imports_no_django():
 
 
 @pytest.mark.parametrize(
-    "module", ["rm_training.config", "rm_training.data", "rm_training.votes", "rm_training.progress"]
+    "module",
+    [
+        "rm_training.config",
+        "rm_training.data",
+        "rm_training.votes",
+        "rm_training.progress",
+        "rm_training.conversation",
+    ],
 )
 def test_the_trainers_config_and_data_import_no_torch(module):
     imported = modules_after(f"import {module}")

@@ -25,6 +25,7 @@ from annotation.models import (
     shown_choice,
 )
 from annotation.selectors.leaderboard import DEFAULT_ROUNDS, MAX_ROUNDS
+from rm_training import conversation
 from web.api import StrictFieldsMixin
 
 
@@ -92,6 +93,15 @@ class ImportResultSerializer(serializers.Serializer):
     unchanged = serializers.IntegerField()
 
 
+class PairsImportQuerySerializer(StrictFieldsMixin, serializers.Serializer):
+    format = serializers.ChoiceField(
+        choices=list(conversation.FORMATS),
+        required=False,
+        default="pairs",
+        help_text="pairs: Pairwise's pair objects; trl: TRL preference rows; hh-rlhf: HH-RLHF transcripts.",
+    )
+
+
 class PairSerializer(serializers.ModelSerializer):
     class Meta:
         model = Pair
@@ -99,6 +109,7 @@ class PairSerializer(serializers.ModelSerializer):
             "id",
             "external_id",
             "prompt",
+            "messages",
             "response_a",
             "response_b",
             "model_a",
@@ -395,6 +406,9 @@ class ExportedJudgmentSerializer(serializers.Serializer):
     pair_id = serializers.IntegerField()
     external_id = serializers.CharField(allow_null=True)
     prompt = serializers.CharField()
+    messages = serializers.JSONField(
+        allow_null=True, help_text="A conversation's messages; null for a plain prompt (see Importing pairs)."
+    )
     response_a = serializers.CharField(allow_blank=True)
     response_b = serializers.CharField(allow_blank=True)
     model_a = serializers.CharField(allow_blank=True)

@@ -14,11 +14,12 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import mixins
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import Throttled
-from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.mediatypes import media_type_matches, order_by_precedence
 
 from annotation import selectors, services
 from annotation.models import Pair, Project
@@ -200,8 +201,23 @@ def _import_items(data: Any, what: str) -> list[Any]:
     raise Invalid(f'The body must be a JSON list of {what}, {{"{what}": [...]}}, or JSON Lines.')
 
 
+class _FormatNamesTheData(DefaultContentNegotiation):
+    """?format= names the import's data format (pairs, trl, hh-rlhf) here, not a renderer as DRF's
+    URL_FORMAT_OVERRIDE would have it (which answers 404 for a format it has no renderer for)."""
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        accepts = self.get_accept_list(request)
+        for media_type_set in order_by_precedence(accepts):
+            for renderer in renderers:
+                for media_type in media_type_set:
+                    if media_type_matches(renderer.media_type, media_type):
+                        return renderer, renderer.media_type
+        return renderers[0], renderers[0].media_type
+
+
 class PairsView(mixins.ListModelMixin, GenericApiView):
     permission_classes = [IsStaff]
+    content_negotiation_class = _FormatNamesTheData
     serializer_class = s.PairSerializer
     pagination_class = IdCursorPagination
 
@@ -226,15 +242,19 @@ class PairsView(mixins.ListModelMixin, GenericApiView):
             409: error_response("Another import added the same external_ids at the same time."),
             413: error_response("Too many bytes or items in one request."),
         },
+        parameters=[s.PairsImportQuerySerializer],
         examples=[OpenApiExample("A JSON list", value=_IMPORT_EXAMPLE, request_only=True)],
-        summary="Import pairs, all or nothing",
+        summary="Import pairs (or TRL or HH-RLHF preference rows), all or nothing",
     )
     def post(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
+        query = s.PairsImportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         result = services.pairs_import(
             project=project,
             items=_import_items(request.data, "pairs"),
             max_items=settings.PAIRWISE_MAX_IMPORT_ITEMS,
+            format=query.validated_data["format"],
         )
         return Response(s.ImportResultSerializer(result).data, status=201)
 

@@ -20,6 +20,7 @@ from django.db import connection
 from django.db.models import Avg, Count, F, OuterRef, Q, QuerySet, Subquery
 
 from annotation.models import Choice, Judgment, Pair, Project
+from rm_training.conversation import as_messages
 from rm_training.votes import Votes, preference_row
 
 JUDGMENT_COLUMNS = (
@@ -27,6 +28,7 @@ JUDGMENT_COLUMNS = (
     "pair_id",
     "external_id",
     "prompt",
+    "messages",
     "response_a",
     "response_b",
     "model_a",
@@ -93,6 +95,7 @@ def judgments_for_export(*, project: Project, filters: ExportFilter) -> QuerySet
         judgment_id=F("id"),
         external_id=F("pair__external_id"),
         prompt=F("pair__prompt"),
+        messages=F("pair__messages"),
         response_a=F("pair__response_a"),
         response_b=F("pair__response_b"),
         model_a=F("pair__model_a"),
@@ -149,8 +152,10 @@ def preference_rows(
 
     ``strength`` is the mean strength of the chosen side's judgments, when the project records strength
     (not named "margin": TRL would read that column as a logit margin, and fail on its nulls).
-    ``conversational``: prompt as a list of chat messages and chosen/rejected as assistant messages, the
-    form TRL reads for chat models.
+    ``conversational``: prompt as a list of chat messages (the pair's whole conversation; a plain prompt is
+    one user message) and chosen/rejected as assistant messages, the form TRL reads for chat models. The
+    standard form's prompt is text: a conversation's rendering (rm_training.conversation.render), which
+    Pair.prompt holds.
     """
     window = filters.window("judgments__")
     counted = Pair.objects.filter(project=project).annotate(
@@ -163,7 +168,7 @@ def preference_rows(
     counted = counted.alias(votes=F("votes_a") + F("votes_b") + F("votes_tie")).filter(
         votes__gte=max(1, filters.min_votes or 1)
     )
-    fields = ("id", "external_id", "prompt", "response_a", "response_b")
+    fields = ("id", "external_id", "prompt", "messages", "response_a", "response_b")
     tallies = ("votes_a", "votes_b", "votes_tie", "strength_a", "strength_b")
     for pair in counted.order_by("id").values(*fields, *tallies).iterator(chunk_size=CHUNK_ROWS):
         votes = Votes(a=pair["votes_a"], b=pair["votes_b"], tie=pair["votes_tie"])
@@ -180,7 +185,7 @@ def preference_rows(
         row |= {"pair_id": pair["id"], "external_id": pair["external_id"]}
         if conversational:
             row |= {
-                "prompt": [{"role": "user", "content": row["prompt"]}],
+                "prompt": as_messages(pair["messages"] or pair["prompt"]),
                 "chosen": [{"role": "assistant", "content": row["chosen"]}],
                 "rejected": [{"role": "assistant", "content": row["rejected"]}],
             }
@@ -225,6 +230,9 @@ def _csv_cell(value: Any, *, raw: bool) -> Any:
         return ""
     if isinstance(value, datetime):
         return _iso(value)
+    if isinstance(value, list | dict):
+        # A conversation's messages as JSON text: it starts with "[", which no spreadsheet runs.
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, str) and not raw and value.startswith(FORMULA_STARTS):
         return "'" + value  # OWASP's rule: shown as text, the quote hidden by the spreadsheet
     return value

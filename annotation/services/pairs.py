@@ -1,4 +1,6 @@
-"""Pair import: all or nothing, idempotent by external_id and content."""
+"""Pair import: all or nothing, idempotent by external_id and content. A prompt is a string or a
+conversation (rm_training.conversation, whose checks and words the API, the command and the trainer share);
+rows of other tools (TRL, HH-RLHF) are read into pair items there first."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from annotation.models import Choice, Pair, Project
-from rm_training import jsonl
+from rm_training import conversation, jsonl
 from web.errors import Conflict, items_invalid, too_many_items
 
 _PAIR_FIELDS = {"prompt", "response_a", "response_b", "external_id", "model_a", "model_b", "metadata", "gold"}
@@ -25,6 +27,10 @@ class ImportResult:
 
 def _pair_content_sha256(item: dict[str, Any]) -> str:
     canonical = {field: item.get(field) for field in sorted(_PAIR_FIELDS - {"external_id"})}
+    # A conversation's messages (role and content only) are its identity; a plain prompt and a lone user
+    # message holding it are the same pair, and hash as plain prompts always have.
+    text, messages = conversation.normalize(item["prompt"])
+    canonical["prompt"] = text if messages is None else messages
     canonical["model_a"] = canonical["model_a"] or ""
     canonical["model_b"] = canonical["model_b"] or ""
     canonical["metadata"] = canonical["metadata"] or {}
@@ -42,8 +48,8 @@ def _pair_item_errors(index: int, item: Any) -> list[dict[str, Any]]:
 
     for field in sorted(set(item) - _PAIR_FIELDS):
         error(field, f"Unknown field {field!r}; allowed: {', '.join(sorted(_PAIR_FIELDS))}.")
-    if not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
-        error("prompt", "Required: a non-empty string.")
+    for where, message in conversation.prompt_problems(item.get("prompt")):
+        error(f"prompt.{where}" if where else "prompt", _sentence(message))
     # A response may be empty: a model that said nothing is judged too (the rater pages mark it).
     for field in ("response_a", "response_b"):
         if not isinstance(item.get(field), str):
@@ -51,7 +57,7 @@ def _pair_item_errors(index: int, item: Any) -> list[dict[str, Any]]:
     if isinstance(item.get("response_a"), str) and item.get("response_a") == item.get("response_b"):
         error("response_b", "response_a and response_b are the same text.")
     for path, message in jsonl.text_problems(item):
-        error(jsonl.dotted(path), message[0].upper() + message[1:] + ".")
+        error(jsonl.dotted(path), _sentence(message))
     for field in ("external_id", "model_a", "model_b"):
         value = item.get(field)
         if value is not None and (not isinstance(value, str) or len(value) > _MAX_SHORT):
@@ -65,17 +71,64 @@ def _pair_item_errors(index: int, item: Any) -> list[dict[str, Any]]:
     return errors
 
 
-def pairs_import(*, project: Project, items: list[Any], max_items: int | None = None) -> ImportResult:
+def _sentence(message: str) -> str:
+    """rm_training's wording (lower case, no stop) as the API's sentences."""
+    return message[0].upper() + message[1:] + "."
+
+
+# In the errors of a TRL or HH-RLHF row, the pair's fields under the row's names.
+_ROW_NAMES = {"response_a": "chosen", "response_b": "rejected"}
+
+
+def _rows_to_items(rows: list[Any], fmt: conversation.Format) -> tuple[list[Any], list[dict[str, Any]]]:
+    """TRL or HH-RLHF rows as pair items: response_a is the row's chosen, response_b its rejected, and the
+    row's preference is kept in metadata ({"format", "preferred": "a", "row": {its other fields}}), not as a
+    judgment: a project collects its own. Returns the items and the rows' errors."""
+    items: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        try:
+            prompt, chosen, rejected = conversation.pair_from_row(row, fmt)
+        except conversation.RowError as exc:
+            errors.extend(
+                {"index": index, "field": field or None, "message": _sentence(message)}
+                for field, message in exc.problems
+            )
+            items.append(None)
+            continue
+        metadata: dict[str, Any] = {"format": fmt, "preferred": "a"}
+        others = {k: v for k, v in row.items() if k not in conversation.ROW_FIELDS}
+        if others:
+            metadata["row"] = others
+        items.append({"prompt": prompt, "response_a": chosen, "response_b": rejected, "metadata": metadata})
+    return items, errors
+
+
+def pairs_import(
+    *,
+    project: Project,
+    items: list[Any],
+    max_items: int | None = None,
+    format: conversation.Format = "pairs",  # the name of the API's parameter
+) -> ImportResult:
     """Import pairs, all or nothing. A known external_id with the same content is `unchanged`; with other
     content it is an error, since judgments may already refer to the pair. ``max_items``: refuse more than
-    this many (413): the API's per-request limit; a command importing a file has none."""
+    this many (413): the API's per-request limit; a command importing a file has none. ``format``: the
+    items are pairs, or TRL or HH-RLHF preference rows (see :func:`_rows_to_items`)."""
     if max_items is not None and len(items) > max_items:
         raise too_many_items(len(items), max_items)
     errors: list[dict[str, Any]] = []
+    if format != "pairs":
+        items, errors = _rows_to_items(items, format)
     for index, item in enumerate(items):
-        errors.extend(_pair_item_errors(index, item))
+        if item is None:
+            continue
+        for problem in _pair_item_errors(index, item):
+            if format != "pairs":
+                problem["field"] = _ROW_NAMES.get(problem["field"], problem["field"])
+            errors.append(problem)
     if errors:
-        raise items_invalid(errors, len(items))
+        raise items_invalid(sorted(errors, key=lambda e: e["index"]), len(items))
 
     hashes = [_pair_content_sha256(item) for item in items]
     external_ids = [item.get("external_id") for item in items]
@@ -128,11 +181,13 @@ def pairs_import(*, project: Project, items: list[Any], max_items: int | None = 
                     }
                 )
             continue
+        prompt, messages = conversation.normalize(item["prompt"])
         new_pairs.append(
             Pair(
                 project=project,
                 external_id=external_id,
-                prompt=item["prompt"],
+                prompt=prompt,
+                messages=messages,
                 response_a=item["response_a"],
                 response_b=item["response_b"],
                 model_a=item.get("model_a") or "",

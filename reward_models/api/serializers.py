@@ -11,6 +11,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
+from rm_training import conversation
 from web.api import StrictFieldsMixin
 
 from .. import services
@@ -165,11 +166,25 @@ class ActivationSerializer(serializers.Serializer):
 
 class ScoreRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     project = serializers.SlugField(max_length=100)
-    prompt = serializers.CharField(allow_blank=False, trim_whitespace=False)
+    prompt = serializers.JSONField(
+        help_text='A non-empty string, or a conversation: a list of messages {"role", "content"} ending with '
+        "the user's (the rules of Importing pairs)."
+    )
     # The count and the characters are checked by the service (413 past the limits), not here (400).
     responses = serializers.ListField(
         child=serializers.CharField(allow_blank=True, trim_whitespace=False), allow_empty=True
     )
+
+    def validate_prompt(self, value: Any) -> Any:
+        problems = conversation.prompt_problems(value)
+        if problems:
+            raise serializers.ValidationError(
+                [
+                    f"{where}: {message}." if where else f"{message[0].upper()}{message[1:]}."
+                    for where, message in problems
+                ]
+            )
+        return value
 
 
 class ScoreResponseSerializer(serializers.Serializer):

@@ -254,6 +254,7 @@ def test_pairs_list_pages_with_a_cursor_and_shows_judgment_counts(project, staff
         "id",
         "external_id",
         "prompt",
+        "messages",
         "response_a",
         "response_b",
         "model_a",

@@ -164,3 +164,73 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Rows as a JSON Lines file, for the readers under test."""
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+# A Qwen2-style chat template (ChatML), written here: each message in <|im_start|>role ... <|im_end|>.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CHAT_CONTROL_TOKENS = ["<|im_start|>", "<|im_end|>"]
+
+
+def chat_tokenizer() -> PreTrainedTokenizerFast:
+    """A Qwen2-shaped chat tokenizer made here: word-level, a pad token of its own, ChatML's control tokens
+    and a chat template."""
+    backend = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.train_from_iterator(
+        [
+            " ".join(
+                [
+                    *WORDS,
+                    MARKER,
+                    "good",
+                    "bad",
+                    "system",
+                    "user",
+                    "assistant",
+                    "question",
+                    *map(str, range(100)),
+                ]
+            )
+        ],
+        trainers.WordLevelTrainer(special_tokens=["<unk>", "<|endoftext|>", *CHAT_CONTROL_TOKENS]),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>"]})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide Llama decoder (random weights) with the chat tokenizer, saved as a base model.
+    Llama-shaped, not Qwen2: transformers loads a directory whose config says qwen2 with its Qwen2Tokenizer,
+    which rebuilds a byte-level tokenizer that this word-level one is not."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    directory = tmp_path_factory.mktemp("tiny-chat")
+    tokenizer = chat_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForSequenceClassification(config).model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
