@@ -36,6 +36,7 @@ from transformers import (
 
 from .config import CONFIG_FILENAME, DEFAULT_BASE_MODEL, TrainingConfig
 from .errors import InputError
+from .output import ADAPTER_DIRNAME
 from .tokenization import PairEncoder
 
 logger = logging.getLogger("rm_training")
@@ -129,6 +130,7 @@ def load_reward_model(
     device: torch.device | None = None,
     *,
     disable_dropout: bool = False,
+    attn_implementation: str | None = None,
 ) -> PreTrainedModel:
     """A sequence-classification model with one output, the reward logit.
 
@@ -145,7 +147,11 @@ def load_reward_model(
                 setattr(model_config, key, 0.0)
     with _loading("weights", name_or_path):
         model, report = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, config=model_config, local_files_only=True, output_loading_info=True
+            name_or_path,
+            config=model_config,
+            local_files_only=True,
+            output_loading_info=True,
+            attn_implementation=attn_implementation,
         )
     _check_loaded(model, report, name_or_path)
     if disable_dropout:
@@ -285,6 +291,19 @@ def reward_head(model: torch.nn.Module) -> torch.nn.Module:
 PACKED_ATTENTION = ("flash_attention_2", "flash_attention_3", "sdpa", "eager", "flex_attention")
 
 
+def packed_attention(device: torch.device) -> str | None:
+    """The attention implementation for padding-free batches here: flash-attention (3, else 2) on CUDA
+    where installed, whose varlen kernels attend within each packed sequence only; None (transformers'
+    default, sdpa) elsewhere, which keeps them apart with a block-diagonal mask."""
+    from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available
+
+    if device.type != "cuda":
+        return None
+    if is_flash_attn_3_available():
+        return "flash_attention_3"
+    return "flash_attention_2" if is_flash_attn_2_available() else None
+
+
 def check_padding_free(model: PreTrainedModel) -> None:
     """An InputError (one line) unless this model keeps packed sequences apart: a decoder with a
     per-token score head whose modeling code builds its causal mask with transformers' masking_utils
@@ -342,9 +361,6 @@ def add_lora(model: PreTrainedModel, config: TrainingConfig) -> torch.nn.Module:
         bias="none",
     )
     return get_peft_model(model, lora)
-
-
-ADAPTER_DIRNAME = "adapter"
 
 
 def save_model(model: torch.nn.Module, directory: Path, state_dict: dict[str, Any] | None = None) -> None:

@@ -83,6 +83,7 @@ from .model import (
     load_model_config,
     load_reward_model,
     load_tokenizer,
+    packed_attention,
     position_limit,
     resolve_base_model,
     resolve_device,
@@ -216,7 +217,13 @@ def _train(
     # --- model ---
     if _stop_requested(should_stop, processes):
         raise TrainingCancelled("stopped before the weights were loaded")
-    model = load_reward_model(base, tokenizer, device, disable_dropout=config.disable_dropout)
+    model = load_reward_model(
+        base,
+        tokenizer,
+        device,
+        disable_dropout=config.disable_dropout,
+        attn_implementation=packed_attention(device) if config.padding_free else None,
+    )
     parameters = sum(p.numel() for p in model.parameters())
     if config.padding_free:
         check_padding_free(model)

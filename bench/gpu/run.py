@@ -42,6 +42,7 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from rm_training.config import TrainingConfig  # noqa: E402
 from rm_training.data import Comparison  # noqa: E402
+from rm_training.model import packed_attention  # noqa: E402
 from rm_training.throughput import model_flops_utilisation  # noqa: E402
 
 MARKER = "excellent"
@@ -325,7 +326,8 @@ def render(
         lines.append(
             f"| {r['run']} | {r['steps']} | {r['tokens_per_second']:,.0f} | "
             f"{fmt(r['mfu'] and 100 * r['mfu'], '.1f', '%')} | "
-            f"{fmt(r['peak_memory_gib'], '.1f')} | {fmt(ratio, '.2f', 'x')} | {fmt(r['eval_accuracy'], '.3f')} |"
+            f"{fmt(r['peak_memory_gib'], '.1f')} | {fmt(ratio, '.2f', 'x')} | "
+            f"{fmt(r['eval_accuracy'], '.3f')} |"
         )
     if isinstance(trl, str):
         lines += ["", trl]
@@ -404,6 +406,7 @@ def main() -> None:
         f"# GPU check: {name}\n\nQwen2-{'tiny' if smoke else '0.5B'}-shaped model, random weights, bf16, "
         f"{steps} steps of {args.batch_size} pairs, max_length {settings['max_length']}; "
         f"torch {torch.__version__}; "
+        f"padding-free attention: {packed_attention(device) or 'sdpa (block mask)'}; "
         f"{time.perf_counter() - started:.0f} s in all."
     )
     table = render(results, trl, memory, tests, header)

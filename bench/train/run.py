@@ -79,7 +79,7 @@ def run_pairwise(job: dict[str, Any]) -> dict[str, Any]:
         bf16=job["bf16"],
         logging_steps=1000,
         lora_r=job.get("lora_r", 0),
-        lora_alpha=2 * job.get("lora_r", 8),
+        lora_alpha=2 * LORA_RANK,
     )
     started = time.perf_counter()
     name = "pairwise_lora" if config.lora_r else "pairwise"

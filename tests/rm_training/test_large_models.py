@@ -304,3 +304,12 @@ def test_fsdp_on_two_processes_follows_one_process_and_saves_the_same_model(
         torch.testing.assert_close(saved[name], weight, atol=2e-4, rtol=1e-3, msg=name)
     recorded, reloaded = plain_scores(tmp_path / "fsdp")
     assert reloaded == pytest.approx(recorded, abs=1e-4)
+
+
+def test_a_run_without_lora_may_overwrite_a_lora_run(lora_run: tuple[Path, dict], tmp_path: Path) -> None:
+    output = tmp_path / "model"
+    shutil.copytree(lora_run[0], output)
+    config = qwen2_config(Path(TrainingConfig.load(output).base_model), epochs=1)
+    train(config, examples=marker_comparisons(40), output_dir=output, overwrite=True)
+    assert not (output / ADAPTER_DIRNAME).exists()
+    assert TrainingConfig.load(output).lora_r == 0
