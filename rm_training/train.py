@@ -228,6 +228,8 @@ def _train(
     if config.padding_free:
         check_padding_free(model)
     sharded = config.fsdp and processes.distributed
+    if config.fsdp and not sharded:
+        logger.info("fsdp: one process, nothing to shard over; start the run under torchrun to shard it")
     if config.gradient_checkpointing or sharded:
         # transformers 5 renamed it; the older name still works there, with a deprecation warning.
         if hasattr(model, "activation_checkpointing_enable"):
