@@ -155,6 +155,26 @@ FIGURE_LABELS = (
 LOSSES = ("ece", "eval_loss", "train_loss")
 
 
+def training_facts(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run page's rows on how a finished run trained: its optimizer steps (a small data set's batch
+    is halved for them: rm_training's min_steps) and its speed (rm_training.throughput)."""
+    steps, batch = number(metrics.get("steps")), number(metrics.get("batch_size"))
+    if steps is None:
+        return []
+    tokens, mfu, memory = (
+        number(metrics.get(key)) for key in ("train_tokens_per_second", "mfu", "peak_memory_bytes")
+    )
+    return [
+        ("Optimizer steps", f"{steps:.0f}" + (f" of {batch:.0f} pairs each" if batch is not None else "")),
+        ("Tokens per second", "n/a" if tokens is None else f"{tokens:,.0f}"),
+        (
+            "Model FLOPs utilisation",
+            "n/a (not measured on this device)" if mfu is None else f"{100 * mfu:.1f}%",
+        ),
+        ("Peak GPU memory", "n/a" if memory is None else f"{memory / 2**30:.1f} GiB"),
+    ]
+
+
 def figure_rows(shown: dict[str, float | None]) -> list[tuple[str, str, str]]:
     """(label, value as text, what it means) of each figure; accuracies as percentages, "n/a" when missing."""
     rows = []
@@ -326,6 +346,7 @@ def run_page(
         "config": sorted(_dict(run.config).items()),
         "dataset": _dict(metrics.get("dataset")),
         "counts": sorted(_dict(metrics.get("counts")).items()),
+        "training_facts": training_facts(metrics),
         "agreement_note": _dict(run.human_agreement).get("ceiling_accuracy_note"),
         "model_card": model_card(run) if run.status == RunStatus.SUCCEEDED else None,
         "duration": _duration(run),

@@ -39,6 +39,12 @@ MAX_WEIGHT_DECAY = 1.0
 MAX_LOSS_COEFFICIENT = 100.0
 MAX_GRAD_NORM = 1_000_000.0
 MAX_BASE_MODEL_CHARS = 500
+MAX_LORA_RANK = 4096
+MAX_LORA_ALPHA = 1_000_000
+MAX_TARGET_MODULES_CHARS = 500
+# min_steps never halves batch_size below this: smaller batches make the gradient noisy for little gain.
+MIN_AUTO_BATCH = 8
+_MODULE_NAMES = re.compile(r"[A-Za-z0-9_.]+(,[A-Za-z0-9_.]+)*")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 GROUPS = ("data", "model", "optimisation", "loss", "runtime")
 # The message of a field that TrainingConfig does not have.
@@ -134,6 +140,44 @@ class TrainingConfig:
     gradient_checkpointing: bool = _field(
         False, "model", "Recompute activations in the backward pass: less memory, about a third slower."
     )
+    lora_r: int = _field(
+        0,
+        "model",
+        "LoRA rank: train low-rank adapters on the base model's linear layers (and the reward head in "
+        "full) instead of every weight; 0 trains every weight. The saved model has the adapters merged "
+        "(a plain model), with the adapter itself in its adapter/ folder.",
+        minimum=0,
+        maximum=MAX_LORA_RANK,
+    )
+    lora_alpha: int = _field(
+        16,
+        "model",
+        "LoRA scaling: the adapters' update is multiplied by lora_alpha / lora_r.",
+        minimum=1,
+        maximum=MAX_LORA_ALPHA,
+    )
+    lora_dropout: float = _field(
+        0.0, "model", "Dropout on the LoRA adapters' input.", minimum=0, maximum=1, exclusive_maximum=True
+    )
+    lora_target_modules: str = _field(
+        "",
+        "model",
+        "Comma-separated names (or name endings) of the linear layers that get adapters, e.g. "
+        "'q_proj,v_proj'; empty: every linear layer of the base model (the reward head is trained in full).",
+        max_chars=MAX_TARGET_MODULES_CHARS,
+        rule=(
+            lambda names: names == "" or bool(_MODULE_NAMES.fullmatch(names)),
+            "must be empty or module names separated by commas",
+        ),
+    )
+    padding_free: bool = _field(
+        False,
+        "model",
+        "Decoder models: put the sequences of a micro-batch end to end in one row (position ids restart "
+        "at each sequence) instead of padding them to the longest: no compute spent on padding. Needs an "
+        "attention implementation that reads packed sequences (flash-attention, sdpa, eager); others "
+        "are refused.",
+    )
     # --- optimisation ---
     epochs: int = _field(1, "optimisation", "Passes over the training pairs.", minimum=1, maximum=MAX_EPOCHS)
     batch_size: int = _field(
@@ -174,6 +218,15 @@ class TrainingConfig:
         "Cosine decay ends at this fraction of the peak learning rate.",
         minimum=0,
         maximum=1,
+    )
+    min_steps: int = _field(
+        200,
+        "optimisation",
+        f"Fewest optimizer steps a run aims for: while batch_size would make fewer over all epochs, it is "
+        f"halved, down to {MIN_AUTO_BATCH} (so a small data set still gets enough updates, a large one keeps "
+        f"batch_size); the run's metrics say the batch it used. 0 keeps batch_size as given.",
+        minimum=0,
+        maximum=MAX_BATCH,
     )
     max_grad_norm: float = _field(
         1.0,
@@ -219,6 +272,13 @@ class TrainingConfig:
         "bf16 autocast in training (weights, optimizer and loss stay float32) on CUDA devices and CPUs with "
         "native bf16 (AVX512-BF16 or AMX); full precision elsewhere. Evaluation and scoring are float32.",
     )
+    fsdp: bool = _field(
+        False,
+        "runtime",
+        "Under torchrun (several processes): shard the weights, gradients and optimizer state over the "
+        "processes (FSDP2) instead of copying the model to each (DDP), for models that do not fit one GPU; "
+        "bf16 mixed precision on CUDA, activation checkpointing on, one consolidated model saved.",
+    )
     eval_batch_size: int = _field(
         64, "runtime", "Pairs per forward pass when evaluating.", minimum=1, maximum=MAX_BATCH
     )
@@ -242,6 +302,8 @@ class TrainingConfig:
         related = {"batch_size", "gradient_accumulation_steps"}
         if not related & {name for name, _ in errors} and self.batch_size < self.gradient_accumulation_steps:
             errors.append(("batch_size", "must be at least gradient_accumulation_steps"))
+        if not errors and self.fsdp and self.lora_r:
+            errors.append(("fsdp", "cannot be combined with LoRA (lora_r > 0) yet: use DDP for LoRA"))
         if errors:
             raise ConfigError(errors)
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
-from .data import Comparison, rater_agreement, read_data
+from . import jsonl
+from .data import Comparison, DataError, rater_agreement, read_data
 from .loss import bradley_terry_loss
-from .model import load_trained, rewards_from
+from .model import TrainedModel, load_trained, rewards_from
 from .tokenization import EncodedPair, EncodedSequence, PairEncoder
 
 ECE_BINS = 10
@@ -196,7 +198,9 @@ def evaluate_model_dir(
     device: str = "auto",
     max_length: int | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a trained model directory on every pair of a preferences or judgments file.
+    """Metrics of a trained model directory on every pair of a preferences or judgments file, or on
+    every row of a file in RewardBench 2's form (one chosen response and several rejected ones:
+    :func:`evaluate_best_of`).
 
     The data is read with the options the model was trained with (votes, ties), from its saved config.
     Pairs with the same text on both sides are dropped and counted (``pairs_identical_text``), as are
@@ -204,6 +208,8 @@ def evaluate_model_dir(
     are scored as ties and counted (``pairs_identical_tokens``).
     """
     trained = load_trained(model_dir, device, max_length=max_length)
+    if _is_best_of(data_path):
+        return evaluate_best_of(trained, read_best_of(data_path), batch_size=batch_size)
     config, encoder = trained.config, trained.encoder
     data = read_data(data_path, use_votes=config.use_votes, ties=config.ties)
     pairs = encoder.encode_pairs(data.usable(data_path))
@@ -227,30 +233,143 @@ def evaluate_model_dir(
     return metrics
 
 
+@dataclass(frozen=True)
+class BestOf:
+    """A row in RewardBench 2's form: one chosen response and several rejected ones to the same prompt."""
+
+    prompt: str
+    chosen: str
+    rejected: list[str]
+    subset: str | None
+
+
+@dataclass(frozen=True)
+class BestOfRows:
+    rows: list[BestOf]
+    several_chosen: int  # rows with more than one chosen response (RewardBench 2's Ties), not read
+
+
+def _first_row(path: str | Path) -> Any:
+    try:
+        with Path(path).open("rb") as stream:
+            return next((line.value for line in jsonl.read_lines(stream) if line.error is None), None)
+    except OSError:
+        return None  # read_data names the problem in its words
+
+
+def _is_best_of(path: str | Path) -> bool:
+    """Whether a data file is in RewardBench 2's form (its first row's ``rejected`` is a list)."""
+    first = _first_row(path)
+    return isinstance(first, dict) and isinstance(first.get("rejected"), list)
+
+
+def read_best_of(path: str | Path) -> BestOfRows:
+    """Rows of ``{"prompt", "chosen": str or [str], "rejected": [str, ...], "subset"?}``, RewardBench 2's
+    form. A row with several chosen responses (its Ties subset, scored there by another rule) is counted
+    and left out; any other row that is not of this form is a DataError naming its line."""
+    rows: list[BestOf] = []
+    several = 0
+    with Path(path).open("rb") as stream:
+        for line in jsonl.read_lines(stream):
+            number = line.number
+            if line.error is not None:
+                raise DataError(line.error, line=number, field=line.field, path=path)
+            row = line.value
+            if not isinstance(row, dict):
+                raise DataError("a row must be a JSON object", line=number, path=path)
+            chosen = row.get("chosen")
+            chosen = [chosen] if isinstance(chosen, str) else chosen
+            if not isinstance(chosen, list) or not chosen or not all(isinstance(c, str) for c in chosen):
+                raise DataError(
+                    "must be a string or a list of strings", field="chosen", line=number, path=path
+                )
+            rejected = row.get("rejected")
+            if (
+                not isinstance(rejected, list)
+                or not rejected
+                or not all(isinstance(r, str) for r in rejected)
+            ):
+                raise DataError(
+                    "must be a non-empty list of strings", field="rejected", line=number, path=path
+                )
+            prompt, subset = row.get("prompt", ""), row.get("subset")
+            if not isinstance(prompt, str):
+                raise DataError("must be a string", field="prompt", line=number, path=path)
+            if len(chosen) > 1:
+                several += 1
+                continue
+            rows.append(BestOf(prompt, chosen[0], rejected, subset if isinstance(subset, str) else None))
+    if not rows:
+        raise DataError("no row with one chosen response to evaluate", path=path)
+    return BestOfRows(rows, several)
+
+
+def evaluate_best_of(trained: TrainedModel, data: BestOfRows, *, batch_size: int) -> dict[str, Any]:
+    """Accuracy as RewardBench 2 counts it: a row is right when its chosen response scores above every
+    rejected one. A chosen score equal to the best rejected ones gets 1/(k+1) for k of them tied with it,
+    as a random pick among the equals would (equal scores count half in a pair, as everywhere here).
+    ``random_baseline``: the accuracy of a constant model, the mean of 1/(1 + rejected) over the rows."""
+    prompts = [row.prompt for row in data.rows for _ in range(1 + len(row.rejected))]
+    responses = [text for row in data.rows for text in (row.chosen, *row.rejected)]
+    sequences = trained.encoder.encode(prompts, responses)
+    rewards = compute_rewards(
+        trained.model, trained.encoder, sequences, batch_size=batch_size, device=trained.device
+    ).tolist()
+    credits: list[float] = []
+    start = 0
+    for row in data.rows:
+        chosen, *rejected = rewards[start : start + 1 + len(row.rejected)]
+        start += 1 + len(row.rejected)
+        best = max(rejected)
+        credits.append(
+            1.0 if chosen > best else 1.0 / (1 + rejected.count(chosen)) if chosen == best else 0.0
+        )
+    subsets: dict[str, list[float]] = {}
+    for row, credit in zip(data.rows, credits, strict=True):
+        if row.subset is not None:
+            subsets.setdefault(row.subset, []).append(credit)
+    return {
+        "format": "best_of",
+        "accuracy": sum(credits) / len(credits),
+        "random_baseline": sum(1 / (1 + len(row.rejected)) for row in data.rows) / len(data.rows),
+        "rows": len(data.rows),
+        "rejected_per_row": sum(len(row.rejected) for row in data.rows) / len(data.rows),
+        "rows_several_chosen_left_out": data.several_chosen,
+        "responses_truncated": sum(s.prompt_truncated or s.response_truncated for s in sequences),
+        "subsets": {
+            name: {"accuracy": sum(values) / len(values), "rows": len(values)}
+            for name, values in sorted(subsets.items())
+        },
+    }
+
+
 SCORE_CHECK_FILENAME = "score_check.json"
 SCORE_CHECK_PAIRS = 4
 
 
-def write_score_check(
-    directory: str | Path,
+def score_check_items(
     model: PreTrainedModel,
     encoder: PairEncoder,
     pairs: Sequence[EncodedPair],
     *,
     device: torch.device,
-) -> Path:
-    """Record the rewards the trained model gives, as it is in memory, to both responses of a few pairs
-    (held-out ones first), encoded as scoring encodes them. Whoever loads the saved directory can score
-    them again and compare (:func:`score_check`): a reward head lost or re-initialised on save shows."""
+) -> list[dict[str, Any]]:
+    """The rewards the trained model gives, as it is in memory, to both responses of a few pairs
+    (held-out ones first), encoded as scoring encodes them: what :func:`write_score_check` records."""
     chosen = [p.comparison for p in pairs[:SCORE_CHECK_PAIRS]]
     prompts = [c.conversation for c in chosen for _ in (0, 1)]
     responses = [text for c in chosen for text in (c.chosen, c.rejected)]
     sequences = encoder.encode(prompts, responses)
     rewards = compute_rewards(model, encoder, sequences, batch_size=len(sequences) or 1, device=device)
-    items = [
+    return [
         {"prompt": prompt, "response": response, "score": float(score)}
         for prompt, response, score in zip(prompts, responses, rewards.tolist(), strict=True)
     ]
+
+
+def write_score_check(directory: str | Path, items: list[dict[str, Any]]) -> Path:
+    """Record the rewards of :func:`score_check_items`. Whoever loads the saved directory can score them
+    again and compare (:func:`score_check`): a reward head lost or re-initialised on save shows."""
     path = Path(directory) / SCORE_CHECK_FILENAME
     path.write_text(json.dumps(items, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return path

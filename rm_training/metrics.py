@@ -33,6 +33,10 @@ class EpochSummary(TypedDict):
     eval_loss: NotRequired[float]
     eval_accuracy: NotRequired[float | None]
     pairs_per_second: float
+    # Later: the speed of rm_training.throughput, up to this epoch's end (mfu and peak memory None on CPUs).
+    tokens_per_second: NotRequired[float]
+    mfu: NotRequired[float | None]
+    peak_memory_bytes: NotRequired[int | None]
 
 
 @dataclass
@@ -102,6 +106,14 @@ class TrainingMetrics:
     # "observed"}.
     calibration: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     bf16: bool | None = None  # whether training ran under bf16 autocast
+    # rm_training.throughput: real (unpadded) tokens trained on per second; model FLOPs utilisation
+    # (None on CPUs and unknown GPUs); the most accelerator memory held on rank 0 (None on CPUs).
+    train_tokens_per_second: float | None = None
+    mfu: float | None = None
+    peak_memory_bytes: int | None = None
+    batch_size: int | None = None  # pairs per optimizer step the run used (config.min_steps may halve it)
+    parameters: int | None = None  # of the model
+    trainable_parameters: int | None = None  # of those, trained (LoRA: the adapters and the head)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

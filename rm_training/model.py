@@ -14,10 +14,12 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import logging
+import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from huggingface_hub import try_to_load_from_cache
@@ -34,6 +36,7 @@ from transformers import (
 
 from .config import CONFIG_FILENAME, DEFAULT_BASE_MODEL, TrainingConfig
 from .errors import InputError
+from .output import ADAPTER_DIRNAME
 from .tokenization import PairEncoder
 
 logger = logging.getLogger("rm_training")
@@ -127,6 +130,7 @@ def load_reward_model(
     device: torch.device | None = None,
     *,
     disable_dropout: bool = False,
+    attn_implementation: str | None = None,
 ) -> PreTrainedModel:
     """A sequence-classification model with one output, the reward logit.
 
@@ -143,7 +147,11 @@ def load_reward_model(
                 setattr(model_config, key, 0.0)
     with _loading("weights", name_or_path):
         model, report = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, config=model_config, local_files_only=True, output_loading_info=True
+            name_or_path,
+            config=model_config,
+            local_files_only=True,
+            output_loading_info=True,
+            attn_implementation=attn_implementation,
         )
     _check_loaded(model, report, name_or_path)
     if disable_dropout:
@@ -227,10 +235,146 @@ def check_max_length(max_length: int, limit: tuple[int, str] | None, model_name:
 
 
 def rewards_from(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """The reward of each row of ``inputs``: the model's one logit, shape [rows], in the model's dtype.
+    """The reward of each sequence of ``inputs``: the model's one logit, shape [sequences], in the
+    model's dtype. The one place that reads it, for training, evaluation and scoring alike.
 
-    The one place that reads it, for training, evaluation and scoring alike."""
-    return model(**inputs).logits[:, 0]
+    Padded inputs (one sequence a row) go through the model as they are. Packed inputs
+    (:mod:`rm_training.collate`: one row, ``position_ids`` restarting at each sequence,
+    ``sequence_ends``) go through the model's own forward too, so that DDP, FSDP and LoRA wrappers see
+    an ordinary call; the head's output at every token is caught on its way out and read at each
+    sequence's last token, where the padded head reads it. (The head's own pooling reads one token of
+    the row, which is dropped.)
+    """
+    ends = inputs.get("sequence_ends")
+    if ends is None:
+        return model(**inputs).logits[:, 0]
+    caught: list[torch.Tensor] = []
+    hook = reward_head(model).register_forward_hook(lambda _module, _args, output: caught.append(output))
+    try:
+        # No cache: transformers looks for packed sequences only when there is none (a training forward).
+        model(**{key: value for key, value in inputs.items() if key != "sequence_ends"}, use_cache=False)
+    finally:
+        hook.remove()
+    return caught[-1][0, ends, 0]
+
+
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside DDP's and peft's wrappers (FSDP2 wraps in place: nothing to undo)."""
+    inner = getattr(model, "module", model)  # DDP
+    get_base_model = getattr(inner, "get_base_model", None)  # peft
+    return inner if get_base_model is None else get_base_model()
+
+
+def head_names(model: torch.nn.Module) -> list[str]:
+    """The reward head's modules: the model's children with weights outside its base model (BERT's
+    ``classifier``, the decoders' ``score``)."""
+    inner = unwrapped(model)
+    prefix = getattr(inner, "base_model_prefix", "")
+    return [
+        name
+        for name, child in inner.named_children()
+        if name != prefix and any(True for _ in child.parameters())
+    ]
+
+
+def reward_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose output is the per-token reward logit: a decoder's ``score``."""
+    head = getattr(unwrapped(model), "score", None)
+    if not isinstance(head, torch.nn.Module):
+        raise InputError(f"{type(unwrapped(model)).__name__} has no per-token score head")
+    return head
+
+
+# Attention implementations that keep packed sequences apart, given position ids that restart at each one
+# and no attention mask: flash-attention turns the position ids into cu_seqlens; sdpa, eager and flex get a
+# block-diagonal causal mask from transformers' masking_utils (find_packed_sequence_indices).
+PACKED_ATTENTION = ("flash_attention_2", "flash_attention_3", "sdpa", "eager", "flex_attention")
+
+
+def packed_attention(device: torch.device) -> str | None:
+    """The attention implementation for padding-free batches here: flash-attention (3, else 2) on CUDA
+    where installed, whose varlen kernels attend within each packed sequence only; None (transformers'
+    default, sdpa) elsewhere, which keeps them apart with a block-diagonal mask."""
+    from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available
+
+    if device.type != "cuda":
+        return None
+    if is_flash_attn_3_available():
+        return "flash_attention_3"
+    return "flash_attention_2" if is_flash_attn_2_available() else None
+
+
+def check_padding_free(model: PreTrainedModel) -> None:
+    """An InputError (one line) unless this model keeps packed sequences apart: a decoder with a
+    per-token score head whose modeling code builds its causal mask with transformers' masking_utils
+    (which reads packed position ids), on an attention implementation that supports it."""
+
+    name = type(model).__name__
+    attention = getattr(model.config, "_attn_implementation", None)
+    backbone = getattr(model, model.base_model_prefix, None)
+    module = sys.modules.get(type(backbone).__module__) if backbone is not None else None
+    if getattr(model, "score", None) is None or module is None or not hasattr(module, "create_causal_mask"):
+        raise InputError(
+            f"padding_free: {name} is not a decoder whose attention keeps packed sequences apart "
+            "(Llama, Qwen2, Mistral, Gemma and the like are); turn padding_free off"
+        )
+    if attention not in PACKED_ATTENTION:
+        raise InputError(
+            f"padding_free: attention implementation {attention!r} of {name} cannot keep packed sequences "
+            f"apart (one of {', '.join(PACKED_ATTENTION)} can); turn padding_free off"
+        )
+
+
+def add_lora(model: PreTrainedModel, config: TrainingConfig) -> torch.nn.Module:
+    """The model with LoRA adapters (peft) on the base model's linear layers (``lora_target_modules``,
+    or all of them), and the reward head trained in full beside them (modules_to_save), so that the head
+    is saved and merged with the adapters rather than lost (TRL #1379). Only the adapters and the head
+    train."""
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
+    prefix = model.base_model_prefix
+    heads = head_names(model)
+    if config.lora_target_modules:
+        names = config.lora_target_modules.split(",")
+    else:
+        names = sorted(
+            {
+                qualified.rsplit(".", 1)[-1]
+                for qualified, module in getattr(model, prefix).named_modules()
+                if isinstance(module, torch.nn.Linear | Conv1D) and qualified
+            }
+        )
+    # Only inside the base model: the head's own linear layers are trained in full, not adapted.
+    pattern = rf"{re.escape(prefix)}\.(.*\.)?({'|'.join(re.escape(n) for n in names)})"
+    if not any(re.fullmatch(pattern, qualified) for qualified, _ in model.named_modules()):
+        raise InputError(
+            f"lora_target_modules {config.lora_target_modules!r}: no layer of {type(model).__name__} is "
+            "named so; leave it empty for every linear layer"
+        )
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=pattern,
+        modules_to_save=heads,
+        bias="none",
+    )
+    return get_peft_model(model, lora)
+
+
+def save_model(model: torch.nn.Module, directory: Path, state_dict: dict[str, Any] | None = None) -> None:
+    """Write the model as a plain transformers model into ``directory``. A LoRA model is written twice:
+    its adapter (and head) as peft saves them into ``adapter/``, then with the adapters merged into the
+    weights, so that ``AutoModelForSequenceClassification.from_pretrained`` loads it as any other. The
+    merge is in place: after this the model in memory is the merged one. ``state_dict``: the
+    consolidated weights of a sharded model."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model.save_pretrained(str(directory / ADAPTER_DIRNAME))
+        model = model.merge_and_unload()
+    cast(PreTrainedModel, model).save_pretrained(directory, state_dict=state_dict)
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,31 @@ def write_model_card(directory: Path, *, config: TrainingConfig, metrics: Traini
         "| --- | --- |",
         *[f"| {name} | `{value}` |" for name, value in config.to_dict().items()],
         "",
-        f"{metrics.steps} optimizer steps in {metrics.train_seconds:.1f} s on "
-        f"{metrics.processes} {metrics.device} process(es).",
+        f"{metrics.steps} optimizer steps"
+        + (f" of {metrics.batch_size} pairs each" if metrics.batch_size is not None else "")
+        + f" in {metrics.train_seconds:.1f} s on {metrics.processes} {metrics.device} process(es)"
+        + (
+            f", {metrics.train_tokens_per_second:,.0f} tokens/s"
+            if metrics.train_tokens_per_second is not None
+            else ""
+        )
+        + (f", model FLOPs utilisation {100 * metrics.mfu:.1f}%" if metrics.mfu is not None else "")
+        + (
+            f", peak GPU memory {metrics.peak_memory_bytes / 2**30:.1f} GiB"
+            if metrics.peak_memory_bytes is not None
+            else ""
+        )
+        + ".",
+        *(
+            [
+                "",
+                f"Trained with LoRA (rank {config.lora_r}): {metrics.trainable_parameters} of "
+                f"{metrics.parameters} parameters; the adapters are merged into the weights here, and "
+                "the adapter alone (peft) is in `adapter/`.",
+            ]
+            if config.lora_r
+            else []
+        ),
         "",
     ]
     path = directory / "README.md"

@@ -24,6 +24,9 @@ from pathlib import Path
 from .config import CONFIG_FILENAME
 from .errors import InputError
 
+# The folder beside a LoRA run's merged model that holds the adapter alone (rm_training.model.save_model).
+ADAPTER_DIRNAME = "adapter"
+
 
 def check_output_dir(path: str | Path, *, overwrite: bool, reads: Iterable[str | Path] = ()) -> None:
     """An InputError (one line) when a run could not write its model to ``path``, or would mix it into
@@ -149,7 +152,8 @@ def _not_replaceable(path: Path, staging: Path, *, overwrite: bool) -> str | Non
         return None
     if not overwrite:
         return "is no longer empty (files appeared during the run)"
-    stray = sorted(entries - {entry.name for entry in staging.iterdir()})
+    # A LoRA run's adapter folder is train's too: a run without LoRA replaces it.
+    stray = sorted(entries - {entry.name for entry in staging.iterdir()} - {ADAPTER_DIRNAME})
     if stray:
         more = ", ..." if len(stray) > 3 else ""
         return f"holds files a model would not replace ({', '.join(stray[:3])}{more})"

@@ -58,14 +58,26 @@ class Epoch:
     eval_loss: float | None = None
     eval_accuracy: float | None = None
     pairs_per_second: float | None = None
+    # rm_training.throughput's figures so far: real tokens/s, model FLOPs utilisation (None on CPUs), and
+    # the peak accelerator memory in bytes (None on CPUs).
+    tokens_per_second: float | None = None
+    mfu: float | None = None
+    peak_memory_bytes: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """The epoch as rm_training.metrics.EpochSummary has it: the held-out figures only when there were
-        held-out pairs."""
+        held-out pairs, the speed figures when the trainer sent them."""
         summary: dict[str, Any] = {"epoch": self.epoch, "train_loss": self.train_loss}
         if self.eval_loss is not None:
             summary |= {"eval_loss": self.eval_loss, "eval_accuracy": self.eval_accuracy}
-        return summary | {"pairs_per_second": self.pairs_per_second}
+        summary["pairs_per_second"] = self.pairs_per_second
+        if self.tokens_per_second is not None:  # a trainer from before the speed figures sends none
+            summary |= {
+                "tokens_per_second": self.tokens_per_second,
+                "mfu": self.mfu,
+                "peak_memory_bytes": self.peak_memory_bytes,
+            }
+        return summary
 
 
 @dataclass(frozen=True)
@@ -168,6 +180,9 @@ class ProgressEvents:
                     eval_loss=info.get("eval_loss"),
                     eval_accuracy=info.get("eval_accuracy"),
                     pairs_per_second=info["pairs_per_second"],
+                    tokens_per_second=info.get("tokens_per_second"),
+                    mfu=info.get("mfu"),
+                    peak_memory_bytes=info.get("peak_memory_bytes"),
                 )
             )
         elif "step" in info and "total_steps" in info:

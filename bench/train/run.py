@@ -69,6 +69,7 @@ def run_pairwise(job: dict[str, Any]) -> dict[str, Any]:
         max_length=job["max_length"],
         epochs=job["epochs"],
         batch_size=job["batch_size"],
+        min_steps=0,  # the batch held equal to TRL's
         learning_rate=job["learning_rate"],
         warmup_ratio=job["warmup_ratio"],
         weight_decay=job["weight_decay"],
@@ -77,9 +78,12 @@ def run_pairwise(job: dict[str, Any]) -> dict[str, Any]:
         device="cpu",
         bf16=job["bf16"],
         logging_steps=1000,
+        lora_r=job.get("lora_r", 0),
+        lora_alpha=2 * LORA_RANK,
     )
     started = time.perf_counter()
-    metrics = train(config, examples=job["comparisons"], output_dir=Path(job["output"]) / "pairwise")
+    name = "pairwise_lora" if config.lora_r else "pairwise"
+    metrics = train(config, examples=job["comparisons"], output_dir=Path(job["output"]) / name)
     return {
         "trained_pairs": metrics["counts"]["train_pairs"],
         "truncated_pairs": metrics["counts"]["pairs_truncated"],
@@ -191,8 +195,17 @@ def run_trl(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The trainers compared, each a function of the job: full fine-tuning, LoRA (rank 16 on every linear layer
+# of the base model, the head in full), TRL.
+TRAINERS = ("pairwise", "pairwise_lora", "trl")
+LORA_RANK = 16
+
+
 def _child(name: str, job: dict[str, Any], queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    queue.put((run_pairwise if name == "pairwise" else run_trl)(job))
+    if name == "trl":
+        queue.put(run_trl(job))
+    else:
+        queue.put(run_pairwise(job | {"lora_r": LORA_RANK if name == "pairwise_lora" else 0}))
 
 
 def in_child(name: str, job: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +250,14 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "train" / "out")
     parser.add_argument("--results", type=Path, help="write the Markdown table here too")
+    parser.add_argument(
+        "--trainers",
+        default=",".join(TRAINERS),
+        help=f"comma-separated, of {', '.join(TRAINERS)} (all by default)",
+    )
+    parser.add_argument(
+        "--settings", default="fits,all", help="comma-separated, of fits and all (both by default)"
+    )
     args = parser.parse_args()
 
     comparisons = load_llmbar(args.data_dir)
@@ -245,8 +266,11 @@ def main() -> None:
         "fits": [c for c, n in zip(comparisons, lengths, strict=True) if n <= args.max_length],
         "all": comparisons,
     }
+    trainers = [name for name in args.trainers.split(",") if name]
     rows = []
     for setting, data in settings.items():
+        if setting not in args.settings.split(","):
+            continue
         job = {
             "comparisons": data,
             "max_length": args.max_length,
@@ -260,7 +284,7 @@ def main() -> None:
             "bf16": args.bf16,
             "output": str(args.output / setting),
         }
-        results = {name: in_child(name, job) for name in ("pairwise", "trl")}
+        results = {name: in_child(name, job) for name in trainers}
         for name, result in results.items():
             print(f"{setting:5} {name:8} {json.dumps(result)}", flush=True)
         rows.append((setting, len(data), results))
@@ -300,12 +324,30 @@ def render(rows: list[tuple[str, int, dict[str, dict[str, Any]]]], args: argpars
         "| --- | --- | --- | --- | --- |",
     ]
     for setting, _, results in rows:
+        if "pairwise" not in results or "trl" not in results:
+            continue
         ours, theirs = results["pairwise"], results["trl"]
         lines.append(
             f"| {setting} | {ours['pairs_per_second'] / theirs['pairs_per_second']:.2f}x | "
             f"{ours['tokens_per_second'] / theirs['tokens_per_second']:.2f}x | "
             f"{ours['peak_rss_mib'] / theirs['peak_rss_mib']:.2f} | "
             f"{ours['eval_accuracy'] - theirs['eval_accuracy']:+.4f} |"
+        )
+    lines += [
+        "",
+        f"| setting | LoRA (rank {LORA_RANK}) pairs/s / full fine-tuning | real tokens/s ratio | "
+        "peak RSS increase ratio | accuracy difference |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for setting, _, results in rows:
+        if "pairwise" not in results or "pairwise_lora" not in results:
+            continue
+        full, lora = results["pairwise"], results["pairwise_lora"]
+        lines.append(
+            f"| {setting} | {lora['pairs_per_second'] / full['pairs_per_second']:.2f}x | "
+            f"{lora['tokens_per_second'] / full['tokens_per_second']:.2f}x | "
+            f"{lora['peak_rss_increase_mib'] / full['peak_rss_increase_mib']:.2f} | "
+            f"{lora['eval_accuracy'] - full['eval_accuracy']:+.4f} |"
         )
     return "\n".join(lines) + "\n"
 

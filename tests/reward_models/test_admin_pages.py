@@ -687,3 +687,34 @@ def test_an_auto_train_policy_is_checked_as_its_runs_will_be(project, make_user)
     assert response.status_code == 302
     policy = AutoTrainPolicy.objects.get(project=project)
     assert policy.enabled and policy.every_hours == 6 and policy.config == {"epochs": 2}
+
+
+@pytest.mark.django_db
+def test_the_run_page_shows_the_steps_and_the_speed_a_run_recorded(project, staff):
+    gpu = {
+        "steps": 203,
+        "batch_size": 8,
+        "train_tokens_per_second": 51234.5,
+        "mfu": 0.412,
+        "peak_memory_bytes": 3 * 2**30,
+    }
+    html = client_for(staff).get(page_url(make_run(project, RunStatus.SUCCEEDED, metrics={**METRICS, **gpu})))
+    facts = re.findall(r'<td class="run-training-fact">([^<]*)</td>', html.content.decode())
+    assert facts == ["203 of 8 pairs each", "51,234", "41.2%", "3.0 GiB"]
+    cpu = {
+        "steps": 12,
+        "batch_size": 16,
+        "train_tokens_per_second": 900.0,
+        "mfu": None,
+        "peak_memory_bytes": None,
+    }
+    html = client_for(staff).get(page_url(make_run(project, RunStatus.SUCCEEDED, metrics={**METRICS, **cpu})))
+    facts = re.findall(r'<td class="run-training-fact">([^<]*)</td>', html.content.decode())
+    assert facts == ["12 of 16 pairs each", "900", "n/a (not measured on this device)", "n/a"]
+    # A run from before these figures shows none of them.
+    html = (
+        client_for(staff)
+        .get(page_url(make_run(project, RunStatus.SUCCEEDED, metrics=METRICS)))
+        .content.decode()
+    )
+    assert "run-training-fact" not in html

@@ -19,6 +19,9 @@ from transformers import (
     GPT2Config,
     GPT2ForSequenceClassification,
     PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForSequenceClassification,
+    Qwen2Tokenizer,
 )
 
 from rm_training.config import TrainingConfig
@@ -128,6 +131,46 @@ def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def save_tiny_qwen2(directory: Path) -> Path:
+    """A 2-layer, 32-wide Qwen2 (grouped-query attention, rotary positions, sdpa on CPU) with a tokenizer
+    made here, saved as a base model into ``directory``: the shape of the decoders teams train reward
+    models from."""
+    # transformers 5 loads a qwen2 directory's tokenizer as Qwen2Tokenizer whatever its files say, so this
+    # one is a byte-level BPE, as Qwen2's is.
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.train_from_iterator(
+        [" ".join([*WORDS, MARKER, "question", "0123456789"])] * 3,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    model = json.loads(backend.to_str())["model"]
+    tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=[tuple(merge) for merge in model["merges"]])
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    Qwen2ForSequenceClassification(config).model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
 def marker_comparisons(n: int, *, seed: int = 0) -> list[Comparison]:
     """Pairs whose chosen response contains the marker word and rejected does not; otherwise alike."""
     rng = random.Random(seed)
@@ -150,6 +193,7 @@ def fast_config(tiny_bert_dir: Path) -> TrainingConfig:
         max_length=48,
         epochs=3,
         batch_size=16,
+        min_steps=0,  # the batch as given: the tests count steps and compare runs at a batch
         learning_rate=3e-3,
         warmup_ratio=0.05,
         eval_fraction=0.2,

@@ -118,3 +118,17 @@ def test_the_trainers_progress_callback_becomes_step_epoch_and_done_events() -> 
         "eval_accuracy": None,
         "pairs_per_second": 1.0,
     }
+
+
+def test_an_epoch_carries_the_speed_figures_through_the_stream() -> None:
+    stream = io.StringIO()
+    speed = {"tokens_per_second": 5120.5, "mfu": 0.41, "peak_memory_bytes": 3 * 2**30}
+    summary = {"epoch": 1, "train_loss": 0.7, "pairs_per_second": 50.0, **speed}
+    ProgressEvents(stream).progress(1.0, {**summary, "epoch_end": True})
+    (event,) = [progress.parse(line) for line in stream.getvalue().splitlines()]
+    assert event == Epoch(fraction=1.0, epoch=1, train_loss=0.7, pairs_per_second=50.0, **speed)
+    assert event.summary() == summary
+    on_a_cpu = {**summary, "mfu": None, "peak_memory_bytes": None}
+    stream = io.StringIO()
+    ProgressEvents(stream).progress(1.0, {**on_a_cpu, "epoch_end": True})
+    assert progress.parse(stream.getvalue()).summary() == on_a_cpu  # type: ignore[union-attr]
