@@ -258,9 +258,11 @@ def _first_row(path: str | Path) -> Any:
 
 
 def _is_best_of(path: str | Path) -> bool:
-    """Whether a data file is in RewardBench 2's form (its first row's ``rejected`` is a list)."""
+    """Whether a data file is in RewardBench 2's form: its first row's ``rejected`` is a list of responses
+    (a TRL conversational row's ``rejected`` is a list too, of messages: objects, not strings)."""
     first = _first_row(path)
-    return isinstance(first, dict) and isinstance(first.get("rejected"), list)
+    rejected = first.get("rejected") if isinstance(first, dict) else None
+    return isinstance(rejected, list) and not any(isinstance(item, dict) for item in rejected)
 
 
 def read_best_of(path: str | Path) -> BestOfRows:
