@@ -11,14 +11,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from web.ids import parse_id
 
-from . import services
+from . import admin_files, services
 from .models import Assignment, Judgment, Membership, Pair, Project, Rater
 
 
@@ -159,7 +159,17 @@ class ProjectAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.agreement_view),
             name="annotation_project_agreement",
         )
-        return [dashboard, *super().get_urls()]
+        files = path(
+            "<path:object_id>/files/",
+            self.admin_site.admin_view(self.files_view),
+            name="annotation_project_files",
+        )
+        export = path(
+            "<path:object_id>/files/export/",
+            self.admin_site.admin_view(self.export_view),
+            name="annotation_project_export",
+        )
+        return [dashboard, export, files, *super().get_urls()]
 
     def agreement_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The project's agreement dashboard (annotation.pages.dashboard); staff who may view the project."""
@@ -170,6 +180,15 @@ class ProjectAdmin(admin.ModelAdmin):
             raise PermissionDenied
         context = {**self.admin_site.each_context(request), "opts": self.opts}
         return project_dashboard(request, project, context=context)
+
+    def files_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        """Upload pairs or judgments, download the exports (annotation.admin_files)."""
+        project = get_object_or_404(Project, pk=object_pk(object_id))
+        return admin_files.files_page(self, request, project)
+
+    def export_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        project = get_object_or_404(Project, pk=object_pk(object_id))
+        return admin_files.export_download(self, request, project)
 
 
 @admin.register(Pair)
