@@ -196,9 +196,9 @@ class DatasetSnapshotAdmin(ReadOnlyAdmin):
 class ActiveModelAdmin(ReadOnlyAdmin):
     """Which run scores for each project; set from a run's page (Activate), which checks the model first."""
 
-    list_display = ["project", "run_link", "activated_by", "activated_at"]
+    list_display = ["project", "run_link", "activated_by", "activated_at", "forced_reason"]
     list_select_related = ["project", "run", "activated_by"]
-    readonly_fields = ["project", "run_link", "activated_by", "activated_at"]
+    readonly_fields = ["project", "run_link", "activated_by", "activated_at", "forced_reason"]
     exclude = ["run"]
 
     @admin.display(description="run")

@@ -313,7 +313,7 @@ def run_page(
 ) -> HttpResponse:
     shown = figures(run)
     metrics = _dict(run.metrics)
-    active_id = selectors.active_run_id(project=run.project)
+    active_id, forced_reason = selectors.active_run(project=run.project) or (None, "")
     running = run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
     context = {
         **context,
@@ -330,6 +330,9 @@ def run_page(
         "model_card": model_card(run) if run.status == RunStatus.SUCCEEDED else None,
         "duration": _duration(run),
         "is_active": active_id == run.pk,
+        "forced_reason": forced_reason if active_id == run.pk else "",
+        "held_out_missing": services.held_out_missing(run) if run.status == RunStatus.SUCCEEDED else None,
+        "force_reason_max": services.FORCE_REASON_MAX,
         "can_cancel": can_change and running and run.cancel_requested_at is None,
         "can_activate": can_change and run.status == RunStatus.SUCCEEDED and active_id != run.pk,
         "poll": running,
@@ -366,7 +369,9 @@ def run_cancel(request: HttpRequest, run: TrainingRun) -> HttpResponse:
 
 def run_activate(request: HttpRequest, run: TrainingRun) -> HttpResponse:
     try:
-        services.training_run_activate(run=run, activated_by=request.user)
+        services.training_run_activate(
+            run=run, activated_by=request.user, force_reason=request.POST.get("force_reason", "")
+        )
     except ServiceError as refused:
         messages.error(request, refused.detail)
     else:

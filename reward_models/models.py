@@ -147,6 +147,8 @@ class ActiveModel(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     activated_at = models.DateTimeField(auto_now=True)
+    # Why a run without a held-out evaluation was activated anyway (training_run_activate); empty otherwise.
+    forced_reason = models.TextField(blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.project.slug}: run {self.run_id}"

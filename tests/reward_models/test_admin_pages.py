@@ -470,7 +470,7 @@ def test_cancel_ends_a_queued_run_and_a_finished_one_says_why_not(project, staff
 @pytest.mark.django_db
 def test_activate_shows_the_services_refusal(project, staff):
     client = client_for(staff)
-    run = make_run(project, RunStatus.SUCCEEDED, output_dir="runs/404/model")
+    run = make_run(project, RunStatus.SUCCEEDED, output_dir="runs/404/model", metrics=METRICS)
     response = client.post(reverse("admin:reward_models_trainingrun_activate", args=[run.pk]), follow=True)
     assert f"Run {run.pk} has no saved model with recorded scores to check." in response.content.decode()
     queued = make_run(project, RunStatus.QUEUED)
