@@ -96,8 +96,8 @@ class TrainingRunActivateView(ApiView):
         responses={
             200: s.ActivationSerializer,
             409: error_response(
-                "Not a succeeded run (not_ready); no held-out evaluation and no force_reason (no_evaluation); "
-                "or its saved model failed the load-and-rescore check"
+                "Not a succeeded run (not_ready); no held-out evaluation and no force_reason "
+                "(no_evaluation); or its saved model failed the load-and-rescore check"
             ),
         },
         summary="Make the run's model the project's scoring model (after checking the saved model)",
