@@ -695,6 +695,26 @@ def test_an_auto_train_policy_is_checked_as_its_runs_will_be(project, make_user)
 
 
 @pytest.mark.django_db
+def test_an_auto_train_policy_of_zero_hours_is_refused_in_words(project, make_user):
+    user = make_user(staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=["add_autotrainpolicy", "view_project"]))
+    superuser_client = client_for(user)
+    url = reverse("admin:reward_models_autotrainpolicy_add")
+    values = {
+        "project": project.pk,
+        "enabled": "on",
+        "config": "{}",
+        "after_new_judgments": "0",
+        "every_hours": "0",
+    }
+    response = superuser_client.post(url, values)
+    html = response.content.decode()
+    assert response.status_code == 200 and not AutoTrainPolicy.objects.exists()
+    assert "New judgments must be 1 or more" in html and "Hours must be 1 or more" in html
+    assert "autotrain_" not in html and "is violated" not in html
+
+
+@pytest.mark.django_db
 def test_the_page_draws_every_live_field_from_the_json_the_poller_reads(project, staff):
     """One wording: each data-live element of the page holds the text of its name in the progress JSON,
     and every text of that JSON has its element."""
