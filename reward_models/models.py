@@ -181,7 +181,7 @@ class AutoTrainPolicy(models.Model):
             models.CheckConstraint(
                 condition=Q(after_new_judgments__isnull=True) | Q(after_new_judgments__gte=1),
                 name="autotrain_after_positive",
-                violation_error_message="New judgments must be 1 or more (leave it empty for no such trigger).",
+                violation_error_message="New judgments must be 1 or more (leave it empty: no such trigger).",
             ),
             models.CheckConstraint(
                 condition=Q(every_hours__isnull=True) | Q(every_hours__gte=1),

@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
             constraint=models.CheckConstraint(
                 condition=models.Q(("after_new_judgments__isnull", True), ("after_new_judgments__gte", 1), _connector="OR"),
                 name="autotrain_after_positive",
-                violation_error_message="New judgments must be 1 or more (leave it empty for no such trigger).",
+                violation_error_message="New judgments must be 1 or more (leave it empty: no such trigger).",
             ),
         ),
         migrations.AlterConstraint(
