@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
@@ -72,6 +72,28 @@ class ProjectAdminForm(forms.ModelForm):
             remove = self.fields["remove_raters"]
             assert isinstance(remove, forms.ModelMultipleChoiceField)
             remove.queryset = members.order_by("username")
+            # Only users who are not raters of this project yet: the others are in "remove".
+            add = self.fields["add_raters"]
+            assert isinstance(add, forms.ModelMultipleChoiceField)
+            add.queryset = add.queryset.exclude(memberships__project=self.instance)
+
+
+def _warn_of_images(request: HttpRequest, instructions: str) -> None:
+    """Saved, with a warning (not an error): an image the rating page will not load (its CSP) is a broken
+    image to every rater, which the admin would otherwise never see."""
+    from annotation.pages.text import unloadable_images
+
+    images = unloadable_images(instructions)
+    if images:
+        listed = "; ".join(
+            f"{alt or '(no alt text)'} at {address or '(no address)'}" for alt, address in images
+        )
+        messages.warning(
+            request,
+            f"The instructions hold {len(images)} image(s) the rating page will not load ({listed}): it loads "
+            "no image from another site (its Content-Security-Policy), and this site serves none of the "
+            "project's. Raters see the image's alt text at most; describe it in words, or use a data: URL.",
+        )
 
 
 def _count_of(model: Any) -> Coalesce:
@@ -129,6 +151,8 @@ class ProjectAdmin(admin.ModelAdmin):
         else:
             created = services.project_create(slug=obj.slug, **values)
             obj.pk, obj.created_at = created.pk, created.created_at
+        if "instructions" in form.changed_data:
+            _warn_of_images(request, form.cleaned_data.get("instructions") or "")
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)

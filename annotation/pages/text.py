@@ -79,3 +79,18 @@ _markdown.add_render_rule("link_open", _link_open)
 def markdown_html(source: str) -> str:
     """The project's instructions as HTML that holds no script, event handler or raw tag."""
     return _markdown.render(source)
+
+
+def unloadable_images(source: str) -> list[tuple[str, str]]:
+    """(alt text, address) of each markdown image in the instructions that the rating page will not show:
+    its Content-Security-Policy (annotation.pages.security) loads images from this site and data: URLs
+    only, and this site serves no images of the project's, so any other address is a broken image. Read
+    by the same parser as :func:`markdown_html`, so what is reported is what the page would try to load."""
+    found = []
+    for block in _markdown.parse(source):
+        for token in block.children or []:
+            if token.type == "image":
+                address = str(token.attrGet("src") or "")
+                if not address.startswith("data:"):
+                    found.append((token.content, address))
+    return found
