@@ -75,7 +75,8 @@ class ProjectAdminForm(forms.ModelForm):
             # Only users who are not raters of this project yet: the others are in "remove".
             add = self.fields["add_raters"]
             assert isinstance(add, forms.ModelMultipleChoiceField)
-            add.queryset = add.queryset.exclude(memberships__project=self.instance)
+            active = get_user_model().objects.filter(is_active=True).order_by("username")
+            add.queryset = active.exclude(memberships__project=self.instance)
 
 
 def _warn_of_images(request: HttpRequest, instructions: str) -> None:
@@ -90,8 +91,8 @@ def _warn_of_images(request: HttpRequest, instructions: str) -> None:
         )
         messages.warning(
             request,
-            f"The instructions hold {len(images)} image(s) the rating page will not load ({listed}): it loads "
-            "no image from another site (its Content-Security-Policy), and this site serves none of the "
+            f"The instructions hold {len(images)} image(s) the rating page will not load ({listed}): it "
+            "loads no image from another site (its Content-Security-Policy), and this site serves none of the "
             "project's. Raters see the image's alt text at most; describe it in words, or use a data: URL.",
         )
 
