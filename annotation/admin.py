@@ -93,7 +93,7 @@ def _warn_of_images(request: HttpRequest, instructions: str) -> None:
             request,
             f"The instructions hold {len(images)} image(s) the rating page will not load ({listed}): it "
             "loads no image from another site (its Content-Security-Policy), and this site serves none of "
-            "the project's. Raters see the image's alt text at most; describe it in words, or use a data: URL.",
+            "the project's. Raters see its alt text at most; describe it in words, or use a data: URL.",
         )
 
 
