@@ -423,3 +423,18 @@ def test_the_rating_page_is_never_cached_so_back_shows_the_current_pair(project,
 def test_head_on_the_home_page_answers_like_get(rater):
     assert Client().head("/").status_code == 302
     assert _client(rater).head("/").status_code == 200
+
+
+def test_the_required_inputs_are_marked_without_the_browsers_required_check(
+    make_project, make_pairs, make_rater
+):
+    project = make_project("marked", strength_levels=3, judgments_per_pair=1)
+    make_pairs(project, 2)
+    client = _client(make_rater(project))
+    page = client.get("/projects/marked/rate/").content.decode()
+    for fieldset in ('class="choices"', 'class="strength" id="strength"'):
+        tag = re.search(rf"<fieldset {fieldset}[^>]*>", page)
+        assert tag and 'aria-required="true"' in tag.group() and 'role="radiogroup"' in tag.group()
+    assert page.count('<span class="required-mark" title="required">*</span>') == 2
+    # Marked, not `required`: the browser would then refuse a tie, which takes no strength.
+    assert not re.search(r'<input type="radio" name="strength"[^>]* required', page)
