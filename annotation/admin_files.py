@@ -93,7 +93,7 @@ def files_page(model_admin: Any, request: HttpRequest, project: Project) -> Http
             except ServiceError as exc:
                 refusal = exc
             else:
-                messages.success(request, f"{upload.name}: {summary}")
+                messages.success(request, f"From {upload.name}: {summary}")
                 return HttpResponseRedirect(request.path)
     status = 400 if refusal is not None or form.errors else 200
     return _render(model_admin, request, project, form=form, refusal=refusal, status=status)
