@@ -13,6 +13,7 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
@@ -20,6 +21,7 @@ from web.ids import parse_id
 
 from . import admin_files, services
 from .models import Assignment, Judgment, Membership, Pair, Project, Rater
+from .pages.text import pair_view
 
 
 def object_pk(object_id: str) -> int:
@@ -184,6 +186,11 @@ class ProjectAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.agreement_view),
             name="annotation_project_agreement",
         )
+        leaderboard = path(
+            "<path:object_id>/leaderboard/",
+            self.admin_site.admin_view(self.leaderboard_view),
+            name="annotation_project_leaderboard",
+        )
         files = path(
             "<path:object_id>/files/",
             self.admin_site.admin_view(self.files_view),
@@ -194,7 +201,7 @@ class ProjectAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.export_view),
             name="annotation_project_export",
         )
-        return [dashboard, export, files, *super().get_urls()]
+        return [dashboard, leaderboard, export, files, *super().get_urls()]
 
     def agreement_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The project's agreement dashboard (annotation.pages.dashboard); staff who may view the project."""
@@ -205,6 +212,16 @@ class ProjectAdmin(admin.ModelAdmin):
             raise PermissionDenied
         context = {**self.admin_site.each_context(request), "opts": self.opts}
         return project_dashboard(request, project, context=context)
+
+    def leaderboard_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The project's leaderboard of models (annotation.pages.leaderboard); staff who may view it."""
+        from annotation.pages.leaderboard import project_leaderboard_page
+
+        project = get_object_or_404(Project, pk=object_pk(object_id))
+        if not self.has_view_permission(request, project):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "opts": self.opts}
+        return project_leaderboard_page(request, project, context=context)
 
     def files_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
         """Upload pairs or judgments, download the exports (annotation.admin_files)."""
@@ -222,8 +239,24 @@ class PairAdmin(admin.ModelAdmin):
     list_filter = ["project", "gold"]
     search_fields = ["external_id", "prompt"]
     list_select_related = ["project"]
-    readonly_fields = ["judgment_count", "content_sha256", "created_at"]
+    readonly_fields = ["judgment_count", "content_sha256", "created_at", "preview"]
     show_full_result_count = False
+
+    class Media:
+        css = {"all": ["pairwise/pair.css"]}
+
+    @admin.display(description="as raters see it")
+    def preview(self, pair: Pair) -> str:
+        # The rating page's own rendering (text.py: safe markdown, the conversation as turns), a and b
+        # named as stored rather than as a rater's left and right.
+        if pair.pk is None:
+            return "-"
+        view = pair_view(
+            prompt=pair.prompt,
+            messages=pair.messages,
+            responses=[("a", "Response A", pair.response_a), ("b", "Response B", pair.response_b)],
+        )
+        return render_to_string("annotation/pages/_pair.html", {"pair": view})
 
     @admin.display(description="prompt")
     def short_prompt(self, pair: Pair) -> str:

@@ -185,3 +185,86 @@ def as_img(svg: str, *, alt: str) -> SafeString:
     data = base64.b64encode(svg.encode()).decode()
     alt_text = escape(_CONTROL.sub("", alt))
     return mark_safe(f'<img class="chart" src="data:image/svg+xml;base64,{data}" alt="{alt_text}">')
+
+
+def interval_chart(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[tuple[float, float, float]]],
+    *,
+    title: str,
+    x_label: str,
+    anchor: tuple[str, float] | None = None,
+) -> str:
+    """One row per label, top to bottom: each series' (value, lower, upper) as a point with its interval,
+    the series apart by marker and a small vertical offset, and a labelled vertical line at ``anchor``.
+    The height grows with the rows."""
+    with _rc_context():
+        figure = _figure()
+        figure.set_size_inches(
+            WIDTH_IN, max(HEIGHT_IN, 0.28 * len(labels) * max(1, len(series)) ** 0.5 + 1.2)
+        )
+        axes = figure.add_subplot()
+        if not labels:
+            _empty(axes)
+        offsets = (
+            [0.0] if len(series) < 2 else [0.15 * (i - (len(series) - 1) / 2) for i in range(len(series))]
+        )
+        for index, (name, points) in enumerate(series.items()):
+            rows = [(row, value, low, high) for row, (value, low, high) in enumerate(points)]
+            if not rows:
+                continue
+            ys = [len(labels) - 1 - row + offsets[index] for row, *_ in rows]
+            values = [value for _, value, _, _ in rows]
+            errors = [
+                [value - low for _, value, low, _ in rows],
+                [high - value for _, value, _, high in rows],
+            ]
+            axes.errorbar(
+                values, ys, xerr=errors, fmt=_MARKERS[index % len(_MARKERS)], markersize=4, capsize=2,
+                linewidth=1, color=str(0.1 + 0.35 * index), label=clean_text(name),
+            )  # fmt: skip
+        if anchor is not None:
+            name, value = anchor
+            axes.axvline(
+                value, color="0.35", linewidth=1, linestyle=_REFERENCE_STYLES[0], label=clean_text(name)
+            )
+        axes.set_yticks(range(len(labels)), [_short(label) for label in reversed(labels)])
+        _labels(axes, title, x_label, "")
+        if labels and (len(series) > 1 or anchor is not None):
+            axes.legend(loc="lower right", frameon=False)
+        return _svg(figure, title)
+
+
+def heat_map(labels: Sequence[str], values: Sequence[Sequence[float]], *, title: str, label: str) -> str:
+    """A square matrix (row against column) in shades of grey from 0 to 1, blank where undefined, with
+    each value written in its cell while the cells are large enough to hold it."""
+    import numpy as np
+
+    with _rc_context():
+        figure = _figure()
+        side = min(9.0, max(4.5, 0.3 * len(labels) + 2.5))
+        figure.set_size_inches(side + 1.2, side)
+        axes = figure.add_subplot()
+        if not labels:
+            _empty(axes)
+            _labels(axes, title, "", "")
+            return _svg(figure, title)
+        matrix = np.ma.masked_invalid(np.array(values, dtype=float))
+        image = axes.imshow(matrix, cmap="Greys", vmin=0, vmax=1)
+        figure.colorbar(image, ax=axes, label=clean_text(label), shrink=0.8)
+        names = [_short(name) for name in labels]
+        axes.set_xticks(range(len(names)), names, rotation=90)
+        axes.set_yticks(range(len(names)), names)
+        if len(labels) <= 15:
+            for (row, column), value in np.ndenumerate(matrix.filled(np.nan)):
+                if np.isfinite(value):
+                    axes.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                              color="white" if value > 0.6 else "black")  # fmt: skip
+        _labels(axes, title, "against (column)", "model (row)")
+        return _svg(figure, title)
+
+
+def _short(label: str, limit: int = 24) -> str:
+    """A tick label short enough to leave the chart its room."""
+    text = clean_text(label)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

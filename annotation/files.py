@@ -50,7 +50,8 @@ def upload_items(stream: IO[bytes], *, name: str, what: str) -> list[Any]:
     return import_items(parser.parse(stream), what)
 
 
-def _stream(chunks: Any, *, content_type: str, filename: str) -> StreamingHttpResponse:
+def file_response(chunks: Any, *, content_type: str, filename: str) -> StreamingHttpResponse:
+    """A download, streamed from ``chunks``, under ``filename``; never sniffed as another type."""
     response = StreamingHttpResponse(chunks, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["X-Content-Type-Options"] = "nosniff"
@@ -66,9 +67,9 @@ def judgments_export(*, project: Project, extension: str, query: dict[str, Any])
     if extension == "csv":
         rows = selectors.judgment_rows(project=project, filters=filters)
         chunks = selectors.as_csv(rows, selectors.JUDGMENT_COLUMNS, raw=raw)
-        return _stream(chunks, content_type="text/csv; charset=utf-8", filename=f"{slug}-judgments.csv")
+        return file_response(chunks, content_type="text/csv; charset=utf-8", filename=f"{slug}-judgments.csv")
     lines = selectors.judgment_lines(project=project, filters=filters)
-    return _stream(lines, content_type="application/x-ndjson", filename=f"{slug}-judgments.jsonl")
+    return file_response(lines, content_type="application/x-ndjson", filename=f"{slug}-judgments.jsonl")
 
 
 def preferences_export(*, project: Project, query: dict[str, Any]) -> StreamingHttpResponse:
@@ -78,7 +79,7 @@ def preferences_export(*, project: Project, query: dict[str, Any]) -> StreamingH
     rows = selectors.preference_rows(
         project=project, filters=selectors.ExportFilter(**query), conversational=conversational
     )
-    return _stream(
+    return file_response(
         selectors.as_jsonl(rows),
         content_type="application/x-ndjson",
         filename=f"{project.slug}-preferences.jsonl",

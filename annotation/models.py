@@ -24,6 +24,9 @@ MAX_VERY_FAST_MS = 600_000
 # A judgment's rationale, in characters: a few pages (a skip's reason: 2000). The API and the rating page
 # refuse longer ones.
 MAX_RATIONALE = 10_000
+# How long after a judgment its rater may take it back and correct it (0: never); a day at most, so that
+# a correction is a slip put right, not a rater's later change of mind.
+MAX_CORRECTION_SECONDS = 24 * 3600
 
 
 # The vocabulary of judgments, used by the models, their constraints, the services, the serializers and
@@ -91,6 +94,12 @@ class Project(models.Model):
         help_text="Judgments made faster than this many milliseconds count as very fast on the agreement "
         f"dashboard, and a rater with many of them is flagged (0: off; at most {MAX_VERY_FAST_MS}).",
     )
+    correction_seconds = models.PositiveIntegerField(
+        default=120,
+        validators=[MaxValueValidator(MAX_CORRECTION_SECONDS)],
+        help_text="For this many seconds after a judgment its rater may undo it and correct the answer; "
+        f"the earlier answer is kept as a revision (0: off; at most {MAX_CORRECTION_SECONDS}).",
+    )
     rater_group = models.ForeignKey(
         Group,
         null=True,
@@ -136,6 +145,13 @@ class Project(models.Model):
                 condition=Q(very_fast_ms__lte=MAX_VERY_FAST_MS),
                 name="project_very_fast_ms_range",
                 violation_error_message=f"The very-fast threshold must be at most {MAX_VERY_FAST_MS} ms.",
+            ),
+            models.CheckConstraint(
+                condition=Q(correction_seconds__gte=0, correction_seconds__lte=MAX_CORRECTION_SECONDS),
+                name="project_correction_seconds_range",
+                violation_error_message=(
+                    f"The correction window must be from 0 to {MAX_CORRECTION_SECONDS} seconds."
+                ),
             ),
         ]
 
@@ -332,6 +348,14 @@ class Assignment(models.Model):
         return Choice(side)
 
 
+def shown_choice(*, shown_left: str, choice: str) -> ShownChoice:
+    """Assignment.stored_choice the other way: what the rater answered on the screen they saw, for a
+    stored a/b/tie and the side response A was shown on (a judgment's or a revision's shown_left)."""
+    if choice == Choice.TIE:
+        return ShownChoice.TIE
+    return ShownChoice.LEFT if choice == shown_left else ShownChoice.RIGHT
+
+
 class Judgment(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judgments")
     pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="judgments")
@@ -381,3 +405,40 @@ class Judgment(models.Model):
 
     def __str__(self) -> str:
         return f"judgment {self.pk}: {self.choice}"
+
+
+class JudgmentRevision(models.Model):
+    """An earlier answer of a judgment, kept when its rater corrected it (engine.judgment_correct). The
+    Judgment row holds the latest answer, which exports, agreement and training read; these rows are never
+    changed or deleted while their judgment exists."""
+
+    judgment = models.ForeignKey(Judgment, on_delete=models.CASCADE, related_name="revisions")
+    # The judgment's project, so that the agreement report's fingerprint counts a project's corrections
+    # without a join.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="judgment_revisions")
+    # Who replaced this answer: the judgment's own rater (no one else may correct it).
+    rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="judgment_revisions")
+    choice = models.CharField(max_length=3, choices=Choice.choices)
+    strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    rationale = models.TextField(blank=True)
+    shown_left = models.CharField(max_length=1, choices=Side.choices)
+    answered_at = models.DateTimeField(help_text="When this answer was given.")
+    replaced_at = models.DateTimeField(help_text="When the correction replaced it.")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(choice__in=Choice.values), name="revision_choice_valid"),
+            models.CheckConstraint(
+                condition=(Q(strength__isnull=True) | Q(strength__gte=1))
+                & (~Q(choice=Choice.TIE) | Q(strength__isnull=True)),
+                name="revision_strength_valid",
+            ),
+            models.CheckConstraint(condition=Q(shown_left__in=Side.values), name="revision_shown_left_side"),
+            models.CheckConstraint(
+                condition=Q(replaced_at__gte=F("answered_at")), name="revision_replaced_after_answered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"revision {self.pk} of judgment {self.judgment_id}: {self.choice}"

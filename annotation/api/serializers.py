@@ -10,15 +10,21 @@ from rest_framework import serializers
 
 from annotation import services
 from annotation.models import (
+    MAX_CORRECTION_SECONDS,
     MAX_RATIONALE,
     MAX_TIME_MS,
     MAX_VERY_FAST_MS,
     Assignment,
     Choice,
+    Judgment,
+    JudgmentRevision,
     Pair,
     Project,
     ShownChoice,
+    Side,
+    shown_choice,
 )
+from annotation.selectors.leaderboard import DEFAULT_ROUNDS, MAX_ROUNDS
 from web.api import StrictFieldsMixin
 
 
@@ -70,6 +76,7 @@ class ProjectSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "lease_seconds": {"min_value": 10},
             "gold_fraction": {"min_value": 0.0, "max_value": 1.0},
             "very_fast_ms": {"min_value": 0, "max_value": MAX_VERY_FAST_MS},
+            "correction_seconds": {"min_value": 0, "max_value": MAX_CORRECTION_SECONDS},
         }
 
     def validate_slug(self, value: str) -> str:
@@ -124,6 +131,12 @@ class ServedAssignmentSerializer(serializers.Serializer):
     assignment = serializers.IntegerField(source="pk")
     pair = serializers.IntegerField(source="pair_id")
     prompt = serializers.CharField(source="pair.prompt")
+    messages = serializers.ListField(
+        child=serializers.DictField(child=serializers.CharField()),
+        source="pair.messages",
+        allow_null=True,
+        help_text="The conversation ([{role, content}], the user's turn last), or null for a plain prompt.",
+    )
     left = serializers.SerializerMethodField()
     right = serializers.SerializerMethodField()
     expires_at = serializers.DateTimeField(source="lease_expires_at")
@@ -167,7 +180,20 @@ class JudgmentRequestSerializer(StrictFieldsMixin, serializers.Serializer):
     )
 
 
-class JudgmentRecordedSerializer(serializers.Serializer):
+class CorrectableUntilMixin(serializers.Serializer):
+    correctable_until = serializers.SerializerMethodField(
+        help_text="Until when the caller may correct this judgment (POST /judgments/{id}/correction/); null "
+        "when it never may (the project has corrections off)."
+    )
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_correctable_until(self, judgment: Judgment) -> str | None:
+        # The judgment's project is loaded by every service that returns one.
+        until = services.correctable_until(judgment=judgment, project=judgment.project)
+        return None if until is None else serializers.DateTimeField().to_representation(until)
+
+
+class JudgmentRecordedSerializer(CorrectableUntilMixin):
     judgment = serializers.IntegerField(source="pk")
     choice = serializers.ChoiceField(choices=Choice.choices)
     strength = serializers.IntegerField(allow_null=True)
@@ -189,6 +215,67 @@ class NextFieldsMixin(serializers.Serializer):
 
 class JudgmentAnswerSerializer(NextFieldsMixin, JudgmentRecordedSerializer):
     pass
+
+
+class CorrectionRequestSerializer(StrictFieldsMixin, serializers.Serializer):
+    """A judgment's fields, as strict; what the project allows is checked by judgment_correct."""
+
+    choice = serializers.ChoiceField(choices=ShownChoice.choices, help_text="As shown: left, right or tie.")
+    strength = serializers.IntegerField(required=False, allow_null=True, default=None)
+    rationale = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False, max_length=MAX_RATIONALE
+    )
+
+
+class RevisionSerializer(serializers.Serializer):
+    """An earlier answer of a judgment, as its rater saw it (left and right)."""
+
+    choice = serializers.SerializerMethodField()
+    strength = serializers.IntegerField(allow_null=True)
+    rationale = serializers.CharField(allow_blank=True)
+    shown_left = serializers.CharField(help_text="Which response (a or b) was on the left.")
+    answered_at = serializers.DateTimeField()
+    replaced_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.ChoiceField(choices=ShownChoice.choices))
+    def get_choice(self, revision: JudgmentRevision) -> str:
+        return shown_choice(shown_left=revision.shown_left, choice=revision.choice).value
+
+
+class OwnJudgmentSerializer(CorrectableUntilMixin):
+    """One of the caller's judgments with the pair as they saw it, the latest answer first and the earlier
+    ones in `revisions`, oldest first."""
+
+    judgment = serializers.IntegerField(source="pk")
+    pair = serializers.IntegerField(source="pair_id")
+    prompt = serializers.CharField(source="pair.prompt")
+    left = serializers.SerializerMethodField()
+    right = serializers.SerializerMethodField()
+    choice = serializers.SerializerMethodField()
+    strength = serializers.IntegerField(allow_null=True)
+    rationale = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField(help_text="When the first answer was given.")
+    revisions = RevisionSerializer(many=True, read_only=True)
+
+    def _shown(self, judgment: Judgment) -> tuple[str, str]:
+        """(left, right) texts. Judgments of this site's users always record the sides; imported ones
+        (which may not) are never a user's."""
+        pair = judgment.pair
+        if judgment.shown_left == Side.B:
+            return pair.response_b, pair.response_a
+        return pair.response_a, pair.response_b
+
+    @extend_schema_field(serializers.CharField())
+    def get_left(self, judgment: Judgment) -> str:
+        return self._shown(judgment)[0]
+
+    @extend_schema_field(serializers.CharField())
+    def get_right(self, judgment: Judgment) -> str:
+        return self._shown(judgment)[1]
+
+    @extend_schema_field(serializers.ChoiceField(choices=ShownChoice.choices))
+    def get_choice(self, judgment: Judgment) -> str:
+        return shown_choice(shown_left=judgment.shown_left or Side.A, choice=judgment.choice).value
 
 
 class SkipRequestSerializer(StrictFieldsMixin, serializers.Serializer):
@@ -247,6 +334,35 @@ class ExportQuerySerializer(StrictFieldsMixin, serializers.Serializer):
         if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
             raise serializers.ValidationError({"until": "Must be later than since."})
         return attrs
+
+
+class LeaderboardQuerySerializer(ExportQuerySerializer):
+    """The leaderboard's options besides the export filters (annotation.selectors.LeaderboardOptions)."""
+
+    reference = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="The model rated 1000; without it the mean of the models is at 1000.",
+    )
+    # DRF takes declared fields out of the class, so this one does not shadow Field.style at run time.
+    style = serializers.BooleanField(  # type: ignore[assignment]
+        required=False, default=True, help_text="Also the style-controlled ratings (length and markdown)."
+    )
+    exclude_flagged = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Leave out the judgments of the raters the agreement report flags (same filters).",
+    )
+    seed = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=2**32 - 1, help_text="The bootstrap's seed."
+    )
+    rounds = serializers.IntegerField(
+        required=False,
+        default=DEFAULT_ROUNDS,
+        min_value=0,
+        max_value=MAX_ROUNDS,
+        help_text="Bootstrap rounds for the intervals (0: none).",
+    )
 
 
 class JudgmentsExportQuerySerializer(ExportQuerySerializer):

@@ -41,7 +41,27 @@ urlpatterns: list[URLPattern] = [
         views.PreferencesExportView.as_view(),
         name="api-project-export-preferences",
     ),
+    path(
+        "projects/<slug:slug>/my-judgments/", views.MyJudgmentsView.as_view(), name="api-project-my-judgments"
+    ),
     path("projects/<slug:slug>/agreement/", views.AgreementView.as_view(), name="api-project-agreement"),
+    path(
+        "projects/<slug:slug>/leaderboard/", views.LeaderboardView.as_view(), name="api-project-leaderboard"
+    ),
+    *(
+        path(
+            f"projects/<slug:slug>/export/leaderboard.{extension}",
+            views.LeaderboardExportView.as_view(),
+            {"extension": extension},
+            name=f"api-project-export-leaderboard-{extension}",
+        )
+        for extension in ("csv", "json")
+    ),
     path("assignments/<id:assignment_id>/judgment/", views.JudgmentView.as_view(), name="api-judgment"),
     path("assignments/<id:assignment_id>/skip/", views.SkipView.as_view(), name="api-skip"),
+    path(
+        "judgments/<id:judgment_id>/correction/",
+        views.JudgmentCorrectionView.as_view(),
+        name="api-judgment-correction",
+    ),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -325,6 +326,53 @@ class JudgmentView(ApiView):
         return Response(_with_next(body, judgment.assignment, following), status=201)
 
 
+class NewestFirstPagination(IdCursorPagination):
+    ordering = "-id"
+    page_size = 20
+    max_page_size = 100
+
+
+class MyJudgmentsView(mixins.ListModelMixin, GenericApiView):
+    """The caller's own judgments in a project, newest first: what a rater may still correct."""
+
+    serializer_class = s.OwnJudgmentSerializer
+    pagination_class = NewestFirstPagination
+
+    def get_queryset(self) -> Any:
+        project = _project(self.request, self.kwargs["slug"])
+        return selectors.rater_judgments(project=project, user=self.request.user)
+
+    @extend_schema(
+        responses={200: s.OwnJudgmentSerializer(many=True), 404: error_response("No such project.")},
+        summary="The caller's judgments in the project, newest first, with their earlier answers",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        return self.list(request)
+
+
+class JudgmentCorrectionView(ApiView):
+    body_limit = SMALL_BODY_BYTES
+
+    @extend_schema(
+        request=s.CorrectionRequestSerializer,
+        responses={
+            200: s.OwnJudgmentSerializer,
+            400: error_response("Bad choice or strength, a tie where ties are off, a missing rationale."),
+            403: error_response("The caller no longer rates in the judgment's project."),
+            404: error_response("Not the caller's judgment."),
+            409: error_response("correction_window_closed, corrections_off or not_correctable."),
+        },
+        summary="Correct the caller's judgment within the project's correction window",
+    )
+    def post(self, request: Request, judgment_id: int) -> Response:
+        serializer = s.CorrectionRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        judgment = services.judgment_correct(
+            judgment_id=judgment_id, user=request.user, **serializer.validated_data
+        )
+        return Response(s.OwnJudgmentSerializer(selectors.judgment_load_revisions(judgment)).data)
+
+
 class SkipView(ApiView):
     body_limit = SMALL_BODY_BYTES
 
@@ -504,3 +552,75 @@ class AgreementView(ApiView):
         project = _project(request, slug)
         filters = selectors.ExportFilter(**_query(request))
         return Response(selectors.project_agreement(project, filters=filters).as_dict())
+
+
+# Leaderboard
+
+
+_LEADERBOARD_ERRORS = {
+    **_EXPORT_ERRORS,
+    400: error_response("A bad filter or option, or an unknown reference."),
+}
+
+
+def _leaderboard(request: Request, slug: str) -> selectors.LeaderboardReport:
+    project = _project(request, slug)
+    query = _query(request, s.LeaderboardQuerySerializer)
+    options = selectors.LeaderboardOptions(
+        **{name: query.pop(name) for name in ("style", "exclude_flagged", "seed", "rounds")},
+        reference=query.pop("reference", None),
+    )
+    return selectors.project_leaderboard(project, filters=selectors.ExportFilter(**query), options=options)
+
+
+class LeaderboardView(ApiView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        parameters=[s.LeaderboardQuerySerializer],
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="The leaderboard (docs/API.md, Leaderboard): Bradley-Terry ratings of the models "
+                "with bootstrap intervals and rank ranges, battles, wins, losses and ties, the "
+                "style-controlled ratings, and the win-rate and predicted-win matrices.",
+            ),
+            **_LEADERBOARD_ERRORS,
+        },
+        summary="The models' ratings from the judgments (cached until a judgment arrives)",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(_leaderboard(request, slug).as_dict())
+
+
+LEADERBOARD_COLUMNS = (
+    "model", "rating", "lower", "upper", "rank", "rank_worst", "battles", "wins", "losses", "ties",
+    "style_rating", "style_lower", "style_upper", "style_rank", "style_rank_worst",
+)  # fmt: skip
+
+
+class LeaderboardExportView(_ExportView):
+    @extend_schema(
+        parameters=[s.LeaderboardQuerySerializer],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description="A header row, then one model per row, best first."
+            ),
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="The body of GET .../leaderboard/, as a file."
+            ),
+            **_LEADERBOARD_ERRORS,
+        },
+        summary="The leaderboard as a file (.csv: one row per model; .json: the whole report)",
+    )
+    def get(self, request: Request, slug: str, extension: str) -> StreamingHttpResponse:
+        report = _leaderboard(request, slug)
+        if extension == "csv":
+            chunks = selectors.as_csv(report.model_rows(), LEADERBOARD_COLUMNS)
+            return files.file_response(
+                chunks, content_type="text/csv; charset=utf-8", filename=f"{slug}-leaderboard.csv"
+            )
+        body = json.dumps(report.as_dict(), ensure_ascii=False).encode()
+        return files.file_response(
+            [body], content_type="application/json", filename=f"{slug}-leaderboard.json"
+        )

@@ -17,13 +17,18 @@ class _AssignmentForm(forms.Form):
     assignment = forms.IntegerField(min_value=1, max_value=MAX_ID, widget=forms.HiddenInput)
 
 
-class JudgmentForm(_AssignmentForm):
+class CorrectionForm(forms.Form):
+    """An answer: a correction posts these (to its judgment's URL), a judgment these and more."""
+
     choice = forms.ChoiceField(
         choices=ShownChoice.choices,
         error_messages={"required": "Choose a response (or a tie) first: nothing was saved."},
     )
     strength = forms.IntegerField(required=False)
     rationale = forms.CharField(required=False, strip=False, max_length=MAX_RATIONALE)
+
+
+class JudgmentForm(_AssignmentForm, CorrectionForm):
     # Filled in by rate.js; absent when the page runs without JavaScript.
     client_time_ms = forms.IntegerField(required=False, min_value=0, max_value=MAX_TIME_MS)
 

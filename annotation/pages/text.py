@@ -1,62 +1,36 @@
-"""How text is put on the rating page: model text as text, the project's instructions as safe markdown.
+"""How text is put on the pages: model text and the project's instructions as safe markdown.
 
-Model text (prompts and responses) is never parsed as HTML or markdown: it is split into prose and fenced
-code blocks (the fence lines stay, so the rater reads exactly what the model wrote) and each piece is
-escaped by the template. The rating page's script splits the pairs it loads by the same rule (`segments`
-in static/pairwise/text.js); a browser test holds both to the same output.
+CommonMark with raw HTML off (markdown-it-py): any tag in a text is shown as text, never parsed. Model text
+(prompts, conversation messages, responses) also gets tables and strikethrough, links only to http(s) and
+mailto (opened beside the page, without referrer), and images never loaded: an image is shown as its alt
+text and address, as text. Every page that shows a pair (the rating page, the fragment rate.js loads for
+the next pair, the admin's preview) renders it through `pair_view`, so they all show the same thing.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Literal, NamedTuple
+import hashlib
+from typing import Any, NamedTuple
 
+from django.utils.html import escape
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
-# A fence opens with three or more backticks or tildes, indented by at most three spaces (CommonMark).
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+from web.cache import cache_get, cache_set
 
+# A conversation longer than this (messages other than the system one) shows only its last two messages
+# open; the earlier ones are folded behind one summary. Two: the model's last answer and the user's turn
+# being answered, the context a rater needs first.
+FOLD_AFTER = 4
+KEEP_OPEN = 2
 
-class Segment(NamedTuple):
-    kind: Literal["prose", "code"]
-    text: str
+ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
-
-def segments(text: str) -> list[Segment]:
-    """Prose and fenced code blocks, in order; an unclosed fence runs to the end (as in CommonMark)."""
-    pieces: list[Segment] = []
-    lines: list[str] = []
-    fence = ""  # the opening fence while inside a code block
-
-    def flush(kind: Literal["prose", "code"]) -> None:
-        chunk = "\n".join(lines)
-        if chunk.strip("\n"):
-            pieces.append(Segment(kind, chunk.strip("\n")))
-        lines.clear()
-
-    for line in text.replace("\r\n", "\n").split("\n"):
-        match = _FENCE.match(line)
-        if not fence and match:
-            flush("prose")
-            fence = match.group(1)
-            lines.append(line)
-        elif (
-            fence
-            and match
-            and match.group(1)[0] == fence[0]
-            and len(match.group(1)) >= len(fence)
-            and (line.strip() == match.group(1))
-        ):
-            lines.append(line)
-            flush("code")
-            fence = ""
-        else:
-            lines.append(line)
-    flush("code" if fence else "prose")
-    return pieces
+# Model text may link to the web and to mail addresses, nothing else: no javascript:, data:, file:, and
+# no relative link into this site (a response must not steer a rater to one of our own pages).
+_LINK_SCHEMES = ("http://", "https://", "mailto:")
 
 
 def is_blank(text: str) -> bool:
@@ -64,21 +38,158 @@ def is_blank(text: str) -> bool:
 
 
 def _link_open(self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
-    # Links in the instructions open beside the rating page, so a rater never loses the pair in hand.
+    # Links open beside the rating page, so a rater never loses the pair in hand, and the other site
+    # learns nothing of it (no opener, no referrer).
     tokens[idx].attrSet("target", "_blank")
     tokens[idx].attrSet("rel", "noopener noreferrer")
     return self.renderToken(tokens, idx, options, env)
 
 
-# CommonMark with raw HTML off: any tag in the instructions is shown as text. markdown-it refuses
-# javascript:, vbscript:, file: and data: links (other than data: images), so those stay text too.
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-_markdown.add_render_rule("link_open", _link_open)
+def _image_as_text(
+    self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    # Never loaded (a model's image could track the rater, and the CSP refuses other origins anyway): the
+    # rater reads what it would have shown and where from.
+    token = tokens[idx]
+    alt = self.renderInlineAsText(token.children or [], options, env)
+    src = str(token.attrGet("src") or "")
+    return f'<span class="image-ref">[image: {escape(alt)}] &lt;{escape(src)}&gt;</span>'
+
+
+def _instruction_image(
+    self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    # An image of the instructions the page will not load (see unloadable_images) is shown as text, not as
+    # a broken image; a data: image loads (the CSP allows it).
+    if str(tokens[idx].attrGet("src") or "").startswith("data:"):
+        return self.image(tokens, idx, options, env)
+    return _image_as_text(self, tokens, idx, options, env)
+
+
+def _cell_open(self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+    # A column's alignment as a class: markdown-it writes it as a style attribute, which the page's CSP
+    # (style-src 'self') refuses, and reports.
+    token = tokens[idx]
+    style = str(token.attrGet("style") or "")
+    if style.startswith("text-align:"):
+        token.attrs.pop("style")
+        token.attrSet("class", "align-" + style.removeprefix("text-align:"))
+    return self.renderToken(tokens, idx, options, env)
+
+
+def _model_link(url: str) -> bool:
+    return url.strip().lower().startswith(_LINK_SCHEMES)
+
+
+# The project's instructions: written by the project's admin; markdown-it refuses javascript:, vbscript:,
+# file: and data: links (other than data: images), so those stay text.
+_instructions = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+_instructions.add_render_rule("link_open", _link_open)
+_instructions.add_render_rule("image", _instruction_image)
+
+_model = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+_model.enable(["table", "strikethrough"])
+_model.validateLink = _model_link  # type: ignore[method-assign]  # a link it refuses stays text
+_model.add_render_rule("link_open", _link_open)
+_model.add_render_rule("image", _image_as_text)
+_model.add_render_rule("th_open", _cell_open)
+_model.add_render_rule("td_open", _cell_open)
 
 
 def markdown_html(source: str) -> str:
     """The project's instructions as HTML that holds no script, event handler or raw tag."""
-    return _markdown.render(source)
+    return _instructions.render(source)
+
+
+def model_html(text: str) -> str:
+    """Model text (a response, a message) as HTML that holds no script, event handler, raw tag, loaded
+    image or link other than http(s) and mailto."""
+    return _model.render(text)
+
+
+class Text(NamedTuple):
+    """One text as the pages show it: rendered markdown, and the text itself for the plain view."""
+
+    id: str
+    title: str
+    text: str
+    html: str
+    # What the page says instead of a text that shows nothing ("(empty response)"), else "".
+    marker: str
+
+
+def text_view(key: str, title: str, text: str, noun: str = "response", html: str | None = None) -> Text:
+    """html: the text's model_html when known (rendered_many), else rendered here."""
+    if is_blank(text):
+        return Text(key, title, text, "", f"(empty {noun})" if text == "" else "(only whitespace)")
+    return Text(key, title, text, model_html(text) if html is None else html, "")
+
+
+# Texts shorter than this in all render in a few milliseconds; a long conversation's take a second (the
+# markdown parser is pure Python), and the same history comes with many pairs and to several raters.
+CACHE_FROM = 20_000
+_CACHE_VERSION = "1"  # raise it when the rendering changes, so no page shows an older one
+
+
+def rendered_many(texts: list[str]) -> list[str]:
+    """model_html of each text, from the cache when the texts are long (web.cache: a miss while it is
+    down)."""
+    if sum(len(text) for text in texts) < CACHE_FROM:
+        return [model_html(text) for text in texts]
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8", "surrogatepass")
+        digest.update(b"%d:" % len(encoded))  # length-prefixed: ("ab", "") and ("a", "b") differ
+        digest.update(encoded)
+    key = f"pairwise:markdown:{_CACHE_VERSION}:{digest.hexdigest()}"
+    cached = cache_get(key)
+    if isinstance(cached, list) and len(cached) == len(texts):
+        return cached
+    rendered = [model_html(text) for text in texts]
+    cache_set(key, rendered, 24 * 3600)
+    return rendered
+
+
+class Turn(NamedTuple):
+    role: str  # system, user or assistant (validated on import)
+    name: str
+    text: Text
+
+
+def pair_view(
+    *, prompt: str, messages: list[dict[str, Any]] | None, responses: list[tuple[str, str, str]]
+) -> dict[str, Any]:
+    """What `_pair.html` shows: the prompt (a plain text, or a conversation as turns: the system message,
+    the earlier turns folded when the history is long, the recent ones) and the responses, each given as
+    (id, title, text)."""
+    # str(): a message edited by hand in the admin's JSON must still show, whatever it holds.
+    said = [(str(m.get("role", "")), str(m.get("content", ""))) for m in messages or []]
+    prompt_texts = [content for _, content in said] if messages is not None else [prompt]
+    # Apart: a conversation comes with several pairs, each with its own responses.
+    html = rendered_many([text for _, _, text in responses])
+    view: dict[str, Any] = {
+        "responses": [text_view(*response, html=html[i]) for i, response in enumerate(responses)],
+        "conversation": messages is not None,
+    }
+    html = rendered_many(prompt_texts)
+    if messages is None:
+        view["prompt"] = text_view("prompt", "Prompt", prompt, "prompt", html[0])
+        return view
+    turns = [
+        Turn(role, ROLE_NAMES.get(role, role), text_view(f"m{i}", role, content, "message", html[i]))
+        for i, (role, content) in enumerate(said)
+    ]
+    # The system message is the first (validated on import); one anywhere else shows where it is.
+    system = turns[0] if turns and turns[0].role == "system" else None
+    history = turns[1:] if system else turns
+    fold = len(history) > FOLD_AFTER
+    view.update(
+        system=system,
+        earlier=history[:-KEEP_OPEN] if fold else [],
+        recent=history[-KEEP_OPEN:] if fold else history,
+        turn_count=len(history),
+    )
+    return view
 
 
 def unloadable_images(source: str) -> list[tuple[str, str]]:
@@ -87,7 +198,7 @@ def unloadable_images(source: str) -> list[tuple[str, str]]:
     only, and this site serves no images of the project's, so any other address is a broken image. Read
     by the same parser as :func:`markdown_html`, so what is reported is what the page would try to load."""
     found = []
-    for block in _markdown.parse(source):
+    for block in _instructions.parse(source):
         for token in block.children or []:
             if token.type == "image":
                 address = str(token.attrGet("src") or "")

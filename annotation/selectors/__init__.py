@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from .access import (
+    assignment_get_own,
     can_rate_sql,
     project_get_visible,
     projects_visible_to,
     user_can_rate,
 )
 from .agreement import AgreementReport, project_agreement
+from .corrections import judgment_load_revisions, judgment_to_undo, rater_judgments
 from .exports import (
     JUDGMENT_COLUMNS,
     PREFERENCE_COLUMNS,
@@ -20,12 +22,14 @@ from .exports import (
     judgments_for_export,
     preference_rows,
 )
+from .leaderboard import LeaderboardOptions, LeaderboardReport, project_leaderboard
 from .progress import (
     held_places,
     progress_columns,
     progress_from,
     project_raters,
     rater_progress,
+    rater_time_today_ms,
     rater_wait_seconds,
 )
 
@@ -34,21 +38,29 @@ __all__ = [
     "PREFERENCE_COLUMNS",
     "AgreementReport",
     "ExportFilter",
+    "LeaderboardOptions",
+    "LeaderboardReport",
     "as_csv",
     "as_jsonl",
+    "assignment_get_own",
     "can_rate_sql",
     "held_places",
     "judgment_lines",
+    "judgment_load_revisions",
     "judgment_rows",
+    "judgment_to_undo",
     "judgments_for_export",
     "preference_rows",
     "progress_columns",
     "progress_from",
     "project_agreement",
     "project_get_visible",
+    "project_leaderboard",
     "project_raters",
     "projects_visible_to",
+    "rater_judgments",
     "rater_progress",
+    "rater_time_today_ms",
     "rater_wait_seconds",
     "user_can_rate",
 ]

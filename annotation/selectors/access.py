@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from annotation.models import Membership, Project
+from annotation.models import Assignment, Membership, Project
 from web.errors import NotFound
 
 User = AbstractBaseUser | AnonymousUser
@@ -65,3 +65,16 @@ def can_rate_sql(user: Any, project_column: str) -> tuple[str, list[Any]]:
         f" WHERE m.project_id = {project_column} AND m.user_id = %s"
     )
     return f"(EXISTS ({membership}) OR EXISTS ({member_of}))", [user.pk, user.pk]
+
+
+def assignment_get_own(*, project: Project, user: Any, assignment_id: int) -> Assignment:
+    """One of the user's own assignments in the project, with its pair; NotFound for anyone else's (a rater
+    reads only the pairs they were served)."""
+    assignment = (
+        Assignment.objects.select_related("pair")
+        .filter(pk=assignment_id, project=project, rater__user=user)
+        .first()
+    )
+    if assignment is None:
+        raise NotFound(f"No assignment {assignment_id} of yours.")
+    return assignment

@@ -3,10 +3,10 @@ statements, the figures of annotation.agreement, and a cache per project.
 
 The rows: on PostgreSQL each statement is a binary COPY of bigint columns, which numpy reads as it
 arrives (no Python object per value); elsewhere (SQLite) a plain cursor. The report is cached under one
-key per project and filters, with the fingerprint it was computed at (judgment count and last id, pair
-count and last id, gold count and answers, the settings that change the figures), so a new judgment or
-pair makes the next view recompute and every other view reads the cache. While the cache is unreachable,
-every view computes the report (web.cache).
+key per project and filters, with the fingerprint it was computed at (judgment count and last id, last
+revision id, pair count and last id, gold count and answers, the settings that change the figures), so a
+new judgment, a correction or a pair makes the next view recompute and every other view reads the cache.
+While the cache is unreachable, every view computes the report (web.cache).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from annotation.models import Judgment, Pair, Project, Rater
+from annotation.models import Judgment, JudgmentRevision, Pair, Project, Rater
 from rm_training.jsonl import finite_or_none
 from web.cache import cache_get, cache_set
 
@@ -169,21 +169,27 @@ def cache_key(project: Project, filters: ExportFilter) -> str:
 
 
 def fingerprint(project: Project) -> tuple[Any, ...]:
-    """What the report depends on, in one statement: the judgment count and last judgment id, the pair
+    """What the report depends on, in one statement: the judgment count and last judgment id, the last
+    revision id (a correction), the pair
     count, last pair id, gold pair count and a checksum of the gold answers (sum of id x answer code), and
     the settings that change the figures."""
-    judgments, pairs = (connection.ops.quote_name(m._meta.db_table) for m in (Judgment, Pair))
+    judgments, pairs, revisions = (
+        connection.ops.quote_name(m._meta.db_table) for m in (Judgment, Pair, JudgmentRevision)
+    )
     gold_code = "CASE gold WHEN 'a' THEN 1 WHEN 'b' THEN 2 WHEN 'tie' THEN 3 ELSE 0 END"
+    # A correction changes a judgment in place (neither its count nor its id): the revision it writes is
+    # what tells. Revisions are never deleted alone, so their last id moves with every correction.
     sql = (
         f"SELECT (SELECT COUNT(*) FROM {judgments} WHERE project_id = %s), "
         f"(SELECT MAX(id) FROM {judgments} WHERE project_id = %s), "
+        f"(SELECT MAX(id) FROM {revisions} WHERE project_id = %s), "
         f"(SELECT COUNT(*) FROM {pairs} WHERE project_id = %s), "
         f"(SELECT MAX(id) FROM {pairs} WHERE project_id = %s), "
         f"(SELECT COUNT(gold) FROM {pairs} WHERE project_id = %s), "
         f"(SELECT SUM(id * {gold_code}) FROM {pairs} WHERE project_id = %s)"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [project.pk] * 6)
+        cursor.execute(sql, [project.pk] * 7)
         state = tuple(cursor.fetchone())
     return (*state, project.strength_levels, project.very_fast_ms, project.judgments_per_pair)
 

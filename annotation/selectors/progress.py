@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, Subquery, Value
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Assignment, AssignmentStatus, Membership, Pair, Project, Rater
+from annotation.models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
 
 # The three counts as columns of one SELECT: the rating path asks for progress with every pair it serves,
 # on PostgreSQL in the claim's own statement (annotation.services.engine).
@@ -141,3 +141,16 @@ def held_places(pair_ref: Any, now: datetime) -> Subquery:
         .annotate(n=Count("pk"))
         .values("n")
     )
+
+
+def rater_time_today_ms(*, rater: Rater | int, now: datetime | None = None) -> int:
+    """The time the rater spent on the pairs they judged since midnight (the server's time zone), in all
+    their projects: the browser's count of the time the pair was visible where it sent one, else the
+    server's (served to judged). One query."""
+    now = timezone.localtime(now or timezone.now())
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    rater_id = rater if isinstance(rater, int) else rater.pk
+    total = Judgment.objects.filter(rater_id=rater_id, created_at__gte=midnight).aggregate(
+        ms=Sum(Coalesce("client_time_ms", "time_on_task_ms"))
+    )["ms"]
+    return int(total or 0)

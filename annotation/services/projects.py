@@ -21,6 +21,7 @@ PROJECT_SETTINGS = (
     "lease_seconds",
     "gold_fraction",
     "very_fast_ms",
+    "correction_seconds",
 )
 # The admin also sets which group of users rates the project.
 PROJECT_ADMIN_SETTINGS = (*PROJECT_SETTINGS, "rater_group")

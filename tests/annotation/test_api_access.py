@@ -258,6 +258,7 @@ def test_staff_creates_a_project_with_its_settings(admin_user, api):
         "lease_seconds": 600,
         "gold_fraction": 0.1,
         "very_fast_ms": 1500,
+        "correction_seconds": 30,
     }
     response = api(admin_user).post("/api/v1/projects/", body, format="json")
     assert response.status_code == 201
@@ -287,6 +288,9 @@ def test_a_new_project_takes_the_defaults(admin_user, api):
         ("gold_fraction", -0.1),
         ("very_fast_ms", -1),
         ("very_fast_ms", 600_001),
+        ("correction_seconds", -1),
+        ("correction_seconds", 86_401),
+        ("correction_seconds", "60"),
         ("slug", "not a slug"),
         ("name", ""),
     ],

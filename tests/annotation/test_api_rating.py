@@ -296,7 +296,7 @@ def test_judgment_without_next_answers_as_before(project, make_rater, api):
     client = api(make_rater(project))
     assignment_id = client.post(NEXT).json()["assignment"]
     body = _judge(client, assignment_id, choice="tie").json()
-    assert set(body) == {"judgment", "choice", "strength", "time_on_task_ms"}
+    assert set(body) == {"judgment", "choice", "strength", "time_on_task_ms", "correctable_until"}
     assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
 
 
@@ -464,3 +464,28 @@ def test_project_settings_take_their_own_json_type_only(admin_user, api):
     assert answer.status_code == 400
     errors = {e["field"]: e["message"] for e in answer.json()["errors"]}
     assert errors == {"judgments_per_pair": "Must be an integer.", "allow_tie": "Must be true or false."}
+
+
+def test_next_and_the_answer_with_next_carry_the_conversation(project, make_rater, api):
+    from annotation.models import Pair
+
+    conversation = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "How are you?"},
+    ]
+    Pair.objects.filter(external_id="p0").update(messages=conversation)
+    client = api(make_rater(project))
+    served = []
+    body = client.post(NEXT).json()
+    while body:
+        served.append(body)
+        answer = _judge(client, body["assignment"], choice="left", next=True).json()
+        body = answer["next"]
+    # Every pair once, through `next` and through the judgment's `next` (the claim's own read).
+    assert len(served) == 3
+    by_pair = {body["pair"]: body["messages"] for body in served}
+    assert by_pair == {
+        pair.pk: (conversation if pair.external_id == "p0" else None) for pair in Pair.objects.all()
+    }

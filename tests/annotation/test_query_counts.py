@@ -91,3 +91,30 @@ def test_skip_with_next(rating, django_assert_num_queries):
             f"/api/v1/assignments/{assignment}/skip/", {"reason": "x", "next": True}, format="json"
         )
     assert response.status_code == 200 and response.json()["next"]["assignment"] != assignment
+
+
+def test_correction(rating, django_assert_num_queries):
+    assignment = rating.post(NEXT).json()["assignment"]
+    judged = rating.post(f"/api/v1/assignments/{assignment}/judgment/", {"choice": "left"}, format="json")
+    url = f"/api/v1/judgments/{judged.json()['judgment']}/correction/"
+    # 1 token and user, 2 SAVEPOINT, 3 the caller's judgment with its project, assignment and pair, its row
+    # locked, "may rate" read along, 4 its last revision (when the answer it replaces was given),
+    # 5 INSERT the revision, 6 UPDATE the judgment, 7 RELEASE, 8 its revisions for the answer
+    with django_assert_num_queries(8):
+        response = rating.post(url, {"choice": "right"}, format="json")
+    assert response.status_code == 200 and len(response.json()["revisions"]) == 1
+    # The same answer again (a double submit): read and locked, nothing written
+    # 1 token and user, 2 SAVEPOINT, 3 the judgment locked, 4 RELEASE, 5 its revisions
+    with django_assert_num_queries(5):
+        assert rating.post(url, {"choice": "right"}, format="json").status_code == 200
+
+
+def test_my_judgments(rating, django_assert_num_queries):
+    for _ in range(3):
+        assignment = rating.post(NEXT).json()["assignment"]
+        rating.post(f"/api/v1/assignments/{assignment}/judgment/", {"choice": "left"}, format="json")
+    # 1 token and user, 2 project visible to the caller, 3 a page of judgments with their pairs (and project),
+    # 4 their revisions (one query for the page)
+    with django_assert_num_queries(4):
+        response = rating.get("/api/v1/projects/q/my-judgments/")
+    assert len(response.json()["results"]) == 3

@@ -202,12 +202,17 @@ def _assert_inert(t: Tab) -> None:
     hrefs = page.eval_on_selector_all(".instructions .markdown a", "links => links.map(a => a.href)")
     assert hrefs == ["https://example.org/guide"]
     assert page.locator(f".instructions .markdown :is({_ACTIVE.replace(', a,', ',')})").count() == 0
-    # Hover and click over every line of hostile text (a link that ran would navigate or set the flag).
-    for line in page.locator(
-        "#text-prompt div, #text-left div, #text-right div, .instructions p:not(:has(a))"
-    ).all():
-        line.hover()
-        line.click()
+    # Hover and click over every line of hostile text (a link that ran would navigate or set the flag), as
+    # rendered markdown and as plain text.
+    for _ in range(2):
+        for line in page.locator(
+            ":is(#text-prompt, #text-left, #text-right) :is(.md > *, .plain):visible, "
+            ".instructions p:not(:has(a))"
+        ).all():
+            line.hover()
+            line.click()
+        page.click("#plain-toggle")
+    page.focus("#title-prompt")  # where the reading starts (Enter on the toggle would toggle again)
     assert page.url.endswith(RATE.format(slug="xss"))
     t.assert_clean()
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from annotation import services
 from annotation.models import Assignment, AssignmentStatus, Judgment
 from annotation.pages.security import HEADER
-from annotation.pages.text import Segment, markdown_html, segments
+from annotation.pages.text import markdown_html
 
 
 @pytest.fixture
@@ -319,19 +319,6 @@ def _served_at(client: Client, url: str) -> Assignment:
 # Text and markdown
 
 
-def test_segments_split_fenced_code_from_prose_and_keep_every_character():
-    text = "Intro\n\n```python\nx = 1\n\n    y = 2\n```\nOutro\n~~~\nunclosed"
-    assert segments(text) == [
-        Segment("prose", "Intro"),
-        Segment("code", "```python\nx = 1\n\n    y = 2\n```"),
-        Segment("prose", "Outro"),
-        Segment("code", "~~~\nunclosed"),
-    ]
-    assert segments("  indented\n\ttab") == [Segment("prose", "  indented\n\ttab")]
-    assert segments("``` not closed by ~~~\n~~~\n```") == [Segment("code", "``` not closed by ~~~\n~~~\n```")]
-    assert segments("") == []
-
-
 @pytest.mark.parametrize(
     "source",
     [
@@ -425,16 +412,58 @@ def test_head_on_the_home_page_answers_like_get(rater):
     assert _client(rater).head("/").status_code == 200
 
 
-def test_the_required_inputs_are_marked_without_the_browsers_required_check(
-    make_project, make_pairs, make_rater
-):
-    project = make_project("marked", strength_levels=3, judgments_per_pair=1)
-    make_pairs(project, 2)
-    client = _client(make_rater(project))
-    page = client.get("/projects/marked/rate/").content.decode()
-    for fieldset in ('class="choices"', 'class="strength" id="strength"'):
-        tag = re.search(rf"<fieldset {fieldset}[^>]*>", page)
-        assert tag and 'aria-required="true"' in tag.group() and 'role="radiogroup"' in tag.group()
-    assert page.count('<span class="required-mark" title="required">*</span>') == 2
-    # Marked, not `required`: the browser would then refuse a tie, which takes no strength.
-    assert not re.search(r'<input type="radio" name="strength"[^>]* required', page)
+# The pair fragment (rate.js loads it for the next pair) and the time on the page
+
+
+def test_the_pair_fragment_is_the_raters_own_pair_as_the_page_shows_it(project, rater, make_rater):
+    from annotation.models import Pair
+
+    client = _client(rater)
+    assignment = _served(client)
+    Pair.objects.filter(pk=assignment.pair_id).update(
+        messages=[
+            {"role": "user", "content": "Hi *there*"},
+            {"role": "assistant", "content": "Yo"},
+            {"role": "user", "content": "What is `2+2`?"},
+        ]
+    )
+    url = f"/projects/flow/rate/pair/{assignment.pk}/"
+    fragment = client.get(url)
+    assert fragment.status_code == 200 and "no-store" in fragment["Cache-Control"]
+    html = fragment.content.decode()
+    assert html.lstrip().startswith("{#") is False and 'id="pair"' in html
+    assert "Hi <em>there</em>" in html and "What is <code>2+2</code>?" in html
+    assert html.count('class="turn user"') == 2 and 'class="turn assistant"' in html
+    left = assignment.text_on("left")
+    assert 'id="text-left"' in html and left in html
+    # The page itself shows the same pair the same way.
+    page = client.get(RATE).content.decode()
+    start = page.index('<div class="pair" id="pair"')
+    assert page[start : start + len(html.strip())] == html.strip()
+    # Anyone else: not found; nobody: the login page; an id out of range: not found.
+    assert _client(make_rater(project)).get(url).status_code == 404
+    assert Client().get(url).status_code == 302
+    assert client.get("/projects/flow/rate/pair/9223372036854775808/").status_code == 404
+    assert client.post(url).status_code == 405
+
+
+def test_the_page_shows_the_time_spent_today(project, rater):
+    client = _client(rater)
+    assignment = _served(client)
+    services.judgment_record(assignment_id=assignment.pk, user=rater, choice="left", client_time_ms=3_900_000)
+    page = client.get(RATE).content.decode()
+    assert 'data-today-ms="3900000"' in page and 'id="time-today">1 h 05 min<' in page
+    # Yesterday's judgments do not count.
+    Judgment.objects.update(created_at=timezone.now() - timedelta(days=1, hours=1))
+    assert 'id="time-today">0 min<' in client.get(RATE).content.decode()
+
+
+def test_an_instruction_image_the_page_cannot_load_is_shown_as_text():
+    html = markdown_html(
+        "See ![the scale](https://example.org/scale.png) and ![dot](data:image/png;base64,iVBORw0KGgo=)"
+    )
+    assert (
+        "<img" in html and 'src="data:image/png;base64,iVBORw0KGgo="' in html
+    )  # the CSP allows data: images
+    assert html.count("<img") == 1
+    assert '<span class="image-ref">[image: the scale] &lt;https://example.org/scale.png&gt;</span>' in html

@@ -15,11 +15,13 @@ judgment_record_and_next and assignment_skip_and_next answer and serve the next 
 
 Its modules: rules (the policy: places, leases, sides, gold, what a judgment must satisfy), claim (the
 claim of a new pair and its SQL), serving (assignment_next: what a rater is served, with their progress)
-and writes (judgment and skip, with or without the next pair, and leases_expire).
+writes (judgment and skip, with or without the next pair, and leases_expire) and corrections (a rater's
+judgment corrected within the project's window, the earlier answer kept as a revision).
 """
 
 from __future__ import annotations
 
+from .corrections import correctable_until, judgment_correct
 from .serving import Served, assignment_next
 from .writes import (
     assignment_skip,
@@ -34,6 +36,8 @@ __all__ = [
     "assignment_next",
     "assignment_skip",
     "assignment_skip_and_next",
+    "correctable_until",
+    "judgment_correct",
     "judgment_record",
     "judgment_record_and_next",
     "leases_expire",

@@ -23,8 +23,8 @@ export function answers(page, api, assignmentId) {
     if (busy) return;
     var problem = page.answerForm.missing();
     if (problem) {
+      // In the error banner (role=alert), never in the status toast, which tells of what went well.
       page.answerForm.showErrors([problem[0]]);
-      page.say(problem[0]);
       if (problem[1]) problem[1].focus();
       return;
     }
@@ -34,7 +34,10 @@ export function answers(page, api, assignmentId) {
     setBusy(true);
     api.judgment(assignmentId, body)
       .then(function (r) {
-        if (r.status === 201) return proceed(served(r), "Saved.");
+        if (r.status === 201) {
+          if (page.undo) page.undo.judged(r.data);
+          return proceed(served(r), "Saved.", "good");
+        }
         if (r.status === 409) return next(conflictNote(r.data.code, r.data.detail, "Saved."));
         if (r.status === 400) {
           var errors = (r.data.errors || []).map(function (e) { return e.message; });
@@ -69,7 +72,7 @@ export function answers(page, api, assignmentId) {
     setBusy(true);
     api.skip(assignmentId, { reason: page.skipForm.elements.reason.value, next: true })
       .then(function (r) {
-        if (r.status === 200) return proceed(served(r), "Skipped. That pair will not come back to you.");
+        if (r.status === 200) return proceed(served(r), "Skipped. That pair will not come back to you.", "good");
         if (r.status === 409) return next(conflictNote(r.data.code, r.data.detail, null));
         failed(r);
       })
@@ -103,20 +106,25 @@ export function answers(page, api, assignmentId) {
 
   function next(message) {
     return api.next(page.config.slug).catch(function () {
-      // The answer above went through; only the next pair did not come. Enter must not send it again.
-      page.answerForm.showErrors([message + " The next pair could not be loaded: reload the page to go on."]);
+      cannotGoOn(message);
       return new Promise(function () {});
-    }).then(function (r) { proceed(r, message); });
+    }).then(function (r) { proceed(r, message, /^Saved/.test(message) ? "good" : "warn"); });
   }
 
-  function proceed(r, message) {
+  // The answer went through; only the next pair did not come. Enter must not send it again (busy stays).
+  function cannotGoOn(message) {
+    page.answerForm.showErrors([message + " The next pair could not be loaded: reload the page to go on."]);
+  }
+
+  // kind: how the toast looks, "good" (saved) or "warn" (not saved, or not as asked).
+  function proceed(r, message, kind) {
     unsure = null;
     if (r.status === 200 && sameSettings(r.data.project)) {
-      assignmentId = r.data.assignment;
-      showPair(r, page);
-      page.say(message + " Next pair.");
-      setBusy(false);
-      return;
+      return showPair(r, page).then(function () {
+        assignmentId = r.data.assignment;
+        page.say(message + " Next pair.", kind);
+        setBusy(false);
+      }, function () { cannotGoOn(message); });
     }
     // Nothing left (done, or wait for others: the server's page says which), or the project's
     // settings changed since this page was made: a full load shows the right page.

@@ -1,6 +1,6 @@
 /* The keyboard shortcuts (the page's help dialog lists them): 1, 2, 3 choose, Shift with a digit the
- * strength, Enter sends, S skips, R goes to the reason, I opens the instructions, ? the help, and
- * Escape leaves a text field. */
+ * strength, Enter sends, S skips, U undoes the last answer (undo.js), R goes to the reason, I opens the
+ * instructions, ? the help, and Escape leaves a text field. */
 
 function digitOf(code) {
   var match = /^(?:Digit|Numpad)([0-9])$/.exec(code || "");
@@ -28,7 +28,7 @@ export function listenKeys(page, answers) {
     if (typing) {
       if (event.key === "Escape") {
         event.preventDefault();
-        if (target === skipForm.elements.reason) skipBox.open = false;
+        if (skipForm && target === skipForm.elements.reason) skipBox.open = false;
         target.blur();
         document.getElementById("title-prompt").focus();
       } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && target === rationaleBox) {
@@ -63,9 +63,12 @@ export function listenKeys(page, answers) {
       if (target.closest && target.closest("button, a, summary")) return;
       event.preventDefault();
       answers.submitJudgment();
-    } else if (key === "s" || key === "S") {
+    } else if ((key === "s" || key === "S") && skipForm) {
       event.preventDefault();
       openSkip();
+    } else if ((key === "u" || key === "U") && page.undo) {
+      event.preventDefault();
+      if (!page.undo.undo()) page.say("Nothing to undo: no answer of yours is open to correction now.");
     } else if ((key === "r" || key === "R") && rationaleBox) {
       event.preventDefault();
       rationaleBox.focus();

@@ -3,17 +3,20 @@
  * This module wires the others of this folder to the page. They import each other by relative URL, so
  * the static files keep their names (config/settings.py: no manifest storage, no hashed names).
  *
- * Safety rule: model text only ever enters the page through textContent. Nothing here builds HTML
- * from strings, so no prompt or response can become markup, whatever it holds.
+ * Safety rule: model text enters the page only as the server rendered it (text.js: the pair's HTML
+ * from annotation/pages/text.py, markdown with raw HTML off) or through textContent. Nothing here
+ * builds HTML from strings, so no prompt or response can become markup, whatever it holds.
  */
 
 import { speak } from "./announce.js";
 import { answers } from "./answer.js";
 import { endpoints } from "./api.js";
-import { visibleClock } from "./clock.js";
+import { timeSpent, visibleClock } from "./clock.js";
 import { answerForm } from "./form.js";
 import { listenKeys } from "./keys.js";
 import { leaseCountdown } from "./lease.js";
+import { correctionAnswers, undoControl } from "./undo.js";
+import { plainToggle } from "./text.js";
 import { comeBackLater } from "./wait.js";
 
 document.documentElement.classList.replace("no-js", "js");
@@ -27,7 +30,10 @@ if (root) {
 } else {
   // The page for "nothing left": what happened to the last answer, then wait or stop.
   var pageNote = document.getElementById("page-note");
-  if (note && pageNote) pageNote.textContent = note;
+  if (note && pageNote) {
+    pageNote.textContent = note;
+    pageNote.dataset.kind = /^(Saved|Skipped)/.test(note) ? "good" : "warn";
+  }
   var waiting = document.getElementById("wait");
   if (waiting) comeBackLater(waiting);
 }
@@ -43,6 +49,8 @@ function ratePage(root, note) {
     strengthLevels: Number(root.dataset.strengthLevels),
     rationale: root.dataset.rationale,
     leaseSeconds: Number(root.dataset.leaseSeconds),
+    // Set on the page that corrects one of the rater's judgments (undo.js).
+    correcting: Boolean(root.dataset.correcting),
   };
   // The page's parts, as the other modules use them.
   var page = {
@@ -55,9 +63,12 @@ function ratePage(root, note) {
     help: document.getElementById("help"),
     rationaleBox: rationaleBox,
     submitButton: document.getElementById("submit"),
-    say: function (message) { speak(statusLine, message); },
+    // The status toast: kind "good" (green: saved), "warn" (not saved, not as asked) or none (a note).
+    say: function (message, kind) { toast(statusLine, message, kind); },
+    announce: function (message) { speak(announcer, message); },
     answerForm: answerForm(form, config, rationaleBox, document.getElementById("form-errors")),
     clock: visibleClock(),
+    undo: undoControl(document.getElementById("undo"), Number(root.dataset.correctionSeconds)),
     // For screen readers only: the lease banner shows the same words on screen, counting down.
     leaseStart: leaseCountdown(
       document.getElementById("lease"),
@@ -66,20 +77,28 @@ function ratePage(root, note) {
       function (message) { speak(announcer, message); }
     ),
   };
+  plainToggle(document.getElementById("plain-toggle"));
+  timeSpent(document.getElementById("time"));
+  // The error banner is about the answer as it was: changing the answer puts it away.
+  form.addEventListener("change", function () { page.answerForm.showErrors([]); });
   var api = endpoints(form.querySelector("[name=csrfmiddlewaretoken]").value);
-  var answering = answers(page, api, Number(form.elements.assignment.value));
+  var answering = config.correcting
+    ? correctionAnswers(page)
+    : answers(page, api, Number(form.elements.assignment.value));
 
-  if (note) page.say(note);
-  page.leaseStart(Number(root.dataset.leaseLeftMs));
+  if (note) page.say(note, /^(Saved|Skipped)/.test(note) ? "good" : "warn");
+  if (!config.correcting) page.leaseStart(Number(root.dataset.leaseLeftMs));
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     answering.submitJudgment();
   });
-  page.skipForm.addEventListener("submit", function (event) {
-    event.preventDefault();
-    answering.skip();
-  });
+  if (page.skipForm) {
+    page.skipForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      answering.skip();
+    });
+  }
   document.getElementById("help-button").addEventListener("click", function () { page.help.showModal(); });
   listenKeys(page, answering);
 
@@ -91,4 +110,14 @@ function ratePage(root, note) {
   page.help.addEventListener("close", function () {
     if (document.activeElement === document.body) document.getElementById("title-prompt").focus();
   });
+}
+
+// The toast says its message (to screen readers too: role=status) and goes after a while; a new message
+// replaces it and its timer.
+var toastTimer = null;
+function toast(box, message, kind) {
+  box.dataset.kind = kind || "note";
+  speak(box, message);
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(function () { box.textContent = ""; }, 6000);
 }

@@ -1,52 +1,47 @@
-/* Model text onto the page: the same rule as annotation/pages/text.py (segments), fenced code blocks
- * apart from prose. Text only ever enters the page through textContent. */
+/* A pair's texts onto the page, and how they are shown. The server renders a pair (annotation/pages/
+ * text.py: markdown with raw HTML off, no loaded image, no script link; views.rate_pair): the page loads
+ * that fragment for each next pair, so a pair looks the same whether it came with the page or after an
+ * answer, and no markdown library runs in the page. The "Plain text" button shows the texts as written
+ * instead; the browser remembers the choice. */
 
-var FENCE = /^ {0,3}(`{3,}|~{3,})/;
+var PLAIN_KEY = "pairwise-plain";
 
-function segments(text) {
-  var pieces = [];
-  var lines = [];
-  var fence = "";
-  function flush(kind) {
-    var chunk = lines.join("\n").replace(/^\n+|\n+$/g, "");
-    if (chunk) pieces.push({ kind: kind, text: chunk });
-    lines = [];
-  }
-  text.replace(/\r\n/g, "\n").split("\n").forEach(function (line) {
-    var match = FENCE.exec(line);
-    if (!fence && match) {
-      flush("prose");
-      fence = match[1];
-      lines.push(line);
-    } else if (fence && match && match[1][0] === fence[0] && match[1].length >= fence.length &&
-               line.trim() === match[1]) {
-      lines.push(line);
-      flush("code");
-      fence = "";
-    } else {
-      lines.push(line);
-    }
-  });
-  flush(fence ? "code" : "prose");
-  return pieces;
+// The rater's pair `assignmentId` as the server renders it: a promise of the #pair element to put in.
+export function loadPair(slug, assignmentId) {
+  var url = "/projects/" + encodeURIComponent(slug) + "/rate/pair/" + assignmentId + "/";
+  return fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    .then(function (response) {
+      if (!response.ok) throw new Error("The pair could not be loaded (" + response.status + ").");
+      return response.text();
+    })
+    .then(function (html) {
+      // A parsed document runs nothing (and the CSP allows no inline script anyway); its #pair is
+      // moved into this page whole.
+      var pair = new DOMParser().parseFromString(html, "text/html").getElementById("pair");
+      if (!pair) throw new Error("The pair could not be loaded.");
+      return document.adoptNode(pair);
+    });
 }
 
-// id: prompt, left or right (the box is #text-<id>).
-export function showText(id, text) {
-  var box = document.getElementById("text-" + id);
-  box.replaceChildren();
-  if (text.trim() === "") {
-    var marker = document.createElement("p");
-    marker.className = "marker";
-    marker.textContent = text === "" ? "(empty response)" : "(only whitespace)";
-    box.append(marker);
-  } else {
-    segments(text).forEach(function (piece) {
-      var node = document.createElement(piece.kind === "code" ? "pre" : "div");
-      node.className = piece.kind === "code" ? "code" : "prose";
-      node.textContent = piece.text;
-      box.append(node);
-    });
+// Swaps the pair on the page for `pair` (from loadPair).
+export function showPairTexts(pair) {
+  document.getElementById("pair").replaceWith(pair);
+}
+
+function stored() {
+  try { return localStorage.getItem(PLAIN_KEY) === "1"; } catch (e) { return false; }
+}
+
+// The "Plain text" button: a class on <html> switches every text (CSS: pair.css) at once.
+export function plainToggle(button) {
+  function set(on) {
+    document.documentElement.classList.toggle("plain-text", on);
+    button.setAttribute("aria-pressed", on ? "true" : "false");
   }
-  box.scrollTop = 0;
+  set(stored());
+  button.addEventListener("click", function () {
+    var on = !document.documentElement.classList.contains("plain-text");
+    set(on);
+    try { localStorage.setItem(PLAIN_KEY, on ? "1" : "0"); } catch (e) { /* not remembered, still shown */ }
+  });
 }
