@@ -82,8 +82,8 @@ class ProjectAdminForm(forms.ModelForm):
 
 
 def _warn_of_images(request: HttpRequest, instructions: str) -> None:
-    """Saved, with a warning (not an error): an image the rating page will not load (its CSP) is a broken
-    image to every rater, which the admin would otherwise never see."""
+    """Saved, with a warning (not an error): an image from another site, which the rating page will not load
+    (its CSP), reaches raters as its alt text and address only, which the admin would otherwise never see."""
     from annotation.pages.text import unloadable_images
 
     images = unloadable_images(instructions)
@@ -94,8 +94,8 @@ def _warn_of_images(request: HttpRequest, instructions: str) -> None:
         messages.warning(
             request,
             f"The instructions hold {len(images)} image(s) the rating page will not load ({listed}): it "
-            "loads no image from another site (its Content-Security-Policy), and this site serves none of "
-            "the project's. Raters see its alt text at most; describe it in words, or use a data: URL.",
+            "loads no image from another site (its Content-Security-Policy), so raters see only the alt "
+            "text and the address. Describe it in words, or use an image of this site or a data: URL.",
         )
 
 

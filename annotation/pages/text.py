@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from django.utils.html import escape
 from markdown_it import MarkdownIt
@@ -56,12 +57,19 @@ def _image_as_text(
     return f'<span class="image-ref">[image: {escape(alt)}] &lt;{escape(src)}&gt;</span>'
 
 
+def _loads_here(address: str) -> bool:
+    """Whether the page's CSP (img-src 'self' data:) lets an image at this address load: this site's own
+    paths and data: URLs, not another origin."""
+    parts = urlsplit(address.strip())
+    return parts.scheme.lower() == "data" or (not parts.scheme and not parts.netloc)
+
+
 def _instruction_image(
     self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
 ) -> str:
-    # An image of the instructions the page will not load (see unloadable_images) is shown as text, not as
-    # a broken image; a data: image loads (the CSP allows it).
-    if str(tokens[idx].attrGet("src") or "").startswith("data:"):
+    # An image of the instructions from another site (the CSP blocks it) is shown as text, as in model
+    # text, not as a broken image; this site's images and data: images load.
+    if _loads_here(str(tokens[idx].attrGet("src") or "")):
         return self.image(tokens, idx, options, env)
     return _image_as_text(self, tokens, idx, options, env)
 
@@ -193,15 +201,15 @@ def pair_view(
 
 
 def unloadable_images(source: str) -> list[tuple[str, str]]:
-    """(alt text, address) of each markdown image in the instructions that the rating page will not show:
+    """(alt text, address) of each markdown image in the instructions that the rating page will not load:
     its Content-Security-Policy (annotation.pages.security) loads images from this site and data: URLs
-    only, and this site serves no images of the project's, so any other address is a broken image. Read
-    by the same parser as :func:`markdown_html`, so what is reported is what the page would try to load."""
+    only, so one from another site shows as text (its alt and address) instead. Read by the same parser
+    as :func:`markdown_html`, so what is reported is what the page would show."""
     found = []
     for block in _instructions.parse(source):
         for token in block.children or []:
             if token.type == "image":
                 address = str(token.attrGet("src") or "")
-                if not address.startswith("data:"):
+                if not _loads_here(address):
                     found.append((token.content, address))
     return found
