@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
@@ -19,7 +19,7 @@ from django.utils.html import format_html
 
 from web.ids import parse_id
 
-from . import services
+from . import admin_files, services
 from .models import Assignment, Judgment, Membership, Pair, Project, Rater
 from .pages.text import pair_view
 
@@ -74,6 +74,29 @@ class ProjectAdminForm(forms.ModelForm):
             remove = self.fields["remove_raters"]
             assert isinstance(remove, forms.ModelMultipleChoiceField)
             remove.queryset = members.order_by("username")
+            # Only users who are not raters of this project yet: the others are in "remove".
+            add = self.fields["add_raters"]
+            assert isinstance(add, forms.ModelMultipleChoiceField)
+            active = get_user_model().objects.filter(is_active=True).order_by("username")
+            add.queryset = active.exclude(memberships__project=self.instance)
+
+
+def _warn_of_images(request: HttpRequest, instructions: str) -> None:
+    """Saved, with a warning (not an error): an image from another site, which the rating page will not load
+    (its CSP), reaches raters as its alt text and address only, which the admin would otherwise never see."""
+    from annotation.pages.text import unloadable_images
+
+    images = unloadable_images(instructions)
+    if images:
+        listed = "; ".join(
+            f"{alt or '(no alt text)'} at {address or '(no address)'}" for alt, address in images
+        )
+        messages.warning(
+            request,
+            f"The instructions hold {len(images)} image(s) the rating page will not load ({listed}): it "
+            "loads no image from another site (its Content-Security-Policy), so raters see only the alt "
+            "text and the address. Describe it in words, or use an image of this site or a data: URL.",
+        )
 
 
 def _count_of(model: Any) -> Coalesce:
@@ -131,6 +154,8 @@ class ProjectAdmin(admin.ModelAdmin):
         else:
             created = services.project_create(slug=obj.slug, **values)
             obj.pk, obj.created_at = created.pk, created.created_at
+        if "instructions" in form.changed_data:
+            _warn_of_images(request, form.cleaned_data.get("instructions") or "")
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
@@ -166,7 +191,17 @@ class ProjectAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.leaderboard_view),
             name="annotation_project_leaderboard",
         )
-        return [dashboard, leaderboard, *super().get_urls()]
+        files = path(
+            "<path:object_id>/files/",
+            self.admin_site.admin_view(self.files_view),
+            name="annotation_project_files",
+        )
+        export = path(
+            "<path:object_id>/files/export/",
+            self.admin_site.admin_view(self.export_view),
+            name="annotation_project_export",
+        )
+        return [dashboard, leaderboard, export, files, *super().get_urls()]
 
     def agreement_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The project's agreement dashboard (annotation.pages.dashboard); staff who may view the project."""
@@ -187,6 +222,15 @@ class ProjectAdmin(admin.ModelAdmin):
             raise PermissionDenied
         context = {**self.admin_site.each_context(request), "opts": self.opts}
         return project_leaderboard_page(request, project, context=context)
+
+    def files_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        """Upload pairs or judgments, download the exports (annotation.admin_files)."""
+        project = get_object_or_404(Project, pk=object_pk(object_id))
+        return admin_files.files_page(self, request, project)
+
+    def export_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+        project = get_object_or_404(Project, pk=object_pk(object_id))
+        return admin_files.export_download(self, request, project)
 
 
 @admin.register(Pair)

@@ -6,6 +6,7 @@ and activated from their page, all through reward_models.services."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin
@@ -24,6 +25,10 @@ from .admin_forms import AutoTrainPolicyForm
 from .models import ActiveModel, AutoTrainPolicy, DatasetSnapshot, TrainingRun
 
 
+def _utc(moment: datetime | None) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}" if moment else "-"
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -39,8 +44,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         "length_baseline",
         "active",
         "device",
-        "created_at",
-        "finished_at",
+        "created",
+        "finished",
     ]
     list_display_links = ["id", "status"]
     list_filter = ["status", "project"]
@@ -62,6 +67,19 @@ class TrainingRunAdmin(admin.ModelAdmin):
     @admin.display(description="longer response")
     def length_baseline(self, run: TrainingRun) -> str:
         return _percent(admin_views.share((run.metrics or {}).get("length_baseline_accuracy")))
+
+    # Times as 2026-12-07 09:15 UTC, not "Dec. 7, 2026, 9:15 a.m.": ten columns and the filter then fit
+    # a 1366 px window (tests/pages/test_admin_files_browser.py).
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, run: TrainingRun) -> str:
+        return _utc(run.created_at)
+
+    @admin.display(description="finished (UTC)", ordering="finished_at")
+    def finished(self, run: TrainingRun) -> str:
+        return _utc(run.finished_at)
+
+    class Media:
+        css = {"all": ["reward_models/admin_pages.css"]}
 
     @admin.display(description="active", boolean=True, ordering="_active")
     def active(self, run: Any) -> bool:
@@ -196,9 +214,9 @@ class DatasetSnapshotAdmin(ReadOnlyAdmin):
 class ActiveModelAdmin(ReadOnlyAdmin):
     """Which run scores for each project; set from a run's page (Activate), which checks the model first."""
 
-    list_display = ["project", "run_link", "activated_by", "activated_at"]
+    list_display = ["project", "run_link", "activated_by", "activated_at", "forced_reason"]
     list_select_related = ["project", "run", "activated_by"]
-    readonly_fields = ["project", "run_link", "activated_by", "activated_at"]
+    readonly_fields = ["project", "run_link", "activated_by", "activated_at", "forced_reason"]
     exclude = ["run"]
 
     @admin.display(description="run")

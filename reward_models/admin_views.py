@@ -59,16 +59,18 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 
 
 def progress_state(run: TrainingRun) -> dict[str, Any]:
-    """What the run page's poller reads: where the run is, in a few fields, and the page's texts that change
-    while it is open (the late note, None unless the run is late, and the rows "Sent to the workers" and
-    "Last heartbeat")."""
+    """What the run page's poller reads: where the run is, in a few fields, and ``live``: every text of the
+    page that changes while the run runs, by name, as the page shows it. The template draws each from the
+    same dict (an element with ``data-live="name"``), and the script puts each new text into the elements
+    of its name, so a new figure is one entry here and one element there, nothing in the script."""
     current = _dict(run.current)
     late = lateness(run)
+    progress = number(run.progress) or 0.0
     return {
         "id": run.pk,
         "status": run.status,
         "status_label": RunStatus(run.status).label if run.status in RunStatus.values else run.status,
-        "progress": number(run.progress) or 0.0,
+        "progress": progress,
         "step": number(current.get("step")),
         "total_steps": number(current.get("total_steps")),
         "epoch": number(current.get("epoch")),
@@ -78,10 +80,46 @@ def progress_state(run: TrainingRun) -> dict[str, Any]:
         "heartbeat_at": run.heartbeat_at.isoformat() if run.heartbeat_at else None,
         "heartbeat_silence": late[0] if late else None,
         "lost_at": late[1].isoformat() if late else None,
-        "late_note": late_note(run, *late) if late else None,
-        "sent_text": sent_text(run),
-        "heartbeat_text": _utc(run.heartbeat_at) if run.heartbeat_at else "none",
+        "live": {
+            "progress_text": f"{round(min(1.0, max(0.0, progress)) * 100)}%",
+            "step": step_text(current),
+            "late_note": late_note(run, *late) if late else "",
+            "sent": sent_text(run),
+            "started": _utc(run.started_at) if run.started_at else "not yet",
+            "finished": _utc(run.finished_at) if run.finished_at else "not yet",
+            "duration": duration_text(run),
+            "heartbeat": _utc(run.heartbeat_at) if run.heartbeat_at else "none",
+            "worker": worker_text(run),
+        },
     }
+
+
+def step_text(current: dict[str, Any]) -> str:
+    step = number(current.get("step"))
+    if step is None:
+        return ""
+    text = f"step {step:.0f}"
+    total, epoch, loss = (number(current.get(key)) for key in ("total_steps", "epoch", "loss"))
+    if total:
+        text += f" of {total:.0f}"
+    if epoch is not None:
+        text += f", epoch {epoch:.0f}"
+    if loss is not None:
+        text += f", loss {loss:.4f}"
+    return text
+
+
+def duration_text(run: TrainingRun) -> str:
+    """Seconds since the run started: to its end once finished, to now while it runs."""
+    if run.started_at is None:
+        return "n/a"
+    end = run.finished_at or (timezone.now() if not run.is_finished else run.heartbeat_at)
+    return f"{(end - run.started_at).total_seconds():.0f} s" if end else "n/a"
+
+
+def worker_text(run: TrainingRun) -> str:
+    text = f"{run.worker_host or 'n/a'} · device {run.device or 'n/a'}"
+    return text if run.bf16 is None else f"{text} · bf16 {'on' if run.bf16 else 'off'}"
 
 
 def _utc(moment: datetime, form: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -321,19 +359,12 @@ def lateness(run: TrainingRun) -> tuple[int, datetime] | None:
     return int(silent), run.heartbeat_at + timedelta(seconds=settings.PAIRWISE_RUN_LOST_AFTER_SECONDS)
 
 
-def _duration(run: TrainingRun) -> float | None:
-    if run.started_at is None:
-        return None
-    end = run.finished_at or run.heartbeat_at
-    return (end - run.started_at).total_seconds() if end else None
-
-
 def run_page(
     request: HttpRequest, run: TrainingRun, *, context: dict[str, Any], can_change: bool
 ) -> HttpResponse:
     shown = figures(run)
     metrics = _dict(run.metrics)
-    active_id = selectors.active_run_id(project=run.project)
+    active_id, forced_reason = selectors.active_run(project=run.project) or (None, "")
     running = run.status in (RunStatus.QUEUED, RunStatus.RUNNING)
     context = {
         **context,
@@ -349,8 +380,10 @@ def run_page(
         "training_facts": training_facts(metrics),
         "agreement_note": _dict(run.human_agreement).get("ceiling_accuracy_note"),
         "model_card": model_card(run) if run.status == RunStatus.SUCCEEDED else None,
-        "duration": _duration(run),
         "is_active": active_id == run.pk,
+        "forced_reason": forced_reason if active_id == run.pk else "",
+        "held_out_missing": services.held_out_missing(run) if run.status == RunStatus.SUCCEEDED else None,
+        "force_reason_max": services.FORCE_REASON_MAX,
         "can_cancel": can_change and running and run.cancel_requested_at is None,
         "can_activate": can_change and run.status == RunStatus.SUCCEEDED and active_id != run.pk,
         "poll": running,
@@ -387,7 +420,9 @@ def run_cancel(request: HttpRequest, run: TrainingRun) -> HttpResponse:
 
 def run_activate(request: HttpRequest, run: TrainingRun) -> HttpResponse:
     try:
-        services.training_run_activate(run=run, activated_by=request.user)
+        services.training_run_activate(
+            run=run, activated_by=request.user, force_reason=request.POST.get("force_reason", "")
+        )
     except ServiceError as refused:
         messages.error(request, refused.detail)
     else:

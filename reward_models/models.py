@@ -147,6 +147,8 @@ class ActiveModel(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     activated_at = models.DateTimeField(auto_now=True)
+    # Why a run without a held-out evaluation was activated anyway (training_run_activate); empty otherwise.
+    forced_reason = models.TextField(blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.project.slug}: run {self.run_id}"
@@ -179,9 +181,12 @@ class AutoTrainPolicy(models.Model):
             models.CheckConstraint(
                 condition=Q(after_new_judgments__isnull=True) | Q(after_new_judgments__gte=1),
                 name="autotrain_after_positive",
+                violation_error_message="New judgments must be 1 or more (leave it empty: no such trigger).",
             ),
             models.CheckConstraint(
-                condition=Q(every_hours__isnull=True) | Q(every_hours__gte=1), name="autotrain_every_positive"
+                condition=Q(every_hours__isnull=True) | Q(every_hours__gte=1),
+                name="autotrain_every_positive",
+                violation_error_message="Hours must be 1 or more (leave it empty for no such trigger).",
             ),
         ]
 

@@ -19,3 +19,8 @@ def training_runs(*, project: Project | None = None) -> QuerySet[TrainingRun, An
 
 def active_run_id(*, project: Project) -> int | None:
     return ActiveModel.objects.filter(project=project).values_list("run_id", flat=True).first()
+
+
+def active_run(*, project: Project) -> tuple[int, str] | None:
+    """(run id, the reason it was activated without a held-out evaluation, or "") of the project's model."""
+    return ActiveModel.objects.filter(project=project).values_list("run_id", "forced_reason").first()

@@ -21,11 +21,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.mediatypes import media_type_matches, order_by_precedence
 
-from annotation import selectors, services
+from annotation import files, selectors, services
 from annotation.models import Pair, Project
 from web import login_throttle
 from web.api import ApiView, GenericApiView, IdCursorPagination, IsStaff, IsStaffOrReadOnly, error_response
-from web.errors import Invalid, ServiceError
+from web.errors import ServiceError
 
 from . import serializers as s
 from .parsers import JSONParser
@@ -192,15 +192,6 @@ _IMPORT_EXAMPLE = [
 ]
 
 
-def _import_items(data: Any, what: str) -> list[Any]:
-    """The three body forms of an import: a JSON list, {what: [...]}, or JSON Lines (parsed into a list)."""
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict) and set(data) == {what} and isinstance(data[what], list):
-        return data[what]
-    raise Invalid(f'The body must be a JSON list of {what}, {{"{what}": [...]}}, or JSON Lines.')
-
-
 class _FormatNamesTheData(DefaultContentNegotiation):
     """?format= names the import's data format (pairs, trl, hh-rlhf) here, not a renderer as DRF's
     URL_FORMAT_OVERRIDE would have it (which answers 404 for a format it has no renderer for)."""
@@ -252,7 +243,7 @@ class PairsView(mixins.ListModelMixin, GenericApiView):
         query.is_valid(raise_exception=True)
         result = services.pairs_import(
             project=project,
-            items=_import_items(request.data, "pairs"),
+            items=files.import_items(request.data, "pairs"),
             max_items=settings.PAIRWISE_MAX_IMPORT_ITEMS,
             format=query.validated_data["format"],
         )
@@ -465,7 +456,7 @@ class JudgmentsImportView(ApiView):
         project = _project(request, slug)
         result = services.judgments_import(
             project=project,
-            items=_import_items(request.data, "judgments"),
+            items=files.import_items(request.data, "judgments"),
             max_items=settings.PAIRWISE_MAX_IMPORT_ITEMS,
         )
         return Response(s.JudgmentImportResultSerializer(result).data, status=201)
@@ -496,13 +487,6 @@ def _query(request: Request, serializer_class: type = s.ExportQuerySerializer) -
     return dict(query.validated_data)
 
 
-def _stream(chunks: Any, *, content_type: str, filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(chunks, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
 _EXPORT_ERRORS = {
     400: error_response("A bad since, until or min_votes."),
     401: error_response("Not logged in."),
@@ -528,14 +512,7 @@ class JudgmentsExportView(_ExportView):
     def get(self, request: Request, slug: str, extension: str) -> StreamingHttpResponse:
         project = _project(request, slug)
         query = _query(request, s.JudgmentsExportQuerySerializer)
-        raw = query.pop("raw")  # JSON Lines is written as it is: no program runs a JSON string
-        filters = selectors.ExportFilter(**query)
-        if extension == "csv":
-            rows = selectors.judgment_rows(project=project, filters=filters)
-            chunks = selectors.as_csv(rows, selectors.JUDGMENT_COLUMNS, raw=raw)
-            return _stream(chunks, content_type="text/csv; charset=utf-8", filename=f"{slug}-judgments.csv")
-        lines = selectors.judgment_lines(project=project, filters=filters)
-        return _stream(lines, content_type="application/x-ndjson", filename=f"{slug}-judgments.jsonl")
+        return files.judgments_export(project=project, extension=extension, query=query)
 
 
 class PreferencesExportView(_ExportView):
@@ -554,15 +531,7 @@ class PreferencesExportView(_ExportView):
     def get(self, request: Request, slug: str) -> StreamingHttpResponse:
         project = _project(request, slug)
         query = _query(request, s.PreferencesQuerySerializer)
-        conversational = query.pop("format") == "conversational"
-        rows = selectors.preference_rows(
-            project=project, filters=selectors.ExportFilter(**query), conversational=conversational
-        )
-        return _stream(
-            selectors.as_jsonl(rows),
-            content_type="application/x-ndjson",
-            filename=f"{slug}-preferences.jsonl",
-        )
+        return files.preferences_export(project=project, query=query)
 
 
 class JudgmentsListView(mixins.ListModelMixin, GenericApiView):
@@ -668,6 +637,10 @@ class LeaderboardExportView(_ExportView):
         report = _leaderboard(request, slug)
         if extension == "csv":
             chunks = selectors.as_csv(report.model_rows(), LEADERBOARD_COLUMNS)
-            return _stream(chunks, content_type="text/csv; charset=utf-8", filename=f"{slug}-leaderboard.csv")
+            return files.file_response(
+                chunks, content_type="text/csv; charset=utf-8", filename=f"{slug}-leaderboard.csv"
+            )
         body = json.dumps(report.as_dict(), ensure_ascii=False).encode()
-        return _stream([body], content_type="application/json", filename=f"{slug}-leaderboard.json")
+        return files.file_response(
+            [body], content_type="application/json", filename=f"{slug}-leaderboard.json"
+        )

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from tqdm import tqdm
 
 from annotation.models import Project
@@ -46,28 +47,50 @@ class JSONLinesImportCommand(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot read {file}: {exc.strerror or exc}.") from None
         if broken:
+            # The readable lines are checked too, by the same service in a transaction rolled back
+            # whatever it finds, so that one run lists the field errors beside the lines that are not JSON.
+            problems = list(broken)
+            with transaction.atomic():
+                try:
+                    self.import_items(project, items)
+                except ServiceError as exc:
+                    problems += self._problems(exc, line_numbers)
+                transaction.set_rollback(True)
+            problems.sort(key=lambda problem: problem[0])
             lines = "1 line" if len(broken) == 1 else f"{len(broken)} lines"
             verb = "is" if len(broken) == 1 else "are"
+            more = len(problems) - len(broken)
+            others = f", and {more} errors in the others" if more else ""
             self._fail(
-                f"{lines} of {file} {verb} not JSON that Pairwise can store; nothing was imported.", broken
+                f"{lines} of {file} {verb} not JSON that Pairwise can store{others}; nothing was imported.",
+                [text for _, text in problems],
             )
         try:
             summary = self.import_items(project, items)
         except ServiceError as exc:
-            problems = [
-                f"line {line_numbers[e['index']]}: {e.get('field') or 'item'}: {e['message']}"
-                if e.get("index") is not None
-                else e["message"]
-                for e in exc.extra.get("errors", [])
-            ]
-            self._fail(exc.detail, problems)
+            self._fail(exc.detail, [text for _, text in self._problems(exc, line_numbers)])
         self.stdout.write(f"{project.slug}: {summary} (from {len(items)} lines).")
 
-    def _read(self, stream: BinaryIO, *, size: int | None) -> tuple[list[Any], list[int], list[str]]:
+    @staticmethod
+    def _problems(exc: ServiceError, line_numbers: list[int]) -> list[tuple[int, str]]:
+        """(line number, text) of each error of a service's refusal; 0 for one that names no item."""
+        return [
+            (
+                line_numbers[e["index"]],
+                f"line {line_numbers[e['index']]}: {e.get('field') or 'item'}: {e['message']}",
+            )
+            if e.get("index") is not None
+            else (0, e["message"])
+            for e in exc.extra.get("errors", [])
+        ]
+
+    def _read(
+        self, stream: BinaryIO, *, size: int | None
+    ) -> tuple[list[Any], list[int], list[tuple[int, str]]]:
         """The items, the line number of each, and what is wrong with the lines that cannot be read."""
         items: list[Any] = []
         line_numbers: list[int] = []
-        broken: list[str] = []
+        broken: list[tuple[int, str]] = []
         # A progress bar on a terminal (tqdm turns itself off elsewhere), by bytes read.
         with tqdm(
             total=size, unit="B", unit_scale=True, desc="reading", file=sys.stderr, disable=None
@@ -75,7 +98,7 @@ class JSONLinesImportCommand(BaseCommand):
             for line in jsonl.read_lines(_blocks(stream, bar.update)):
                 if line.error is not None:
                     where = f"{line.field}: " if line.field else ""
-                    broken.append(f"line {line.number}: {where}{line.error}")
+                    broken.append((line.number, f"line {line.number}: {where}{line.error}"))
                     continue
                 items.append(line.value)
                 line_numbers.append(line.number)

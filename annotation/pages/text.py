@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from django.utils.html import escape
 from markdown_it import MarkdownIt
@@ -56,6 +57,23 @@ def _image_as_text(
     return f'<span class="image-ref">[image: {escape(alt)}] &lt;{escape(src)}&gt;</span>'
 
 
+def _loads_here(address: str) -> bool:
+    """Whether the page's CSP (img-src 'self' data:) lets an image at this address load: this site's own
+    paths and data: URLs, not another origin."""
+    parts = urlsplit(address.strip())
+    return parts.scheme.lower() == "data" or (not parts.scheme and not parts.netloc)
+
+
+def _instruction_image(
+    self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    # An image of the instructions from another site (the CSP blocks it) is shown as text, as in model
+    # text, not as a broken image; this site's images and data: images load.
+    if _loads_here(str(tokens[idx].attrGet("src") or "")):
+        return self.image(tokens, idx, options, env)
+    return _image_as_text(self, tokens, idx, options, env)
+
+
 def _cell_open(self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
     # A column's alignment as a class: markdown-it writes it as a style attribute, which the page's CSP
     # (style-src 'self') refuses, and reports.
@@ -75,6 +93,7 @@ def _model_link(url: str) -> bool:
 # file: and data: links (other than data: images), so those stay text.
 _instructions = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 _instructions.add_render_rule("link_open", _link_open)
+_instructions.add_render_rule("image", _instruction_image)
 
 _model = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 _model.enable(["table", "strikethrough"])
@@ -179,3 +198,18 @@ def pair_view(
         turn_count=len(history),
     )
     return view
+
+
+def unloadable_images(source: str) -> list[tuple[str, str]]:
+    """(alt text, address) of each markdown image in the instructions that the rating page will not load:
+    its Content-Security-Policy (annotation.pages.security) loads images from this site and data: URLs
+    only, so one from another site shows as text (its alt and address) instead. Read by the same parser
+    as :func:`markdown_html`, so what is reported is what the page would show."""
+    found = []
+    for block in _instructions.parse(source):
+        for token in block.children or []:
+            if token.type == "image":
+                address = str(token.attrGet("src") or "")
+                if not _loads_here(address):
+                    found.append((token.content, address))
+    return found

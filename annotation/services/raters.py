@@ -8,11 +8,12 @@ from typing import Any, cast
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Field
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Membership, Project, Rater
+from web import usernames
 from web.errors import Invalid, NotFound
 
 
@@ -39,15 +40,27 @@ def rater_create(*, username: str, password: str, email: str = "") -> Any:
         except ValidationError as exc:
             errors.extend({"field": "username", "message": message} for message in exc.messages)
         else:
-            if user_model.objects.filter(username=username).exists():
-                errors.append({"field": "username", "message": f"A user named {username!r} already exists."})
+            existing = usernames.lookalike_taken(username)
+            if existing is not None:
+                errors.append(
+                    {"field": "username", "message": usernames.lookalike_message(username, existing)}
+                )
     try:
         validate_password(password, user_model(username=username, email=email))
     except ValidationError as exc:
         errors.extend({"field": "password", "message": message} for message in exc.messages)
     if errors:
         raise Invalid("The rater could not be created.", errors=errors)
-    user = user_model.objects.create_user(username=username, password=password, email=email)
+    try:
+        with transaction.atomic():
+            user = user_model.objects.create_user(username=username, password=password, email=email)
+    except IntegrityError:
+        # Another request created the same name, in some case, since the look-up: the unique index holds.
+        existing = usernames.lookalike_taken(username) or username
+        message = usernames.lookalike_message(username, existing)
+        raise Invalid(
+            "The rater could not be created.", errors=[{"field": "username", "message": message}]
+        ) from None
     rater_get_or_create(user=user)
     return user
 

@@ -158,10 +158,24 @@ class TrainingRunListQuerySerializer(serializers.Serializer):
     project = serializers.SlugField(required=False, max_length=100)
 
 
+class ActivateRequestSerializer(StrictFieldsMixin, serializers.Serializer):
+    force_reason = serializers.CharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        trim_whitespace=True,
+        help_text="Activate a run without a held-out evaluation anyway, for this reason (kept on the "
+        "activation). Without it such a run is refused with 409 no_evaluation.",
+    )
+
+
 class ActivationSerializer(serializers.Serializer):
     project = serializers.CharField(source="project.slug")
     run = serializers.IntegerField(source="run_id")
     activated_at = serializers.DateTimeField()
+    forced_reason = serializers.CharField(
+        help_text="The reason given for activating a run without a held-out evaluation; empty otherwise."
+    )
 
 
 class ScoreRequestSerializer(StrictFieldsMixin, serializers.Serializer):

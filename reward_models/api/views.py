@@ -92,15 +92,22 @@ class TrainingRunActivateView(ApiView):
     permission_classes = [IsStaff]
 
     @extend_schema(
-        request=None,
+        request=s.ActivateRequestSerializer,
         responses={
             200: s.ActivationSerializer,
-            409: error_response("Not a succeeded run, or its saved model failed the load-and-rescore check"),
+            409: error_response(
+                "Not a succeeded run (not_ready); no held-out evaluation and no force_reason "
+                "(no_evaluation); or its saved model failed the load-and-rescore check"
+            ),
         },
         summary="Make the run's model the project's scoring model (after checking the saved model)",
     )
     def post(self, request: Request, run_id: int) -> Response:
-        active = services.training_run_activate(run=_run(run_id), activated_by=request.user)
+        body = s.ActivateRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        active = services.training_run_activate(
+            run=_run(run_id), activated_by=request.user, force_reason=body.validated_data["force_reason"]
+        )
         return Response(s.ActivationSerializer(active).data)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from .agreement import snapshot_human_agreement
 from .periodic import auto_train_check, snapshots_export_all
 from .runs import (
+    FORCE_REASON_MAX,
+    held_out_missing,
     runs_reap,
     runs_resend,
     training_config_build,
@@ -16,7 +18,9 @@ from .runs import (
 from .snapshots import snapshot_create, snapshot_filters
 
 __all__ = [
+    "FORCE_REASON_MAX",
     "auto_train_check",
+    "held_out_missing",
     "runs_reap",
     "runs_resend",
     "snapshot_create",

@@ -254,20 +254,55 @@ def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
     return locked
 
 
-def training_run_activate(*, run: TrainingRun, activated_by: Any = None) -> ActiveModel:
+# Longest reason an admin may give for activating a run without a held-out evaluation.
+FORCE_REASON_MAX = 1000
+
+
+def held_out_missing(run: TrainingRun) -> str | None:
+    """Why the run's accuracy is unknown (no held-out pairs, or a held-out accuracy of n/a), or None."""
+    metrics = run.metrics if isinstance(run.metrics, dict) else {}
+    counts = metrics.get("counts") if isinstance(metrics.get("counts"), dict) else {}
+    eval_pairs = counts.get("eval_pairs") if isinstance(counts, dict) else None
+    if not isinstance(eval_pairs, int) or eval_pairs <= 0:
+        return "held out no pairs"
+    if not isinstance(metrics.get("eval_accuracy"), int | float):
+        return "has no held-out accuracy"
+    return None
+
+
+def training_run_activate(
+    *, run: TrainingRun, activated_by: Any = None, force_reason: str = ""
+) -> ActiveModel:
     """Make a succeeded run's model the project's scoring model, after checking its saved directory: it
-    must load and give the scores the run recorded for a few held-out pairs at the end of training."""
+    must load and give the scores the run recorded for a few held-out pairs at the end of training.
+
+    A run without a held-out evaluation is refused (409 no_evaluation): nobody knows whether its model is
+    any good. ``force_reason`` activates it anyway; the reason is kept on the activation and shown."""
     from .. import scoring  # imports torch when it loads the model, never at start-up
 
     if run.status != RunStatus.SUCCEEDED:
         raise Conflict(
             f"Run {run.pk} is {run.status}; only a succeeded run can be activated.", code="not_ready"
         )
+    reason = force_reason.strip()
+    if len(reason) > FORCE_REASON_MAX:
+        raise Invalid(
+            f"The reason is {len(reason)} characters long; at most {FORCE_REASON_MAX}.",
+            errors=[{"field": "force_reason", "message": f"At most {FORCE_REASON_MAX} characters."}],
+        )
+    missing = held_out_missing(run)
+    if missing is not None and not reason:
+        raise Conflict(
+            f"Run {run.pk} {missing}, so its accuracy is unknown; it is not activated. Train with held-out "
+            "pairs, or activate it anyway with a stated reason (force_reason).",
+            code="no_evaluation",
+        )
     scoring.check_saved_model(run)
     with transaction.atomic():
         by = activated_by if getattr(activated_by, "pk", None) else None
+        forced = reason if missing is not None else ""
         active, _ = ActiveModel.objects.update_or_create(
-            project_id=run.project_id, defaults={"run": run, "activated_by": by}
+            project_id=run.project_id, defaults={"run": run, "activated_by": by, "forced_reason": forced}
         )
     return active
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape as html_escape
 from typing import Any
 
 import pytest
@@ -260,3 +261,48 @@ def test_the_admin_is_branded_pairwise(client):
     page = client.get("/admin/login/").content.decode()
     assert "Pairwise administration" in page and "Django administration" not in page
     assert "<title>Log in | Pairwise</title>" in page
+
+
+def test_add_raters_lists_only_users_who_are_not_raters_of_the_project_yet(
+    superuser_client, make_project, make_rater, make_user
+):
+    project = make_project("who")
+    other = make_project("other")
+    member = make_rater(project, username="already-in")
+    elsewhere = make_rater(other, username="rates-elsewhere")
+    newcomer = make_user("newcomer")
+    page = superuser_client.get(reverse("admin:annotation_project_change", args=[project.pk]))
+    form = page.context["adminform"].form
+    addable = set(form.fields["add_raters"].queryset)
+    assert newcomer in addable and elsewhere in addable and member not in addable
+    assert set(form.fields["remove_raters"].queryset) == {member}
+
+
+@pytest.mark.parametrize(
+    ("instructions", "warned"),
+    [
+        (
+            'See ![the scale](https://example.org/scale.png "scale") first.',
+            "the scale at https://example.org/scale.png",
+        ),
+        ("![](//cdn.example.org/x.gif)", "(no alt text) at //cdn.example.org/x.gif"),
+        ("![local](/static/x.png) and ![relative](img/x.png)", None),  # this site's: the CSP allows them
+        ("A [link](https://example.org) and ![inline](data:image/png;base64,iVBORw0KGgo=) are fine.", None),
+        ("`![not an image](https://example.org/x.png)` in code", None),
+    ],
+)
+def test_saving_instructions_with_images_the_page_will_not_load_warns(
+    superuser_client, make_project, instructions, warned
+):
+    project = make_project("pictures")
+    url = reverse("admin:annotation_project_change", args=[project.pk])
+    response = superuser_client.post(url, _project_form(project, instructions=instructions), follow=True)
+    assert response.status_code == 200
+    project.refresh_from_db()
+    assert project.instructions == instructions  # saved all the same: a warning, not an error
+    page = response.content.decode()
+    if warned is None:
+        assert "will not load" not in page
+    else:
+        assert "1 image(s) the rating page will not load" in page and html_escape(warned) in page
+        assert 'class="warning"' in page

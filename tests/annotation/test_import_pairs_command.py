@@ -104,3 +104,19 @@ def test_the_commands_are_not_held_to_the_apis_per_request_item_limit(make_proje
     out = io.StringIO()
     call_command("import_judgments", "many", str(judgments), stdout=out)
     assert project.judgments.count() == 5
+
+
+def test_import_pairs_lists_the_field_errors_beside_the_lines_that_are_not_json_in_one_run(
+    make_project, tmp_path
+):
+    make_project("cmd")
+    lines = [_pair(0), '{"prompt": ', _pair(2, gold="maybe"), "[1, NaN]", _pair(4, response_b="A4"), _pair(5)]
+    path = _write(tmp_path / "pairs.jsonl", lines)
+    err = io.StringIO()
+    with pytest.raises(CommandError, match=r"^2 lines of .* are not JSON .*, and 2 errors in the others"):
+        call_command("import_pairs", "cmd", str(path), stderr=err)
+    listed = [line.strip() for line in err.getvalue().splitlines()]
+    assert [line.split(":")[0] for line in listed] == ["line 2", "line 3", "line 4", "line 5"]
+    assert listed[1] == 'line 3: gold: Must be "a", "b" or "tie".'
+    assert listed[3] == "line 5: response_b: response_a and response_b are the same text."
+    assert not Pair.objects.exists()  # the check of the readable lines stored nothing

@@ -107,6 +107,7 @@ def test_judgments_through_the_api_become_a_model_that_scores(
         "project": "e2e",
         "run": run_id,
         "activated_at": activated.data["activated_at"],
+        "forced_reason": "",
     }
     assert ActiveModel.objects.get(project=project).run_id == run_id
 

@@ -456,3 +456,14 @@ def test_the_page_shows_the_time_spent_today(project, rater):
     # Yesterday's judgments do not count.
     Judgment.objects.update(created_at=timezone.now() - timedelta(days=1, hours=1))
     assert 'id="time-today">0 min<' in client.get(RATE).content.decode()
+
+
+def test_an_instruction_image_the_page_cannot_load_is_shown_as_text():
+    html = markdown_html(
+        "See ![the scale](https://example.org/scale.png) and ![dot](data:image/png;base64,iVBORw0KGgo=)"
+    )
+    assert (
+        "<img" in html and 'src="data:image/png;base64,iVBORw0KGgo="' in html
+    )  # the CSP allows data: images
+    assert html.count("<img") == 1
+    assert '<span class="image-ref">[image: the scale] &lt;https://example.org/scale.png&gt;</span>' in html

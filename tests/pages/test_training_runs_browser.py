@@ -154,7 +154,7 @@ def test_an_open_run_page_follows_the_sends_and_turns_late_when_the_heartbeat_st
     )
     t.page.wait_for_selector("#run-status:has-text('Running')", timeout=5_000)
     t.page.evaluate("document.body.setAttribute('data-same-page', '2')")
-    assert t.page.locator("#run-silent").count() == 0
+    assert t.page.locator("#run-silent").is_hidden()
     heartbeat = timezone.now().replace(microsecond=0) - timedelta(seconds=45)
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=heartbeat)
     t.page.wait_for_selector("#run-silent", timeout=5_000)
@@ -171,7 +171,7 @@ def test_an_open_run_page_follows_the_sends_and_turns_late_when_the_heartbeat_st
 
     # The heartbeat comes back: the note goes, still without a reload.
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
-    t.page.wait_for_selector("#run-silent", state="detached", timeout=5_000)
+    t.page.wait_for_selector("#run-silent", state="hidden", timeout=5_000)
     assert t.page.evaluate("document.body.getAttribute('data-same-page')") == "2"
     t.assert_clean()
 
@@ -215,4 +215,51 @@ def test_the_train_button_leads_to_a_form_with_errors_per_field(tab, superuser, 
     assert t.page.locator(".form-row.errors").count() == 2
     assert not TrainingRun.objects.exists()
     t.screenshot("train-reward-model-errors")
+    t.assert_clean()
+
+
+def test_every_field_of_a_running_run_is_live_and_a_new_one_needs_no_script(
+    tab, superuser, make_project, monkeypatch
+):
+    """Duration, heartbeat, worker and the rest follow the row without a reload; a field the server adds to
+    "live" (as a new figure would be) reaches an element of its name with nothing in the script."""
+    from reward_models import admin_views
+
+    started = timezone.now() - timedelta(seconds=100)
+    run = TrainingRun.objects.create(
+        project=_project(make_project),
+        config={"epochs": 1},
+        status=RunStatus.RUNNING,
+        started_at=started,
+        heartbeat_at=started,
+        worker_host="gpu-1",
+        device="cpu",
+    )
+    real = admin_views.progress_state
+
+    def with_a_new_figure(run: TrainingRun) -> dict:
+        state = real(run)
+        state["live"]["tokens_per_second"] = f"{run.pk * 1000} tokens/s"
+        return state
+
+    monkeypatch.setattr(admin_views, "progress_state", with_a_new_figure)
+    t = tab()
+    t.login_as(superuser)
+    t.goto(f"/admin/reward_models/trainingrun/{run.pk}/change/")
+    first = int(t.page.inner_text("#run-duration").split()[0])
+    assert 100 <= first < 110
+    t.page.evaluate(
+        "() => { const s = document.createElement('span'); s.id = 'tps'; s.setAttribute('data-live', "
+        "'tokens_per_second'); document.querySelector('.run-facts td').appendChild(s); }"
+    )
+    beat = timezone.now().replace(microsecond=0)
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=beat, worker_host="gpu-2", device="cuda")
+    t.page.wait_for_selector("#run-worker:has-text('gpu-2 · device cuda')", timeout=5_000)
+    assert t.page.inner_text("#run-heartbeat") == f"{beat:%Y-%m-%d %H:%M:%S} UTC"
+    t.page.wait_for_function(
+        "(n) => parseInt(document.getElementById('run-duration').textContent, 10) > n",
+        arg=first,
+        timeout=5_000,
+    )
+    assert t.page.inner_text("#tps") == f"{run.pk * 1000} tokens/s"
     t.assert_clean()

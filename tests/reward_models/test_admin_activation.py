@@ -70,3 +70,56 @@ def test_a_trained_run_shows_its_model_card_and_activates_from_its_page(trained_
     assert "the project's active model" in html and 'id="run-activate"' not in html
     active = ActiveModel.objects.get(project=trained_run.project)
     assert active.run_id == trained_run.pk and active.activated_by is not None
+
+
+def _without_evaluation(run: TrainingRun) -> TrainingRun:
+    """The run as one that held out no pairs records it: no eval pairs, every held-out figure n/a."""
+    run.metrics = {**run.metrics, "eval_accuracy": None, "counts": {**run.metrics["counts"], "eval_pairs": 0}}
+    run.save(update_fields=["metrics"])
+    return run
+
+
+def test_a_run_without_held_out_pairs_activates_only_with_a_stated_reason(trained_run, operator):
+    run = _without_evaluation(trained_run)
+    page = reverse("admin:reward_models_trainingrun_change", args=[run.pk])
+    html = operator.get(page).content.decode()
+    assert 'id="run-no-evaluation"' in html and "held out no pairs" in html
+    assert 'name="force_reason"' in html and 'aria-required="true"' in html
+    activate = reverse("admin:reward_models_trainingrun_activate", args=[run.pk])
+    html = operator.post(activate, {"force_reason": "  "}, follow=True).content.decode()
+    assert "held out no pairs, so its accuracy is unknown; it is not activated" in html
+    assert not ActiveModel.objects.exists()
+    html = operator.post(activate, {"force_reason": "smoke test of /score"}, follow=True).content.decode()
+    assert "now scores for project trained" in html
+    assert "activated without a held-out evaluation: smoke test of /score" in html
+    assert ActiveModel.objects.get().forced_reason == "smoke test of /score"
+
+
+def test_the_api_refuses_a_run_without_evaluation_409_unless_forced(trained_run, api, admin_user):
+    run = _without_evaluation(trained_run)
+    staff = api(admin_user)
+    url = f"/api/v1/training-runs/{run.pk}/activate/"
+    refused = staff.post(url)
+    assert refused.status_code == 409 and refused.data["code"] == "no_evaluation"
+    assert "held out no pairs" in refused.data["detail"]
+    assert staff.post(url, {"force_reason": 3}, format="json").status_code == 400  # typed: a string
+    assert staff.post(url, {"force_reason": "x" * 1001}, format="json").status_code == 400
+    forced = staff.post(url, {"force_reason": "demo only"}, format="json")
+    assert forced.status_code == 200 and forced.data["forced_reason"] == "demo only"
+    assert ActiveModel.objects.get().forced_reason == "demo only"
+
+
+def test_a_run_with_n_a_accuracy_is_refused_too_and_a_normal_run_keeps_no_reason(
+    trained_run, api, admin_user
+):
+    staff = api(admin_user)
+    url = f"/api/v1/training-runs/{trained_run.pk}/activate/"
+    accuracy = trained_run.metrics["eval_accuracy"]
+    trained_run.metrics = {**trained_run.metrics, "eval_accuracy": None}
+    trained_run.save(update_fields=["metrics"])
+    refused = staff.post(url)
+    assert refused.status_code == 409 and "has no held-out accuracy" in refused.data["detail"]
+    trained_run.metrics = {**trained_run.metrics, "eval_accuracy": accuracy}
+    trained_run.save(update_fields=["metrics"])
+    done = staff.post(url, {"force_reason": "not needed"}, format="json")
+    assert done.status_code == 200 and done.data["forced_reason"] == ""

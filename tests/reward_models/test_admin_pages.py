@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import UTC, datetime, timedelta
+from html import escape as html_escape
 from typing import Any
 from xml.etree import ElementTree
 
@@ -159,7 +160,8 @@ def test_a_failed_run_shows_its_error_and_a_running_one_its_step(project, staff)
 def test_a_running_run_whose_heartbeat_stopped_says_so(project, staff, settings):
     settings.PAIRWISE_RUN_HEARTBEAT_SECONDS = 10
     run = make_run(project, RunStatus.RUNNING)
-    assert 'id="run-silent"' not in client_for(staff).get(page_url(run)).content.decode()
+    html = client_for(staff).get(page_url(run)).content.decode()
+    assert re.search(r'id="run-silent"[^>]* hidden>', html)
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=95))
     html = client_for(staff).get(page_url(run)).content.decode()
     assert re.search(r"No heartbeat from gpu-1 for 9\d s: the worker may be lost", html)
@@ -470,7 +472,7 @@ def test_cancel_ends_a_queued_run_and_a_finished_one_says_why_not(project, staff
 @pytest.mark.django_db
 def test_activate_shows_the_services_refusal(project, staff):
     client = client_for(staff)
-    run = make_run(project, RunStatus.SUCCEEDED, output_dir="runs/404/model")
+    run = make_run(project, RunStatus.SUCCEEDED, output_dir="runs/404/model", metrics=METRICS)
     response = client.post(reverse("admin:reward_models_trainingrun_activate", args=[run.pk]), follow=True)
     assert f"Run {run.pk} has no saved model with recorded scores to check." in response.content.decode()
     queued = make_run(project, RunStatus.QUEUED)
@@ -518,24 +520,24 @@ def test_the_progress_json_says_when_a_running_run_is_late_and_when_the_reaper_f
     run = make_run(project, RunStatus.RUNNING, worker_host="celery@gpu-1")
     url = reverse("admin:reward_models_trainingrun_progress", args=[run.pk])
     state = client_for(staff).get(url).json()
-    assert (state["heartbeat_silence"], state["lost_at"], state["late_note"]) == (None, None, None)
+    assert (state["heartbeat_silence"], state["lost_at"], state["live"]["late_note"]) == (None, None, "")
 
     # Three heartbeats missed: late, and the reaper's deadline is a minute after the last heartbeat.
     heartbeat = timezone.now().replace(microsecond=0) - timedelta(seconds=40)
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=heartbeat)
     state = client_for(staff).get(url).json()
     assert 40 <= state["heartbeat_silence"] < 45
-    assert state["heartbeat_text"] == f"{heartbeat:%Y-%m-%d %H:%M:%S} UTC"
+    assert state["live"]["heartbeat"] == f"{heartbeat:%Y-%m-%d %H:%M:%S} UTC"
     lost_at = heartbeat + timedelta(seconds=60)
     assert state["lost_at"] == lost_at.isoformat()
-    assert state["late_note"] == (
+    assert state["live"]["late_note"] == (
         f"No heartbeat from celery@gpu-1 for {state['heartbeat_silence']} s: the worker may be lost; the run "
         f"will be marked failed within a minute after {lost_at:%H:%M:%S} UTC if none comes."
     )
 
     # Past the deadline, before the reaper's round.
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=heartbeat - timedelta(seconds=30))
-    note = client_for(staff).get(url).json()["late_note"]
+    note = client_for(staff).get(url).json()["live"]["late_note"]
     assert note.endswith(
         f"its 60 s limit passed at {lost_at - timedelta(seconds=30):%H:%M:%S} UTC: the reaper's next round "
         "marks the run failed."
@@ -543,7 +545,7 @@ def test_the_progress_json_says_when_a_running_run_is_late_and_when_the_reaper_f
 
     # A heartbeat comes: no longer late. A finished run is never late.
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())
-    assert client_for(staff).get(url).json()["late_note"] is None
+    assert client_for(staff).get(url).json()["live"]["late_note"] == ""
     TrainingRun.objects.filter(pk=run.pk).update(
         status=RunStatus.FAILED, finished_at=timezone.now(), heartbeat_at=heartbeat
     )
@@ -554,16 +556,19 @@ def test_the_progress_json_says_when_a_running_run_is_late_and_when_the_reaper_f
 def test_the_progress_json_words_the_sent_row_as_the_page_does(project, staff):
     run = make_run(project, RunStatus.QUEUED)
     url = reverse("admin:reward_models_trainingrun_progress", args=[run.pk])
-    assert client_for(staff).get(url).json()["sent_text"] == (
+    assert client_for(staff).get(url).json()["live"]["sent"] == (
         "not yet: the broker could not take it; it is sent once the broker is back"
     )
     sent_at = datetime(2026, 3, 1, 12, 30, 5, tzinfo=UTC)
     TrainingRun.objects.filter(pk=run.pk).update(sent_at=sent_at, send_count=1)
-    assert client_for(staff).get(url).json()["sent_text"] == "2026-03-01 12:30:05 UTC"
+    assert client_for(staff).get(url).json()["live"]["sent"] == "2026-03-01 12:30:05 UTC"
     TrainingRun.objects.filter(pk=run.pk).update(send_count=3)
     sent = "sent again 2026-03-01 12:30:05 UTC: its message was lost (3 sends in all)"
-    assert client_for(staff).get(url).json()["sent_text"] == sent
-    assert f'<td id="run-sent">{sent}</td>' in client_for(staff).get(page_url(run)).content.decode()
+    assert client_for(staff).get(url).json()["live"]["sent"] == sent
+    assert (
+        f'<td id="run-sent" data-live="sent">{sent}</td>'
+        in client_for(staff).get(page_url(run)).content.decode()
+    )
 
 
 @pytest.mark.django_db
@@ -718,3 +723,41 @@ def test_the_run_page_shows_the_steps_and_the_speed_a_run_recorded(project, staf
         .content.decode()
     )
     assert "run-training-fact" not in html
+
+
+@pytest.mark.django_db
+def test_an_auto_train_policy_of_zero_hours_is_refused_in_words(project, make_user):
+    user = make_user(staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=["add_autotrainpolicy", "view_project"]))
+    superuser_client = client_for(user)
+    url = reverse("admin:reward_models_autotrainpolicy_add")
+    values = {
+        "project": project.pk,
+        "enabled": "on",
+        "config": "{}",
+        "after_new_judgments": "0",
+        "every_hours": "0",
+    }
+    response = superuser_client.post(url, values)
+    html = response.content.decode()
+    assert response.status_code == 200 and not AutoTrainPolicy.objects.exists()
+    assert "New judgments must be 1 or more" in html and "Hours must be 1 or more" in html
+    assert "autotrain_" not in html and "is violated" not in html
+
+
+@pytest.mark.django_db
+def test_the_page_draws_every_live_field_from_the_json_the_poller_reads(project, staff):
+    """One wording: each data-live element of the page holds the text of its name in the progress JSON,
+    and every text of that JSON has its element."""
+    run = make_run(project, RunStatus.RUNNING, started_at=timezone.now() - timedelta(seconds=50))
+    html = client_for(staff).get(page_url(run)).content.decode()
+    live = (
+        client_for(staff)
+        .get(reverse("admin:reward_models_trainingrun_progress", args=[run.pk]))
+        .json()["live"]
+    )
+    shown = dict(re.findall(r'data-live="(\w+)"[^>]*>([^<]*)<', html))
+    assert set(shown) == set(live)
+    for name in ("step", "sent", "heartbeat", "worker", "progress_text", "started", "finished"):
+        assert shown[name] == html_escape(live[name]), name
+    assert shown["duration"].endswith(" s") and 50 <= int(live["duration"].split()[0]) < 60

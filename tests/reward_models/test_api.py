@@ -82,7 +82,10 @@ def test_cancel_and_activate_answer_conflicts(project, staff):
         finished_at=timezone.now(),
         output_dir="runs/x",
     )
-    missing = staff.post(f"{RUNS}{finished.pk}/activate/")
+    # No held-out evaluation is refused first, before the model is loaded at all.
+    unknown = staff.post(f"{RUNS}{finished.pk}/activate/")
+    assert unknown.status_code == 409 and unknown.data["code"] == "no_evaluation"
+    missing = staff.post(f"{RUNS}{finished.pk}/activate/", {"force_reason": "try"}, format="json")
     assert missing.status_code == 409 and missing.data["code"] == "model_missing"
     assert not ActiveModel.objects.exists()
 

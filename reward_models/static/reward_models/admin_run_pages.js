@@ -1,8 +1,10 @@
-// The training-run page's live progress: polls the run's progress JSON (an admin view), moves the bar,
-// shows or clears the note that the run's heartbeat is late and keeps the rows "Sent to the workers" and
-// "Last heartbeat" up to date (the texts as the server words them). When the run changes status (queued ->
-// running -> finished) the page is loaded again, so the server draws the curves and figures of the new
-// state. No library; loaded as a file (the site's CSP allows no inline script); text goes in with
+// The training-run page's live fields: polls the run's progress JSON (an admin view) and puts each text of
+// its "live" object into the page's elements of that name (data-live="name"), as the server words it; an
+// element marked data-live-hide-empty is hidden while its text is empty (the late-heartbeat note). data-live-value="name" sets a value
+// (the progress bar) from the top-level field of that name. A new live figure is an entry in the server's
+// "live" dict and an element with its name: nothing here names a field. When the run changes status
+// (queued -> running -> finished) the page is loaded again, so the server draws the curves and figures of
+// the new state. No library; loaded as a file (the site's CSP allows no inline script); text goes in with
 // textContent only.
 (function () {
   "use strict";
@@ -14,61 +16,31 @@
   var url = root.getAttribute("data-progress-url");
   var every = parseInt(root.getAttribute("data-poll-ms"), 10) || 2000;
   var shownStatus = root.getAttribute("data-status");
-  var bar = document.getElementById("run-progress");
-  var percent = document.getElementById("run-progress-text");
-  var step = document.getElementById("run-step");
-  var late = document.getElementById("run-late");
-  var sent = document.getElementById("run-sent");
-  var heartbeat = document.getElementById("run-heartbeat");
   var failures = 0;
-
-  function stepText(state) {
-    if (state.step === null) {
-      return "";
-    }
-    var text = "step " + Math.round(state.step);
-    if (state.total_steps) {
-      text += " of " + Math.round(state.total_steps);
-    }
-    if (state.epoch !== null) {
-      text += ", epoch " + Math.round(state.epoch);
-    }
-    if (state.loss !== null) {
-      text += ", loss " + state.loss.toFixed(4);
-    }
-    return text;
-  }
-
-  function showLate(note) {
-    var shown = document.getElementById("run-silent");
-    if (!note) {
-      if (shown) {
-        shown.remove();
-      }
-      return;
-    }
-    if (!shown) {
-      shown = document.createElement("p");
-      shown.id = "run-silent";
-      shown.className = "errornote";
-      late.appendChild(shown);
-    }
-    shown.textContent = note;
-  }
 
   function show(state) {
     if (state.status !== shownStatus) {
       window.location.reload();
       return false;
     }
-    var progress = Math.min(1, Math.max(0, Number(state.progress) || 0));
-    bar.value = progress;
-    bar.textContent = String(progress);
-    percent.textContent = Math.round(progress * 100) + "%";
-    step.textContent = stepText(state);
-    showLate(state.late_note);
-    sent.textContent = state.sent_text;
-    heartbeat.textContent = state.heartbeat_text;
+    var live = state.live || {};
+    root.querySelectorAll("[data-live]").forEach(function (element) {
+      var name = element.getAttribute("data-live");
+      if (!Object.prototype.hasOwnProperty.call(live, name)) {
+        return; // a field this server does not send: leave the page's text
+      }
+      var text = live[name] === null ? "" : String(live[name]);
+      element.textContent = text;
+      if (element.hasAttribute("data-live-hide-empty")) {
+        element.hidden = text === "";
+      }
+    });
+    root.querySelectorAll("[data-live-value]").forEach(function (element) {
+      var value = Number(state[element.getAttribute("data-live-value")]);
+      if (isFinite(value)) {
+        element.value = value;
+      }
+    });
     return !state.finished;
   }
 

@@ -1,0 +1,107 @@
+"""Usernames are one name whatever their case: the database refuses a look-alike, every creation path says
+so in words, and look-alikes made before are reported by `manage.py check`, never merged."""
+
+from __future__ import annotations
+
+import importlib
+from io import StringIO
+
+import pytest
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
+
+from annotation import services
+from web.errors import Invalid
+from web.usernames import INDEX_NAME
+
+migration = importlib.import_module("web.migrations.0002_username_case_insensitive")
+
+
+def _without_index() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP INDEX "{INDEX_NAME}"')
+
+
+def test_the_database_refuses_a_username_that_differs_only_in_case(db):
+    User.objects.create_user("rater2")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create_user("Rater2")
+
+
+def test_rater_creation_refuses_a_lookalike_in_words(db, api, admin_user):
+    services.rater_create(username="rater2", password="correct-horse-9")
+    with pytest.raises(Invalid) as refused:
+        services.rater_create(username="RATER2", password="correct-horse-9")
+    assert refused.value.errors == [
+        {
+            "field": "username",
+            "message": "A user named 'rater2' already exists; usernames that differ only in case are the "
+            "same name. Choose another.",
+        }
+    ]
+    answer = api(admin_user).post(
+        "/api/v1/raters/", {"username": "Rater2", "password": "correct-horse-9"}, format="json"
+    )
+    assert answer.status_code == 400 and "differ only in case" in answer.json()["errors"][0]["message"]
+    assert User.objects.filter(username__iexact="rater2").count() == 1
+
+
+def test_the_admin_user_forms_refuse_a_lookalike(client, admin_user):
+    admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    other = User.objects.create_user("Alice")
+    page = client.post(
+        reverse("admin:auth_user_add"),
+        {
+            "username": "alice",
+            "password1": "correct-horse-9",
+            "password2": "correct-horse-9",
+            "usable_password": "true",
+        },
+    )
+    assert page.status_code == 200 and "differ only in case" in page.content.decode()
+    bob = User.objects.create_user("bob")
+    change = client.get(reverse("admin:auth_user_change", args=[bob.pk]))
+    form = change.context["adminform"].form
+    data = {
+        k: v for k, v in form.initial.items() if v is not None and k not in ("groups", "user_permissions")
+    }
+    data |= {"username": "ALICE", "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"}
+    data.pop("date_joined", None)
+    data.pop("last_login", None)
+    page = client.post(reverse("admin:auth_user_change", args=[bob.pk]), data)
+    assert page.status_code == 200 and "differ only in case" in page.content.decode()
+    assert User.objects.get(pk=bob.pk).username == "bob" and User.objects.get(pk=other.pk).username == "Alice"
+
+
+def test_check_lists_lookalikes_made_before_the_index(db):
+    _without_index()
+    User.objects.create_user("rater2")
+    User.objects.create_user("Rater2")
+    User.objects.create_user("someone")
+    out = StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "web.W001" in out.getvalue() and "'Rater2', 'rater2'" in out.getvalue()
+    assert "someone" not in out.getvalue()
+    assert User.objects.count() == 3  # nothing merged
+
+
+def test_the_migration_stops_on_lookalikes_naming_them_and_runs_once_they_are_renamed(db):
+    _without_index()
+    User.objects.create_user("rater2")
+    clash = User.objects.create_user("Rater2")
+    stops = pytest.raises(CommandError, match=r"differ only in case exist \(Rater2, rater2\)")
+    with stops, connection.schema_editor() as editor:
+        migration.create_index(apps, editor)
+    clash.username = "rater2-b"
+    clash.save()
+    with connection.schema_editor() as editor:
+        migration.create_index(apps, editor)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        get_user_model().objects.create_user("RATER2")
