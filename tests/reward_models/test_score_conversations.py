@@ -54,7 +54,11 @@ def test_score_takes_a_conversation_and_scores_it_as_the_cli_and_the_scorer_do(
     chat_run, admin_user, api, tmp_path, capsys
 ) -> None:
     staff = api(admin_user)
-    assert staff.post(f"/api/v1/training-runs/{chat_run.pk}/activate/").status_code == 200
+    # The run trained on every pair (no held-out evaluation): activation asks for a stated reason.
+    activate = staff.post(
+        f"/api/v1/training-runs/{chat_run.pk}/activate/", {"force_reason": "scoring test"}, format="json"
+    )
+    assert activate.status_code == 200
     responses = ["green excellent", "green stone"]
     scored = staff.post(
         "/api/v1/score/", {"project": "chat", "prompt": HISTORY, "responses": responses}, format="json"
