@@ -63,7 +63,7 @@ def test_a_bad_upload_stores_nothing_and_lists_every_item_at_fault(client, super
     page = answer.content.decode()
     assert "2 of 3 items are invalid; nothing was stored." in page
     # item index, field and message of each error
-    assert "<code>prompt</code></td><td>Required: a non-empty string.</td>" in page
+    assert "<code>prompt</code></td><td>Required: a non-empty string or a list of messages.</td>" in page
     assert "response_a and response_b are the same text." in page
     assert "<code>colour</code>" in page
     assert not Pair.objects.filter(project=project).exists()

@@ -54,7 +54,7 @@ def test_upload_with_progress_then_errors_then_download(tab, superuser, make_pro
     assert "2 of 5 items are invalid; nothing was stored." in refused
     assert (
         "response_a and response_b are the same text." in refused
-        and "Required: a non-empty string." in refused
+        and "Required: a non-empty string or a list of messages." in refused
     )
     assert not Pair.objects.exists()
     t.screenshot("admin-project-files-errors")
