@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .agreement import snapshot_human_agreement
+from .pair_scores import pair_scores_compute, pair_scoring_execute, pair_scoring_start
 from .periodic import auto_train_check, snapshots_export_all
 from .runs import (
     runs_reap,
@@ -17,6 +18,9 @@ from .snapshots import snapshot_create, snapshot_filters
 
 __all__ = [
     "auto_train_check",
+    "pair_scores_compute",
+    "pair_scoring_execute",
+    "pair_scoring_start",
     "runs_reap",
     "runs_resend",
     "snapshot_create",
