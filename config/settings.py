@@ -212,6 +212,8 @@ SPECTACULAR_SETTINGS = {
         "Choice": "annotation.models.Choice",
         "ShownChoice": "annotation.models.ShownChoice",
         "Side": "annotation.models.Side",
+        "RunStatus": "reward_models.models.RunStatus",
+        "ScoringStatus": "reward_models.models.ScoringStatus",
     },
 }
 
