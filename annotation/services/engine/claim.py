@@ -1,6 +1,6 @@
 """The claim of a new pair for a rater, and the SQL plumbing around it: on PostgreSQL one call of
-pairwise_claim() (migration 0005), on SQLite (the quickstart) the same steps through the ORM; and the
-building of model instances from raw rows, which the engine's hand-written reads share."""
+pairwise_claim() (migrations 0005 and 0009), on SQLite (the quickstart) the same steps through the ORM;
+and the building of model instances from raw rows, which the engine's hand-written reads share."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found
 
 
 def _claim_in_postgresql(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found | int | None:
-    """The claim in one round trip: pairwise_claim() (migration 0005) runs _claim_with_orm's loop inside
+    """The claim in one round trip: pairwise_claim() (migrations 0005 and 0009) runs _claim_with_orm's loop inside
     PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
     the pair comes back with it."""
     # The rater's progress comes along: this statement's snapshot follows the transaction's earlier
