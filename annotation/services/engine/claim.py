@@ -39,9 +39,9 @@ def claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found
 
 
 def _claim_in_postgresql(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found | int | None:
-    """The claim in one round trip: pairwise_claim() (migrations 0005 and 0009) runs _claim_with_orm's loop inside
-    PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
-    the pair comes back with it."""
+    """The claim in one round trip: pairwise_claim() (migrations 0005 and 0009) runs _claim_with_orm's loop
+    inside PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT)
+    and the pair comes back with it."""
     # The rater's progress comes along: this statement's snapshot follows the transaction's earlier
     # writes (a judgment just made), and the one assignment the claim adds changes no count.
     progress, progress_params = progress_columns(project=project, rater=rater)
