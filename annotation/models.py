@@ -27,6 +27,11 @@ MAX_RATIONALE = 10_000
 # How long after a judgment its rater may take it back and correct it (0: never); a day at most, so that
 # a correction is a slip put right, not a rater's later change of mind.
 MAX_CORRECTION_SECONDS = 24 * 3600
+# Votes a reviewer may ask for on one pair beyond the project's quota, in all: a pair the model doubts
+# wants a few more opinions, not a crowd.
+MAX_EXTRA_JUDGMENTS = 25
+# A review action's reason, in characters.
+MAX_REVIEW_REASON = 2000
 
 
 # The vocabulary of judgments, used by the models, their constraints, the services, the serializers and
@@ -236,6 +241,12 @@ class Pair(models.Model):
     # Judgments made so far; kept by judgment_record under the pair's row lock, read by the engine's
     # ordering ("nearest completion first") without counting rows.
     judgment_count = models.PositiveIntegerField(default=0, editable=False)
+    # Judgments asked for beyond the project's judgments_per_pair by a reviewer (pair_quota_raise): the
+    # engine serves the pair until judgment_count reaches judgments_per_pair + extra_judgments.
+    extra_judgments = models.PositiveSmallIntegerField(default=0, editable=False)
+    # Left out of training by a reviewer (pair_leave_out): the judgments export keeps its rows, marked
+    # left_out; the preferences export, snapshots' training and the trainer leave the pair out.
+    left_out = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -264,9 +275,21 @@ class Pair(models.Model):
             models.CheckConstraint(
                 condition=Q(gold__isnull=True) | Q(gold__in=Choice.values), name="pair_gold_choice"
             ),
+            models.CheckConstraint(
+                condition=Q(extra_judgments__lte=MAX_EXTRA_JUDGMENTS),
+                name="pair_extra_judgments_range",
+                violation_error_message=f"At most {MAX_EXTRA_JUDGMENTS} extra judgments per pair.",
+            ),
         ]
         indexes = [
             models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order"),
+            # The claim's first probe and progress's count of raised pairs: the few pairs a reviewer asked
+            # more votes for, found without reading the others.
+            models.Index(
+                fields=["project", "judgment_count", "id"],
+                condition=Q(extra_judgments__gt=0, gold__isnull=True),
+                name="pair_raised",
+            ),
             # Progress counts a project's open regular pairs with every pair served: an index-only count.
             models.Index(
                 fields=["project", "judgment_count"], condition=Q(gold__isnull=True), name="pair_open_regular"
@@ -442,3 +465,44 @@ class JudgmentRevision(models.Model):
 
     def __str__(self) -> str:
         return f"revision {self.pk} of judgment {self.judgment_id}: {self.choice}"
+
+
+class ReviewAction(models.TextChoices):
+    """What a reviewer did with a pair of the review queue."""
+
+    MORE_VOTES = "more_votes", "Ask for more votes"
+    LEAVE_OUT = "leave_out", "Leave out of training"
+    KEEP = "keep", "Keep as it is"
+
+
+class PairReviewAction(models.Model):
+    """A reviewer's decision on a pair, recorded by annotation.services.review (who, when, why). Rows are
+    never changed or deleted: they are the record; the pair's own fields hold the effect."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_actions")
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="review_actions")
+    action = models.CharField(max_length=10, choices=ReviewAction.choices)
+    # more_votes: the judgments asked for by this action; null for the others.
+    extra_judgments = models.PositiveSmallIntegerField(null=True, blank=True)
+    reason = models.TextField()
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # The pair's judgments when the action was taken: what the reviewer saw.
+    judgment_count = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(action__in=ReviewAction.values), name="review_action_valid"),
+            # Only "more votes" says how many; it always does.
+            models.CheckConstraint(
+                condition=Q(action=ReviewAction.MORE_VOTES, extra_judgments__gte=1)
+                | (~Q(action=ReviewAction.MORE_VOTES) & Q(extra_judgments__isnull=True)),
+                name="review_action_extra_judgments",
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="review_action_reason_given"),
+        ]
+        indexes = [models.Index(fields=["pair", "action"], name="review_action_pair")]
+
+    def __str__(self) -> str:
+        return f"{self.action} on pair {self.pair_id}"

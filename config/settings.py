@@ -212,6 +212,8 @@ SPECTACULAR_SETTINGS = {
         "Choice": "annotation.models.Choice",
         "ShownChoice": "annotation.models.ShownChoice",
         "Side": "annotation.models.Side",
+        "RunStatus": "reward_models.models.RunStatus",
+        "ScoringStatus": "reward_models.models.ScoringStatus",
     },
 }
 
@@ -278,7 +280,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # --- Reward models (reward_models/) ---
 # Training runs go to their own queue, consumed by workers on training machines (README: Workers):
 # `celery -A config worker --pool solo -Q training`. Everything else stays on the default queue.
-CELERY_TASK_ROUTES = {"reward_models.tasks.training_run_execute": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    "reward_models.tasks.training_run_execute": {"queue": "training"},
+    # Scoring pairs loads a model: the training workers' business too.
+    "reward_models.tasks.pair_scoring_execute": {"queue": "training"},
+}
 # Snapshots and trained models: never under STATIC_ROOT or any served folder.
 PAIRWISE_RUNS_DIR = env_dir("PAIRWISE_RUNS_DIR", VAR_DIR / "reward_models", base=BASE_DIR)
 # A running run's worker writes its heartbeat every PAIRWISE_RUN_HEARTBEAT_SECONDS; the reaper fails a run

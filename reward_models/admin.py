@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+import web.ids  # noqa: F401 (registers the `id` path converter)
 from annotation.admin import ReadOnlyAdmin, object_pk
 from annotation.models import Project
 
@@ -102,6 +103,21 @@ class TrainingRunAdmin(admin.ModelAdmin):
             route("<path:object_id>/cancel/", self.cancel_view, "cancel"),
             route("<path:object_id>/activate/", self.activate_view, "activate"),
             route("train/<path:project_id>/", self.train_view, "train"),
+            path(
+                "review/<path:project_id>/score/",
+                self.admin_site.admin_view(self.review_score_view),
+                name="reward_models_review_score",
+            ),
+            path(
+                "review/<path:project_id>/pairs/<id:pair_id>/",
+                self.admin_site.admin_view(self.review_act_view),
+                name="reward_models_review_act",
+            ),
+            path(
+                "review/<path:project_id>/",
+                self.admin_site.admin_view(self.review_view),
+                name="reward_models_review",
+            ),
             *super().get_urls(),
         ]
 
@@ -142,6 +158,40 @@ class TrainingRunAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         return admin_views.run_activate(request, self._run(request, object_id, change=True))
+
+    # The review queue of a project: seeing it takes the view permission of runs (it shows the active
+    # run's scores); "Score now" the add permission of scorings; an action the add permission of review
+    # actions (annotation's record of them).
+
+    def review_view(self, request: HttpRequest, project_id: str) -> HttpResponse:
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        project = get_object_or_404(Project, pk=object_pk(project_id))
+        context = {**self.admin_site.each_context(request), "opts": self.opts}
+        return admin_views.review_page(
+            request,
+            project,
+            context=context,
+            can_score=request.user.has_perm("reward_models.add_pairscoring"),
+            can_act=request.user.has_perm("annotation.add_pairreviewaction"),
+        )
+
+    def review_score_view(self, request: HttpRequest, project_id: str) -> HttpResponseBase:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("reward_models.add_pairscoring"):
+            raise PermissionDenied
+        return admin_views.review_score(request, get_object_or_404(Project, pk=object_pk(project_id)))
+
+    def review_act_view(self, request: HttpRequest, project_id: str, pair_id: int) -> HttpResponseBase:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("annotation.add_pairreviewaction"):
+            raise PermissionDenied
+        project = get_object_or_404(Project, pk=object_pk(project_id))
+        return admin_views.review_act(request, project, pair_id)
 
     def train_view(self, request: HttpRequest, project_id: str) -> HttpResponse:
         """The "Train reward model" form of a project: staff who may add runs."""

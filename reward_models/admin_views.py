@@ -1,7 +1,8 @@
 """The training-run pages of the admin: the run page (progress, curves, figures, model card), its progress
-as JSON for the page's poller, cancel and activate, the "Train reward model" form and the snapshot
-download. reward_models.admin routes here through the admin site (staff only) after checking the model
-permission each needs; writes call reward_models.services.
+as JSON for the page's poller, cancel and activate, the "Train reward model" form, the snapshot
+download, and a project's review queue (with "Score now" and the reviewer's actions). reward_models.admin
+routes here through the admin site (staff only) after checking the model permission each needs; writes
+call reward_models.services (and annotation.services for the review actions).
 
 Every text shown here (model names, errors, the model card, settings) may hold model output or markup: the
 templates escape it, and the charts get it as plain text (annotation.charts). A run's metrics
@@ -17,19 +18,21 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from annotation import services as annotation_services
 from annotation.charts import as_img, bar_chart, line_chart
-from annotation.models import Project
+from annotation.models import MAX_EXTRA_JUDGMENTS, MAX_REVIEW_REASON, Project, ReviewAction
 from web.errors import ServiceError
 
 from . import files, selectors, services
 from .admin_forms import TrainRunForm
-from .models import DatasetSnapshot, RunStatus, TrainingRun
+from .models import DatasetSnapshot, RunStatus, ScoringStatus, TrainingRun
 
 MODEL_CARD_FILENAME = "README.md"  # written by rm_training.model_card into the model's directory
 MODEL_CARD_MAX_BYTES = 256 * 1024
@@ -389,6 +392,7 @@ def run_page(
         "poll": running,
         "poll_ms": POLL_MILLISECONDS,
         "progress_url": reverse("admin:reward_models_trainingrun_progress", args=[run.pk]),
+        "review_url": reverse("admin:reward_models_review", args=[run.project_id]),
     }
     return TemplateResponse(request, "admin/reward_models/trainingrun/run_page.html", context)
 
@@ -468,3 +472,89 @@ def snapshot_download(snapshot: DatasetSnapshot) -> FileResponse:
         filename=f"{snapshot.project.slug}-snapshot-{snapshot.pk}.jsonl",
         content_type="application/jsonl",
     )
+
+
+# The review queue
+
+
+REVIEW_PAGE_SIZE = 25
+# While a scoring is queued or running the page reloads itself this often to show its progress.
+REVIEW_REFRESH_SECONDS = 5
+
+
+def review_page(
+    request: HttpRequest, project: Project, *, context: dict[str, Any], can_score: bool, can_act: bool
+) -> HttpResponse:
+    """The project's review queue: judged pairs ranked where the active model doubts the human majority
+    most, with their votes and raters (pseudonyms), the latest scoring's progress and "Score now", and
+    the actions. Queries: the active run, the latest scoring, the page's count and rows, their judgments
+    (whatever the number of judgments)."""
+    run_id = selectors.active_run_id(project=project)
+    scoring = selectors.latest_scoring(project=project)
+    page = None
+    if run_id is not None:
+        paginator = Paginator(selectors.review_queue(project=project, run_id=run_id), REVIEW_PAGE_SIZE)
+        page = paginator.get_page(request.GET.get("page"))
+    judgments = selectors.review_votes(pair.pk for pair in page or [])
+    rows = [(pair, judgments[pair.pk]) for pair in page or []]
+    in_flight = scoring is not None and scoring.status in (ScoringStatus.QUEUED, ScoringStatus.RUNNING)
+    context = {
+        **context,
+        "title": f"Review queue of {project.slug}",
+        "project": project,
+        "run_id": run_id,
+        "scoring": scoring,
+        "scoring_current": scoring is not None and scoring.run_id == run_id,
+        "in_flight": in_flight,
+        "refresh_seconds": REVIEW_REFRESH_SECONDS if in_flight else None,
+        "page": page,
+        "rows": rows,
+        "first_rank": page.start_index() if page is not None else 0,
+        "can_score": can_score and run_id is not None,
+        "can_act": can_act,
+        "max_extra": MAX_EXTRA_JUDGMENTS,
+        "max_reason": MAX_REVIEW_REASON,
+    }
+    return TemplateResponse(request, "admin/reward_models/review_queue.html", context)
+
+
+def _review_back(project: Project, request: HttpRequest) -> HttpResponse:
+    url = reverse("admin:reward_models_review", args=[project.pk])
+    page = request.POST.get("page", "")
+    return redirect(f"{url}?page={page}" if page.isdigit() else url)
+
+
+def review_score(request: HttpRequest, project: Project) -> HttpResponse:
+    try:
+        scoring = services.pair_scoring_start(project=project, created_by=request.user)
+    except ServiceError as refused:
+        messages.error(request, refused.detail)
+    else:
+        messages.success(
+            request, f"Scoring {scoring.pk} of {project.slug}'s judged pairs is {scoring.status}."
+        )
+    return _review_back(project, request)
+
+
+def review_act(request: HttpRequest, project: Project, pair_id: int) -> HttpResponse:
+    """One action from the queue's form: the same services, and the same checks, as the API's."""
+    try:
+        k = request.POST.get("k", "")
+        annotation_services.pair_review_act(
+            project=project,
+            pair_id=pair_id,
+            action=request.POST.get("action", ""),
+            by=request.user,
+            reason=request.POST.get("reason", ""),
+            # The form sends its k with every button; only "more votes" reads it.
+            k=(int(k) if k.strip().isdigit() else -1)
+            if request.POST.get("action") == ReviewAction.MORE_VOTES
+            else None,
+        )
+    except ServiceError as refused:
+        details = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in getattr(refused, "errors", []))
+        messages.error(request, f"Pair {pair_id}: {refused.detail}" + (f" ({details})" if details else ""))
+    else:
+        label = ReviewAction(request.POST["action"]).label.lower()
+        messages.success(request, f"Pair {pair_id}: {label}, recorded.")
+    return _review_back(project, request)

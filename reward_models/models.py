@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from annotation.models import Project
+from annotation.models import Pair, Project
 
 
 class SnapshotReason(models.TextChoices):
@@ -39,6 +39,9 @@ class DatasetSnapshot(models.Model):
     # The newest judgment in the file: the periodic export writes a new snapshot only when a judgment of
     # the project is newer (by id) than this, so nothing new means no new file.
     last_judgment_id = models.BigIntegerField(null=True, blank=True)
+    # Pairs of the project left out of training by a reviewer when the file was written: leaving one out
+    # changes the file (its rows' left_out) without a new judgment, so a snapshot with fewer is stale.
+    left_out_pairs = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -192,3 +195,68 @@ class AutoTrainPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug} auto-train ({'on' if self.enabled else 'off'})"
+
+
+class PairScore(models.Model):
+    """A model's score of a pair: what a run's reward model says of response A against response B. Written
+    by reward_models.services.pair_scores (once per pair and run: a pair's texts never change), read by the
+    review queue and by active selection."""
+
+    pair = models.ForeignKey(Pair, on_delete=models.CASCADE, related_name="model_scores")
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="pair_scores")
+    # reward(prompt, response_a) - reward(prompt, response_b), the model's raw logits.
+    reward_difference = models.FloatField()
+    # sigmoid(reward_difference): the Bradley-Terry probability that A is preferred.
+    probability_a = models.FloatField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "pair"], name="pair_score_unique"),
+            models.CheckConstraint(
+                condition=Q(probability_a__gte=0, probability_a__lte=1), name="pair_score_probability_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pair_id} by run {self.run_id}: {self.probability_a:.3f}"
+
+
+class ScoringStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class PairScoring(models.Model):
+    """One scoring of a project's judged pairs by a run's model (the review queue's "Score now"): its
+    progress while the worker scores, and how it ended. The task takes its id; a message delivered twice
+    finds it no longer queued."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pair_scorings")
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="pair_scorings")
+    status = models.CharField(max_length=10, choices=ScoringStatus.choices, default=ScoringStatus.QUEUED)
+    # Pairs to score (those without a score by the run when it started) and scored so far.
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Written with each batch: a queued or running scoring not updated for long is lost (a new one may
+    # start).
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="pair_scoring_project")]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=ScoringStatus.values), name="pair_scoring_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} scoring {self.pk} ({self.status})"

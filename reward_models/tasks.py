@@ -43,3 +43,10 @@ def runs_reap() -> int:
 @shared_task(name="reward_models.tasks.runs_resend", acks_late=True)
 def runs_resend() -> int:
     return services.runs_resend()
+
+
+# On the training queue, where the workers hold the models and the GPU. Acknowledged on receipt: the
+# scoring row is claimed under a lock, and a lost one is replaced from the review page ("Score now").
+@shared_task(name="reward_models.tasks.pair_scoring_execute")
+def pair_scoring_execute(job_id: int) -> str:
+    return services.pair_scoring_execute(job_id)

@@ -101,6 +101,8 @@ class ComparisonData:
     left_out: int = 0
     # Pairs whose two responses are the same text: there is nothing to prefer, so they are dropped.
     identical: int = 0
+    # Pairs a reviewer left out of training (the judgments export's rows with ``left_out: true``).
+    left_out_by_review: int = 0
 
     def usable(self, source: str | Path | None = None) -> list[Comparison]:
         """The comparisons; a DataError that says where the pairs went when there are none."""
@@ -114,6 +116,7 @@ class ComparisonData:
             for count, what in (
                 (self.left_out, "left out by the votes rule (no side with a strict majority)"),
                 (self.identical, "with the same text on both sides"),
+                (self.left_out_by_review, "left out of training by a reviewer"),
             )
             if count
         ]
@@ -387,6 +390,7 @@ def _from_judgments(
     votes: dict[str, dict[str, int]] = defaultdict(lambda: {"a": 0, "b": 0, "tie": 0})
     strengths: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"a": [], "b": []})
     judged: dict[tuple[str, str], int] = {}  # (pair, rater) -> its line
+    left_out_by_review: set[str] = set()
     for number, row in rows:
         prompt = _text(row, "prompt", number, optional=True)
         messages = None
@@ -418,12 +422,21 @@ def _from_judgments(
                     "once per pair",
                     line=number,
                 )
+        reviewed = row.get("left_out", False)
+        if not isinstance(reviewed, bool):
+            raise DataError(f"must be true or false, not {_kind(reviewed)}", line=number, field="left_out")
+        if reviewed:
+            # A reviewer left the pair out of training (its rows stay in the export, marked so).
+            left_out_by_review.add(key)
+            continue
         votes[key][choice] += 1
         if choice != "tie" and strength is not None:
             strengths[key][choice].append(strength)
     comparisons = []
     left_out = identical = 0
     for key, pair in pairs.items():
+        if key in left_out_by_review:
+            continue
         if pair["a"] == pair["b"]:
             identical += 1
             continue
@@ -443,7 +456,13 @@ def _from_judgments(
             left_out += 1
         else:
             comparisons.append(comparison)
-    return ComparisonData(comparisons, rows=len(rows), left_out=left_out, identical=identical)
+    return ComparisonData(
+        comparisons,
+        rows=len(rows),
+        left_out=left_out,
+        identical=identical,
+        left_out_by_review=len(left_out_by_review),
+    )
 
 
 def drop_identical(comparisons: Sequence[Comparison]) -> tuple[list[Comparison], int]:

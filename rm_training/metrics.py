@@ -56,6 +56,8 @@ class Counts:
     pairs_left_out_by_votes: int = 0
     # Dropped when the data was read: the same text on both sides, so nothing to prefer.
     pairs_identical_text: int = 0
+    # Left out when the data was read: a reviewer left the pair out of training (the export's left_out).
+    pairs_left_out_by_review: int = 0
     # Both sides encode to the same tokens (an uncased tokenizer, or truncation at max_length): the
     # model cannot tell them apart. Left out of training (their gradient is zero); scored as ties held out.
     train_pairs_identical_tokens: int = 0

@@ -57,7 +57,8 @@ def write_model_card(directory: Path, *, config: TrainingConfig, metrics: Traini
         "",
         f"- pairs: {dataset.pairs} (train {dataset.train}, held out {dataset.eval}, split by prompt)",
         f"- left out when read: {counts.pairs_left_out_by_votes} by the votes rule (no side with a strict "
-        f"majority), {counts.pairs_identical_text} with the same text on both sides",
+        f"majority), {counts.pairs_identical_text} with the same text on both sides, "
+        f"{counts.pairs_left_out_by_review} by a reviewer",
         f"- pairs whose two sides encode to the same tokens (case folded by the tokenizer, or the "
         f"difference cut off at {config.max_length} tokens): {counts.train_pairs_identical_tokens} left out "
         f"of training, {counts.eval_pairs_identical_tokens} held out and scored as ties",

@@ -443,6 +443,8 @@ def _report_dropped(data: ComparisonData, same_tokens: SameTokens, max_length: i
     """Say what became of every pair that is not trained on as it came, so that nothing is lost unseen."""
     if data.left_out:
         logger.info("%d pair(s) left out by the votes rule (no side with a strict majority)", data.left_out)
+    if data.left_out_by_review:
+        logger.info("%d pair(s) left out of training by a reviewer", data.left_out_by_review)
     if data.identical:
         logger.warning(
             "%d pair(s) with the same text on both sides dropped: nothing to prefer", data.identical
@@ -669,6 +671,7 @@ def _final_metrics(
             eval_judgments=eval_metrics.get("judgments", 0),
             pairs_left_out_by_votes=data.left_out,
             pairs_identical_text=data.identical,
+            pairs_left_out_by_review=data.left_out_by_review,
             train_pairs_identical_tokens=same_tokens.train,
             eval_pairs_identical_tokens=same_tokens.eval,
             pairs_with_messages_dropped=sum(p.messages_dropped > 0 for p in all_pairs),

@@ -420,3 +420,4 @@ class ExportedJudgmentSerializer(serializers.Serializer):
     rationale = serializers.CharField(allow_blank=True)
     time_on_task_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField(format="%Y-%m-%dT%H:%M:%S.%fZ")  # as in the export files
+    left_out = serializers.BooleanField(help_text="A reviewer left the pair out of training.")

@@ -40,6 +40,9 @@ JUDGMENT_COLUMNS = (
     "rationale",
     "time_on_task_ms",
     "created_at",
+    # true when a reviewer left the pair out of training: its rows stay here, and the trainer and the
+    # preferences export leave the pair out.
+    "left_out",
 )
 PREFERENCE_COLUMNS = (
     "prompt",
@@ -101,6 +104,7 @@ def judgments_for_export(*, project: Project, filters: ExportFilter) -> QuerySet
         model_a=F("pair__model_a"),
         model_b=F("pair__model_b"),
         rater_pseudonym=F("rater__pseudonym"),  # "rater" itself is the foreign key's name
+        left_out=F("pair__left_out"),
     )
 
 
@@ -148,7 +152,8 @@ def judgment_rows(*, project: Project, filters: ExportFilter) -> Iterator[dict[s
 def preference_rows(
     *, project: Project, filters: ExportFilter, conversational: bool = False
 ) -> Iterator[dict[str, Any]]:
-    """One row per pair whose votes (in the window) have a strict majority for a or b, in pair order.
+    """One row per pair whose votes (in the window) have a strict majority for a or b, in pair order; pairs
+    a reviewer left out of training are not among them.
 
     ``strength`` is the mean strength of the chosen side's judgments, when the project records strength
     (not named "margin": TRL would read that column as a logit margin, and fail on its nulls).
@@ -158,7 +163,7 @@ def preference_rows(
     Pair.prompt holds.
     """
     window = filters.window("judgments__")
-    counted = Pair.objects.filter(project=project).annotate(
+    counted = Pair.objects.filter(project=project, left_out=False).annotate(
         votes_a=Count("judgments", filter=window & Q(judgments__choice=Choice.A)),
         votes_b=Count("judgments", filter=window & Q(judgments__choice=Choice.B)),
         votes_tie=Count("judgments", filter=window & Q(judgments__choice=Choice.TIE)),
@@ -228,6 +233,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def _csv_cell(value: Any, *, raw: bool) -> Any:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as in the JSON Lines file
     if isinstance(value, datetime):
         return _iso(value)
     if isinstance(value, list | dict):

@@ -13,13 +13,29 @@ from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
 
+# A regular pair still open: judged fewer times than the project's quota, or than its own raised quota (a
+# reviewer's extra_judgments; the partial index pair_raised finds those few, so both counts stay index
+# scans). annotation.services.engine's claim serves exactly these pairs.
+_OPEN = "(p.judgment_count < %s OR (p.extra_judgments > 0 AND p.judgment_count < %s + p.extra_judgments))"
+
+
+def open_pair_q(quota: int, prefix: str = "") -> Q:
+    """_OPEN as an ORM condition (prefix "pair__" from an assignment)."""
+    return Q(**{f"{prefix}judgment_count__lt": quota}) | Q(
+        **{
+            f"{prefix}extra_judgments__gt": 0,
+            f"{prefix}judgment_count__lt": quota + F(f"{prefix}extra_judgments"),
+        }
+    )
+
+
 # The three counts as columns of one SELECT: the rating path asks for progress with every pair it serves,
 # on PostgreSQL in the claim's own statement (annotation.services.engine).
-_PROGRESS_COLUMNS = """
+_PROGRESS_COLUMNS = f"""
     (SELECT count(*) FROM annotation_judgment WHERE project_id = %s AND rater_id = %s),
-    (SELECT count(*) FROM annotation_pair WHERE project_id = %s AND gold IS NULL AND judgment_count < %s),
+    (SELECT count(*) FROM annotation_pair p WHERE p.project_id = %s AND p.gold IS NULL AND {_OPEN}),
     (SELECT count(*) FROM annotation_pair p JOIN annotation_assignment a ON a.pair_id = p.id
-      WHERE p.project_id = %s AND p.gold IS NULL AND p.judgment_count < %s
+      WHERE p.project_id = %s AND p.gold IS NULL AND {_OPEN}
         AND a.rater_id = %s AND a.status IN (%s, %s, %s))
 """
 
@@ -30,7 +46,7 @@ def progress_columns(*, project: Project, rater: Rater | int) -> tuple[str, list
     rater_id = rater if isinstance(rater, int) else rater.pk
     quota = project.judgments_per_pair
     finished = [AssignmentStatus.JUDGED.value, AssignmentStatus.SKIPPED.value, AssignmentStatus.EXPIRED.value]
-    params = [project.pk, rater_id, project.pk, quota, project.pk, quota, rater_id, *finished]
+    params = [project.pk, rater_id, project.pk, quota, quota, project.pk, quota, quota, rater_id, *finished]
     return _PROGRESS_COLUMNS, params
 
 
@@ -66,8 +82,8 @@ def rater_wait_seconds(*, project: Project, rater: Rater, now: datetime | None =
             status=AssignmentStatus.ACTIVE,
             lease_expires_at__gt=now,
             pair__gold__isnull=True,
-            pair__judgment_count__lt=quota,
         )
+        .filter(open_pair_q(quota, "pair__"))
         .exclude(pair__in=theirs.values("pair"))
         .order_by()
         .values("project")
@@ -75,10 +91,11 @@ def rater_wait_seconds(*, project: Project, rater: Rater, now: datetime | None =
         .values("first")
     )
     free = (
-        Pair.objects.filter(project=project, gold__isnull=True, judgment_count__lt=quota)
+        Pair.objects.filter(project=project, gold__isnull=True)
+        .filter(open_pair_q(quota))
         .exclude(Exists(theirs.filter(pair=OuterRef("pk"))))
         .alias(taken=F("judgment_count") + Coalesce(held_places(OuterRef("pk"), now), Value(0)))
-        .filter(taken__lt=quota)
+        .filter(taken__lt=quota + F("extra_judgments"))
     )
     first, has_free = (
         Project.objects.filter(pk=project.pk)

@@ -20,6 +20,7 @@ from .judgments_import import JudgmentImportResult, judgments_import
 from .pairs import ImportResult, pairs_import
 from .projects import PROJECT_ADMIN_SETTINGS, PROJECT_SETTINGS, project_create, project_update
 from .raters import project_rater_remove, project_raters_add, rater_create, rater_get_or_create
+from .review import pair_keep, pair_leave_out, pair_quota_raise, pair_review_act
 
 __all__ = [
     "PROJECT_ADMIN_SETTINGS",
@@ -36,6 +37,10 @@ __all__ = [
     "judgment_record_and_next",
     "judgments_import",
     "leases_expire",
+    "pair_keep",
+    "pair_leave_out",
+    "pair_quota_raise",
+    "pair_review_act",
     "pairs_import",
     "project_create",
     "project_rater_remove",

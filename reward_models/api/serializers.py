@@ -11,11 +11,12 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
+from annotation.models import MAX_EXTRA_JUDGMENTS, MAX_REVIEW_REASON, Choice, ReviewAction, Side
 from rm_training import conversation
 from web.api import StrictFieldsMixin
 
 from .. import services
-from ..models import TrainingRun
+from ..models import ScoringStatus, TrainingRun
 
 
 class SettingField(serializers.Field):
@@ -204,3 +205,82 @@ class ScoreRequestSerializer(StrictFieldsMixin, serializers.Serializer):
 class ScoreResponseSerializer(serializers.Serializer):
     model = serializers.IntegerField(help_text="The id of the training run whose model scored.")
     scores = serializers.ListField(child=serializers.FloatField(), help_text="Raw reward logits, in order.")
+
+
+# The review queue
+
+
+class ReviewVotesSerializer(serializers.Serializer):
+    a = serializers.IntegerField()
+    b = serializers.IntegerField()
+    tie = serializers.IntegerField()
+
+
+class ReviewJudgmentSerializer(serializers.Serializer):
+    rater = serializers.CharField(help_text="The rater's pseudonym (never a username).")
+    choice = serializers.ChoiceField(choices=Choice.choices)
+    strength = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class ReviewPairSerializer(serializers.Serializer):
+    """A pair of the review queue: its texts, the raters' votes and the model's view of the majority."""
+
+    pair_id = serializers.IntegerField(source="pk")
+    external_id = serializers.CharField(allow_null=True)
+    prompt = serializers.CharField()
+    response_a = serializers.CharField(allow_blank=True)
+    response_b = serializers.CharField(allow_blank=True)
+    model_a = serializers.CharField(allow_blank=True)
+    model_b = serializers.CharField(allow_blank=True)
+    votes = serializers.SerializerMethodField()
+    majority = serializers.ChoiceField(choices=Side.choices, help_text="The side with the human majority.")
+    margin = serializers.IntegerField(help_text="The majority's votes less the other side's.")
+    probability = serializers.FloatField(
+        help_text="The model's probability that the majority's side is preferred."
+    )
+    reward_difference = serializers.FloatField(
+        help_text="The model's reward of the majority's side less the other's."
+    )
+    extra_judgments = serializers.IntegerField(help_text="Judgments asked for beyond the project's quota.")
+    judgments = serializers.SerializerMethodField()
+
+    def get_votes(self, pair: Any) -> dict[str, int]:
+        return {"a": pair.votes_a, "b": pair.votes_b, "tie": pair.votes_tie}
+
+    def get_judgments(self, pair: Any) -> Any:
+        return ReviewJudgmentSerializer(self.context["judgments"].get(pair.pk, []), many=True).data
+
+
+class ReviewActionRequestSerializer(StrictFieldsMixin, serializers.Serializer):
+    action = serializers.ChoiceField(choices=ReviewAction.choices)
+    reason = serializers.CharField(max_length=MAX_REVIEW_REASON, help_text="Why: recorded with the action.")
+    k = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_EXTRA_JUDGMENTS,
+        help_text="more_votes only (required there): how many more judgments to ask for.",
+    )
+
+
+class ReviewActionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    pair_id = serializers.IntegerField()
+    action = serializers.ChoiceField(choices=ReviewAction.choices)
+    extra_judgments = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField()
+    by = serializers.CharField(source="by.get_username")
+    judgment_count = serializers.IntegerField(help_text="The pair's judgments when the action was taken.")
+    created_at = serializers.DateTimeField()
+
+
+class PairScoringSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.IntegerField(source="run_id", help_text="The run whose model scores.")
+    status = serializers.ChoiceField(choices=ScoringStatus.choices)
+    total = serializers.IntegerField(help_text="Pairs to score (those the model had not scored).")
+    done = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)

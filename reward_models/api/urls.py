@@ -1,4 +1,4 @@
-"""Routes of the training-run and scoring endpoints, under /api/v1/ (API.md)."""
+"""Routes of the training-run, scoring and review-queue endpoints, under /api/v1/ (API.md)."""
 
 from __future__ import annotations
 
@@ -22,4 +22,15 @@ urlpatterns: list[URLPattern] = [
         name="api-training-run-activate",
     ),
     path("score/", views.ScoreView.as_view(), name="api-score"),
+    path("projects/<slug:slug>/review/", views.ReviewQueueView.as_view(), name="api-project-review"),
+    path(
+        "projects/<slug:slug>/review/scoring/",
+        views.ReviewScoringView.as_view(),
+        name="api-project-review-scoring",
+    ),
+    path(
+        "projects/<slug:slug>/review/<id:pair_id>/",
+        views.ReviewActionView.as_view(),
+        name="api-project-review-action",
+    ),
 ]

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reward_models", "0002_trainingrun_sent_at_send_count"),
+        ("reward_models", "0003_pair_scores"),
     ]
 
     operations = [

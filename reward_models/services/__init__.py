@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .agreement import snapshot_human_agreement
+from .pair_scores import pair_scores_compute, pair_scoring_execute, pair_scoring_start
 from .periodic import auto_train_check, snapshots_export_all
 from .runs import (
     FORCE_REASON_MAX,
@@ -21,6 +22,9 @@ __all__ = [
     "FORCE_REASON_MAX",
     "auto_train_check",
     "held_out_missing",
+    "pair_scores_compute",
+    "pair_scoring_execute",
+    "pair_scoring_start",
     "runs_reap",
     "runs_resend",
     "snapshot_create",

@@ -211,7 +211,7 @@ def _check_usable_pairs(project: Project, config: TrainingConfig) -> None:
     """Conflict ``no_usable_pairs`` unless some judged pair would make a training example under the
     config's vote rule (rm_training.votes): with ties="drop" a pair whose a or b votes are a strict
     majority, with ties="half" any judged pair; in both its two responses must differ."""
-    judged = Judgment.objects.filter(project=project)
+    judged = Judgment.objects.filter(project=project, pair__left_out=False)
     if not judged.exists():
         raise Conflict(f"Project {project.slug!r} has no judgments to train on.", code="no_usable_pairs")
     pairs = (

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 from django.db.models import Count, Max
 
-from annotation.models import Project
+from annotation.models import Pair, Project
 from annotation.selectors.exports import ExportFilter, judgment_lines, judgments_for_export
 
 from .. import files
@@ -44,11 +44,15 @@ def snapshot_create(
         summary = judgments_for_export(project=project, filters=filters).aggregate(
             rows=Count("id"), pairs=Count("pair_id", distinct=True), last=Max("id")
         )
+        # Leaving a pair out of training changes the file (its rows' left_out) and no count above; pairs
+        # are never put back, so their number tells whether the latest file is still the export.
+        left_out_pairs = Pair.objects.filter(project=project, left_out=True).count()
         if only_if_new or reuse:
             latest = _latest(project, filters)
-            if latest is not None and (latest.rows, latest.last_judgment_id) == (
+            if latest is not None and (latest.rows, latest.last_judgment_id, latest.left_out_pairs) == (
                 summary["rows"],
                 summary["last"],
+                left_out_pairs,
             ):
                 if reuse and files.absolute(latest.file).is_file():
                     return latest
@@ -69,6 +73,7 @@ def snapshot_create(
         size_bytes=size,
         sha256=digest,
         last_judgment_id=summary["last"],
+        left_out_pairs=left_out_pairs,
     )
 
 

@@ -1,6 +1,6 @@
 """The claim of a new pair for a rater, and the SQL plumbing around it: on PostgreSQL one call of
-pairwise_claim() (migration 0005), on SQLite (the quickstart) the same steps through the ORM; and the
-building of model instances from raw rows, which the engine's hand-written reads share."""
+pairwise_claim() (migrations 0005 and 0009), on SQLite (the quickstart) the same steps through the ORM;
+and the building of model instances from raw rows, which the engine's hand-written reads share."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce
 from annotation.models import Assignment, AssignmentStatus, Pair, Project, Rater
 from annotation.selectors import held_places, progress_columns, progress_from
 
-from .rules import lease_end, places, side_for
+from .rules import lease_end, pair_quota, places, side_for
 
 # How many locked-but-full candidates one request tries before it looks again from the top.
 CLAIM_ATTEMPTS = 8
@@ -39,9 +39,9 @@ def claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found
 
 
 def _claim_in_postgresql(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found | int | None:
-    """The claim in one round trip: pairwise_claim() (migration 0005) runs _claim_with_orm's loop inside
-    PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT) and
-    the pair comes back with it."""
+    """The claim in one round trip: pairwise_claim() (migrations 0005 and 0009) runs _claim_with_orm's loop
+    inside PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT)
+    and the pair comes back with it."""
     # The rater's progress comes along: this statement's snapshot follows the transaction's earlier
     # writes (a judgment just made), and the one assignment the claim adds changes no count.
     progress, progress_params = progress_columns(project=project, rater=rater)
@@ -103,24 +103,30 @@ def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool
         .select_for_update(skip_locked=True, of=("self",))
     )
     if not gold:
-        # Gold pairs check raters and are shown to any number of them; regular pairs fill up to the quota.
+        # Gold pairs check raters and are shown to any number of them; regular pairs fill up to their
+        # quota: the project's, plus what a reviewer asked for (extra_judgments).
         candidates = candidates.alias(
             taken=F("judgment_count") + Coalesce(held_places(OuterRef("pk"), now), Value(0))
-        ).filter(judgment_count__lt=quota, taken__lt=quota)
-    # Regular pairs one judgment_count at a time, fullest first: each query then walks the
-    # (project, judgment_count, id) index in order and stops at the first free pair, where one
-    # "ORDER BY judgment_count DESC, id" query reads and sorts every open pair of the project.
-    levels: list[int | None] = [None] if gold else list(range(quota - 1, -1, -1))
+        ).filter(taken__lt=quota + F("extra_judgments"))
+    # Regular pairs: first the raised ones (extra_judgments > 0, fullest first), then one judgment_count
+    # at a time, fullest first: each query then walks the (project, judgment_count, id) index in order and
+    # stops at the first free pair, where one "ORDER BY judgment_count DESC, id" query reads and sorts
+    # every open pair of the project. The same order as pairwise_claim() (migrations 0005 and 0009).
+    levels: list[dict[str, Any]] = (
+        [{}]
+        if gold
+        else [{"extra_judgments__gt": 0}, *({"judgment_count": level} for level in range(quota - 1, -1, -1))]
+    )
     tried: list[int] = []
     for level in levels:
-        level_candidates = candidates if level is None else candidates.filter(judgment_count=level)
+        level_candidates = candidates.filter(**level)
         while len(tried) < CLAIM_ATTEMPTS:
             pair = level_candidates.exclude(pk__in=tried).first()
             if pair is None:
                 break
             # The candidate query's snapshot predates our lock; count again now that the row is ours.
             taken, sides = places(pair, now)
-            if gold or taken < quota:
+            if gold or taken < pair_quota(project, pair):
                 assignment = Assignment.objects.create(
                     project=project,
                     pair=pair,

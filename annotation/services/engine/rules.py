@@ -29,6 +29,12 @@ def lease_end(project: Project, now: datetime) -> datetime:
     return now + timedelta(seconds=project.lease_seconds)
 
 
+def pair_quota(project: Project, pair: Pair) -> int:
+    """How many judgments a regular pair is served for: the project's judgments_per_pair, plus what a
+    reviewer asked for on it (annotation.services.review.pair_quota_raise)."""
+    return project.judgments_per_pair + pair.extra_judgments
+
+
 def places(pair: Pair, now: datetime, *, exclude: int | None = None) -> tuple[int, Counter[str]]:
     """(places taken, sides shown so far) for a pair whose row the caller has locked."""
     rows = Assignment.objects.filter(pair=pair).filter(
@@ -68,7 +74,7 @@ def keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
         return True
     pair = Pair.objects.select_for_update().get(pk=current.pair_id)
     taken, _ = places(pair, now, exclude=current.pk)
-    if current.pair.gold is not None or taken < project.judgments_per_pair:
+    if pair.gold is not None or taken < pair_quota(project, pair):
         current.lease_expires_at = lease_end(project, now)
         current.save(update_fields=["lease_expires_at"])
         return True
@@ -133,7 +139,7 @@ def judgment_check(
         raise Conflict("This assignment was skipped.", code="assignment_skipped")
     if assignment.lease_expires_at <= now or assignment.status == AssignmentStatus.EXPIRED:
         taken, _ = places(pair, now, exclude=assignment.pk)
-        if pair.gold is None and taken >= project.judgments_per_pair:
+        if pair.gold is None and taken >= pair_quota(project, pair):
             raise Conflict(
                 "This assignment expired and its place went to another rater; ask for the next pair.",
                 code="assignment_expired",

@@ -33,7 +33,7 @@ from .serving import Served, next_for, with_progress
 _READ = (
     (Assignment, "a", [f.attname for f in Assignment._meta.concrete_fields]),
     (Project, "pr", [f.attname for f in Project._meta.concrete_fields]),
-    (Pair, "p", ["id", "project_id", "gold", "judgment_count"]),
+    (Pair, "p", ["id", "project_id", "gold", "judgment_count", "extra_judgments"]),
     (Rater, "r", ["id", "user_id"]),
 )
 
