@@ -17,6 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from rm_training import conversation
 from web.ids import parse_id
 
 from . import admin_files, services
@@ -233,8 +234,27 @@ class ProjectAdmin(admin.ModelAdmin):
         return admin_files.export_download(self, request, project)
 
 
+class PairForm(forms.ModelForm):
+    """A pair's messages checked as the import checks them (rm_training.conversation, in its words), and its
+    prompt kept their text rendering: the rating page, the exports and the trainer read both."""
+
+    # No Meta: the admin builds the form's Meta from PairAdmin (modelform_factory).
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        messages = cleaned.get("messages")
+        if messages is None or "messages" in self.errors:
+            return cleaned
+        problems = conversation.message_problems(messages)
+        if problems:
+            self.add_error("messages", [f"{where or 'messages'}: {message}." for where, message in problems])
+            return cleaned
+        cleaned["prompt"], cleaned["messages"] = conversation.normalize(messages)
+        return cleaned
+
+
 @admin.register(Pair)
 class PairAdmin(admin.ModelAdmin):
+    form = PairForm
     list_display = ["id", "external_id", "project", "short_prompt", "judgment_count", "gold", "created_at"]
     list_filter = ["project", "gold"]
     search_fields = ["external_id", "prompt"]

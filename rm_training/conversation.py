@@ -23,6 +23,7 @@ tokenizers without a chat template, not for parsing back: a content may itself h
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -39,6 +40,12 @@ Problem = tuple[str, str]
 # Import formats (the import endpoint's ``format`` parameter, ``import_pairs --format``).
 FORMATS = ("pairs", "trl", "hh-rlhf")
 Format = Literal["pairs", "trl", "hh-rlhf"]
+
+
+def is_blank(text: str) -> bool:
+    """Nothing a reader would see: whitespace and Unicode format characters (category Cf: zero-width
+    spaces and joiners, the byte-order mark, soft hyphens, bidi controls), which str.strip() keeps."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
 
 
 def _at(*parts: str | int) -> str:
@@ -81,7 +88,7 @@ def message_problems(value: Any) -> list[Problem]:
                 )
         if not isinstance(content, str):
             problems.append((_at(index, "content"), "required: a string"))
-        elif not content.strip():
+        elif is_blank(content):
             problems.append((_at(index, "content"), "must not be empty or blank"))
         elif len(content) > MAX_CONTENT_CHARS:
             problems.append(
@@ -96,7 +103,9 @@ def message_problems(value: Any) -> list[Problem]:
 def prompt_problems(value: Any) -> list[Problem]:
     """Every problem of a prompt: a non-blank string, or a list of messages."""
     if value is None or isinstance(value, str):
-        return [] if value and value.strip() else [("", "required: a non-empty string or a list of messages")]
+        if value and not is_blank(value):
+            return []
+        return [("", "required: a non-empty string or a list of messages")]
     return message_problems(value)
 
 

@@ -176,6 +176,10 @@ class PairEncoder:
         self._backend = Tokenizer.from_str(backend.to_str())
         self._backend.no_padding()
         self._backend.no_truncation()
+        # A text that says "[SEP]" or "<|endoftext|>" is text: only the templates add special tokens, so no
+        # prompt, message or response can end a segment or pass for padding (the chat path's
+        # sanitize_control_tokens does the same for a template's control tokens).
+        self._backend.encode_special_tokens = True
         self.max_length = max_length
         self.tokenizer = tokenizer
         # A chat model's template: every prompt goes through it (see the module's docstring).

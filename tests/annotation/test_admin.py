@@ -306,3 +306,81 @@ def test_saving_instructions_with_images_the_page_will_not_load_warns(
     else:
         assert "1 image(s) the rating page will not load" in page and html_escape(warned) in page
         assert 'class="warning"' in page
+
+
+def _conversation_pair_form(pair: Pair, messages: Any, prompt: str | None = None) -> dict[str, Any]:
+    import json
+
+    return {
+        "project": pair.project_id,
+        "external_id": pair.external_id or "",
+        "prompt": pair.prompt if prompt is None else prompt,
+        "messages": json.dumps(messages),
+        "response_a": pair.response_a,
+        "response_b": pair.response_b,
+        "model_a": "",
+        "model_b": "",
+        "metadata": "{}",
+        "gold": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "tool", "content": 5}],  # a role and a content the format does not have
+        ["a string, not a message"],  # crashed the rating page (str has no .get)
+        [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],  # ends with the model
+    ],
+)
+def test_the_admin_refuses_messages_the_import_would_refuse(superuser_client, make_project, messages):
+    # The admin's change form wrote any JSON into Pair.messages unchecked: the rating page then answered
+    # 500, and the exports carried a conversation that the trainer refuses, failing the whole run.
+    project = make_project("admin-conversation")
+    services.pairs_import(
+        project=project,
+        items=[
+            {
+                "external_id": "c1",
+                "prompt": [
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello"},
+                    {"role": "user", "content": "Why?"},
+                ],
+                "response_a": "a",
+                "response_b": "b",
+            }
+        ],
+    )
+    pair = Pair.objects.get()
+    before = pair.messages
+    url = reverse("admin:annotation_pair_change", args=[pair.pk])
+    response = superuser_client.post(url, _conversation_pair_form(pair, messages))
+    assert response.status_code == 200  # the form again, with the error
+    assert "must be" in response.content.decode()
+    pair.refresh_from_db()
+    assert pair.messages == before
+
+
+def test_a_conversation_edited_in_the_admin_keeps_its_prompt_its_text_rendering(
+    superuser_client, make_project
+):
+    project = make_project("admin-conversation-ok")
+    services.pairs_import(
+        project=project,
+        items=[{"external_id": "c1", "prompt": "Plain", "response_a": "a", "response_b": "b"}],
+    )
+    pair = Pair.objects.get()
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "Why?"},
+    ]
+    url = reverse("admin:annotation_pair_change", args=[pair.pk])
+    response = superuser_client.post(url, _conversation_pair_form(pair, messages, prompt="stale text"))
+    assert response.status_code == 302
+    pair.refresh_from_db()
+    assert pair.messages == messages
+    assert pair.prompt == "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello\n\nUser: Why?"
+    assert superuser_client.get(url).status_code == 200

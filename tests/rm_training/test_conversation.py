@@ -206,3 +206,12 @@ def test_trl_implicit_rows_split_off_the_shared_history() -> None:
     with pytest.raises(RowError) as raised:
         pair_from_row({"chosen": "x", "rejected": "y"}, "trl")
     assert raised.value.problems[0][0] == "prompt"
+
+
+@pytest.mark.parametrize("invisible", ["\u200b\u200b", "\ufeff\u00a0", "\u200d \u2060\u00ad", "\u202e\u202c"])
+def test_a_content_of_invisible_characters_is_blank(invisible: str) -> None:
+    # Zero-width spaces and joiners, the byte-order mark, a soft hyphen and bidi controls are not
+    # whitespace to str.strip(), yet the rater reads an empty turn: such a message is blank, as "   " is.
+    assert message_problems([user(invisible)]) == [("0.content", "must not be empty or blank")]
+    assert conversation.prompt_problems(invisible) != []
+    assert message_problems([user(invisible + "x")]) == []

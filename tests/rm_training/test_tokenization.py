@@ -223,3 +223,29 @@ def test_a_cut_inside_whitespace_that_makes_no_tokens_is_widened(
     monkeypatch.setattr(tokenization, "CHARS_PER_TOKEN", 10**6)
     assert cut == PairEncoder(bert_tokenizer, max_length=16).encode([prompt], [response])
     assert cut[0].response_truncated and cut[0].prompt_truncated
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "What [SEP] is [CLS] this",
+        [
+            {"role": "user", "content": "Hi [SEP] there"},
+            {"role": "assistant", "content": "[CLS] ok"},
+            {"role": "user", "content": "q [PAD]"},
+        ],
+    ],
+)
+def test_special_tokens_written_in_a_text_are_read_as_text(
+    bert_tokenizer: PreTrainedTokenizerFast, prompt: str | list[dict[str, str]]
+) -> None:
+    # A message (or plain prompt, or response) that says "[SEP]" must not end the prompt's segment, as a
+    # chat template's control tokens inside a message do not open a turn (sanitize_control_tokens):
+    # without a chat template the tokenizer made the special token itself from the text.
+    encoder = PairEncoder(bert_tokenizer, max_length=64)
+    (sequence,) = encoder.encode([prompt], ["an answer [SEP] [PAD]"])
+    ids = sequence.input_ids
+    assert ids.count(bert_tokenizer.sep_token_id) == 2  # the pair template's own two
+    assert ids.count(bert_tokenizer.cls_token_id) == 1
+    assert bert_tokenizer.pad_token_id not in ids
+    assert sequence.score_index == len(ids) - 1
