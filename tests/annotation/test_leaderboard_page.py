@@ -61,6 +61,10 @@ def test_the_page_shows_the_ratings_the_charts_and_the_options(superuser_client,
     assert '<option value="gamma" selected>' in text and 'name="exclude_flagged" value="true" checked' in text
     rows = re.findall(r'>gamma</th><td class="num">(\d+)</td>', text)
     assert rows == ["1000"]
+    # The JSON and the downloads give the board shown, not the default one.
+    for link in ("leaderboard/", "export/leaderboard.csv", "export/leaderboard.json"):
+        assert f'href="/api/v1/projects/arena/{link}?reference=gamma&amp;exclude_flagged=true"' in text
+    assert 'href="/api/v1/projects/arena/export/leaderboard.csv"' in page  # the defaults: no query
     # A bad option says so and shows the default board.
     bad = superuser_client.get(url(project), {"reference": "nobody", "rounds": "lots"}).content.decode()
     assert bad.count('class="errornote"') == 1 and "rounds:" in bad and ">alpha</th>" in bad
