@@ -215,14 +215,16 @@ def interval_chart(
                 continue
             ys = [len(labels) - 1 - row + offsets[index] for row, *_ in rows]
             values = [value for _, value, _, _ in rows]
-            errors = [
-                [value - low for _, value, low, _ in rows],
-                [high - value for _, value, _, high in rows],
-            ]
-            axes.errorbar(
-                values, ys, xerr=errors, fmt=_MARKERS[index % len(_MARKERS)], markersize=4, capsize=2,
-                linewidth=1, color=str(0.1 + 0.35 * index), label=clean_text(name),
-            )  # fmt: skip
+            # The bar from its bounds, the point apart: a percentile bootstrap interval need not hold
+            # the fitted rating (nor, at width 0, hold it to the last bit), and errorbar refuses the
+            # negative error that the point's distance to a bound would then be.
+            middles = [(low + high) / 2 for _, _, low, high in rows]
+            halves = [max(0.0, (high - low) / 2) for _, _, low, high in rows]
+            color = str(0.1 + 0.35 * index)
+            axes.errorbar(middles, ys, xerr=halves, fmt="none", capsize=2, linewidth=1, color=color)
+            axes.plot(
+                values, ys, _MARKERS[index % len(_MARKERS)], markersize=4, color=color, label=clean_text(name)
+            )
         if anchor is not None:
             name, value = anchor
             axes.axvline(

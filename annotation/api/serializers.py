@@ -376,13 +376,22 @@ class LeaderboardQuerySerializer(ExportQuerySerializer):
     )
 
 
-class JudgmentsExportQuerySerializer(ExportQuerySerializer):
-    raw = serializers.BooleanField(
+def _raw_csv_field() -> serializers.BooleanField:
+    # One wording for every CSV export that takes ?raw (docs/API.md, Export).
+    return serializers.BooleanField(
         required=False,
         default=False,
         help_text="CSV only: text cells as they are. Without it a cell that starts with =, +, -, @, tab or "
         "carriage return gets a leading ' so that a spreadsheet shows it instead of running it as a formula.",
     )
+
+
+class JudgmentsExportQuerySerializer(ExportQuerySerializer):
+    raw = _raw_csv_field()
+
+
+class LeaderboardExportQuerySerializer(LeaderboardQuerySerializer):
+    raw = _raw_csv_field()
 
 
 class JudgmentListQuerySerializer(ExportQuerySerializer):

@@ -583,9 +583,11 @@ _LEADERBOARD_ERRORS = {
 }
 
 
-def _leaderboard(request: Request, slug: str) -> selectors.LeaderboardReport:
+def _leaderboard(
+    request: Request, slug: str, query: dict[str, Any] | None = None
+) -> selectors.LeaderboardReport:
     project = _project(request, slug)
-    query = _query(request, s.LeaderboardQuerySerializer)
+    query = _query(request, s.LeaderboardQuerySerializer) if query is None else query
     options = selectors.LeaderboardOptions(
         **{name: query.pop(name) for name in ("style", "exclude_flagged", "seed", "rounds")},
         reference=query.pop("reference", None),
@@ -621,7 +623,7 @@ LEADERBOARD_COLUMNS = (
 
 class LeaderboardExportView(_ExportView):
     @extend_schema(
-        parameters=[s.LeaderboardQuerySerializer],
+        parameters=[s.LeaderboardExportQuerySerializer],
         responses={
             (200, "text/csv"): OpenApiResponse(
                 OpenApiTypes.STR, description="A header row, then one model per row, best first."
@@ -634,9 +636,11 @@ class LeaderboardExportView(_ExportView):
         summary="The leaderboard as a file (.csv: one row per model; .json: the whole report)",
     )
     def get(self, request: Request, slug: str, extension: str) -> StreamingHttpResponse:
-        report = _leaderboard(request, slug)
+        query = _query(request, s.LeaderboardExportQuerySerializer)
+        raw = query.pop("raw")  # as for judgments.csv; the JSON file is written as it is
+        report = _leaderboard(request, slug, query)
         if extension == "csv":
-            chunks = selectors.as_csv(report.model_rows(), LEADERBOARD_COLUMNS)
+            chunks = selectors.as_csv(report.model_rows(), LEADERBOARD_COLUMNS, raw=raw)
             return files.file_response(
                 chunks, content_type="text/csv; charset=utf-8", filename=f"{slug}-leaderboard.csv"
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -40,6 +41,23 @@ def _options(request: HttpRequest) -> tuple[ExportFilter, LeaderboardOptions, li
         **{name: data.pop(name) for name in ("style", "exclude_flagged", "seed", "rounds")},
     )
     return ExportFilter(**data), options, []
+
+
+def _query_string(filters: ExportFilter, options: LeaderboardOptions) -> str:
+    """The filters and options that differ from the defaults, as the API's query string: the page's links
+    to the JSON and the downloads give the board it shows."""
+    defaults = LeaderboardOptions()
+    given: dict[str, Any] = {
+        "since": filters.since.isoformat() if filters.since else None,
+        "until": filters.until.isoformat() if filters.until else None,
+        "min_votes": filters.min_votes,
+        "reference": options.reference,
+    }
+    for name in ("style", "exclude_flagged", "seed", "rounds"):
+        value = getattr(options, name)
+        if value != getattr(defaults, name):
+            given[name] = str(value).lower() if isinstance(value, bool) else value
+    return urlencode({name: value for name, value in given.items() if value is not None})
 
 
 def _points(value: float) -> str:
@@ -102,6 +120,7 @@ def project_leaderboard_page(
             "errors": errors,
             "options": options,
             "filters": report.filters,
+            "query": _query_string(filters, options),
             "model_options": [(model, charts.plain_label(model)) for model in board.models],
             "rows": [
                 {

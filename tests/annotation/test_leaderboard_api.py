@@ -172,6 +172,12 @@ def test_the_csv_is_one_row_per_model_with_formulas_neutralised(make_project, ap
     as_json = api(admin_user).get("/api/v1/projects/csv/export/leaderboard.json", {"rounds": 20})
     body = json.loads(b"".join(as_json.streaming_content))
     assert {m["model"] for m in body["models"]} == {"=HYPERLINK(1)", "plain"}
+    # ?raw=true as on every CSV export (it was refused here as an unknown parameter).
+    raw = api(admin_user).get("/api/v1/projects/csv/export/leaderboard.csv", {"rounds": 20, "raw": "true"})
+    assert raw.status_code == 200, raw.content
+    rows = list(csv.DictReader(io.StringIO(b"".join(raw.streaming_content).decode())))
+    assert {row["model"] for row in rows} == {"=HYPERLINK(1)", "plain"}
+    assert api(admin_user).get(URL.format("csv"), {"raw": "true"}).status_code == 400  # a download option
 
 
 def test_an_empty_project_answers_an_empty_board(make_project, api, admin_user):

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from annotation import charts
+from annotation import charts, services
 from tests.annotation.test_leaderboard_api import import_battles
 
 
@@ -61,6 +61,10 @@ def test_the_page_shows_the_ratings_the_charts_and_the_options(superuser_client,
     assert '<option value="gamma" selected>' in text and 'name="exclude_flagged" value="true" checked' in text
     rows = re.findall(r'>gamma</th><td class="num">(\d+)</td>', text)
     assert rows == ["1000"]
+    # The JSON and the downloads give the board shown, not the default one.
+    for link in ("leaderboard/", "export/leaderboard.csv", "export/leaderboard.json"):
+        assert f'href="/api/v1/projects/arena/{link}?reference=gamma&amp;exclude_flagged=true"' in text
+    assert 'href="/api/v1/projects/arena/export/leaderboard.csv"' in page  # the defaults: no query
     # A bad option says so and shows the default board.
     bad = superuser_client.get(url(project), {"reference": "nobody", "rounds": "lots"}).content.decode()
     assert bad.count('class="errornote"') == 1 and "rounds:" in bad and ">alpha</th>" in bad
@@ -104,3 +108,34 @@ def test_the_charts_draw_intervals_and_heat_maps():
     assert "0.70" in heat and "0.30" in heat
     assert "No data yet" in charts.heat_map([], [], title="t", label="share")
     assert "No data yet" in charts.interval_chart([], {"plain": []}, title="t", x_label="x")
+
+
+def test_an_interval_that_leaves_out_its_point_is_drawn():
+    # A percentile bootstrap interval need not hold the fitted rating (a skewed bootstrap; or, with every
+    # battle the same outcome, an interval of width 0 a rounding away from it): matplotlib refuses a
+    # negative error bar, which was a 500 on the page.
+    svg = charts.interval_chart(
+        ["a", "b"],
+        {"plain": [(1389.168836421104, 1389.1688364211036, 1389.1688364211036), (1000, 1010, 1050)]},
+        title="Ratings",
+        x_label="rating",
+    )
+    assert svg.startswith("<svg")
+
+
+def test_the_page_of_a_model_that_won_every_battle(superuser_client, make_project):
+    project = make_project("sweep", judgments_per_pair=1)
+    services.pairs_import(
+        project=project,
+        items=[
+            {"external_id": f"s{i}", "prompt": f"P{i}", "response_a": f"A{i}", "response_b": f"B{i}",
+             "model_a": "GPT", "model_b": "gpt "}
+            for i in range(2)
+        ],
+    )  # fmt: skip
+    services.judgments_import(
+        project=project,
+        items=[{"pair": f"s{i}", "rater": "ann", "choice": "a"} for i in range(2)],
+    )
+    response = superuser_client.get(url(project))
+    assert response.status_code == 200 and ">GPT</th>" in response.content.decode()

@@ -148,3 +148,23 @@ def test_undo_without_javascript(tab, make_project, make_rater):
     t.page.wait_for_selector("text=Corrected.")
     judgment = Judgment.objects.get()
     assert JudgmentRevision.objects.get(judgment=judgment).choice != judgment.choice
+
+
+def test_the_correction_page_shows_no_lease_warning(tab, make_project, make_rater):
+    # The judged pair has no hold to run out: the lease countdown, never started on this page, used to
+    # count from 0 and say "The hold on this pair ran out" a second after the page opened.
+    project = make_project("nolease", judgments_per_pair=1, correction_seconds=120)
+    _pairs(project, 2)
+    make_rater(project, username="rita")
+    t = tab()
+    t.login("rita")
+    t.goto(RATE.format(slug="nolease"))
+    t.page.click("label[for=choice-left]")
+    t.page.click("#submit")
+    t.page.wait_for_selector("#undo", state="visible")
+    t.page.keyboard.press("u")
+    t.page.wait_for_selector("#correcting-note")
+    t.page.wait_for_timeout(2500)  # the countdown ticks every second
+    assert t.page.is_hidden("#lease")
+    assert "ran out" not in t.page.inner_text("body")
+    t.assert_clean()

@@ -5,7 +5,8 @@
 // The banner (leaseBox, its text in leaseMessage) counts down every second; screen readers hear only
 // the two changes, through announce. Returns leaseStart(msLeft), for each pair.
 export function leaseCountdown(leaseBox, leaseMessage, leaseSeconds, announce) {
-  var lease = { deadline: 0, state: "" };
+  // deadline null: no hold counted (the correction page, whose pair is judged already, never starts one).
+  var lease = { deadline: null, state: "" };
   function leaseStart(msLeft) {
     lease.deadline = performance.now() + msLeft;
     lease.state = "";
@@ -13,6 +14,7 @@ export function leaseCountdown(leaseBox, leaseMessage, leaseSeconds, announce) {
     leaseMessage.textContent = "";
   }
   function leaseTick() {
+    if (lease.deadline === null) return;
     var left = lease.deadline - performance.now();
     var warnAt = Math.min(120, leaseSeconds / 4) * 1000;
     if (left <= 0 && lease.state !== "expired") {
