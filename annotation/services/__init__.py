@@ -14,8 +14,9 @@ from .engine import (
     judgment_record_and_next,
     leases_expire,
 )
+from .engine.counters import counters_recount
 from .judgments_import import JudgmentImportResult, judgments_import
-from .pairs import ImportResult, pairs_import
+from .pairs import ImportResult, pair_save, pairs_delete, pairs_import
 from .projects import PROJECT_ADMIN_SETTINGS, PROJECT_SETTINGS, project_create, project_update
 from .raters import project_rater_remove, project_raters_add, rater_create, rater_get_or_create
 
@@ -28,10 +29,13 @@ __all__ = [
     "assignment_next",
     "assignment_skip",
     "assignment_skip_and_next",
+    "counters_recount",
     "judgment_record",
     "judgment_record_and_next",
     "judgments_import",
     "leases_expire",
+    "pair_save",
+    "pairs_delete",
     "pairs_import",
     "project_create",
     "project_rater_remove",
