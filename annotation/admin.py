@@ -108,7 +108,7 @@ class ProjectAdmin(admin.ModelAdmin):
         for project in queryset:
             recount = services.counters_recount(project=project)
             state = "repaired" if recount.repaired else "were right"
-            self.message_user(request, f"{project.slug}: the counters {state}.")
+            self.message_user(request, f"{project.slug}: counters {state}.")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The API names a project by its slug for good: renaming it would break every URL and export.

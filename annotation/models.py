@@ -263,7 +263,13 @@ class Pair(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order"),
+            # The claim's probes walk it in order; longer and gold ride along so that the agreement report
+            # reads its judged pairs (judgment_count > 0) from the index alone, not the wide pair rows.
+            models.Index(
+                fields=["project", "judgment_count", "id"],
+                include=["longer", "gold"],
+                name="pair_engine_order",
+            ),
             # Re-imports without an external_id find the same content by its hash.
             models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
         ]
@@ -423,7 +429,12 @@ class RaterProgress(models.Model):
     """A rater's counts in a project: judgments made, and open pairs finished (judged, skipped or expired
     on a pair that is still open): rater_progress's "available" is open pairs less these."""
 
-    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="progress")
+    # No foreign key constraint in the database: its check at COMMIT takes a KEY SHARE lock on the rater's
+    # row, and a judgment that closes a pair adds to the rows of the pair's other raters, whose rows their
+    # own requests hold FOR UPDATE (the engine's one-request-per-rater lock) while they wait for that
+    # pair: a deadlock. Raters are never deleted but with their project (imported raters), which takes
+    # these rows with it.
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="progress", db_constraint=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rater_progress")
     done = models.BigIntegerField(default=0)
     finished = models.BigIntegerField(default=0)

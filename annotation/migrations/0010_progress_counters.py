@@ -107,7 +107,10 @@ class Migration(migrations.Migration):
             model_name="raterprogress",
             name="rater",
             field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="progress", to="annotation.rater"
+                db_constraint=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="progress",
+                to="annotation.rater",
             ),
         ),
         migrations.AddConstraint(
@@ -117,6 +120,18 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="raterprogress",
             constraint=models.UniqueConstraint(fields=("rater", "project"), name="rater_progress_unique"),
+        ),
+        migrations.RemoveIndex(
+            model_name="pair",
+            name="pair_engine_order",
+        ),
+        migrations.AddIndex(
+            model_name="pair",
+            index=models.Index(
+                fields=["project", "judgment_count", "id"],
+                include=("longer", "gold"),
+                name="pair_engine_order",
+            ),
         ),
         migrations.RunPython(fill_counters, migrations.RunPython.noop),
     ]

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 
-from annotation.models import Choice, Pair, Project
+from annotation.models import Choice, Judgment, Pair, Project
 from rm_training import jsonl
 from web.errors import Conflict, items_invalid, too_many_items
 
 from .bulk import tables_analyze
-from .engine.counters import pairs_added, pairs_counted
+from .engine.counters import pairs_added, pairs_counted, progress_add
 
 _PAIR_FIELDS = {"prompt", "response_a", "response_b", "external_id", "model_a", "model_b", "metadata", "gold"}
 _MAX_SHORT = 200
@@ -183,5 +184,9 @@ def pairs_delete(*, pairs: Iterable[Pair]) -> None:
     for project_pairs in by_project.values():
         ids = sorted(pair.pk for pair in project_pairs)
         list(Pair.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
-        pairs_counted(project=project_pairs[0].project, pair_ids=ids, sign=-1)
+        project = project_pairs[0].project
+        pairs_counted(project=project, pair_ids=ids, sign=-1)
+        # Their judgments go with them: no longer done by their raters.
+        judged = Judgment.objects.filter(pair_id__in=ids).values("rater_id").annotate(n=Count("pk"))
+        progress_add(project_id=project.pk, rows=[(row["rater_id"], -row["n"], 0) for row in judged])
         Pair.objects.filter(pk__in=ids).delete()

@@ -170,6 +170,7 @@ def pairs_counted(
     after it, holding the pairs' row locks. The data version goes up either way."""
     if not pair_ids:
         return
+    ids: list[Any]
     if connection.vendor == "postgresql":
         pairs, ids = (
             "SELECT id, gold, judgment_count FROM annotation_pair WHERE id = ANY(%s)",

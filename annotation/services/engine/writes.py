@@ -291,38 +291,24 @@ def leases_expire(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     with transaction.atomic():
         # Under their pairs' row locks, as every change of an assignment's status (the counters count
-        # an expired assignment on an open pair as finished): pairs another request holds are left for
-        # the next run.
-        pair_ids = sorted(
-            set(
-                Pair.objects.filter(
-                    assignments__status=AssignmentStatus.ACTIVE, assignments__lease_expires_at__lte=now
-                )
-                .select_for_update(skip_locked=True, of=("self",))
-                .values_list("pk", flat=True)
-            )
-        )
-        if not pair_ids:
-            return 0
+        # an expired assignment on an open pair as finished). SKIP LOCKED on both rows: a pair or an
+        # assignment that a request holds is left for the next run, and this never waits for a request
+        # (which may itself wait for a pair locked here).
         expired = list(
-            Assignment.objects.filter(
-                pair_id__in=pair_ids, status=AssignmentStatus.ACTIVE, lease_expires_at__lte=now
-            ).values_list(
-                "pk",
-                "project_id",
-                "rater_id",
-                "pair__gold",
-                "pair__judgment_count",
-                "project__judgments_per_pair",
-            )
+            Assignment.objects.filter(status=AssignmentStatus.ACTIVE, lease_expires_at__lte=now)
+            .select_related("pair", "project")
+            .only("project__judgments_per_pair", "rater_id", "pair__gold", "pair__judgment_count")
+            .select_for_update(skip_locked=True, of=("self", "pair"))
         )
-        Assignment.objects.filter(pk__in=[row[0] for row in expired]).update(
+        if not expired:
+            return 0
+        Assignment.objects.filter(pk__in=[assignment.pk for assignment in expired]).update(
             status=AssignmentStatus.EXPIRED, finished_at=now
         )
         finished: Counter[tuple[int, int]] = Counter(
-            (project_id, rater_id)
-            for _, project_id, rater_id, gold, judgment_count, quota in expired
-            if gold is None and judgment_count < quota
+            (a.project_id, a.rater_id)
+            for a in expired
+            if a.pair.gold is None and a.pair.judgment_count < a.project.judgments_per_pair
         )
         for (project_id, rater_id), n in sorted(finished.items(), key=lambda item: (item[0][1], item[0][0])):
             rater_finished_add(project_id=project_id, rater_id=rater_id, n=n)
