@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import io
 import random
+import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from annotation import services
 from annotation.models import Assignment, AssignmentStatus, Pair, ProjectCounter, RaterProgress
 from annotation.selectors import rater_progress
+from annotation.services.bulk import ANALYZE_MIN_ROWS, tables_analyze
 from annotation.services.engine.counters import COUNTER_SHARDS
 from tests.annotation.counters import assert_counters_equal_recount, by_rows, counted
 from tests.annotation.test_engine import in_parallel
@@ -165,6 +169,11 @@ def test_damaged_counters_are_repaired_by_the_recount(make_project, make_pairs, 
     assert_counters_equal_recount(project)
 
 
+@pytest.fixture
+def staff(admin_user, api):
+    return api(admin_user)
+
+
 def test_the_admin_action_recounts_the_counters(make_project, make_pairs, admin_user, client):
     project = make_project()
     make_pairs(project, 3)
@@ -180,3 +189,52 @@ def test_the_admin_action_recounts_the_counters(make_project, make_pairs, admin_
     assert response.status_code == 200
     assert [str(m) for m in response.context["messages"]] == [f"{project.slug}: counters repaired."]
     assert counted(project)["pairs"]["open"] == 3
+
+
+def _analyzed(table: str) -> tuple[Any, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_analyze, n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = %s", [table]
+        )
+        return cursor.fetchone()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_import_brings_the_planners_statistics_up_to_date(make_project, make_pairs, staff):
+    """Before it answers, through the API as through the service: pg_stat_user_tables says so (statistics
+    reach it within a moment of the commit, hence the short wait)."""
+    project = make_project("big", judgments_per_pair=1)
+    make_pairs(project, 10, prefix="small")  # under ANALYZE_MIN_ROWS: no ANALYZE
+    before = {table: _analyzed(table)[0] for table in ("annotation_pair", "annotation_judgment")}
+
+    def analyzed_since(table: str) -> bool:
+        deadline = time.monotonic() + 5
+        while True:
+            last = _analyzed(table)[0]
+            if (
+                last is not None and (before[table] is None or last > before[table])
+            ) or time.monotonic() > deadline:
+                return last is not None and (before[table] is None or last > before[table])
+            time.sleep(0.1)
+
+    items = [
+        {"external_id": f"x{i}", "prompt": "P", "response_a": "a", "response_b": f"b{i}"}
+        for i in range(ANALYZE_MIN_ROWS)
+    ]
+    response = staff.post("/api/v1/projects/big/pairs/", items, format="json")
+    assert response.status_code in (200, 201), response.content
+    assert analyzed_since("annotation_pair")
+    assert _analyzed("annotation_pair")[1] < ANALYZE_MIN_ROWS  # the new rows are in the statistics
+    judgments = [{"pair": f"x{i}", "rater": f"r{i % 7}", "choice": "a"} for i in range(ANALYZE_MIN_ROWS)]
+    services.judgments_import(project=project, items=judgments)
+    assert analyzed_since("annotation_judgment")
+
+
+def test_small_imports_do_not_analyze(make_project, make_pairs):
+    assert not tables_analyze(tables=["annotation_pair"], rows=ANALYZE_MIN_ROWS - 1)
+
+
+def test_jit_is_off_on_every_connection(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)
