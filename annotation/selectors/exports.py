@@ -54,8 +54,13 @@ PREFERENCE_COLUMNS = (
 # that a chunk of long texts stays a few megabytes.
 CHUNK_ROWS = 2000
 # Judgments per keyset chunk of the JSON Lines export (one COPY each, streamed: memory holds a block, not
-# a chunk); judgment_rows' chunks are CHUNK_ROWS, which it holds in memory.
-COPY_CHUNK_ROWS = 20_000
+# a chunk): the first FIRST_CHUNK_ROWS, each next chunk twice the one before, up to COPY_CHUNK_ROWS. A
+# small LIMIT makes the planner walk the (project, id) index with a nested loop to each judgment's pair,
+# so the first line comes at once; with a LIMIT near the project's size it would join whole tables and
+# sort (at 100,000 pairs, 0.3 s before the first byte). judgment_rows' chunks are CHUNK_ROWS, which it
+# holds in memory.
+FIRST_CHUNK_ROWS = 500
+COPY_CHUNK_ROWS = 16_000
 
 
 @dataclass(frozen=True)
@@ -138,9 +143,9 @@ def judgment_lines(*, project: Project, filters: ExportFilter) -> Iterator[bytes
         return
     connection.ensure_connection()
     block = bytearray()
-    last = 0
+    last, size = 0, min(FIRST_CHUNK_ROWS, COPY_CHUNK_ROWS)
     while True:
-        inner, params = rows.filter(id__gt=last)[:COPY_CHUNK_ROWS].query.sql_with_params()
+        inner, params = rows.filter(id__gt=last)[:size].query.sql_with_params()
         # CSV with a delimiter and a quote that JSON text never holds raw (it escapes control characters):
         # every field goes out as it is, so each line is exactly the JSON. The subquery's ORDER BY id
         # holds: the outer query only projects its rows.
@@ -157,11 +162,12 @@ def judgment_lines(*, project: Project, filters: ExportFilter) -> Iterator[bytes
                 if len(block) >= 1 << 20:
                     yield bytes(block)
                     block.clear()
-        if count < COPY_CHUNK_ROWS:
+        if block:  # a chunk's end: what it wrote goes out (the first chunk's rows at once)
+            yield bytes(block)
+            block.clear()
+        if count < size:
             break
-        last = _line_id(bytes(last_row))
-    if block:
-        yield bytes(block)
+        last, size = _line_id(bytes(last_row)), min(2 * size, COPY_CHUNK_ROWS)
 
 
 def _line_id(line: bytes) -> int:

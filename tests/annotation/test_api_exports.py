@@ -385,6 +385,7 @@ def test_keyset_chunks_give_the_same_bytes_as_one_chunk(project, judged, staff, 
     queries = [{}, {"min_votes": 3}, {"until": cut}]
     paths = ("judgments.jsonl", "judgments.csv")
     whole = {(path, i): body(staff.get(EXPORT + path, q)) for path in paths for i, q in enumerate(queries)}
+    monkeypatch.setattr(exports, "FIRST_CHUNK_ROWS", 1)  # chunks of 1, 2, 4, ... up to `chunk`
     monkeypatch.setattr(exports, "COPY_CHUNK_ROWS", chunk)
     monkeypatch.setattr(exports, "CHUNK_ROWS", chunk)
     chunked = {(path, i): body(staff.get(EXPORT + path, q)) for path in paths for i, q in enumerate(queries)}
