@@ -193,7 +193,12 @@ def agreement(slug: str) -> dict[str, float]:
     from django.core.cache import cache
 
     from annotation.models import Project
-    from annotation.selectors.agreement import project_agreement, read_judgment_columns
+    from annotation.selectors.agreement import (
+        project_agreement,
+        read_judgment_columns,
+        read_rows,
+        report_from_rows,
+    )
     from annotation.selectors.exports import ExportFilter
 
     project = Project.objects.get(slug=slug)
@@ -211,7 +216,13 @@ def agreement(slug: str) -> dict[str, float]:
     started = time.perf_counter()
     read_judgment_columns(project, ExportFilter())
     read = time.perf_counter() - started
-    return {"cold": cold, "warm": statistics.median(warm), "read": read}
+    started = time.perf_counter()
+    rows = read_rows(project, ExportFilter())
+    all_rows = time.perf_counter() - started
+    started = time.perf_counter()
+    report_from_rows(project, filters=ExportFilter(), rows=rows)
+    figures = time.perf_counter() - started
+    return {"cold": cold, "warm": statistics.median(warm), "read": read, "rows": all_rows, "figures": figures}
 
 
 def explain_hot_path(slug: str, rater_index: int) -> list[tuple[str, int, int, float, str]]:
@@ -333,9 +344,10 @@ def main() -> None:
     setup_django()
     rater_ids, tokens = make_raters()
     staff = staff_token()
-    fills = {}
+    fills, size_of = {}, {}
     for size in sizes:
         _, fills[size] = fill(args, size, rater_ids)
+        size_of[size] = database_size(args)
         print(f"filled {size:,} pairs in {fills[size]:.0f} s", flush=True)
     psql(args, "VACUUM ANALYZE")
 
@@ -356,18 +368,20 @@ def main() -> None:
     base = rows[0]
     lines = [
         "| pairs | fill | round trip p50 / p99 | 10 raters, judgments/s | agreement cold / warm"
-        " (reading the judgments) | export first byte |",
-        "| --- | --- | --- | --- | --- | --- |",
+        " (reading the judgments) | export first byte | database after the fill |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size, trips, rate, figures, first in rows:
         p50 = statistics.median(trips)
         lines.append(
             f"| {size:,} | {fills[size]:.0f} s | {ms(trips, 50)} / {ms(trips, 99)} ms"
             f" ({p50 / statistics.median(base[1]):.2f}x) | {rate:.0f} ({rate / base[2]:.0%})"
-            f" | {figures['cold']:.2f} / {1000 * figures['warm']:.1f} ms ({figures['read']:.2f} s;"
-            f" cold {figures['cold'] / max(figures['read'], 1e-9):.1f}x) | {1000 * first:.1f} ms |"
+            f" | {figures['cold']:.2f} s / {1000 * figures['warm']:.1f} ms ({figures['read']:.2f} s;"
+            f" cold {figures['cold'] / max(figures['read'], 1e-9):.1f}x; all rows {figures['rows']:.2f} s,"
+            f" figures {figures['figures']:.2f} s) | {1000 * first:.1f} ms"
+            f" | {size_of[size] / 2**30:.2f} GiB |"
         )
-    lines += ["", f"Database size after the fills: {size_of_db / 2**30:.2f} GiB.", ""]
+    lines += ["", f"Database size after the measurements: {size_of_db / 2**30:.2f} GiB.", ""]
     for size, plans in explains.items():
         lines += [f"EXPLAIN (ANALYZE, BUFFERS) at {size:,} pairs: rows, buffers, ms, top node, statement", ""]
         lines += [f"    {r:>7} {b:>7} {t:8.2f}  {node:<22} {sql}" for sql, r, b, t, node in plans]
