@@ -15,7 +15,7 @@ from django.utils import timezone
 from annotation.models import Assignment, AssignmentStatus, Membership, Project, Rater
 from web.errors import Invalid, NotFound
 
-from .engine.counters import rater_finished_add
+from .engine.counters import pair_open, rater_finished_add
 
 
 def rater_get_or_create(*, user: Any) -> Rater:
@@ -93,6 +93,5 @@ def project_rater_remove(*, project: Project, username: str, now: datetime | Non
         Assignment.objects.filter(pk=assignment.pk).update(
             status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now()
         )
-        pair = assignment.pair
-        if pair.gold is None and pair.judgment_count < project.judgments_per_pair:
+        if pair_open(assignment.pair, project):
             rater_finished_add(project_id=project.pk, rater_id=assignment.rater_id)

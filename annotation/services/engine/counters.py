@@ -44,6 +44,11 @@ def open_sql(pair: str, quota: str) -> str:
     return f"({pair}.gold IS NULL AND {pair}.judgment_count < {quota})"
 
 
+def pair_open(pair: Any, project: Project) -> bool:
+    """open_sql in Python, for a pair (gold, judgment_count) read under its row lock."""
+    return pair.gold is None and pair.judgment_count < project.judgments_per_pair
+
+
 def shard_of(writer_id: int | None) -> int:
     """The ProjectCounter row a writer updates: its rater's, or 0 for imports and the admin."""
     return (writer_id or 0) % COUNTER_SHARDS
@@ -78,6 +83,12 @@ def _counter_insert(after: str | None) -> str:
         " regular_pairs = c.regular_pairs + excluded.regular_pairs,"
         " gold_pairs = c.gold_pairs + excluded.gold_pairs, version = c.version + excluded.version"
     )
+
+
+@dataclass(frozen=True)
+class _Counted:
+    gold: str | None
+    judgment_count: int
 
 
 @dataclass(frozen=True)
@@ -129,10 +140,8 @@ def judgment_counters(
     """The counters a judgment changes, from its pair (gold, judgment_count) and assignment as locked
     before the write: the rater's finished open pairs gain the pair if it stays open; an assignment
     already expired counted it before."""
-    quota = project.judgments_per_pair
-    regular = pair.gold is None
-    open_before = regular and pair.judgment_count < quota
-    open_after = regular and pair.judgment_count + 1 < quota
+    open_before = pair_open(pair, project)
+    open_after = open_before and pair_open(_Counted(pair.gold, pair.judgment_count + 1), project)
     was_counted = open_before and assignment_status == AssignmentStatus.EXPIRED
     return JudgmentCounters(
         project_id=project.pk,

@@ -23,7 +23,7 @@ from annotation.models import (
 )
 from web.errors import Conflict, Forbidden, Invalid
 
-from .counters import rater_finished_add
+from .counters import pair_open, rater_finished_add
 
 
 def lease_end(project: Project, now: datetime) -> datetime:
@@ -77,7 +77,7 @@ def keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
     current.status = AssignmentStatus.EXPIRED
     current.finished_at = now
     current.save(update_fields=["status", "finished_at"])
-    if pair.gold is None and pair.judgment_count < project.judgments_per_pair:
+    if pair_open(pair, project):
         rater_finished_add(project_id=project.pk, rater_id=current.rater_id)
     return False
 

@@ -26,7 +26,7 @@ from annotation.selectors import can_rate_sql
 from web.errors import Conflict, Forbidden, NotFound
 
 from .claim import model_from_row, select_columns
-from .counters import JudgmentCounters, finished_cte, judgment_counters, rater_finished_add
+from .counters import JudgmentCounters, finished_cte, judgment_counters, pair_open, rater_finished_add
 from .rules import judgment_check
 from .serving import Served, next_for, with_progress
 
@@ -259,11 +259,7 @@ def _skip(*, assignment: Assignment, reason: str, now: datetime) -> Assignment:
         return assignment
     # The rater finishes an open pair (an expired assignment was counted when it expired).
     pair, project = assignment.pair, assignment.project
-    counts = (
-        assignment.status == AssignmentStatus.ACTIVE
-        and pair.gold is None
-        and pair.judgment_count < project.judgments_per_pair
-    )
+    counts = assignment.status == AssignmentStatus.ACTIVE and pair_open(pair, project)
     assignment.status = AssignmentStatus.SKIPPED
     assignment.skip_reason = reason
     assignment.finished_at = now
@@ -306,9 +302,7 @@ def leases_expire(*, now: datetime | None = None) -> int:
             status=AssignmentStatus.EXPIRED, finished_at=now
         )
         finished: Counter[tuple[int, int]] = Counter(
-            (a.project_id, a.rater_id)
-            for a in expired
-            if a.pair.gold is None and a.pair.judgment_count < a.project.judgments_per_pair
+            (a.project_id, a.rater_id) for a in expired if pair_open(a.pair, a.project)
         )
         for (project_id, rater_id), n in sorted(finished.items(), key=lambda item: (item[0][1], item[0][0])):
             rater_finished_add(project_id=project_id, rater_id=rater_id, n=n)
