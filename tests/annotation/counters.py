@@ -65,6 +65,9 @@ def by_rows(project: Project) -> dict[str, Any]:
 
 def assert_counters_equal_recount(project: Project) -> None:
     """The counters say what the rows say, and a recount finds nothing to repair."""
-    assert counted(project) == by_rows(project)
+    # (Not a test module: pytest does not rewrite these asserts, so they say what differs themselves.)
+    counters, rows = counted(project), by_rows(project)
+    assert counters == rows, (counters, rows)
     assert not services.counters_recount(project=project).repaired
-    assert counted(project) == by_rows(project)
+    counters, rows = counted(project), by_rows(project)
+    assert counters == rows, (counters, rows)

@@ -68,9 +68,19 @@ def keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
     rater's row)."""
     if current.lease_expires_at > now:
         return True
-    pair = Pair.objects.select_for_update().get(pk=current.pair_id)
+    # The assignment again with its pair, both locked (as leases_expire locks them): leases_expire may
+    # have closed it since the caller read it, and must not be counted twice or renewed.
+    locked = (
+        Assignment.objects.select_related("pair")
+        .select_for_update(of=("self", "pair"))
+        .only("status", "pair__gold", "pair__judgment_count")
+        .get(pk=current.pk)
+    )
+    if locked.status != AssignmentStatus.ACTIVE:
+        return False
+    pair = locked.pair
     taken, _ = places(pair, now, exclude=current.pk)
-    if current.pair.gold is not None or taken < project.judgments_per_pair:
+    if pair.gold is not None or taken < project.judgments_per_pair:
         current.lease_expires_at = lease_end(project, now)
         current.save(update_fields=["lease_expires_at"])
         return True
