@@ -120,6 +120,7 @@ class ProjectAdmin(admin.ModelAdmin):
     ]
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
+    actions = ["recount_counters"]
     fieldsets = [
         (None, {"fields": ["slug", "name", "instructions"]}),
         ("Raters", {"fields": ["rater_group", "add_raters", "remove_raters"]}),
@@ -127,6 +128,13 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Assignment", {"fields": ["lease_seconds", "gold_fraction"]}),
         ("Agreement dashboard", {"fields": ["very_fast_ms"]}),
     ]
+
+    @admin.action(description="Recount progress counters (and repair them)", permissions=["change"])
+    def recount_counters(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        for project in queryset:
+            recount = services.counters_recount(project=project)
+            state = "repaired" if recount.repaired else "were right"
+            self.message_user(request, f"{project.slug}: counters {state}.")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The API names a project by its slug for good: renaming it would break every URL and export.
@@ -287,6 +295,16 @@ class PairAdmin(admin.ModelAdmin):
         if obj is not None and obj.judgment_count:
             return False
         return super().has_change_permission(request, obj)
+
+    # Through the services, which keep the project's counters (annotation.services.engine.counters).
+    def save_model(self, request: HttpRequest, obj: Pair, form: Any, change: bool) -> None:
+        services.pair_save(pair=obj, adding=not change)
+
+    def delete_model(self, request: HttpRequest, obj: Pair) -> None:
+        services.pairs_delete(pairs=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Pair]) -> None:
+        services.pairs_delete(pairs=queryset.select_related("project"))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -9,7 +9,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Length
+from django.db.models.lookups import GreaterThan
 
 # Bounds of a project's settings, checked by the model's validators (the API and the admin) and its
 # constraints (the database).
@@ -247,6 +249,17 @@ class Pair(models.Model):
     # Left out of training by a reviewer (pair_leave_out): the judgments export keeps its rows, marked
     # left_out; the preferences export, snapshots' training and the trainer leave the pair out.
     left_out = models.BooleanField(default=False, editable=False)
+    # Which response is longer (0: A, 1: B, -1: as long), computed by the database when the texts are
+    # written: the agreement report's length figures read it without detoasting every response.
+    longer = models.GeneratedField(
+        expression=Case(
+            When(GreaterThan(Length("response_a"), Length("response_b")), then=Value(0)),
+            When(GreaterThan(Length("response_b"), Length("response_a")), then=Value(1)),
+            default=Value(-1),
+        ),
+        output_field=models.SmallIntegerField(),
+        db_persist=True,
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -282,7 +295,6 @@ class Pair(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order"),
             # The claim's first probe and progress's count of raised pairs: the few pairs a reviewer asked
             # more votes for, found without reading the others.
             models.Index(
@@ -290,9 +302,12 @@ class Pair(models.Model):
                 condition=Q(extra_judgments__gt=0, gold__isnull=True),
                 name="pair_raised",
             ),
-            # Progress counts a project's open regular pairs with every pair served: an index-only count.
+            # The claim's probes walk it in order; longer and gold ride along so that the agreement report
+            # reads its judged pairs (judgment_count > 0) from the index alone, not the wide pair rows.
             models.Index(
-                fields=["project", "judgment_count"], condition=Q(gold__isnull=True), name="pair_open_regular"
+                fields=["project", "judgment_count", "id"],
+                include=["longer", "gold"],
+                name="pair_engine_order",
             ),
             # Re-imports without an external_id find the same content by its hash.
             models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
@@ -421,6 +436,8 @@ class Judgment(models.Model):
             ),
         ]
         indexes = [
+            # Exports read a project's judgments in id order, in keyset chunks (selectors.exports).
+            models.Index(fields=["project", "id"], name="judgment_project_id"),
             models.Index(fields=["project", "created_at"], name="judgment_project_time"),
             # Progress counts a rater's judgments in a project with every pair served.
             models.Index(fields=["rater", "project"], name="judgment_rater_project"),
@@ -506,3 +523,49 @@ class PairReviewAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} on pair {self.pair_id}"
+
+
+# Counters kept by the writes that change them (annotation.services.engine.counters), so that progress
+# and the agreement report's cache check read a few rows instead of counting a project's pairs. A
+# recount (manage.py recount_progress, the project admin's action) rebuilds them from the rows.
+
+
+class ProjectCounter(models.Model):
+    """One of a project's COUNTER_SHARDS rows; the project's figures are their sums. A writer updates the
+    row of its own shard (by rater id), so concurrent raters do not queue on one hot row."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="counters")
+    shard = models.PositiveSmallIntegerField()
+    # Regular pairs with fewer than judgments_per_pair judgments: rater_progress's "open pairs".
+    open_pairs = models.BigIntegerField(default=0)
+    regular_pairs = models.BigIntegerField(default=0)
+    gold_pairs = models.BigIntegerField(default=0)
+    # Bumped by every write that changes what the agreement report reads: its cache check.
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "shard"], name="project_counter_shard")]
+
+    def __str__(self) -> str:
+        return f"{self.project} counter {self.shard}"
+
+
+class RaterProgress(models.Model):
+    """A rater's counts in a project: judgments made, and open pairs finished (judged, skipped or expired
+    on a pair that is still open): rater_progress's "available" is open pairs less these."""
+
+    # No foreign key constraint in the database: its check at COMMIT takes a KEY SHARE lock on the rater's
+    # row, and a judgment that closes a pair adds to the rows of the pair's other raters, whose rows their
+    # own requests hold FOR UPDATE (the engine's one-request-per-rater lock) while they wait for that
+    # pair: a deadlock. Raters are never deleted but with their project (imported raters), which takes
+    # these rows with it.
+    rater = models.ForeignKey(Rater, on_delete=models.CASCADE, related_name="progress", db_constraint=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rater_progress")
+    done = models.BigIntegerField(default=0)
+    finished = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rater", "project"], name="rater_progress_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.rater} in {self.project}"

@@ -3,10 +3,10 @@ statements, the figures of annotation.agreement, and a cache per project.
 
 The rows: on PostgreSQL each statement is a binary COPY of bigint columns, which numpy reads as it
 arrives (no Python object per value); elsewhere (SQLite) a plain cursor. The report is cached under one
-key per project and filters, with the fingerprint it was computed at (judgment count and last id, last
-revision id, pair count and last id, gold count and answers, the settings that change the figures), so a
-new judgment, a correction or a pair makes the next view recompute and every other view reads the cache.
-While the cache is unreachable, every view computes the report (web.cache).
+key per project and filters, with the fingerprint it was computed at (the project's data version and pair
+counts from its counters, the settings that change the figures), so a new judgment or pair makes the next
+view recompute and every other view reads the cache. While the cache is unreachable,
+every view computes the report (web.cache).
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import Any, cast
 
 from django.db import connection
 from django.db.models import Q, QuerySet
-from django.db.models.functions import Length
 from django.utils import timezone
 
-from annotation.models import Judgment, JudgmentRevision, Pair, Project, Rater
+from annotation.models import Judgment, Pair, Project, Rater
 from rm_training.jsonl import finite_or_none
 from web.cache import cache_get, cache_set
 
@@ -168,30 +167,37 @@ def cache_key(project: Project, filters: ExportFilter) -> str:
     return f"agreement:v{CACHE_VERSION}:{project.pk}:{window}"
 
 
+@dataclass(frozen=True)
+class PairCounts:
+    """A project's pairs as its counters hold them (annotation.services.engine.counters)."""
+
+    regular: int
+    open: int  # regular pairs with fewer than judgments_per_pair judgments
+    gold: int
+
+
 def fingerprint(project: Project) -> tuple[Any, ...]:
-    """What the report depends on, in one statement: the judgment count and last judgment id, the last
-    revision id (a correction), the pair
-    count, last pair id, gold pair count and a checksum of the gold answers (sum of id x answer code), and
-    the settings that change the figures."""
-    judgments, pairs, revisions = (
-        connection.ops.quote_name(m._meta.db_table) for m in (Judgment, Pair, JudgmentRevision)
-    )
-    gold_code = "CASE gold WHEN 'a' THEN 1 WHEN 'b' THEN 2 WHEN 'tie' THEN 3 ELSE 0 END"
-    # A correction changes a judgment in place (neither its count nor its id): the revision it writes is
-    # what tells. Revisions are never deleted alone, so their last id moves with every correction.
-    sql = (
-        f"SELECT (SELECT COUNT(*) FROM {judgments} WHERE project_id = %s), "
-        f"(SELECT MAX(id) FROM {judgments} WHERE project_id = %s), "
-        f"(SELECT MAX(id) FROM {revisions} WHERE project_id = %s), "
-        f"(SELECT COUNT(*) FROM {pairs} WHERE project_id = %s), "
-        f"(SELECT MAX(id) FROM {pairs} WHERE project_id = %s), "
-        f"(SELECT COUNT(gold) FROM {pairs} WHERE project_id = %s), "
-        f"(SELECT SUM(id * {gold_code}) FROM {pairs} WHERE project_id = %s)"
-    )
+    """What the report depends on, in one statement of a few rows whatever the project's size: the
+    project's data version (its counters' versions, bumped by every write the report reads: judgments,
+    imports, gold answers, corrections), its pair counts, and the settings that change the figures."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, [project.pk] * 7)
-        state = tuple(cursor.fetchone())
-    return (*state, project.strength_levels, project.very_fast_ms, project.judgments_per_pair)
+        cursor.execute(
+            "SELECT COALESCE(sum(version), 0), COALESCE(sum(regular_pairs), 0), COALESCE(sum(open_pairs), 0),"
+            " COALESCE(sum(gold_pairs), 0) FROM annotation_projectcounter WHERE project_id = %s",
+            [project.pk],
+        )
+        version, regular, open_pairs, gold = (int(value) for value in cursor.fetchone())
+    return (
+        version,
+        PairCounts(regular=regular, open=open_pairs, gold=gold),
+        project.strength_levels,
+        project.very_fast_ms,
+        project.judgments_per_pair,
+    )
+
+
+def pair_counts(project: Project) -> PairCounts:
+    return cast(PairCounts, fingerprint(project)[1])
 
 
 def project_agreement(project: Project, *, filters: ExportFilter | None = None) -> AgreementReport:
@@ -204,7 +210,7 @@ def project_agreement(project: Project, *, filters: ExportFilter | None = None) 
     cached = cache_get(key)
     if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == state:
         return cast(AgreementReport, cached[1])
-    report = compute_agreement(project, filters=filters)
+    report = compute_agreement(project, filters=filters, counts=state[1])
     # A since / until window is usually asked once (a snapshot, an ad-hoc look): a short life.
     windowed = filters.since is not None or filters.until is not None
     cache_set(key, (state, report), WINDOW_CACHE_SECONDS if windowed else CACHE_SECONDS)
@@ -216,23 +222,32 @@ class AgreementRows:
     """What the figures are computed from: three statements' worth of rows."""
 
     judgments: Any  # int64 array (judgments, 7): see read_judgment_columns
-    pairs: Any  # int64 array (pairs, 4): see read_pair_columns
+    pairs: Any  # int64 array (judged pairs, 4): see read_pair_columns
     raters: dict[int, RaterName]  # by rater id
+    counts: PairCounts
 
 
-def read_rows(project: Project, filters: ExportFilter) -> AgreementRows:
-    """The rows the figures need, in three statements (judgments, pairs, the raters' names)."""
+def read_rows(project: Project, filters: ExportFilter, *, counts: PairCounts | None = None) -> AgreementRows:
+    """The rows the figures need, in three statements (judgments, judged pairs, the raters' names), and
+    the pair counts (the fingerprint's, or one more statement)."""
     from annotation.agreement.statistics import dense_index
 
     judgments = read_judgment_columns(project, filters)
     pairs = read_pair_columns(project)
     rater_ids = dense_index(judgments[:, 1])[0].tolist()
-    return AgreementRows(judgments=judgments, pairs=pairs, raters=_rater_names(project, rater_ids))
+    return AgreementRows(
+        judgments=judgments,
+        pairs=pairs,
+        raters=_rater_names(project, rater_ids),
+        counts=counts or pair_counts(project),
+    )
 
 
-def compute_agreement(project: Project, *, filters: ExportFilter) -> AgreementReport:
+def compute_agreement(
+    project: Project, *, filters: ExportFilter, counts: PairCounts | None = None
+) -> AgreementReport:
     """Read the rows and compute every figure; no cache."""
-    return report_from_rows(project, filters=filters, rows=read_rows(project, filters))
+    return report_from_rows(project, filters=filters, rows=read_rows(project, filters, counts=counts))
 
 
 def report_from_rows(project: Project, *, filters: ExportFilter, rows: AgreementRows) -> AgreementReport:
@@ -277,14 +292,14 @@ def report_from_rows(project: Project, *, filters: ExportFilter, rows: Agreement
         n_boot=BOOTSTRAP_REPLICATES,
         seed=BOOTSTRAP_SEED,
     )
-    regular = gold < 0
+    counts = rows.counts
     return AgreementReport(
         project=project.slug,
         figures=figures,
         raters=tuple(rows.raters[int(r)] for r in rater_ids),
-        pairs_total=int(regular.sum()),
-        pairs_complete=int((regular & (judgment_count >= project.judgments_per_pair)).sum()),
-        gold_pairs=int((~regular).sum()),
+        pairs_total=counts.regular,
+        pairs_complete=counts.regular - counts.open,
+        gold_pairs=counts.gold,
         judgments_per_pair=project.judgments_per_pair,
         very_fast_ms=project.very_fast_ms,
         strength_levels=project.strength_levels,
@@ -313,20 +328,15 @@ def read_judgment_columns(project: Project, filters: ExportFilter) -> Any:
 
 
 def read_pair_columns(project: Project) -> Any:
-    """One row per pair of the project: id, the longer response (0 a, 1 b, -1 as long), gold code
-    (-1: none), judgment count."""
+    """One row per judged pair of the project (the figures need no other): id, the longer response
+    (Pair.longer: 0 a, 1 b, -1 as long), gold code (-1: none), judgment count. An index-only scan of the
+    engine's index (which includes longer and gold), not a read of the pair table."""
     queryset = (
-        Pair.objects.filter(project=project)
+        Pair.objects.filter(project=project, judgment_count__gt=0)
         .order_by()
-        .annotate(length_a=Length("response_a"), length_b=Length("response_b"))
-        .values_list("id", "length_a", "length_b", "gold", "judgment_count")
+        .values_list("id", "longer", "gold", "judgment_count")
     )
-    columns = [
-        "t.id",
-        "CASE WHEN t.length_a > t.length_b THEN 0 WHEN t.length_b > t.length_a THEN 1 ELSE -1 END",
-        _CHOICE_CODE.format("t.gold"),
-        "t.judgment_count",
-    ]
+    columns = ["t.id", "t.longer", _CHOICE_CODE.format("t.gold"), "t.judgment_count"]
     return read_int_columns(queryset, columns)
 
 

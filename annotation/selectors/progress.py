@@ -13,14 +13,11 @@ from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
 
-# A regular pair still open: judged fewer times than the project's quota, or than its own raised quota (a
-# reviewer's extra_judgments; the partial index pair_raised finds those few, so both counts stay index
-# scans). annotation.services.engine's claim serves exactly these pairs.
-_OPEN = "(p.judgment_count < %s OR (p.extra_judgments > 0 AND p.judgment_count < %s + p.extra_judgments))"
-
 
 def open_pair_q(quota: int, prefix: str = "") -> Q:
-    """_OPEN as an ORM condition (prefix "pair__" from an assignment)."""
+    """A regular pair still open (annotation.services.engine.counters.open_sql) as an ORM condition, for
+    the project's quota (prefix "pair__" from an assignment): judged fewer times than the quota, or than its
+    own raised quota (a reviewer's extra_judgments; the partial index pair_raised finds those few)."""
     return Q(**{f"{prefix}judgment_count__lt": quota}) | Q(
         **{
             f"{prefix}extra_judgments__gt": 0,
@@ -30,13 +27,13 @@ def open_pair_q(quota: int, prefix: str = "") -> Q:
 
 
 # The three counts as columns of one SELECT: the rating path asks for progress with every pair it serves,
-# on PostgreSQL in the claim's own statement (annotation.services.engine).
-_PROGRESS_COLUMNS = f"""
-    (SELECT count(*) FROM annotation_judgment WHERE project_id = %s AND rater_id = %s),
-    (SELECT count(*) FROM annotation_pair p WHERE p.project_id = %s AND p.gold IS NULL AND {_OPEN}),
-    (SELECT count(*) FROM annotation_pair p JOIN annotation_assignment a ON a.pair_id = p.id
-      WHERE p.project_id = %s AND p.gold IS NULL AND {_OPEN}
-        AND a.rater_id = %s AND a.status IN (%s, %s, %s))
+# on PostgreSQL in the claim's own statement (annotation.services.engine). Each reads counters kept by the
+# writes (annotation.services.engine.counters): a rater's row and the project's COUNTER_SHARDS rows, the
+# same few rows whatever the size of the project.
+_PROGRESS_COLUMNS = """
+    (SELECT COALESCE(sum(done), 0) FROM annotation_raterprogress WHERE rater_id = %s AND project_id = %s),
+    (SELECT COALESCE(sum(open_pairs), 0) FROM annotation_projectcounter WHERE project_id = %s),
+    (SELECT COALESCE(sum(finished), 0) FROM annotation_raterprogress WHERE rater_id = %s AND project_id = %s)
 """
 
 
@@ -44,23 +41,21 @@ def progress_columns(*, project: Project, rater: Rater | int) -> tuple[str, list
     """rater_progress's counts as three columns for another SELECT (done, open pairs, finished open pairs);
     progress_from turns them into rater_progress's answer."""
     rater_id = rater if isinstance(rater, int) else rater.pk
-    quota = project.judgments_per_pair
-    finished = [AssignmentStatus.JUDGED.value, AssignmentStatus.SKIPPED.value, AssignmentStatus.EXPIRED.value]
-    params = [project.pk, rater_id, project.pk, quota, quota, project.pk, quota, quota, rater_id, *finished]
-    return _PROGRESS_COLUMNS, params
+    return _PROGRESS_COLUMNS, [rater_id, project.pk, project.pk, rater_id, project.pk]
 
 
 def progress_from(done: int, open_pairs: int, finished: int) -> dict[str, int]:
-    return {"done": done, "available": open_pairs - finished}
+    return {"done": int(done), "available": int(open_pairs) - int(finished)}
 
 
 def rater_progress(*, project: Project, rater: Rater | int) -> dict[str, int]:
     """done: the rater's judgments in the project; available: regular pairs still open to them, the one
     they hold included.
 
-    Open pairs less the open pairs this rater finished (judged, skipped or expired on them): two index
-    counts, where "open pairs NOT EXISTS an assignment of the rater" probes every open pair. Only this
-    rater's finished assignments count (another rater's open assignment leaves the pair open to them).
+    Open pairs (regular, fewer than judgments_per_pair judgments) less the open pairs this rater finished
+    (judged, skipped or expired on them): another rater's open assignment leaves the pair open to them.
+    Both are counters (annotation.services.engine.counters), equal to the counts of the rows (a test holds
+    them so under concurrent raters; manage.py recount_progress repairs them).
     """
     columns, params = progress_columns(project=project, rater=rater)
     with connection.cursor() as cursor:

@@ -16,8 +16,9 @@ from .engine import (
     judgment_record_and_next,
     leases_expire,
 )
+from .engine.counters import counters_recount
 from .judgments_import import JudgmentImportResult, judgments_import
-from .pairs import ImportResult, pairs_import
+from .pairs import ImportResult, pair_save, pairs_delete, pairs_import
 from .projects import PROJECT_ADMIN_SETTINGS, PROJECT_SETTINGS, project_create, project_update
 from .raters import project_rater_remove, project_raters_add, rater_create, rater_get_or_create
 from .review import pair_keep, pair_leave_out, pair_quota_raise, pair_review_act
@@ -32,6 +33,7 @@ __all__ = [
     "assignment_skip",
     "assignment_skip_and_next",
     "correctable_until",
+    "counters_recount",
     "judgment_correct",
     "judgment_record",
     "judgment_record_and_next",
@@ -41,6 +43,8 @@ __all__ = [
     "pair_leave_out",
     "pair_quota_raise",
     "pair_review_act",
+    "pair_save",
+    "pairs_delete",
     "pairs_import",
     "project_create",
     "project_rater_remove",

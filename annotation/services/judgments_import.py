@@ -7,6 +7,7 @@ may exceed it (history is kept as it was); the engine then never serves a pair t
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,9 @@ from django.utils.dateparse import parse_datetime
 from annotation.models import Choice, Judgment, Pair, Project, Rater, Side
 from rm_training import jsonl
 from web.errors import Conflict, items_invalid, too_many_items
+
+from .bulk import tables_analyze
+from .engine.counters import pairs_counted, progress_add
 
 _FIELDS = {"pair", "rater", "choice", "strength", "rationale", "shown_left", "created_at"}
 _MAX_ID = 200
@@ -103,13 +107,17 @@ def judgments_import(
     now = now or timezone.now()
     try:
         with transaction.atomic():
-            return _store(project, items, now)
+            result = _store(project, items, now)
     except IntegrityError:
         raise Conflict(
             "Another import or rating of the same (pair, rater) happened at the same time; nothing was "
             "stored. Retry.",
             code="import_conflict",
         ) from None
+    tables_analyze(
+        tables=[Judgment._meta.db_table, Pair._meta.db_table, Rater._meta.db_table], rows=result.created
+    )
+    return result
 
 
 def _reference_errors(project: Project, indexed: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -149,6 +157,8 @@ def _store(project: Project, items: list[dict[str, Any]], now: datetime) -> Judg
     )
     # Lock order everywhere: pairs first (in id order, so two imports never deadlock), as the engine does.
     list(Pair.objects.select_for_update().filter(pk__in=pair_ids.values()).order_by("pk").values_list("pk"))
+    # The pairs' new judgment counts may close them: counted out now, in again below.
+    pairs_counted(project=project, pair_ids=sorted(pair_ids.values()), sign=-1)
     source_ids = sorted({i["rater"] for i in items})
     known = dict(
         Rater.objects.filter(imported_into=project, source_id__in=source_ids).values_list("source_id", "pk")
@@ -175,4 +185,7 @@ def _store(project: Project, items: list[dict[str, Any]], now: datetime) -> Judg
     # Each pair's count again from its rows: the pairs are locked, so no engine judgment races this.
     counts = Judgment.objects.filter(pair=OuterRef("pk")).order_by().values("pair").annotate(n=Count("pk"))
     Pair.objects.filter(pk__in=pair_ids.values()).update(judgment_count=Subquery(counts.values("n")))
+    pairs_counted(project=project, pair_ids=sorted(pair_ids.values()), sign=1)
+    done = Counter(known[item["rater"]] for item in items)
+    progress_add(project_id=project.pk, rows=[(rater, n, 0) for rater, n in done.items()])
     return JudgmentImportResult(created=len(items), raters_created=len(new_raters))

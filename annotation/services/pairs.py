@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 
-from annotation.models import Choice, Pair, Project
+from annotation.models import Choice, Judgment, Pair, Project
 from rm_training import conversation, jsonl
 from web.errors import Conflict, items_invalid, too_many_items
+
+from .bulk import tables_analyze
+from .engine.counters import pairs_added, pairs_counted, progress_add
 
 _PAIR_FIELDS = {"prompt", "response_a", "response_b", "external_id", "model_a", "model_b", "metadata", "gold"}
 _MAX_SHORT = 200
@@ -199,12 +204,44 @@ def pairs_import(
         )
     if errors:
         raise items_invalid(errors, len(items))
+    gold = sum(1 for pair in new_pairs if pair.gold is not None)
     try:
         with transaction.atomic():
             Pair.objects.bulk_create(new_pairs, batch_size=1000)
+            pairs_added(project_id=project.pk, regular=len(new_pairs) - gold, gold=gold)
     except IntegrityError:
         raise Conflict(
             "Another import added some of these external_ids at the same time; nothing was stored. Retry.",
             code="import_conflict",
         ) from None
+    tables_analyze(tables=[Pair._meta.db_table], rows=len(new_pairs))
     return ImportResult(created=len(new_pairs), unchanged=unchanged)
+
+
+@transaction.atomic
+def pair_save(*, pair: Pair, adding: bool) -> Pair:
+    """Save a pair written outside the import (the admin's form), its counters adjusted: a changed pair
+    is counted out as it was and in as it is now."""
+    if not adding:
+        Pair.objects.select_for_update().filter(pk=pair.pk).values_list("pk").first()
+        pairs_counted(project=pair.project, pair_ids=[pair.pk], sign=-1)
+    pair.save()
+    pairs_counted(project=pair.project, pair_ids=[pair.pk], sign=1)
+    return pair
+
+
+@transaction.atomic
+def pairs_delete(*, pairs: Iterable[Pair]) -> None:
+    """Delete pairs (the admin), their assignments and judgments with them, counted out first."""
+    by_project: dict[int, list[Pair]] = {}
+    for pair in pairs:
+        by_project.setdefault(pair.project_id, []).append(pair)
+    for project_pairs in by_project.values():
+        ids = sorted(pair.pk for pair in project_pairs)
+        list(Pair.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
+        project = project_pairs[0].project
+        pairs_counted(project=project, pair_ids=ids, sign=-1)
+        # Their judgments go with them: no longer done by their raters.
+        judged = Judgment.objects.filter(pair_id__in=ids).values("rater_id").annotate(n=Count("pk"))
+        progress_add(project_id=project.pk, rows=[(row["rater_id"], -row["n"], 0) for row in judged])
+        Pair.objects.filter(pk__in=ids).delete()

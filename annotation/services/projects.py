@@ -10,6 +10,8 @@ from django.db import IntegrityError, transaction
 from annotation.models import Project
 from web.errors import Invalid
 
+from .engine.counters import counters_recount
+
 # The settings a project's owner may set through the API; rater_group is managed in the admin.
 PROJECT_SETTINGS = (
     "name",
@@ -73,8 +75,13 @@ def project_update(*, project: Project, changes: dict[str, Any]) -> Project:
             "These project fields cannot be changed.",
             errors=[{"field": f, "message": "Cannot be changed."} for f in unknown],
         )
+    # As stored: the admin's form has already set the new values on `project`.
+    quota_before = Project.objects.filter(pk=project.pk).values_list("judgments_per_pair", flat=True).get()
     for field, value in changes.items():
         setattr(project, field, value)
     if changes:
         _project_save(project, update_fields=list(changes))
+    if project.judgments_per_pair != quota_before:
+        # Which pairs are open changes with the quota: counted again (a rare, staff-only change).
+        counters_recount(project=project)
     return project

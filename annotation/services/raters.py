@@ -16,6 +16,8 @@ from annotation.models import Assignment, AssignmentStatus, Membership, Project,
 from web import usernames
 from web.errors import Invalid, NotFound
 
+from .engine.counters import pair_open, rater_finished_add
+
 
 def rater_get_or_create(*, user: Any) -> Rater:
     rater, _ = Rater.objects.get_or_create(user=user)
@@ -90,6 +92,19 @@ def project_rater_remove(*, project: Project, username: str, now: datetime | Non
     deleted, _ = Membership.objects.filter(project=project, user__username=username).delete()
     if not deleted:
         raise NotFound(f"{username!r} is not a rater in {project.slug!r}.")
-    Assignment.objects.filter(
-        project=project, rater__user__username=username, status=AssignmentStatus.ACTIVE
-    ).update(status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now())
+    # Locked with its pair (as every change of an assignment's status, engine.counters), in one
+    # statement, which locks the rows in the order of the engine's own read of an assignment.
+    held = list(
+        Assignment.objects.filter(
+            project=project, rater__user__username=username, status=AssignmentStatus.ACTIVE
+        )
+        .select_related("pair")
+        .only("rater_id", "pair__gold", "pair__judgment_count", "pair__extra_judgments")
+        .select_for_update(of=("self", "pair"))
+    )
+    for assignment in held:
+        Assignment.objects.filter(pk=assignment.pk).update(
+            status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now()
+        )
+        if pair_open(assignment.pair, project):
+            rater_finished_add(project_id=project.pk, rater_id=assignment.rater_id)

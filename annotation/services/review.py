@@ -25,6 +25,8 @@ from annotation.models import (
 )
 from web.errors import Conflict, Invalid, NotFound
 
+from .engine.counters import pairs_counted
+
 
 def _pair_locked(project: Project, pair_id: int) -> Pair:
     """The project's regular pair, its row locked: a judgment on it waits, so the count it is recorded with
@@ -83,8 +85,11 @@ def pair_quota_raise(
                 else f"This pair already has the most extra judgments ({MAX_EXTRA_JUDGMENTS})."
             )
             raise Invalid("Too many extra judgments.", errors=[{"field": "k", "message": message}])
-        # Relative to what the pair asks for now, whatever asked for it before (the row is locked).
+        # Relative to what the pair asks for now, whatever asked for it before (the row is locked). A full
+        # pair opens again: out of the progress counters before, counted in again after.
+        pairs_counted(project=project, pair_ids=[pair.pk], sign=-1)
         Pair.objects.filter(pk=pair.pk).update(extra_judgments=F("extra_judgments") + k)
+        pairs_counted(project=project, pair_ids=[pair.pk], sign=+1)
         pair.extra_judgments += k
         return _record(pair=pair, action=ReviewAction.MORE_VOTES, by=by, reason=reason, now=now, extra=k)
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from annotation import selectors, services
 from annotation.models import Judgment, Pair, Rater
+from annotation.selectors import exports
 from rm_training.data import read_comparisons
 
 IMPORT = "/api/v1/projects/ex/judgments/import/"
@@ -368,12 +369,37 @@ def test_export_queries_do_not_grow_with_rows(project, staff):
 
     add(12, 0)
     few = {path: queries(path) for path in ("judgments.jsonl", "judgments.csv", "preferences.jsonl")}
-    add(3000, 100)  # more rows than one fetch from the server-side cursor
+    add(3000, 100)  # more rows than one chunk (CHUNK_ROWS, 2000)
     many = {path: queries(path) for path in few}
-    assert few == many
-    # token and user, project, then one statement for the rows (judgments.jsonl's COPY runs on the
-    # driver's own cursor, which Django does not count).
-    assert few == {"judgments.jsonl": 2, "judgments.csv": 3, "preferences.jsonl": 3}
+    # token and user, project, then: the judgments' last id and one keyset chunk per CHUNK_ROWS judgments
+    # (judgments.jsonl's COPYs, one per COPY_CHUNK_ROWS, run on the driver's own cursor, which Django
+    # does not count); the preferences in one statement.
+    assert few == {"judgments.jsonl": 3, "judgments.csv": 4, "preferences.jsonl": 3}
+    assert many == {"judgments.jsonl": 3, "judgments.csv": 5, "preferences.jsonl": 3}
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4])
+def test_keyset_chunks_give_the_same_bytes_as_one_chunk(project, judged, staff, monkeypatch, chunk):
+    """Chunks that end inside the rows, on their last row, and one row each: the same bytes, in order."""
+    cut = (timezone.now() + timedelta(days=1)).isoformat()
+    queries = [{}, {"min_votes": 3}, {"until": cut}]
+    paths = ("judgments.jsonl", "judgments.csv")
+    whole = {(path, i): body(staff.get(EXPORT + path, q)) for path in paths for i, q in enumerate(queries)}
+    monkeypatch.setattr(exports, "FIRST_CHUNK_ROWS", 1)  # chunks of 1, 2, 4, ... up to `chunk`
+    monkeypatch.setattr(exports, "COPY_CHUNK_ROWS", chunk)
+    monkeypatch.setattr(exports, "CHUNK_ROWS", chunk)
+    chunked = {(path, i): body(staff.get(EXPORT + path, q)) for path in paths for i, q in enumerate(queries)}
+    assert chunked == whole
+    assert whole["judgments.jsonl", 0].count(b"\n") == 9
+
+
+def test_judgments_made_during_an_export_do_not_join_it(project, judged, monkeypatch, make_rater):
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 2)
+    rows = selectors.judgment_rows(project=project, filters=selectors.ExportFilter())
+    first = next(rows)  # the first chunk is read; the rest not yet
+    late = judge(project, make_rater(project), "tie")
+    ids = [first["judgment_id"], *(row["judgment_id"] for row in rows)]
+    assert len(ids) == 9 and late.pk not in ids
 
 
 # Commands

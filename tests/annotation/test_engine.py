@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from annotation import services
 from annotation.models import Assignment, AssignmentStatus, Judgment, Pair, Rater
+from tests.annotation.counters import assert_counters_equal_recount
 from web.errors import Conflict, Forbidden, Invalid, NotFound
 
 
@@ -66,6 +67,7 @@ def test_concurrent_raters_fill_every_pair_exactly_to_quota(make_project, make_p
     assert sum(len(pairs) for pairs in judged_by) == Judgment.objects.count() == 120
     assert all(pair.judgment_count == 3 for pair in Pair.objects.all())
     assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
+    assert_counters_equal_recount(project)
 
 
 @pytest.mark.django_db(transaction=True)

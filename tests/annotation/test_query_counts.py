@@ -31,7 +31,8 @@ def rating(make_project, make_pairs, make_rater, api) -> Any:
 def test_next_while_holding_an_assignment(rating, django_assert_num_queries):
     # 1 token and user, 2 project visible to the caller (which also settles "may rate"), 3 SAVEPOINT,
     # 4 rater row locked with the id of their open assignment, 5 that assignment with its pair, 6 RELEASE,
-    # 7 progress (judgments done, open pairs, open pairs the rater finished: one statement)
+    # 7 progress (judgments done, open pairs, open pairs the rater finished: one statement reading the
+    # counters, the rater's row and the project's shards)
     with django_assert_num_queries(7):
         assert rating.post(NEXT).status_code == 200
 
@@ -51,7 +52,8 @@ def test_judgment(rating, django_assert_num_queries):
     assignment = rating.post(NEXT).json()["assignment"]
     # 1 token and user, 2 SAVEPOINT, 3 the caller's assignment with project and pair, pair and assignment
     # rows locked, "may rate" read along, 4 INSERT judgment + UPDATE assignment + UPDATE the pair's
-    # judgment_count (one statement), 5 RELEASE
+    # judgment_count + the counters (the rater's progress row, the other finishers' rows when the pair
+    # closes, the rater's shard of the project's counters): one statement, 5 RELEASE
     with django_assert_num_queries(5):
         response = rating.post(
             f"/api/v1/assignments/{assignment}/judgment/", {"choice": "left"}, format="json"
@@ -62,7 +64,8 @@ def test_judgment(rating, django_assert_num_queries):
 def test_judgment_with_next(rating, django_assert_num_queries):
     assignment = rating.post(NEXT).json()["assignment"]
     # One transaction: 1 token and user, 2 SAVEPOINT, 3 the assignment read with its project, pair and
-    # rater, and the rater's, pair's and assignment's rows locked, 4 the judgment's writes,
+    # rater, and the rater's, pair's and assignment's rows locked, 4 the judgment's writes (with the
+    # counters, as in test_judgment),
     # 5 pairwise_claim() (it looks for an open assignment of the rater first) with the pair and progress,
     # 6 RELEASE
     with django_assert_num_queries(6):
@@ -76,7 +79,8 @@ def test_judgment_with_next(rating, django_assert_num_queries):
 def test_skip(rating, django_assert_num_queries):
     assignment = rating.post(NEXT).json()["assignment"]
     # 1 token and user, 2 SAVEPOINT, 3 the caller's assignment read, pair and assignment locked,
-    # 4 UPDATE assignment, 5 RELEASE
+    # 4 UPDATE assignment, with the rater's progress row (an open pair finished) in the same statement,
+    # 5 RELEASE
     with django_assert_num_queries(5):
         response = rating.post(f"/api/v1/assignments/{assignment}/skip/", {"reason": "x"}, format="json")
     assert response.status_code == 200 and Assignment.objects.get(pk=assignment).status == "skipped"
@@ -85,7 +89,8 @@ def test_skip(rating, django_assert_num_queries):
 def test_skip_with_next(rating, django_assert_num_queries):
     assignment = rating.post(NEXT).json()["assignment"]
     # 1 token and user, 2 SAVEPOINT, 3 assignment read and locked (rater, pair, assignment),
-    # 4 UPDATE assignment, 5 pairwise_claim() with the pair and progress, 6 RELEASE
+    # 4 UPDATE assignment with the rater's progress row, 5 pairwise_claim() with the pair and progress,
+    # 6 RELEASE
     with django_assert_num_queries(6):
         response = rating.post(
             f"/api/v1/assignments/{assignment}/skip/", {"reason": "x", "next": True}, format="json"

@@ -22,6 +22,7 @@ from annotation.models import Judgment, JudgmentRevision, Project, ShownChoice
 from annotation.selectors import can_rate_sql
 from web.errors import Conflict, Forbidden, Invalid, NotFound
 
+from .counters import project_data_changed
 from .rules import judgment_errors
 
 
@@ -94,6 +95,9 @@ def judgment_correct(
         for field, value in new.items():
             setattr(judgment, field, value)
         judgment.save(update_fields=list(new))
+        # The judgment changed in place (neither its count nor its id): a new data version tells the
+        # agreement report's cache.
+        project_data_changed(project_id=project.pk, writer_id=judgment.rater_id)
     return judgment
 
 

@@ -23,6 +23,8 @@ from annotation.models import (
 )
 from web.errors import Conflict, Forbidden, Invalid
 
+from .counters import pair_open, rater_finished_add
+
 
 def lease_end(project: Project, now: datetime) -> datetime:
     """When a lease given (or renewed) now runs out."""
@@ -72,7 +74,17 @@ def keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
     rater's row)."""
     if current.lease_expires_at > now:
         return True
-    pair = Pair.objects.select_for_update().get(pk=current.pair_id)
+    # The assignment again with its pair, both locked (as leases_expire locks them): leases_expire may
+    # have closed it since the caller read it, and must not be counted twice or renewed.
+    locked = (
+        Assignment.objects.select_related("pair")
+        .select_for_update(of=("self", "pair"))
+        .only("status", "pair__gold", "pair__judgment_count", "pair__extra_judgments")
+        .get(pk=current.pk)
+    )
+    if locked.status != AssignmentStatus.ACTIVE:
+        return False
+    pair = locked.pair
     taken, _ = places(pair, now, exclude=current.pk)
     if pair.gold is not None or taken < pair_quota(project, pair):
         current.lease_expires_at = lease_end(project, now)
@@ -81,6 +93,8 @@ def keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
     current.status = AssignmentStatus.EXPIRED
     current.finished_at = now
     current.save(update_fields=["status", "finished_at"])
+    if pair_open(pair, project):
+        rater_finished_add(project_id=project.pk, rater_id=current.rater_id)
     return False
 
 

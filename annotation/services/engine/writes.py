@@ -4,6 +4,7 @@ stale leases. Each starts by reading the caller's assignment with its rows locke
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from annotation.selectors import can_rate_sql
 from web.errors import Conflict, Forbidden, NotFound
 
 from .claim import model_from_row, select_columns
+from .counters import JudgmentCounters, finished_cte, judgment_counters, pair_open, rater_finished_add
 from .rules import judgment_check
 from .serving import Served, next_for, with_progress
 
@@ -168,15 +170,22 @@ def _record(
         client_time_ms=client_time_ms,
         created_at=now,
     )
-    _judgment_write(judgment)
+    counters = judgment_counters(
+        project=assignment.project,
+        rater_id=assignment.rater_id,
+        pair=assignment.pair,
+        assignment_status=assignment.status,
+    )
+    _judgment_write(judgment, counters)
     assignment.status = AssignmentStatus.JUDGED
     assignment.finished_at = now
     return judgment
 
 
-def _judgment_write(judgment: Judgment) -> None:
-    """INSERT the judgment, close its assignment, count it on its pair: one statement on PostgreSQL (data-
-    modifying CTEs), three on SQLite, which has none."""
+def _judgment_write(judgment: Judgment, counters: JudgmentCounters) -> None:
+    """INSERT the judgment, close its assignment, count it on its pair and in the counters (the rater's
+    progress, the project's open pairs and data version): one statement on PostgreSQL (data-modifying
+    CTEs), several on SQLite, which has none."""
     ops = connection.ops
     now = ops.adapt_datetimefield_value(judgment.created_at)
     insert = (
@@ -203,9 +212,10 @@ def _judgment_write(judgment: Judgment) -> None:
     count_params = [judgment.pair_id]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            ctes, counter_params = counters.ctes()
             cursor.execute(
-                f"WITH closed AS ({close}), counted AS ({count}) {insert}",
-                [*close_params, *count_params, *insert_params],
+                f"WITH closed AS ({close}), counted AS ({count}), {', '.join(ctes)} {insert}",
+                [*close_params, *count_params, *counter_params, *insert_params],
             )
             (judgment.pk,) = cursor.fetchone()
         else:
@@ -213,6 +223,7 @@ def _judgment_write(judgment: Judgment) -> None:
             (judgment.pk,) = cursor.fetchone()
             cursor.execute(close, close_params)
             cursor.execute(count, count_params)
+            counters.run_separately()
     judgment._state.adding = False
     judgment._state.db = connection.alias
 
@@ -246,10 +257,24 @@ def _skip(*, assignment: Assignment, reason: str, now: datetime) -> Assignment:
         raise Conflict("This assignment is already judged.", code="already_judged")
     if assignment.status == AssignmentStatus.SKIPPED:
         return assignment
+    # The rater finishes an open pair (an expired assignment was counted when it expired).
+    pair, project = assignment.pair, assignment.project
+    counts = assignment.status == AssignmentStatus.ACTIVE and pair_open(pair, project)
     assignment.status = AssignmentStatus.SKIPPED
     assignment.skip_reason = reason
     assignment.finished_at = now
-    assignment.save(update_fields=["status", "skip_reason", "finished_at"])
+    if connection.vendor != "postgresql" or not counts:
+        assignment.save(update_fields=["status", "skip_reason", "finished_at"])
+        if counts:
+            rater_finished_add(project_id=project.pk, rater_id=assignment.rater_id)
+        return assignment
+    cte, params = finished_cte(project_id=project.pk, rater_id=assignment.rater_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {cte} UPDATE annotation_assignment SET status = %s, skip_reason = %s, finished_at = %s"
+            " WHERE id = %s",
+            [*params, assignment.status, reason, now, assignment.pk],
+        )
     return assignment
 
 
@@ -260,6 +285,31 @@ def leases_expire(*, now: datetime | None = None) -> int:
     assignment is still accepted while the pair has a free place.
     """
     now = now or timezone.now()
-    return Assignment.objects.filter(status=AssignmentStatus.ACTIVE, lease_expires_at__lte=now).update(
-        status=AssignmentStatus.EXPIRED, finished_at=now
-    )
+    with transaction.atomic():
+        # Under their pairs' row locks, as every change of an assignment's status (the counters count
+        # an expired assignment on an open pair as finished). SKIP LOCKED on both rows: a pair or an
+        # assignment that a request holds is left for the next run, and this never waits for a request
+        # (which may itself wait for a pair locked here).
+        expired = list(
+            Assignment.objects.filter(status=AssignmentStatus.ACTIVE, lease_expires_at__lte=now)
+            .select_related("pair", "project")
+            .only(
+                "project__judgments_per_pair",
+                "rater_id",
+                "pair__gold",
+                "pair__judgment_count",
+                "pair__extra_judgments",
+            )
+            .select_for_update(skip_locked=True, of=("self", "pair"))
+        )
+        if not expired:
+            return 0
+        Assignment.objects.filter(pk__in=[assignment.pk for assignment in expired]).update(
+            status=AssignmentStatus.EXPIRED, finished_at=now
+        )
+        finished: Counter[tuple[int, int]] = Counter(
+            (a.project_id, a.rater_id) for a in expired if pair_open(a.pair, a.project)
+        )
+        for (project_id, rater_id), n in sorted(finished.items(), key=lambda item: (item[0][1], item[0][0])):
+            rater_finished_add(project_id=project_id, rater_id=rater_id, n=n)
+    return len(expired)

@@ -1,0 +1,315 @@
+"""Counters kept by the writes that change them: a project's open, regular and gold pairs and its data
+version (annotation.models.ProjectCounter), and each rater's judgments and finished open pairs
+(RaterProgress). Progress and the agreement report's cache check read these few rows instead of counting
+a project's pairs, so their cost does not grow with the project.
+
+What is counted, as selectors.rater_progress defines it:
+- a pair is *open* while it is regular (not gold) and has fewer judgments than its quota,
+  judgments_per_pair plus the extra judgments a reviewer asked for (open_sql and pair_open below, the one
+  definition);
+- a rater has *finished* an open pair when their assignment on it is judged, skipped or expired.
+
+Every write that changes one of these calls a function here, inside its own transaction, while it holds
+the row locks of the pairs it changes (the engine's lock order: rater, pair, assignment), so that two
+writers never count the same change from different snapshots:
+- judgments (the engine's write statement carries judgment_counters' CTEs), skips and expirations;
+- pairs imported (pairs_added), pairs whose openness changes (gold, quota raise, judgments imported,
+  deleted): pairs_counted(sign=-1) before the change and pairs_counted(sign=+1) after;
+- anything else the agreement report reads (a corrected judgment): project_data_changed.
+A change of judgments_per_pair recounts the project (counters_recount), as does the repair command.
+
+Deadlocks: a write that takes several RaterProgress rows takes them in one INSERT ... ORDER BY rater_id
+(ON CONFLICT DO UPDATE), and takes its ProjectCounter row after them; the project's row is the writer's
+own shard (rater id modulo COUNTER_SHARDS), so raters do not queue on one hot row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+
+from annotation.models import AssignmentStatus, Project
+
+# Rows per project in annotation_projectcounter: more than the concurrent raters of a busy project, so
+# two writers rarely share one.
+COUNTER_SHARDS = 16
+FINISHED = (AssignmentStatus.JUDGED.value, AssignmentStatus.SKIPPED.value, AssignmentStatus.EXPIRED.value)
+_FINISHED_SQL = "(" + ", ".join(f"'{status}'" for status in FINISHED) + ")"
+
+
+def open_sql(pair: str, quota: str) -> str:
+    """The condition that a pair (table alias `pair`) is open under the project's quota `quota` (an SQL
+    expression), raised by the pair's extra_judgments."""
+    return f"({pair}.gold IS NULL AND {pair}.judgment_count < {quota} + {pair}.extra_judgments)"
+
+
+def pair_open(pair: Any, project: Project) -> bool:
+    """open_sql in Python, for a pair (gold, judgment_count, extra_judgments) read under its row lock."""
+    return pair.gold is None and pair.judgment_count < project.judgments_per_pair + pair.extra_judgments
+
+
+def shard_of(writer_id: int | None) -> int:
+    """The ProjectCounter row a writer updates: its rater's, or 0 for imports and the admin."""
+    return (writer_id or 0) % COUNTER_SHARDS
+
+
+def _progress_insert(rows_sql: str) -> str:
+    """The statement adding the rows (rater_id, project_id, done, finished) of `rows_sql` to RaterProgress,
+    in rater order (see the module's note on deadlocks)."""
+    return (
+        "INSERT INTO annotation_raterprogress AS rp (rater_id, project_id, done, finished)"
+        f" SELECT rater_id, project_id, done, finished FROM ({rows_sql}) counted_rows WHERE true"
+        " ORDER BY rater_id ON CONFLICT (rater_id, project_id) DO UPDATE SET done = rp.done + excluded.done,"
+        " finished = rp.finished + excluded.finished"
+    )
+
+
+def _progress_cte(name: str, rows_sql: str) -> str:
+    """_progress_insert as a CTE (PostgreSQL) that a later part of its statement can wait for."""
+    return f"{name} AS ({_progress_insert(rows_sql)} RETURNING 1)"
+
+
+def _counter_insert(after: str | None) -> str:
+    """The statement adding (project_id, shard, open, regular, gold, version) to a ProjectCounter row,
+    after the CTE `after` has taken its RaterProgress rows (the scalar subquery runs it to the end
+    first)."""
+    wait = f" + 0 * (SELECT count(*) FROM {after})" if after else ""
+    return (
+        "INSERT INTO annotation_projectcounter AS c"
+        " (project_id, shard, open_pairs, regular_pairs, gold_pairs, version)"
+        f" SELECT %s, %s, %s{wait}, %s, %s, %s"
+        " ON CONFLICT (project_id, shard) DO UPDATE SET open_pairs = c.open_pairs + excluded.open_pairs,"
+        " regular_pairs = c.regular_pairs + excluded.regular_pairs,"
+        " gold_pairs = c.gold_pairs + excluded.gold_pairs, version = c.version + excluded.version"
+    )
+
+
+@dataclass(frozen=True)
+class _Counted:
+    gold: str | None
+    judgment_count: int
+    extra_judgments: int
+
+
+@dataclass(frozen=True)
+class JudgmentCounters:
+    """What one judgment changes, worked out from the locked rows before the write."""
+
+    project_id: int
+    rater_id: int
+    pair_id: int
+    finished: int  # added to the rater's finished open pairs: -1, 0 or 1
+    closes: bool  # the pair stops being open: the project loses an open pair, its finishers one each
+
+    def ctes(self) -> tuple[list[str], list[Any]]:
+        """CTEs for the judgment's write statement (PostgreSQL), with their parameters: the rater's row
+        and, when the pair closes, its other finishers' rows, then the rater's counter shard."""
+        rows = "SELECT %s AS rater_id, %s AS project_id, 1 AS done, %s AS finished"
+        params: list[Any] = [self.rater_id, self.project_id, self.finished]
+        if self.closes:
+            rows += (
+                " UNION ALL SELECT f.rater_id, %s, 0, -1 FROM annotation_assignment f"
+                f" WHERE f.pair_id = %s AND f.rater_id <> %s AND f.status IN {_FINISHED_SQL}"
+            )
+            params += [self.project_id, self.pair_id, self.rater_id]
+        counter = _counter_insert("progress")
+        counter_params = [self.project_id, shard_of(self.rater_id), -1 if self.closes else 0, 0, 0, 1]
+        return (
+            [_progress_cte("progress", rows), f"counted_project AS ({counter})"],
+            [*params, *counter_params],
+        )
+
+    def run_separately(self) -> None:
+        """The same writes as separate statements (SQLite, whose IMMEDIATE transactions serialise)."""
+        progress_add(project_id=self.project_id, rows=[(self.rater_id, 1, self.finished)])
+        if self.closes:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT rater_id FROM annotation_assignment"
+                    f" WHERE pair_id = %s AND rater_id <> %s AND status IN {_FINISHED_SQL}",
+                    [self.pair_id, self.rater_id],
+                )
+                others = [row[0] for row in cursor.fetchall()]
+            progress_add(project_id=self.project_id, rows=[(rater, 0, -1) for rater in others])
+        _counter_add(self.project_id, shard_of(self.rater_id), open_pairs=-1 if self.closes else 0)
+
+
+def judgment_counters(
+    *, project: Project, rater_id: int, pair: Any, assignment_status: str
+) -> JudgmentCounters:
+    """The counters a judgment changes, from its pair (gold, judgment_count) and assignment as locked
+    before the write: the rater's finished open pairs gain the pair if it stays open; an assignment
+    already expired counted it before."""
+    open_before = pair_open(pair, project)
+    open_after = open_before and pair_open(
+        _Counted(pair.gold, pair.judgment_count + 1, pair.extra_judgments), project
+    )
+    was_counted = open_before and assignment_status == AssignmentStatus.EXPIRED
+    return JudgmentCounters(
+        project_id=project.pk,
+        rater_id=rater_id,
+        pair_id=pair.pk,
+        finished=int(open_after) - int(was_counted),
+        closes=open_before and not open_after,
+    )
+
+
+def finished_cte(*, project_id: int, rater_id: int) -> tuple[str, list[Any]]:
+    """A CTE counting one more finished open pair for a rater (a skip on an open pair), for a statement
+    of the caller's."""
+    rows = "SELECT %s AS rater_id, %s AS project_id, 0 AS done, 1 AS finished"
+    return _progress_cte("progress", rows), [rater_id, project_id]
+
+
+def rater_finished_add(*, project_id: int, rater_id: int, n: int = 1) -> None:
+    """Count n more finished open pairs for a rater (an assignment on an open pair expired)."""
+    progress_add(project_id=project_id, rows=[(rater_id, 0, n)])
+
+
+def pairs_added(*, project_id: int, regular: int, gold: int) -> None:
+    """New pairs (no judgments yet: every regular one is open), and a new data version."""
+    if regular or gold:
+        _counter_add(project_id, shard_of(None), open_pairs=regular, regular=regular, gold=gold)
+
+
+def pairs_counted(
+    *, project: Project, pair_ids: Sequence[int], sign: int, writer_id: int | None = None
+) -> None:
+    """Take these pairs out of the project's counters (sign=-1) or count them in (+1): each open pair
+    once in the open pairs and once for every rater who finished it, each pair in the regular or gold
+    pairs. Call with -1 before a change of a pair's gold, quota or judgments (or its deletion) and with +1
+    after it, holding the pairs' row locks. The data version goes up either way."""
+    if not pair_ids:
+        return
+    ids: list[Any]
+    if connection.vendor == "postgresql":
+        pairs, ids = (
+            "SELECT id, gold, judgment_count, extra_judgments FROM annotation_pair WHERE id = ANY(%s)",
+            [list(pair_ids)],
+        )
+    else:
+        in_list = ", ".join(["%s"] * len(pair_ids))
+        pairs, ids = (
+            f"SELECT id, gold, judgment_count, extra_judgments FROM annotation_pair WHERE id IN ({in_list})",
+            list(pair_ids),
+        )
+    quota = project.judgments_per_pair
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(gold),"
+            f" COALESCE(sum(CASE WHEN {open_sql('p', '%s')} THEN 1 ELSE 0 END), 0) FROM ({pairs}) p",
+            [quota, *ids],
+        )
+        total, gold, open_count = cursor.fetchone()
+        cursor.execute(
+            f"SELECT a.rater_id, count(*) FROM annotation_assignment a JOIN ({pairs}) p ON p.id = a.pair_id"
+            f" WHERE {open_sql('p', '%s')} AND a.status IN {_FINISHED_SQL} GROUP BY a.rater_id",
+            [*ids, quota],
+        )
+        finishers = [(rater, 0, sign * n) for rater, n in cursor.fetchall()]
+    progress_add(project_id=project.pk, rows=finishers)
+    _counter_add(
+        project.pk,
+        shard_of(writer_id),
+        open_pairs=sign * open_count,
+        regular=sign * (total - gold),
+        gold=sign * gold,
+    )
+
+
+def project_data_changed(*, project_id: int, writer_id: int | None = None) -> None:
+    """A new data version for the project: call after any write the agreement report reads that no other
+    function here counted (a judgment corrected in place, say)."""
+    _counter_add(project_id, shard_of(writer_id))
+
+
+def progress_add(*, project_id: int, rows: Iterable[tuple[int, int, int]]) -> None:
+    """Add (rater_id, done, finished) to the raters' rows, in rater order."""
+    rows = sorted((r for r in rows if r[1] or r[2]), key=lambda r: r[0])
+    if not rows:
+        return
+    values = " UNION ALL ".join(
+        ["SELECT %s AS rater_id, %s AS project_id, %s AS done, %s AS finished"] * len(rows)
+    )
+    params = [value for rater, done, finished in rows for value in (rater, project_id, done, finished)]
+    with connection.cursor() as cursor:
+        cursor.execute(_progress_insert(values), params)
+
+
+def _counter_add(
+    project_id: int, shard: int, *, open_pairs: int = 0, regular: int = 0, gold: int = 0
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(_counter_insert(None), [project_id, shard, open_pairs, regular, gold, 1])
+
+
+# The counts from the rows, as the counters should hold them.
+_RECOUNT_PROGRESS = f"""
+SELECT rater_id, %s AS project_id, sum(done) AS done, sum(finished) AS finished FROM (
+    SELECT rater_id, count(*) AS done, 0 AS finished FROM annotation_judgment
+     WHERE project_id = %s GROUP BY rater_id
+    UNION ALL
+    SELECT a.rater_id, 0, count(*) FROM annotation_assignment a JOIN annotation_pair p ON p.id = a.pair_id
+     WHERE a.project_id = %s AND {open_sql("p", "%s")} AND a.status IN {_FINISHED_SQL} GROUP BY a.rater_id
+) counts GROUP BY rater_id
+"""
+_RECOUNT_PAIRS = f"""
+SELECT COALESCE(sum(CASE WHEN {open_sql("p", "%s")} THEN 1 ELSE 0 END), 0),
+       count(*) - count(gold), count(gold)
+  FROM annotation_pair p WHERE p.project_id = %s
+"""
+
+
+@dataclass(frozen=True)
+class Recount:
+    project: str
+    repaired: bool  # whether the stored counters differed from the recount
+
+
+def counters_recount(*, project: Project) -> Recount:
+    """Count the project's counters again from its rows and store them; the data version goes up.
+
+    On PostgreSQL the two counter tables are locked (EXCLUSIVE: reads go on, every counter write in any
+    project waits) while the project is counted, so that no write lands between the count and the store;
+    at five million pairs that is a few seconds. A quota change and the repair command run it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("LOCK TABLE annotation_raterprogress, annotation_projectcounter IN EXCLUSIVE MODE")
+        quota = project.judgments_per_pair
+        cursor.execute(
+            "SELECT COALESCE(sum(open_pairs), 0), COALESCE(sum(regular_pairs), 0),"
+            " COALESCE(sum(gold_pairs), 0), COALESCE(sum(version), 0)"
+            " FROM annotation_projectcounter WHERE project_id = %s",
+            [project.pk],
+        )
+        *stored_pairs, version = cursor.fetchone()
+        cursor.execute(
+            "SELECT rater_id, done, finished FROM annotation_raterprogress"
+            " WHERE project_id = %s AND (done <> 0 OR finished <> 0)",
+            [project.pk],
+        )
+        stored_progress = {(r, d, f) for r, d, f in cursor.fetchall()}
+        cursor.execute(_RECOUNT_PAIRS, [quota, project.pk])
+        counted_pairs = list(cursor.fetchone())
+        cursor.execute(_RECOUNT_PROGRESS, [project.pk, project.pk, project.pk, quota])
+        counted_progress = {(r, d, f) for r, _, d, f in cursor.fetchall() if d or f}
+        cursor.execute("DELETE FROM annotation_projectcounter WHERE project_id = %s", [project.pk])
+        cursor.execute("DELETE FROM annotation_raterprogress WHERE project_id = %s", [project.pk])
+        cursor.execute(
+            "INSERT INTO annotation_projectcounter"
+            " (project_id, shard, open_pairs, regular_pairs, gold_pairs, version)"
+            " VALUES (%s, 0, %s, %s, %s, %s)",
+            [project.pk, *counted_pairs, version + 1],
+        )
+        cursor.execute(
+            "INSERT INTO annotation_raterprogress (rater_id, project_id, done, finished)"
+            f" SELECT rater_id, project_id, done, finished FROM ({_RECOUNT_PROGRESS}) counts",
+            [project.pk, project.pk, project.pk, quota],
+        )
+    repaired = [int(v) for v in stored_pairs] != [int(v) for v in counted_pairs] or {
+        tuple(map(int, row)) for row in stored_progress
+    } != {tuple(map(int, row)) for row in counted_progress}
+    return Recount(project=project.slug, repaired=repaired)

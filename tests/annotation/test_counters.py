@@ -1,0 +1,240 @@
+"""The counters behind progress and the agreement report's cache check (annotation.services.engine.counters)
+stay equal to a recount of the rows through every write that changes them, concurrent ones included, and
+the recount repairs counters damaged by hand."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from annotation import services
+from annotation.models import Assignment, AssignmentStatus, Pair, ProjectCounter, RaterProgress
+from annotation.selectors import rater_progress
+from annotation.services.bulk import ANALYZE_MIN_ROWS, tables_analyze
+from annotation.services.engine.counters import COUNTER_SHARDS
+from tests.annotation.counters import assert_counters_equal_recount, by_rows, counted
+from tests.annotation.test_engine import in_parallel
+from web.errors import Conflict
+
+
+def _rate(project, user, seed, steps):
+    """A rater's session: judgments, judgments with next, skips with next, a lease let run out (judged
+    late or left to expire), in an order drawn from `seed`."""
+    draw = random.Random(seed)
+    served = services.assignment_next(project=project, user=user)
+    for _ in range(steps):
+        if served is None:
+            return
+        assignment = served.assignment.pk
+        action = draw.choice(["judge", "judge_next", "skip_next", "lapse"])
+        try:
+            if action == "judge":
+                services.judgment_record(assignment_id=assignment, user=user, choice="left")
+                served = services.assignment_next(project=project, user=user)
+            elif action == "judge_next":
+                _, served = services.judgment_record_and_next(
+                    assignment_id=assignment, user=user, choice="right"
+                )
+            elif action == "skip_next":
+                _, served = services.assignment_skip_and_next(assignment_id=assignment, user=user)
+            else:
+                # Back after the lease: the pair again if its place is free, else it expires and another.
+                later = timezone.now() + timedelta(seconds=project.lease_seconds + 1)
+                served = services.assignment_next(project=project, user=user, now=later)
+        except Conflict as refused:
+            # The lease ran out (leases_expire) and the place went to another rater: the next pair.
+            assert refused.code == "assignment_expired", refused
+            served = services.assignment_next(project=project, user=user)
+    return True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_equal_a_recount_after_concurrent_raters_skips_and_expired_leases(
+    make_project, make_pairs, make_rater
+):
+    project = make_project(judgments_per_pair=3, lease_seconds=10)
+    make_pairs(project, 30)
+    make_pairs(project, 3, gold="a", prefix="gold")
+    users = [make_rater(project) for _ in range(10)]
+
+    def expire_leases(_):
+        later = timezone.now() + timedelta(seconds=11)
+        return sum(services.leases_expire(now=later) for _ in range(20))
+
+    calls = [(project, user, index, 12) for index, user in enumerate(users)]
+    outcomes = in_parallel(
+        lambda *args: expire_leases(args) if args[0] == "expire" else _rate(*args),
+        [*calls, ("expire",)],
+    )
+    assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert outcomes[-1] > 0  # leases expired while the raters rated (some judged late or skipped since)
+    statuses = set(Assignment.objects.values_list("status", flat=True))
+    assert {"judged", "skipped"} <= statuses, statuses
+    # Pairs left open and pairs closed, so that both kinds of change were counted.
+    assert Pair.objects.filter(judgment_count=3).exists()
+    assert Pair.objects.filter(gold=None, judgment_count__lt=3).exists()
+    assert_counters_equal_recount(project)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_raters_spread_over_the_counter_shards(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=2)
+    make_pairs(project, 20)
+    users = [make_rater(project) for _ in range(6)]
+    outcomes = in_parallel(_rate, [(project, user, index, 6) for index, user in enumerate(users)])
+    assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert 1 < ProjectCounter.objects.filter(project=project).count() <= COUNTER_SHARDS
+    assert_counters_equal_recount(project)
+
+
+def test_counters_follow_imports_quota_changes_gold_and_removed_raters(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=2, lease_seconds=60)
+    make_pairs(project, 6)
+    first, second = make_rater(project), make_rater(project)
+    for user in (first, second):
+        served = services.assignment_next(project=project, user=user)
+        services.judgment_record(assignment_id=served.assignment.pk, user=user, choice="left")
+    served = services.assignment_next(project=project, user=first)
+    services.assignment_skip(assignment_id=served.assignment.pk, user=first)
+    services.assignment_next(project=project, user=second)  # held when second is removed below
+    assert_counters_equal_recount(project)
+
+    make_pairs(project, 4, prefix="more")
+    make_pairs(project, 2, gold="b", prefix="gold")
+    assert_counters_equal_recount(project)
+
+    # Imported judgments fill some pairs past the quota.
+    items = [{"pair": f"p{i}", "rater": f"outside-{k}", "choice": "a"} for i in range(3) for k in range(2)]
+    services.judgments_import(project=project, items=items)
+    assert_counters_equal_recount(project)
+
+    services.project_update(project=project, changes={"judgments_per_pair": 4})
+    assert_counters_equal_recount(project)
+    services.project_update(project=project, changes={"judgments_per_pair": 1})
+    assert_counters_equal_recount(project)
+    services.project_update(project=project, changes={"judgments_per_pair": 3})
+
+    services.project_rater_remove(project=project, username=second.username)
+    assert Assignment.objects.filter(status=AssignmentStatus.EXPIRED).exists()
+    assert_counters_equal_recount(project)
+
+    # The admin's pair form: a skipped pair made gold, then deleted.
+    skipped = Pair.objects.get(assignments__status=AssignmentStatus.SKIPPED)
+    skipped.gold = "a"
+    services.pair_save(pair=skipped, adding=False)
+    assert_counters_equal_recount(project)
+    services.pairs_delete(pairs=[skipped])
+    assert_counters_equal_recount(project)
+
+    later = timezone.now() + timedelta(seconds=61)
+    served = services.assignment_next(project=project, user=first)
+    assert services.leases_expire(now=later) == 1
+    assert_counters_equal_recount(project)
+    # A judgment after the lease expired, while its place is still free.
+    services.judgment_record(assignment_id=served.assignment.pk, user=first, choice="tie", now=later)
+    assert_counters_equal_recount(project)
+
+
+def test_damaged_counters_are_repaired_by_the_recount(make_project, make_pairs, make_rater):
+    project = make_project(judgments_per_pair=2)
+    make_pairs(project, 5)
+    user = make_rater(project)
+    served = services.assignment_next(project=project, user=user)
+    services.judgment_record(assignment_id=served.assignment.pk, user=user, choice="left")
+    rater = served.assignment.rater_id
+    right = rater_progress(project=project, rater=rater)
+    assert right == {"done": 1, "available": 4}
+
+    RaterProgress.objects.filter(project=project).update(done=7, finished=-3)
+    ProjectCounter.objects.filter(project=project).update(open_pairs=1000)
+    ProjectCounter.objects.create(project=project, shard=COUNTER_SHARDS - 1, open_pairs=5)
+    assert rater_progress(project=project, rater=rater) != right
+    assert counted(project) != by_rows(project)
+
+    out = io.StringIO()
+    call_command("recount_progress", project.slug, stdout=out)
+    assert out.getvalue().strip() == f"{project.slug}: repaired"
+    assert rater_progress(project=project, rater=rater) == right
+    out = io.StringIO()
+    call_command("recount_progress", stdout=out)
+    assert out.getvalue().strip() == f"{project.slug}: ok"
+    assert_counters_equal_recount(project)
+
+
+@pytest.fixture
+def staff(admin_user, api):
+    return api(admin_user)
+
+
+def test_the_admin_action_recounts_the_counters(make_project, make_pairs, admin_user, client):
+    project = make_project()
+    make_pairs(project, 3)
+    ProjectCounter.objects.filter(project=project).update(open_pairs=0)
+    admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/annotation/project/",
+        {"action": "recount_counters", "_selected_action": [project.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == [f"{project.slug}: counters repaired."]
+    assert counted(project)["pairs"]["open"] == 3
+
+
+def _analyzed(table: str) -> tuple[Any, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_analyze, n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = %s", [table]
+        )
+        return cursor.fetchone()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_import_brings_the_planners_statistics_up_to_date(make_project, make_pairs, staff):
+    """Before it answers, through the API as through the service: pg_stat_user_tables says so (statistics
+    reach it within a moment of the commit, hence the short wait)."""
+    project = make_project("big", judgments_per_pair=1)
+    make_pairs(project, 10, prefix="small")  # under ANALYZE_MIN_ROWS: no ANALYZE
+    before = {table: _analyzed(table)[0] for table in ("annotation_pair", "annotation_judgment")}
+
+    def analyzed_since(table: str) -> bool:
+        deadline = time.monotonic() + 5
+        while True:
+            last = _analyzed(table)[0]
+            if (
+                last is not None and (before[table] is None or last > before[table])
+            ) or time.monotonic() > deadline:
+                return last is not None and (before[table] is None or last > before[table])
+            time.sleep(0.1)
+
+    items = [
+        {"external_id": f"x{i}", "prompt": "P", "response_a": "a", "response_b": f"b{i}"}
+        for i in range(ANALYZE_MIN_ROWS)
+    ]
+    response = staff.post("/api/v1/projects/big/pairs/", items, format="json")
+    assert response.status_code in (200, 201), response.content
+    assert analyzed_since("annotation_pair")
+    assert _analyzed("annotation_pair")[1] < ANALYZE_MIN_ROWS  # the new rows are in the statistics
+    judgments = [{"pair": f"x{i}", "rater": f"r{i % 7}", "choice": "a"} for i in range(ANALYZE_MIN_ROWS)]
+    services.judgments_import(project=project, items=judgments)
+    assert analyzed_since("annotation_judgment")
+
+
+def test_small_imports_do_not_analyze(make_project, make_pairs):
+    assert not tables_analyze(tables=["annotation_pair"], rows=ANALYZE_MIN_ROWS - 1)
+
+
+def test_jit_is_off_on_every_connection(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)
