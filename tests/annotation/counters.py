@@ -6,19 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 
 from annotation import services
 from annotation.models import Assignment, Judgment, Pair, Project, ProjectCounter, Rater
 from annotation.selectors import rater_progress
 
-# Progress as it was counted from the rows before the counters (selectors/progress.py until issue 22).
+# Progress as it was counted from the rows before the counters (selectors/progress.py until issue 22), with
+# a pair's quota raised by a reviewer's extra_judgments (issue 19).
 _PROGRESS_BY_ROWS = """
 SELECT
     (SELECT count(*) FROM annotation_judgment WHERE project_id = %s AND rater_id = %s),
-    (SELECT count(*) FROM annotation_pair WHERE project_id = %s AND gold IS NULL AND judgment_count < %s),
+    (SELECT count(*) FROM annotation_pair
+      WHERE project_id = %s AND gold IS NULL AND judgment_count < %s + extra_judgments),
     (SELECT count(*) FROM annotation_pair p JOIN annotation_assignment a ON a.pair_id = p.id
-      WHERE p.project_id = %s AND p.gold IS NULL AND p.judgment_count < %s
+      WHERE p.project_id = %s AND p.gold IS NULL AND p.judgment_count < %s + p.extra_judgments
         AND a.rater_id = %s AND a.status IN ('judged', 'skipped', 'expired'))
 """
 
@@ -56,7 +58,9 @@ def by_rows(project: Project) -> dict[str, Any]:
     return {
         "raters": {rater: progress_by_rows(project, rater) for rater in counted(project)["raters"]},
         "pairs": {
-            "open": regular.filter(judgment_count__lt=project.judgments_per_pair).count(),
+            "open": regular.filter(
+                judgment_count__lt=project.judgments_per_pair + F("extra_judgments")
+            ).count(),
             "regular": regular.count(),
             "gold": pairs.filter(~Q(gold=None)).count(),
         },

@@ -104,8 +104,9 @@ def test_correction(rating, django_assert_num_queries):
     url = f"/api/v1/judgments/{judged.json()['judgment']}/correction/"
     # 1 token and user, 2 SAVEPOINT, 3 the caller's judgment with its project, assignment and pair, its row
     # locked, "may rate" read along, 4 its last revision (when the answer it replaces was given),
-    # 5 INSERT the revision, 6 UPDATE the judgment, 7 RELEASE, 8 its revisions for the answer
-    with django_assert_num_queries(8):
+    # 5 INSERT the revision, 6 UPDATE the judgment, 7 the project's data version up (its counter shard: the
+    # agreement report's cache check), 8 RELEASE, 9 its revisions for the answer
+    with django_assert_num_queries(9):
         response = rating.post(url, {"choice": "right"}, format="json")
     assert response.status_code == 200 and len(response.json()["revisions"]) == 1
     # The same answer again (a double submit): read and locked, nothing written

@@ -14,6 +14,7 @@ from annotation import selectors, services
 from annotation.models import Judgment, Pair, PairReviewAction, ReviewAction
 from annotation.services.engine import claim as claim_module
 from rm_training.data import comparisons_from_judgments, read_data
+from tests.annotation.counters import assert_counters_equal_recount
 from tests.annotation.test_engine import _judge_everything, in_parallel
 from web.errors import Conflict, Invalid, NotFound
 
@@ -61,6 +62,7 @@ def test_a_raised_pair_is_served_to_exactly_k_more_new_raters_at_once(
     new = Judgment.objects.filter(pair=pairs[1]).exclude(rater_id__in=old_raters)
     assert new.count() == 3 and new.values("rater").distinct().count() == 3
     assert Pair.objects.get(pk=pairs[1].pk).judgment_count == 5
+    assert_counters_equal_recount(project)
 
 
 @pytest.mark.django_db
@@ -77,6 +79,7 @@ def test_a_raised_pair_comes_first_and_counts_as_open_until_its_votes_arrive(
     served = services.assignment_next(project=project, user=newcomer)
     assert served is not None and served.assignment.pair_id == pairs[2].pk
     assert served.progress == {"done": 0, "available": 1}
+    assert_counters_equal_recount(project)  # the raise counted the pair open again, and its finishers
     services.judgment_record(assignment_id=served.assignment.pk, user=newcomer, choice="left")
     assert selectors.rater_progress(project=project, rater=newcomer.rater) == {"done": 1, "available": 0}
     assert services.assignment_next(project=project, user=make_rater(project)) is None
