@@ -536,10 +536,20 @@ def review_score(request: HttpRequest, project: Project) -> HttpResponse:
     return _review_back(project, request)
 
 
+def _form_k(raw: str) -> int | None:
+    """The form's k: None when it is no number (the service then asks for it). ASCII digits only: "²" is a
+    digit to str.isdigit() but not to int(), and int() refuses more than 4300 digits; a k that long is out
+    of range anyway, so the service says so."""
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw) if len(raw) <= 9 else 10**9
+
+
 def review_act(request: HttpRequest, project: Project, pair_id: int) -> HttpResponse:
     """One action from the queue's form: the same services, and the same checks, as the API's."""
     try:
-        k = request.POST.get("k", "")
+        k = _form_k(request.POST.get("k", ""))
         annotation_services.pair_review_act(
             project=project,
             pair_id=pair_id,
@@ -547,9 +557,7 @@ def review_act(request: HttpRequest, project: Project, pair_id: int) -> HttpResp
             by=request.user,
             reason=request.POST.get("reason", ""),
             # The form sends its k with every button; only "more votes" reads it.
-            k=(int(k) if k.strip().isdigit() else -1)
-            if request.POST.get("action") == ReviewAction.MORE_VOTES
-            else None,
+            k=k if request.POST.get("action") == ReviewAction.MORE_VOTES else None,
         )
     except ServiceError as refused:
         details = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in getattr(refused, "errors", []))
