@@ -33,6 +33,7 @@ from web.errors import ServiceError
 from . import files, selectors, services
 from .admin_forms import TrainRunForm
 from .models import DatasetSnapshot, RunStatus, ScoringStatus, TrainingRun
+from .services.pair_scores import STALE_AFTER
 
 MODEL_CARD_FILENAME = "README.md"  # written by rm_training.model_card into the model's directory
 MODEL_CARD_MAX_BYTES = 256 * 1024
@@ -497,7 +498,11 @@ def review_page(
         page = paginator.get_page(request.GET.get("page"))
     judgments = selectors.review_votes(pair.pk for pair in page or [])
     rows = [(pair, judgments[pair.pk]) for pair in page or []]
-    in_flight = scoring is not None and scoring.status in (ScoringStatus.QUEUED, ScoringStatus.RUNNING)
+    unfinished = scoring is not None and scoring.status in (ScoringStatus.QUEUED, ScoringStatus.RUNNING)
+    # A scoring whose row has not moved for STALE_AFTER is lost (its worker died): the page stops reloading
+    # and says so; "Score now" starts another (the service marks the lost one failed then).
+    lost = unfinished and scoring is not None and scoring.updated_at < timezone.now() - STALE_AFTER
+    in_flight = unfinished and not lost
     context = {
         **context,
         "title": f"Review queue of {project.slug}",
@@ -506,6 +511,7 @@ def review_page(
         "scoring": scoring,
         "scoring_current": scoring is not None and scoring.run_id == run_id,
         "in_flight": in_flight,
+        "lost": lost,
         "refresh_seconds": REVIEW_REFRESH_SECONDS if in_flight else None,
         "page": page,
         "rows": rows,

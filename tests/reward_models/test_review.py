@@ -330,7 +330,7 @@ def test_the_admin_form_refuses_a_reason_postgresql_cannot_store(make_project, a
     from django.contrib.auth import get_user_model
 
     get_user_model().objects.filter(pk=admin_user.pk).update(is_superuser=True)
-    project, pairs, _run = _project_with_queue(make_project, n=1)
+    project, pairs, _ = _project_with_queue(make_project, n=1)
     client.force_login(admin_user)
     act = reverse("admin:reward_models_review_act", args=[project.pk, pairs[0].pk])
     refused = client.post(act, {"action": "keep", "reason": "a\x00b"}, follow=True)
@@ -345,3 +345,29 @@ def test_the_admin_form_refuses_a_reason_postgresql_cannot_store(make_project, a
     assert not PairReviewAction.objects.exists()
     with pytest.raises(Invalid):
         annotation_services.pair_keep(project=project, pair_id=pairs[0].pk, by=admin_user, reason="x\x00")
+
+
+def test_the_page_says_a_lost_scoring_is_lost_and_stops_reloading(make_project, admin_user, client):
+    """A worker killed mid-scoring left the row "running": the page reloaded itself every 5 s for ever and
+    said "Running" (found by killing a worker). Past STALE_AFTER without progress, it says lost."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+
+    from reward_models.models import ScoringStatus
+    from reward_models.services.pair_scores import STALE_AFTER
+
+    get_user_model().objects.filter(pk=admin_user.pk).update(is_superuser=True)
+    project, _, run = _project_with_queue(make_project, n=1)
+    scoring = PairScoring.objects.create(
+        project=project, run=run, status=ScoringStatus.RUNNING, total=9, done=3
+    )
+    client.force_login(admin_user)
+    url = reverse("admin:reward_models_review", args=[project.pk])
+    fresh = client.get(url).content.decode()
+    assert 'http-equiv="refresh"' in fresh and "review-scoring-lost" not in fresh
+    PairScoring.objects.filter(pk=scoring.pk).update(
+        updated_at=timezone.now() - STALE_AFTER - timedelta(seconds=1)
+    )
+    lost = client.get(url).content.decode()
+    assert 'http-equiv="refresh"' not in lost and 'id="review-scoring-lost"' in lost
