@@ -33,6 +33,7 @@ from web.errors import ServiceError
 from . import files, selectors, services
 from .admin_forms import TrainRunForm
 from .models import DatasetSnapshot, RunStatus, ScoringStatus, TrainingRun
+from .services.pair_scores import STALE_AFTER
 
 MODEL_CARD_FILENAME = "README.md"  # written by rm_training.model_card into the model's directory
 MODEL_CARD_MAX_BYTES = 256 * 1024
@@ -497,7 +498,11 @@ def review_page(
         page = paginator.get_page(request.GET.get("page"))
     judgments = selectors.review_votes(pair.pk for pair in page or [])
     rows = [(pair, judgments[pair.pk]) for pair in page or []]
-    in_flight = scoring is not None and scoring.status in (ScoringStatus.QUEUED, ScoringStatus.RUNNING)
+    unfinished = scoring is not None and scoring.status in (ScoringStatus.QUEUED, ScoringStatus.RUNNING)
+    # A scoring whose row has not moved for STALE_AFTER is lost (its worker died): the page stops reloading
+    # and says so; "Score now" starts another (the service marks the lost one failed then).
+    lost = unfinished and scoring is not None and scoring.updated_at < timezone.now() - STALE_AFTER
+    in_flight = unfinished and not lost
     context = {
         **context,
         "title": f"Review queue of {project.slug}",
@@ -506,6 +511,7 @@ def review_page(
         "scoring": scoring,
         "scoring_current": scoring is not None and scoring.run_id == run_id,
         "in_flight": in_flight,
+        "lost": lost,
         "refresh_seconds": REVIEW_REFRESH_SECONDS if in_flight else None,
         "page": page,
         "rows": rows,
@@ -536,10 +542,20 @@ def review_score(request: HttpRequest, project: Project) -> HttpResponse:
     return _review_back(project, request)
 
 
+def _form_k(raw: str) -> int | None:
+    """The form's k: None when it is no number (the service then asks for it). ASCII digits only: "²" is a
+    digit to str.isdigit() but not to int(), and int() refuses more than 4300 digits; a k that long is out
+    of range anyway, so the service says so."""
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw) if len(raw) <= 9 else 10**9
+
+
 def review_act(request: HttpRequest, project: Project, pair_id: int) -> HttpResponse:
     """One action from the queue's form: the same services, and the same checks, as the API's."""
     try:
-        k = request.POST.get("k", "")
+        k = _form_k(request.POST.get("k", ""))
         annotation_services.pair_review_act(
             project=project,
             pair_id=pair_id,
@@ -547,9 +563,7 @@ def review_act(request: HttpRequest, project: Project, pair_id: int) -> HttpResp
             by=request.user,
             reason=request.POST.get("reason", ""),
             # The form sends its k with every button; only "more votes" reads it.
-            k=(int(k) if k.strip().isdigit() else -1)
-            if request.POST.get("action") == ReviewAction.MORE_VOTES
-            else None,
+            k=k if request.POST.get("action") == ReviewAction.MORE_VOTES else None,
         )
     except ServiceError as refused:
         details = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in getattr(refused, "errors", []))

@@ -23,6 +23,7 @@ from annotation.models import (
     Project,
     ReviewAction,
 )
+from rm_training.jsonl import text_problems
 from web.errors import Conflict, Invalid, NotFound
 
 from .engine.counters import pairs_counted
@@ -49,6 +50,9 @@ def _reason(reason: str) -> str:
     if len(reason) > MAX_REVIEW_REASON:
         message = f"At most {MAX_REVIEW_REASON} characters."
         raise Invalid("The reason is too long.", errors=[{"field": "reason", "message": message}])
+    # A NUL cannot be stored in a PostgreSQL text column: refused here, for the admin form as for the API.
+    for _path, problem in text_problems(reason):
+        raise Invalid("The reason cannot be stored.", errors=[{"field": "reason", "message": problem}])
     return reason
 
 

@@ -17,6 +17,7 @@ from annotation.models import Pair, PairReviewAction
 from reward_models import selectors
 from reward_models.models import ActiveModel, PairScore, PairScoring, RunStatus, TrainingRun
 from rm_training.votes import Votes
+from web.errors import Invalid
 
 pytestmark = pytest.mark.django_db
 
@@ -319,3 +320,54 @@ def test_query_counts_of_the_page_and_the_api_do_not_grow_with_the_judgments(
         assert api_answer[0].status_code == 200
         assert sum(len(r["judgments"]) for r in api_answer[0].data["results"]) == 4 * extra
     assert counts[0] == counts[1], counts
+
+
+def test_the_admin_form_refuses_a_reason_postgresql_cannot_store(make_project, admin_user, client):
+    """A NUL in the admin form's reason was a 500 (PostgreSQL refuses it in text); the API's serializer
+    refused it, the service did not. The service refuses it now, for every caller, and the admin shows the
+    message. The form's k: one that is no number is asked for again instead of called "too many", and
+    none is a 500."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.filter(pk=admin_user.pk).update(is_superuser=True)
+    project, pairs, _ = _project_with_queue(make_project, n=1)
+    client.force_login(admin_user)
+    act = reverse("admin:reward_models_review_act", args=[project.pk, pairs[0].pk])
+    refused = client.post(act, {"action": "keep", "reason": "a\x00b"}, follow=True)
+    assert refused.status_code == 200
+    assert "NUL" in refused.content.decode()
+    for k in ("", "abc", "\u00b2"):  # "²" is a digit to str.isdigit(), not to int(): it was a 500
+        asked = client.post(act, {"action": "more_votes", "k": k, "reason": "why"}, follow=True)
+        assert asked.status_code == 200 and "How many more votes?" in asked.content.decode()
+    # int() refuses over 4300 digits (it was a 500): out of range, as any k over 25.
+    too_many = client.post(act, {"action": "more_votes", "k": "9" * 5000, "reason": "why"}, follow=True)
+    assert too_many.status_code == 200 and "Must be from 1 to 25" in too_many.content.decode()
+    assert not PairReviewAction.objects.exists()
+    with pytest.raises(Invalid):
+        annotation_services.pair_keep(project=project, pair_id=pairs[0].pk, by=admin_user, reason="x\x00")
+
+
+def test_the_page_says_a_lost_scoring_is_lost_and_stops_reloading(make_project, admin_user, client):
+    """A worker killed mid-scoring left the row "running": the page reloaded itself every 5 s for ever and
+    said "Running" (found by killing a worker). Past STALE_AFTER without progress, it says lost."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+
+    from reward_models.models import ScoringStatus
+    from reward_models.services.pair_scores import STALE_AFTER
+
+    get_user_model().objects.filter(pk=admin_user.pk).update(is_superuser=True)
+    project, _, run = _project_with_queue(make_project, n=1)
+    scoring = PairScoring.objects.create(
+        project=project, run=run, status=ScoringStatus.RUNNING, total=9, done=3
+    )
+    client.force_login(admin_user)
+    url = reverse("admin:reward_models_review", args=[project.pk])
+    fresh = client.get(url).content.decode()
+    assert 'http-equiv="refresh"' in fresh and "review-scoring-lost" not in fresh
+    PairScoring.objects.filter(pk=scoring.pk).update(
+        updated_at=timezone.now() - STALE_AFTER - timedelta(seconds=1)
+    )
+    lost = client.get(url).content.decode()
+    assert 'http-equiv="refresh"' not in lost and 'id="review-scoring-lost"' in lost
