@@ -15,13 +15,13 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from rm_training import conversation
 from web.ids import parse_id
 
 from . import admin_files, services
-from .models import Assignment, Judgment, Membership, Pair, Project, Rater
+from .models import Assignment, Judgment, Membership, Pair, PairReviewAction, Project, Rater
 from .pages.text import pair_view
 
 
@@ -263,11 +263,28 @@ class PairForm(forms.ModelForm):
 @admin.register(Pair)
 class PairAdmin(admin.ModelAdmin):
     form = PairForm
-    list_display = ["id", "external_id", "project", "short_prompt", "judgment_count", "gold", "created_at"]
-    list_filter = ["project", "gold"]
+    list_display = [
+        "id",
+        "external_id",
+        "project",
+        "short_prompt",
+        "judgment_count",
+        "gold",
+        "left_out",
+        "created_at",
+    ]
+    list_filter = ["project", "gold", "left_out"]
     search_fields = ["external_id", "prompt"]
     list_select_related = ["project"]
-    readonly_fields = ["judgment_count", "content_sha256", "created_at", "preview"]
+    readonly_fields = [
+        "judgment_count",
+        "extra_judgments",
+        "left_out",
+        "review_record",
+        "content_sha256",
+        "created_at",
+        "preview",
+    ]
     show_full_result_count = False
 
     class Media:
@@ -285,6 +302,32 @@ class PairAdmin(admin.ModelAdmin):
             responses=[("a", "Response A", pair.response_a), ("b", "Response B", pair.response_b)],
         )
         return render_to_string("annotation/pages/_pair.html", {"pair": view})
+
+    @admin.display(description="review actions")
+    def review_record(self, pair: Pair) -> str:
+        # The review queue's record of the pair (who did what, when and why), never changed or deleted.
+        actions = PairReviewAction.objects.filter(pair_id=pair.pk).select_related("by").order_by("id")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{a.created_at:%Y-%m-%d %H:%M} UTC",
+                    a.by.get_username(),
+                    a.get_action_display() + (f" (+{a.extra_judgments})" if a.extra_judgments else ""),
+                    a.judgment_count,
+                    a.reason,
+                )
+                for a in actions
+            ),
+        )
+        if not rows:
+            return "-"
+        return format_html(
+            '<table class="review-record"><tr><th>when</th><th>who</th><th>what</th><th>judgments then</th>'
+            "<th>why</th></tr>{}</table>",
+            rows,
+        )
 
     @admin.display(description="prompt")
     def short_prompt(self, pair: Pair) -> str:

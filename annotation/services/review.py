@@ -80,6 +80,12 @@ def pair_quota_raise(
     reason = _reason(reason)
     with transaction.atomic():
         pair = _pair_locked(project, pair_id)
+        if pair.left_out:
+            # Its votes would train nothing: raters' time spent on a pair no model reads.
+            raise Conflict(
+                f"Pair {pair.pk} is left out of training: more votes on it would train nothing.",
+                code="left_out",
+            )
         if not 1 <= k <= MAX_EXTRA_JUDGMENTS - pair.extra_judgments:
             room = MAX_EXTRA_JUDGMENTS - pair.extra_judgments
             message = (

@@ -384,3 +384,17 @@ def test_a_conversation_edited_in_the_admin_keeps_its_prompt_its_text_rendering(
     assert pair.messages == messages
     assert pair.prompt == "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello\n\nUser: Why?"
     assert superuser_client.get(url).status_code == 200
+
+
+def test_the_pair_page_shows_the_review_record_read_only(superuser_client, make_project, admin_user):
+    project = make_project("reviewed")
+    services.pairs_import(
+        project=project, items=[{"prompt": "q", "response_a": "a", "response_b": "b", "external_id": "p1"}]
+    )
+    pair = Pair.objects.get(external_id="p1")
+    services.pair_leave_out(project=project, pair_id=pair.pk, by=admin_user, reason="<b>label</b> noise")
+    page = superuser_client.get(reverse("admin:annotation_pair_change", args=[pair.pk])).content.decode()
+    # Who, what and why, escaped; the pair's own state beside it; nothing to edit or delete.
+    assert "review actions" in page.lower() and "Leave out of training" in page
+    assert "&lt;b&gt;label&lt;/b&gt; noise" in page and admin_user.get_username() in page
+    assert 'class="review-record"' in page and 'name="reason"' not in page

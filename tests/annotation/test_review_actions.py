@@ -146,6 +146,10 @@ def test_actions_are_checked_and_recorded_with_who_when_and_why(
     services.pair_leave_out(project=project, pair_id=pairs[1].pk, by=admin_user, reason="ambiguous prompt")
     with pytest.raises(Conflict):
         services.pair_leave_out(project=project, pair_id=pairs[1].pk, by=admin_user, reason="again")
+    # More votes on a pair left out would train nothing: refused, and nothing recorded.
+    with pytest.raises(Conflict) as refused:
+        _raise(project, pairs[1], 1, admin_user)
+    assert refused.value.code == "left_out"
     rows = list(
         PairReviewAction.objects.values_list("pair_id", "action", "extra_judgments", "by", "judgment_count")
     )
