@@ -23,6 +23,7 @@ from annotation.models import (
     Project,
     ReviewAction,
 )
+from rm_training.jsonl import text_problems
 from web.errors import Conflict, Invalid, NotFound
 
 from .engine.counters import pairs_counted
@@ -49,6 +50,11 @@ def _reason(reason: str) -> str:
     if len(reason) > MAX_REVIEW_REASON:
         message = f"At most {MAX_REVIEW_REASON} characters."
         raise Invalid("The reason is too long.", errors=[{"field": "reason", "message": message}])
+    # A NUL (the admin form posts any character) would reach the text column as a server error.
+    for _, problem in text_problems(reason):
+        raise Invalid(
+            f"The reason cannot be stored: {problem}.", errors=[{"field": "reason", "message": problem}]
+        )
     return reason
 
 
