@@ -384,3 +384,30 @@ def test_a_conversation_edited_in_the_admin_keeps_its_prompt_its_text_rendering(
     assert pair.messages == messages
     assert pair.prompt == "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello\n\nUser: Why?"
     assert superuser_client.get(url).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("metadata", "words"),
+    [
+        ('{"score": NaN}', "NaN"),  # Python's json reads it; PostgreSQL's jsonb refused it: a 500
+        ('{"score": Infinity}', "Infinity"),
+        ('{"note": "a\\u0000b"}', "NUL"),  # jsonb refuses \u0000: a 500 too
+        ("[1, 2]", "JSON object"),  # the import's rule: metadata is an object
+    ],
+)
+def test_add_pair_refuses_metadata_the_import_would_refuse(superuser_client, make_project, metadata, words):
+    project = make_project("metadata")
+    form = {
+        "project": project.pk,
+        "prompt": "A prompt",
+        "response_a": "one",
+        "response_b": "two",
+        "external_id": "",
+        "metadata": metadata,
+        "model_a": "",
+        "model_b": "",
+        "gold": "",
+    }
+    response = superuser_client.post("/admin/annotation/pair/add/", form)
+    assert response.status_code == 200 and words in response.content.decode()
+    assert not Pair.objects.exists()
