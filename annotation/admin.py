@@ -253,7 +253,7 @@ class PairForm(forms.ModelForm):
         # then refused them and \u0000 with a server error.
         metadata = self.cleaned_data.get("metadata")
         if metadata is None:
-            return metadata
+            return {}  # an emptied box: no metadata, as the import stores it (the column is NOT NULL)
         if not isinstance(metadata, dict):
             raise forms.ValidationError("Must be a JSON object.")
         try:

@@ -411,3 +411,12 @@ def test_add_pair_refuses_metadata_the_import_would_refuse(superuser_client, mak
     response = superuser_client.post("/admin/annotation/pair/add/", form)
     assert response.status_code == 200 and words in response.content.decode()
     assert not Pair.objects.exists()
+
+
+def test_add_pair_with_the_metadata_box_emptied_stores_no_metadata(superuser_client, make_project):
+    # An emptied box is None to the form: it reached the NOT NULL column as a 500.
+    project = make_project("no-metadata")
+    form = {"project": project.pk, "prompt": "A prompt", "response_a": "one", "response_b": "two"}
+    form |= {"external_id": "", "metadata": "", "model_a": "", "model_b": "", "gold": ""}
+    response = superuser_client.post("/admin/annotation/pair/add/", form)
+    assert response.status_code == 302 and Pair.objects.get().metadata == {}
