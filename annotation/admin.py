@@ -273,7 +273,8 @@ class PairForm(forms.ModelForm):
         messages = cleaned.get("messages")
         if messages is None or "messages" in self.errors:
             return cleaned
-        problems = conversation.message_problems(messages)
+        # The import's parser refuses text that cannot be stored (a NUL) before the format's checks.
+        problems = list(jsonl.text_problems(messages)) or conversation.message_problems(messages)
         if problems:
             self.add_error("messages", [f"{where or 'messages'}: {message}." for where, message in problems])
             return cleaned

@@ -420,3 +420,14 @@ def test_add_pair_with_the_metadata_box_emptied_stores_no_metadata(superuser_cli
     form |= {"external_id": "", "metadata": "", "model_a": "", "model_b": "", "gold": ""}
     response = superuser_client.post("/admin/annotation/pair/add/", form)
     assert response.status_code == 302 and Pair.objects.get().metadata == {}
+
+
+def test_add_pair_refuses_a_nul_in_a_message_in_words(superuser_client, make_project):
+    # The import's parser refuses it; the form passed it to PostgreSQL's jsonb: a 500.
+    project = make_project("nul-message")
+    form = {"project": project.pk, "prompt": "q", "response_a": "one", "response_b": "two", "external_id": ""}
+    form |= {"metadata": "{}", "model_a": "", "model_b": "", "gold": ""}
+    form["messages"] = '[{"role": "user", "content": "a\\u0000b"}]'
+    response = superuser_client.post("/admin/annotation/pair/add/", form)
+    assert response.status_code == 200 and "NUL" in response.content.decode()
+    assert not Pair.objects.exists()
