@@ -2,8 +2,8 @@
 """Django's command-line utility for Pairwise.
 
 Errors a user fixes outside the code come out as one or two lines, not a traceback: a bad environment
-variable (exit 2) and a database that is missing, down or not migrated (exit 1). `--traceback` shows
-the whole trace of the latter, as it does for a command's own errors.
+variable (exit 2), a database that is missing, down or not migrated, or that refused the data (exit 1).
+`--traceback` shows the whole trace of the latter, as it does for a command's own errors.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
-    from django.db import DatabaseError
+    from django.db import DatabaseError, DataError, IntegrityError
 
     try:
         settings.INSTALLED_APPS  # noqa: B018 -- loads config/settings.py, which checks every variable
@@ -47,6 +47,14 @@ def main() -> None:
     except DatabaseError as error:
         if "--traceback" in sys.argv:
             raise
+        if isinstance(error, IntegrityError | DataError):
+            # The database answered: it refused the data (a unique name, a rule of a table), which no
+            # restart or migrate fixes, so the hint below would send the user the wrong way.
+            sys.stderr.write(
+                f"Database error: {type(error).__name__}: {_one_line(error)}\n"
+                "The database refused the data (one of its rules); add --traceback for the details.\n"
+            )
+            sys.exit(1)
         sys.stderr.write(
             f"Database error: {type(error).__name__}: {_one_line(error)}\n"
             f"Check that the database ({_database()}) is running and migrated (python manage.py migrate; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -17,7 +18,7 @@ from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from rm_training import conversation
+from rm_training import conversation, jsonl
 from web.ids import parse_id
 
 from . import admin_files, services
@@ -247,12 +248,33 @@ class PairForm(forms.ModelForm):
     prompt kept their text rendering: the rating page, the exports and the trainer read both."""
 
     # No Meta: the admin builds the form's Meta from PairAdmin (modelform_factory).
+    def clean_metadata(self) -> Any:
+        # As the import refuses it: the form's JSON reader takes NaN and Infinity, and PostgreSQL's jsonb
+        # then refused them and \u0000 with a server error.
+        metadata = self.cleaned_data.get("metadata")
+        if metadata is None:
+            return {}  # an emptied box: no metadata, as the import stores it (the column is NOT NULL)
+        if not isinstance(metadata, dict):
+            raise forms.ValidationError("Must be a JSON object.")
+        try:
+            json.dumps(metadata, allow_nan=False)
+        except ValueError:
+            raise forms.ValidationError("NaN and Infinity are not JSON numbers.") from None
+        problems = [
+            f"{jsonl.dotted(where) or 'metadata'}: {problem}."
+            for where, problem in jsonl.text_problems(metadata)
+        ]
+        if problems:
+            raise forms.ValidationError(problems)
+        return metadata
+
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
         messages = cleaned.get("messages")
         if messages is None or "messages" in self.errors:
             return cleaned
-        problems = conversation.message_problems(messages)
+        # The import's parser refuses text that cannot be stored (a NUL) before the format's checks.
+        problems = list(jsonl.text_problems(messages)) or conversation.message_problems(messages)
         if problems:
             self.add_error("messages", [f"{where or 'messages'}: {message}." for where, message in problems])
             return cleaned

@@ -37,6 +37,8 @@ ALLOWED_HOSTS = env_hosts("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
+    # First, so that its createsuperuser (look-alike usernames refused in words) shadows Django's.
+    "web",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -51,7 +53,6 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     # Celery beat's schedules in the database, editable in the admin (config.beat.Scheduler).
     "django_celery_beat",
-    "web",
     "annotation",
     "reward_models",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 
 from annotation.models import Project
+from rm_training import jsonl
 from rm_training.config import TrainingConfig, default_and_bounds, setting_help
 from web.errors import Invalid
 
@@ -105,6 +106,10 @@ class AutoTrainPolicyForm(forms.ModelForm):
         config = self.cleaned_data.get("config")
         if not isinstance(config, dict):
             raise forms.ValidationError('A JSON object of TrainingConfig fields, e.g. {"epochs": 2}.')
+        # As the API's parser: a NUL would reach PostgreSQL's jsonb as a server error.
+        problems = [f"{jsonl.dotted(where)}: {problem}." for where, problem in jsonl.text_problems(config)]
+        if problems:
+            raise forms.ValidationError(problems)
         try:
             services.training_config_build(config)
         except Invalid as refused:

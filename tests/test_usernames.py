@@ -105,3 +105,32 @@ def test_the_migration_stops_on_lookalikes_naming_them_and_runs_once_they_are_re
         migration.create_index(apps, editor)
     with pytest.raises(IntegrityError), transaction.atomic():
         get_user_model().objects.create_user("RATER2")
+
+
+# A look-alike in case; one in full width, which is stored NFKC-normalised.
+@pytest.mark.parametrize("typed", ["Rater2", "\uff52\uff41\uff54\uff45\uff52\uff12"])
+def test_createsuperuser_refuses_a_lookalike_in_words(db, monkeypatch, typed):
+    # The README's first admin comes from this command; Django's own check compares the name as typed
+    # and exactly, so a look-alike reached the unique index and was reported as a database outage.
+    User.objects.create_user("rater2")
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "correct-horse-9")
+    with pytest.raises(CommandError, match="rater2") as refused:
+        call_command("createsuperuser", interactive=False, username=typed, email="a@example.com")
+    assert "already exists" in str(refused.value)
+    assert list(User.objects.values_list("username", flat=True)) == ["rater2"]
+
+
+def test_manage_py_reports_a_refused_row_as_refused_data_not_as_a_database_outage(db, monkeypatch, capsys):
+    # Any command that breaks a rule of the database (here the look-alike index from `manage.py shell`)
+    # was told to check that the database is running and migrated.
+    import manage
+
+    User.objects.create_user("rater2")
+    code = "from django.contrib.auth.models import User; User.objects.create_user('RATER2')"
+    monkeypatch.setattr("sys.argv", ["manage.py", "shell", "-c", code])
+    with pytest.raises(SystemExit) as stopped, transaction.atomic():
+        manage.main()
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Database error: IntegrityError: duplicate key") and INDEX_NAME in err
+    assert "refused the data" in err and "running and migrated" not in err

@@ -22,6 +22,7 @@ from kombu.exceptions import OperationalError
 
 from annotation.models import Choice, Judgment, Project
 from rm_training.config import ConfigError, TrainingConfig
+from rm_training.jsonl import text_problems
 from web.errors import Conflict, Invalid
 from web.statelog import StateLog
 
@@ -289,6 +290,11 @@ def training_run_activate(
         raise Invalid(
             f"The reason is {len(reason)} characters long; at most {FORCE_REASON_MAX}.",
             errors=[{"field": "force_reason", "message": f"At most {FORCE_REASON_MAX} characters."}],
+        )
+    # A NUL (the admin form posts any character) would reach the text column as a server error.
+    for _, problem in text_problems(reason):
+        raise Invalid(
+            f"The reason cannot be stored: {problem}.", errors=[{"field": "force_reason", "message": problem}]
         )
     missing = held_out_missing(run)
     if missing is not None and not reason:

@@ -398,3 +398,50 @@ def test_the_pair_page_shows_the_review_record_read_only(superuser_client, make_
     assert "review actions" in page.lower() and "Leave out of training" in page
     assert "&lt;b&gt;label&lt;/b&gt; noise" in page and admin_user.get_username() in page
     assert 'class="review-record"' in page and 'name="reason"' not in page
+
+
+@pytest.mark.parametrize(
+    ("metadata", "words"),
+    [
+        ('{"score": NaN}', "NaN"),  # Python's json reads it; PostgreSQL's jsonb refused it: a 500
+        ('{"score": Infinity}', "Infinity"),
+        ('{"note": "a\\u0000b"}', "NUL"),  # jsonb refuses \u0000: a 500 too
+        ("[1, 2]", "JSON object"),  # the import's rule: metadata is an object
+    ],
+)
+def test_add_pair_refuses_metadata_the_import_would_refuse(superuser_client, make_project, metadata, words):
+    project = make_project("metadata")
+    form = {
+        "project": project.pk,
+        "prompt": "A prompt",
+        "response_a": "one",
+        "response_b": "two",
+        "external_id": "",
+        "metadata": metadata,
+        "model_a": "",
+        "model_b": "",
+        "gold": "",
+    }
+    response = superuser_client.post("/admin/annotation/pair/add/", form)
+    assert response.status_code == 200 and words in response.content.decode()
+    assert not Pair.objects.exists()
+
+
+def test_add_pair_with_the_metadata_box_emptied_stores_no_metadata(superuser_client, make_project):
+    # An emptied box is None to the form: it reached the NOT NULL column as a 500.
+    project = make_project("no-metadata")
+    form = {"project": project.pk, "prompt": "A prompt", "response_a": "one", "response_b": "two"}
+    form |= {"external_id": "", "metadata": "", "model_a": "", "model_b": "", "gold": ""}
+    response = superuser_client.post("/admin/annotation/pair/add/", form)
+    assert response.status_code == 302 and Pair.objects.get().metadata == {}
+
+
+def test_add_pair_refuses_a_nul_in_a_message_in_words(superuser_client, make_project):
+    # The import's parser refuses it; the form passed it to PostgreSQL's jsonb: a 500.
+    project = make_project("nul-message")
+    form = {"project": project.pk, "prompt": "q", "response_a": "one", "response_b": "two", "external_id": ""}
+    form |= {"metadata": "{}", "model_a": "", "model_b": "", "gold": ""}
+    form["messages"] = '[{"role": "user", "content": "a\\u0000b"}]'
+    response = superuser_client.post("/admin/annotation/pair/add/", form)
+    assert response.status_code == 200 and "NUL" in response.content.decode()
+    assert not Pair.objects.exists()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import logging
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from annotation import services
 from annotation.models import Pair, Project
@@ -103,3 +105,13 @@ def test_demo_takes_each_password_on_its_own(db):
     out = io.StringIO()
     call_command("demo", password="rater-pass-123", admin_password="admin-pass-456", stdout=out)
     assert _logins(out.getvalue()) == {"demo-admin": "admin-pass-456", "demo-rater": "rater-pass-123"}
+
+
+def test_demo_beside_a_lookalike_of_its_users_says_so_and_changes_nobody(db):
+    # scripts/start runs the demo at every start: a user renamed "Demo-Admin" in the admin made it stop
+    # with "Database error: IntegrityError ... check that the database is running and migrated".
+    other = get_user_model().objects.create_user("Demo-Admin", password="theirs-9-long")
+    with pytest.raises(CommandError, match="'Demo-Admin' already exists"):
+        call_command("demo", stdout=io.StringIO())
+    other.refresh_from_db()
+    assert not other.is_staff and other.check_password("theirs-9-long")

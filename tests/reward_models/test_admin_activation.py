@@ -123,3 +123,18 @@ def test_a_run_with_n_a_accuracy_is_refused_too_and_a_normal_run_keeps_no_reason
     trained_run.save(update_fields=["metrics"])
     done = staff.post(url, {"force_reason": "not needed"}, format="json")
     assert done.status_code == 200 and done.data["forced_reason"] == ""
+
+
+def test_a_reason_that_the_database_cannot_store_is_refused_in_words(trained_run, operator, api, admin_user):
+    # A NUL in the admin form's reason (a raw POST) reached PostgreSQL's text column: an error page.
+    run = _without_evaluation(trained_run)
+    activate = reverse("admin:reward_models_trainingrun_activate", args=[run.pk])
+    html = operator.post(activate, {"force_reason": "smoke\x00test"}, follow=True).content.decode()
+    assert "NUL" in html and not ActiveModel.objects.exists()
+    url = f"/api/v1/training-runs/{run.pk}/activate/"
+    refused = api(admin_user).post(url, {"force_reason": "smoke\x00test"}, format="json")
+    assert refused.status_code == 400 and not ActiveModel.objects.exists()
+    shown = "<b>staging</b> only"
+    operator.post(activate, {"force_reason": shown}, follow=True)
+    html = operator.get(reverse("admin:reward_models_trainingrun_change", args=[run.pk])).content.decode()
+    assert "&lt;b&gt;staging&lt;/b&gt; only" in html and shown not in html

@@ -761,3 +761,16 @@ def test_the_page_draws_every_live_field_from_the_json_the_poller_reads(project,
     for name in ("step", "sent", "heartbeat", "worker", "progress_text", "started", "finished"):
         assert shown[name] == html_escape(live[name]), name
     assert shown["duration"].endswith(" s") and 50 <= int(live["duration"].split()[0]) < 60
+
+
+@pytest.mark.django_db
+def test_an_auto_train_policy_with_text_the_database_cannot_store_is_refused_in_words(project, make_user):
+    # The API's parser refuses a NUL in any string; the admin form passed it to PostgreSQL's jsonb: a 500.
+    user = make_user(staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=["add_autotrainpolicy", "view_project"]))
+    client = client_for(user)
+    url = reverse("admin:reward_models_autotrainpolicy_add")
+    values = {"project": project.pk, "enabled": "on", "after_new_judgments": "5", "every_hours": ""}
+    response = client.post(url, values | {"config": '{"base_model": "tiny\\u0000"}'})
+    assert response.status_code == 200 and "NUL" in response.content.decode()
+    assert not AutoTrainPolicy.objects.exists()

@@ -274,6 +274,9 @@ def test_the_admin_page_lists_the_queue_and_its_actions_work(make_project, admin
     assert done.status_code == 200 and Pair.objects.get(pk=pairs[0].pk).extra_judgments == 3
     refused = client.post(act, {"action": "keep", "reason": ""}, follow=True)
     assert "A reason is required" in refused.content.decode()
+    # The form posts any character: a NUL was a 500 from PostgreSQL's text column.
+    refused = client.post(act, {"action": "keep", "reason": "fine\x00"}, follow=True)
+    assert refused.status_code == 200 and "NUL" in refused.content.decode()
     assert f'id="review-pair-{pairs[0].pk}"' not in client.get(url).content.decode()  # waiting for votes
     # Score now records a scoring of the active model (sent to the workers on commit).
     client.post(reverse("admin:reward_models_review_score", args=[project.pk]))

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from annotation import services
 from annotation.models import Project
+from web import usernames
 
 DEMO_PAIRS = Path(__file__).resolve().parents[2] / "demo_pairs.jsonl"
 INSTRUCTIONS = """Read the prompt, then both responses. Pick the response that is **more helpful, honest
@@ -52,6 +53,14 @@ class Command(BaseCommand):
         users = get_user_model().objects
         logins = []
         for username, staff in (("demo-admin", True), ("demo-rater", False)):
+            existing = usernames.lookalike_taken(username)
+            if existing not in (None, username):
+                # Its name in another case is the same name (web 0002): neither promote nor reset another's
+                # account, nor reach the unique index as a "database error".
+                raise CommandError(
+                    f"{usernames.lookalike_message(username, existing)} Rename that user (admin, Users) or "
+                    "delete it, then run the demo again."
+                )
             user, _ = users.get_or_create(username=username, defaults={"email": f"{username}@example.org"})
             user.is_staff = user.is_superuser = staff
             user.set_password(passwords[username])
