@@ -8,7 +8,7 @@ CSRF); each part needs its model permission as well.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -23,12 +23,19 @@ from rest_framework import serializers as drf
 from annotation import files, services
 from annotation.api import serializers as s
 from annotation.models import Project
+from rm_training import conversation
 from web.errors import ServiceError
 
 # Errors listed on the page; a file with thousands of bad items needs no more to be fixed.
 ERRORS_SHOWN = 200
 
-UPLOAD_PERMISSIONS = {"pairs": "annotation.add_pair", "judgments": "annotation.add_judgment"}
+# What a file may hold: pairs in one of the import API's formats (?format=), or judgments.
+UPLOAD_PERMISSIONS = {
+    "pairs": "annotation.add_pair",
+    "trl": "annotation.add_pair",
+    "hh-rlhf": "annotation.add_pair",
+    "judgments": "annotation.add_judgment",
+}
 EXPORT_PERMISSION = "annotation.view_judgment"
 
 # The download buttons: the file's name, the API's export it is, and its fixed parameters.
@@ -45,7 +52,12 @@ def upload_limit() -> int:
     return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 
-_KIND_LABELS = {"pairs": "Pairs", "judgments": "Judgments"}
+_KIND_LABELS = {
+    "pairs": "Pairs",
+    "trl": "Pairs from TRL preference rows (prompt, chosen, rejected)",
+    "hh-rlhf": "Pairs from HH-RLHF transcripts (chosen, rejected)",
+    "judgments": "Judgments",
+}
 
 
 class UploadForm(forms.Form):
@@ -100,10 +112,12 @@ def files_page(model_admin: Any, request: HttpRequest, project: Project) -> Http
 
 
 def _import(project: Project, kind: str, upload: Any) -> str:
-    items = files.upload_items(upload, name=upload.name, what=kind)
+    what = "judgments" if kind == "judgments" else "pairs"
+    items = files.upload_items(upload, name=upload.name, what=what)
     limit = settings.PAIRWISE_MAX_IMPORT_ITEMS
-    if kind == "pairs":
-        pairs = services.pairs_import(project=project, items=items, max_items=limit)
+    if what == "pairs":
+        fmt = cast(conversation.Format, kind)  # one of UploadForm's choices
+        pairs = services.pairs_import(project=project, items=items, max_items=limit, format=fmt)
         return f"{pairs.created} pairs imported, {pairs.unchanged} already there."
     judgments = services.judgments_import(project=project, items=items, max_items=limit)
     return f"{judgments.created} judgments imported, {judgments.raters_created} new imported raters."

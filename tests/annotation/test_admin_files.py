@@ -54,6 +54,31 @@ def test_pairs_upload_in_every_form_the_api_takes(client, superuser, make_projec
     assert "2 pairs imported, 0 already there." in page.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("kind", "row"),
+    [
+        ("trl", {"prompt": "Capital of France?", "chosen": "Paris.", "rejected": "Lyon."}),
+        (
+            "hh-rlhf",
+            {
+                "chosen": "\n\nHuman: Capital of France?\n\nAssistant: Paris.",
+                "rejected": "\n\nHuman: Capital of France?\n\nAssistant: Lyon.",
+            },
+        ),
+    ],
+)
+def test_preference_rows_upload_in_the_import_apis_formats(client, superuser, make_project, kind, row):
+    project = make_project()
+    client.force_login(superuser)
+    answer = _upload(client, project, kind, "rows.jsonl", _jsonl([row]))
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    pair = Pair.objects.get(project=project)
+    assert (pair.prompt, pair.response_a, pair.response_b) == ("Capital of France?", "Paris.", "Lyon.")
+    # The same file as plain pairs is refused by item and field (chosen is no pair field).
+    refused = _upload(client, make_project("plain"), "pairs", "rows.jsonl", _jsonl([row]))
+    assert refused.status_code == 400 and "<code>chosen</code>" in refused.content.decode()
+
+
 def test_a_bad_upload_stores_nothing_and_lists_every_item_at_fault(client, superuser, make_project):
     project = make_project()
     client.force_login(superuser)
