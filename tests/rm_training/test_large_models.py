@@ -4,6 +4,7 @@ line. Tiny Qwen2-shaped models built from a config; nothing downloaded."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -331,3 +332,20 @@ def test_each_lora_target_module_must_name_a_layer_of_the_base_model(
     config = qwen2_config(tiny_qwen2_dir, lora_r=2, lora_target_modules=targets)
     with pytest.raises(InputError, match=message):
         add_lora(load_reward_model(config.base_model, load_tokenizer(config.base_model)), config)
+
+
+def test_out_of_memory_names_the_batch_the_run_used_when_min_steps_lowered_it(
+    fast_config: TrainingConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With min_steps the run may train at a smaller batch than batch_size; the line named batch_size as
+    given (32), so lowering it to 16 as told changed nothing: the run was at 8 already."""
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(BertForSequenceClassification, "forward", out_of_memory)
+    config = dataclasses.replace(fast_config, batch_size=32, min_steps=1000)
+    with pytest.raises(
+        OutOfMemory, match=r"^out of cpu memory with batch_size 8 \(min_steps' choice; 32 given\)"
+    ):
+        train(config, examples=marker_comparisons(40), output_dir=tmp_path / "m")
