@@ -283,7 +283,7 @@ def read_best_of(path: str | Path) -> BestOfRows:
             chosen = [chosen] if isinstance(chosen, str) else chosen
             if not isinstance(chosen, list) or not chosen or not all(isinstance(c, str) for c in chosen):
                 raise DataError(
-                    "must be a string or a list of strings", field="chosen", line=number, path=path
+                    "must be a string or a non-empty list of strings", field="chosen", line=number, path=path
                 )
             rejected = row.get("rejected")
             if (
@@ -297,10 +297,12 @@ def read_best_of(path: str | Path) -> BestOfRows:
             prompt, subset = row.get("prompt", ""), row.get("subset")
             if not isinstance(prompt, str):
                 raise DataError("must be a string", field="prompt", line=number, path=path)
+            if subset is not None and not isinstance(subset, str):
+                raise DataError("must be a string", field="subset", line=number, path=path)
             if len(chosen) > 1:
                 several += 1
                 continue
-            rows.append(BestOf(prompt, chosen[0], rejected, subset if isinstance(subset, str) else None))
+            rows.append(BestOf(prompt, chosen[0], rejected, subset))
     if not rows:
         raise DataError("no row with one chosen response to evaluate", path=path)
     return BestOfRows(rows, several)

@@ -346,12 +346,36 @@ def add_lora(model: PreTrainedModel, config: TrainingConfig) -> torch.nn.Module:
             }
         )
     # Only inside the base model: the head's own linear layers are trained in full, not adapted.
-    pattern = rf"{re.escape(prefix)}\.(.*\.)?({'|'.join(re.escape(n) for n in names)})"
-    if not any(re.fullmatch(pattern, qualified) for qualified, _ in model.named_modules()):
-        raise InputError(
-            f"lora_target_modules {config.lora_target_modules!r}: no layer of {type(model).__name__} is "
-            "named so; leave it empty for every linear layer"
+    # Each name is checked on its own: one that matched nothing beside one that did was dropped
+    # without a word (a typo, or the head), and the run adapted fewer layers than asked.
+    modules = list(model.named_modules())
+    for name in names:
+        matched = [
+            module
+            for qualified, module in modules
+            if re.fullmatch(rf"{re.escape(prefix)}\.(.*\.)?{re.escape(name)}", qualified)
+        ]
+        # peft adapts these (embeddings too); any other layer it refuses with a traceback.
+        other = next(
+            (m for m in matched if not isinstance(m, torch.nn.Linear | Conv1D | torch.nn.Embedding)), None
         )
+        if other is not None:
+            raise InputError(
+                f"lora_target_modules {name!r}: {type(other).__name__} is not a linear layer; name linear "
+                "layers (e.g. q_proj), or leave it empty for every linear layer"
+            )
+        if matched:
+            continue
+        if any(re.fullmatch(rf"{re.escape(head)}(\..*)?", name) for head in heads):
+            raise InputError(
+                f"lora_target_modules {name!r}: that is the reward head, which is trained in full beside "
+                "the adapters; name layers of the base model, or leave it empty for every linear layer"
+            )
+        raise InputError(
+            f"lora_target_modules {name!r}: no layer of {type(model).__name__} is named so; leave it "
+            "empty for every linear layer"
+        )
+    pattern = rf"{re.escape(prefix)}\.(.*\.)?({'|'.join(re.escape(n) for n in names)})"
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,

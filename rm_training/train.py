@@ -147,12 +147,23 @@ def train(
     if (data_path is None) == (examples is None):
         raise ValueError("pass exactly one of data_path and examples")
     processes = _start_processes(config.device)
+    # The batch the run trains at, once chosen (min_steps may lower batch_size): the out-of-memory line
+    # names it, since lowering batch_size from what was given may not change it.
+    chosen: dict[str, int] = {}
     try:
         return _train(
-            config, processes, Path(output_dir), data_path, examples, on_progress, should_stop, overwrite
+            config,
+            processes,
+            Path(output_dir),
+            data_path,
+            examples,
+            on_progress,
+            should_stop,
+            overwrite,
+            chosen,
         )
     except torch.OutOfMemoryError:
-        raise OutOfMemory(_out_of_memory_line(config, processes.device)) from None
+        raise OutOfMemory(_out_of_memory_line(config, processes.device, chosen.get("batch_size"))) from None
     finally:
         if processes.distributed:
             dist.destroy_process_group()
@@ -180,6 +191,7 @@ def _train(
     on_progress: ProgressCallback | None,
     should_stop: StopCallback | None,
     overwrite: bool,
+    chosen: dict[str, int],
 ) -> dict[str, Any]:
     started = time.perf_counter()
     device = processes.device
@@ -266,6 +278,7 @@ def _train(
             "step, each of which needs a pair: lower gradient_accumulation_steps or eval_fraction"
         )
     batch_size = _batch_size(config, len(train_pairs), micro_batches)
+    chosen["batch_size"] = batch_size
     if batch_size != config.batch_size and processes.is_main:
         logger.info(
             "batch_size %d would make fewer than min_steps %d optimizer steps on %d pairs: using %d",
@@ -580,8 +593,11 @@ def _speed(tokens_per_second: float, parameters: int, processes: Processes) -> d
     }
 
 
-def _out_of_memory_line(config: TrainingConfig, device: torch.device) -> str:
+def _out_of_memory_line(config: TrainingConfig, device: torch.device, batch_size: int | None = None) -> str:
     """The one line of an out-of-memory failure: the settings that set the memory, and what to change."""
+    batch = str(config.batch_size)
+    if batch_size is not None and batch_size != config.batch_size:
+        batch = f"{batch_size} (min_steps' choice; {config.batch_size} given)"
     remedies = ["lower batch_size or max_length"]
     if config.gradient_accumulation_steps == 1:
         remedies.append("raise gradient_accumulation_steps")
@@ -595,7 +611,7 @@ def _out_of_memory_line(config: TrainingConfig, device: torch.device) -> str:
         if not on
     ]
     return (
-        f"out of {device.type} memory with batch_size {config.batch_size}, max_length {config.max_length}, "
+        f"out of {device.type} memory with batch_size {batch}, max_length {config.max_length}, "
         f"gradient_accumulation_steps {config.gradient_accumulation_steps}: {', '.join(remedies)}"
     )
 

@@ -93,9 +93,16 @@ def test_a_chosen_tied_with_the_best_rejected_gets_its_share_and_several_chosen_
         ),
         (
             {"prompt": "p", "chosen": 3, "rejected": ["b"]},
-            "line 2: chosen: must be a string or a list of strings",
+            "line 2: chosen: must be a string or a non-empty list of strings",
         ),
         ({"prompt": 1, "chosen": "a", "rejected": ["b"]}, "line 2: prompt: must be a string"),
+        # an empty list is a list of strings: the message must say what is wrong with it
+        (
+            {"prompt": "p", "chosen": [], "rejected": ["b"]},
+            "line 2: chosen: must be a string or a non-empty list",
+        ),
+        # a subset that is no string was dropped without a word: the row counted in no subset
+        ({"prompt": "p", "chosen": "a", "rejected": ["b"], "subset": 5}, "line 2: subset: must be a string"),
     ],
 )
 def test_a_bad_row_is_refused_naming_its_line(

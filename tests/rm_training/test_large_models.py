@@ -4,6 +4,7 @@ line. Tiny Qwen2-shaped models built from a config; nothing downloaded."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from rm_training.config import TrainingConfig
 from rm_training.errors import InputError
 from rm_training.evaluate import SCORE_CHECK_FILENAME, compute_rewards, score_check
 from rm_training.metrics import TrainingMetrics
-from rm_training.model import ADAPTER_DIRNAME, load_reward_model, load_tokenizer
+from rm_training.model import ADAPTER_DIRNAME, add_lora, load_reward_model, load_tokenizer
 from rm_training.scoring import RewardScorer
 from rm_training.tokenization import PairEncoder
 from rm_training.train import OutOfMemory, _batch_size, _micro_batch_loss, train
@@ -313,3 +314,44 @@ def test_a_run_without_lora_may_overwrite_a_lora_run(lora_run: tuple[Path, dict]
     train(config, examples=marker_comparisons(40), output_dir=output, overwrite=True)
     assert not (output / ADAPTER_DIRNAME).exists()
     assert TrainingConfig.load(output).lora_r == 0
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        # a typo beside a real name was dropped without a word: the run adapted q_proj alone
+        ("q_proj,v_prj", r"lora_target_modules 'v_prj': no layer of Qwen2ForSequenceClassification"),
+        # the head is trained in full; naming it beside a real name was dropped without a word too
+        ("q_proj,score", r"lora_target_modules 'score': .*reward head.* trained in full"),
+        ("score", r"lora_target_modules 'score': .*reward head.* trained in full"),
+        # peft refuses layers it cannot adapt with a traceback (exit status 1): one line instead
+        (
+            "q_proj,input_layernorm",
+            r"lora_target_modules 'input_layernorm': Qwen2RMSNorm is not a linear layer",
+        ),
+        ("mlp", r"lora_target_modules 'mlp': Qwen2MLP is not a linear layer"),
+    ],
+)
+def test_each_lora_target_module_must_name_a_layer_of_the_base_model(
+    tiny_qwen2_dir: Path, targets: str, message: str
+) -> None:
+    config = qwen2_config(tiny_qwen2_dir, lora_r=2, lora_target_modules=targets)
+    with pytest.raises(InputError, match=message):
+        add_lora(load_reward_model(config.base_model, load_tokenizer(config.base_model)), config)
+
+
+def test_out_of_memory_names_the_batch_the_run_used_when_min_steps_lowered_it(
+    fast_config: TrainingConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With min_steps the run may train at a smaller batch than batch_size; the line named batch_size as
+    given (32), so lowering it to 16 as told changed nothing: the run was at 8 already."""
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(BertForSequenceClassification, "forward", out_of_memory)
+    config = dataclasses.replace(fast_config, batch_size=32, min_steps=1000)
+    with pytest.raises(
+        OutOfMemory, match=r"^out of cpu memory with batch_size 8 \(min_steps' choice; 32 given\)"
+    ):
+        train(config, examples=marker_comparisons(40), output_dir=tmp_path / "m")
