@@ -16,9 +16,6 @@ from annotation.api.parsers import JSONLinesParser, JSONParser
 from annotation.models import Project
 from web.errors import Invalid
 
-# Which item lists an import names ({"pairs": [...]}); also the admin's upload choices.
-IMPORT_KINDS = ("pairs", "judgments")
-
 
 def import_items(data: Any, what: str) -> list[Any]:
     """The three body forms of an import: a JSON list, {what: [...]}, or JSON Lines (parsed into a list)."""
