@@ -31,7 +31,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from annotation.models import AssignmentStatus, Project
+from annotation.models import AssignmentStatus, Pair, Project
 
 # Rows per project in annotation_projectcounter: more than the concurrent raters of a busy project, so
 # two writers rarely share one.
@@ -46,9 +46,15 @@ def open_sql(pair: str, quota: str) -> str:
     return f"({pair}.gold IS NULL AND {pair}.judgment_count < {quota} + {pair}.extra_judgments)"
 
 
+def pair_quota(project: Project, pair: Pair) -> int:
+    """How many judgments a regular pair is served for: the project's judgments_per_pair, plus what a
+    reviewer asked for on it (annotation.services.review.pair_quota_raise)."""
+    return project.judgments_per_pair + pair.extra_judgments
+
+
 def pair_open(pair: Any, project: Project) -> bool:
     """open_sql in Python, for a pair (gold, judgment_count, extra_judgments) read under its row lock."""
-    return pair.gold is None and pair.judgment_count < project.judgments_per_pair + pair.extra_judgments
+    return pair.gold is None and pair.judgment_count < pair_quota(project, pair)
 
 
 def shard_of(writer_id: int | None) -> int:

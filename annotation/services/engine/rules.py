@@ -23,18 +23,12 @@ from annotation.models import (
 )
 from web.errors import Conflict, Forbidden, Invalid
 
-from .counters import pair_open, rater_finished_add
+from .counters import pair_open, pair_quota, rater_finished_add
 
 
 def lease_end(project: Project, now: datetime) -> datetime:
     """When a lease given (or renewed) now runs out."""
     return now + timedelta(seconds=project.lease_seconds)
-
-
-def pair_quota(project: Project, pair: Pair) -> int:
-    """How many judgments a regular pair is served for: the project's judgments_per_pair, plus what a
-    reviewer asked for on it (annotation.services.review.pair_quota_raise)."""
-    return project.judgments_per_pair + pair.extra_judgments
 
 
 def places(pair: Pair, now: datetime, *, exclude: int | None = None) -> tuple[int, Counter[str]]:
