@@ -86,8 +86,8 @@ def pair_quota_raise(
                 f"Pair {pair.pk} is left out of training: more votes on it would train nothing.",
                 code="left_out",
             )
-        if not 1 <= k <= MAX_EXTRA_JUDGMENTS - pair.extra_judgments:
-            room = MAX_EXTRA_JUDGMENTS - pair.extra_judgments
+        room = MAX_EXTRA_JUDGMENTS - pair.extra_judgments
+        if not 1 <= k <= room:
             message = (
                 f"Must be from 1 to {room}: a pair takes at most {MAX_EXTRA_JUDGMENTS} extra judgments "
                 f"and this one has {pair.extra_judgments}."
