@@ -239,13 +239,12 @@ class PairsView(mixins.ListModelMixin, GenericApiView):
     )
     def post(self, request: Request, slug: str) -> Response:
         project = _project(request, slug)
-        query = s.PairsImportQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = _query(request, s.PairsImportQuerySerializer)
         result = services.pairs_import(
             project=project,
             items=files.import_items(request.data, "pairs"),
             max_items=settings.PAIRWISE_MAX_IMPORT_ITEMS,
-            format=query.validated_data["format"],
+            format=query["format"],
         )
         return Response(s.ImportResultSerializer(result).data, status=201)
 
