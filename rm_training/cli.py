@@ -285,7 +285,7 @@ def _read_conversation(path: Path) -> list[Message]:
         value = jsonl.loads(jsonl.decode(data))
     except jsonl.JSONError as error:
         raise InputError(f"--conversation {path}: {error}") from None
-    problems = [*((".".join(map(str, p)), m) for p, m in jsonl.text_problems(value))]
+    problems = [(".".join(map(str, p)), m) for p, m in jsonl.text_problems(value)]
     problems += conversation.message_problems(value)
     if problems:
         where, message = problems[0]

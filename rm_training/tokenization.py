@@ -441,18 +441,23 @@ class PairEncoder:
     def collate(self, pairs: Sequence[EncodedPair]) -> Batch:
         """One batch of 2B sequences, chosen first then rejected, for a single forward pass; and apart from
         them the per-pair loss inputs."""
-        comparisons = [p.comparison for p in pairs]
         return Batch(
             inputs=self.pad([p.chosen for p in pairs] + [p.rejected for p in pairs]),
-            targets=PairTargets(
-                target=torch.tensor([c.target for c in comparisons], dtype=torch.float32),
-                weight=torch.tensor([c.weight for c in comparisons], dtype=torch.float32),
-                margin=torch.tensor(
-                    [0.0 if c.margin is None else c.margin for c in comparisons], dtype=torch.float32
-                ),
-                tie=torch.tensor([c.tie for c in comparisons], dtype=torch.bool),
-            ),
+            targets=pair_targets(pairs),
         )
+
+
+def pair_targets(pairs: Sequence[EncodedPair]) -> PairTargets:
+    """The per-pair loss inputs of ``pairs``, whatever way their sequences are batched (padded or packed)."""
+    comparisons = [p.comparison for p in pairs]
+    return PairTargets(
+        target=torch.tensor([c.target for c in comparisons], dtype=torch.float32),
+        weight=torch.tensor([c.weight for c in comparisons], dtype=torch.float32),
+        margin=torch.tensor(
+            [0.0 if c.margin is None else c.margin for c in comparisons], dtype=torch.float32
+        ),
+        tie=torch.tensor([c.tie for c in comparisons], dtype=torch.bool),
+    )
 
 
 def _head(text: str, spans: Sequence[tuple[int, int]], keep: int) -> str:

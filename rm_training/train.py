@@ -93,7 +93,7 @@ from .model import (
 from .model_card import write_model_card
 from .output import check_output_dir, written_whole
 from .throughput import model_flops_utilisation, peak_memory_bytes
-from .tokenization import Batch, EncodedPair, PairEncoder, length_grouped_batches
+from .tokenization import Batch, EncodedPair, PairEncoder, length_grouped_batches, pair_targets
 
 logger = logging.getLogger("rm_training")
 
@@ -525,12 +525,13 @@ def _micro_batch_loss(
     normalizer: float,
 ) -> torch.Tensor:
     """The Bradley-Terry loss of the pairs over ``normalizer``, chosen and rejected in one forward pass."""
-    batch = encoder.collate(pairs)
     if config.padding_free:  # the same targets; the sequences end to end in one row instead of padded
         batch = Batch(
             packed_inputs([p.chosen.input_ids for p in pairs] + [p.rejected.input_ids for p in pairs]),
-            batch.targets,
+            pair_targets(pairs),
         )
+    else:
+        batch = encoder.collate(pairs)
     batch = batch.to(device)
     with autocast(device, config.bf16):
         rewards = rewards_from(model, batch.inputs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotation.models import MAX_EXTRA_JUDGMENTS, MAX_REVIEW_REASON, Choice, ReviewAction, Side
@@ -245,9 +246,11 @@ class ReviewPairSerializer(serializers.Serializer):
     extra_judgments = serializers.IntegerField(help_text="Judgments asked for beyond the project's quota.")
     judgments = serializers.SerializerMethodField()
 
+    @extend_schema_field(ReviewVotesSerializer)
     def get_votes(self, pair: Any) -> dict[str, int]:
         return {"a": pair.votes_a, "b": pair.votes_b, "tie": pair.votes_tie}
 
+    @extend_schema_field(ReviewJudgmentSerializer(many=True))
     def get_judgments(self, pair: Any) -> Any:
         return ReviewJudgmentSerializer(self.context["judgments"].get(pair.pk, []), many=True).data
 

@@ -26,7 +26,8 @@ from annotation.models import Pair, Project
 from web.errors import Conflict
 from web.statelog import StateLog
 
-from ..models import ActiveModel, PairScore, PairScoring, ScoringStatus, TrainingRun
+from ..models import PairScore, PairScoring, ScoringStatus, TrainingRun
+from ..selectors import active_run_id
 
 logger = logging.getLogger("reward_models")
 _broker = StateLog(logger)
@@ -115,7 +116,7 @@ def pair_scoring_start(*, project: Project, created_by: Any = None) -> PairScori
     with transaction.atomic():
         # One start at a time per project: the check for one in flight and the insert see the same rows.
         Project.objects.select_for_update().filter(pk=project.pk).first()
-        active = ActiveModel.objects.filter(project=project).values_list("run_id", flat=True).first()
+        active = active_run_id(project=project)
         if active is None:
             raise Conflict(
                 f"Project {project.slug!r} has no active model: activate a succeeded training run first.",
