@@ -60,7 +60,7 @@ def _query_string(filters: ExportFilter, options: LeaderboardOptions) -> str:
     return urlencode({name: value for name, value in given.items() if value is not None})
 
 
-def _points(value: float) -> str:
+def _points(value: float | None) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.0f}"
 
 
