@@ -129,7 +129,7 @@ def project_leaderboard_page(
                     "rating_text": _points(row["rating"]),
                     "interval_text": f"{_points(row['lower'])} to {_points(row['upper'])}",
                     "rank_text": _rank(row["rank"], row["rank_worst"]),
-                    "style_text": _points(row["style_rating"]) if row["style_rating"] is not None else "—",
+                    "style_text": _points(row["style_rating"]),
                     "style_interval_text": f"{_points(row['style_lower'])} to {_points(row['style_upper'])}"
                     if row["style_rating"] is not None
                     else "",
