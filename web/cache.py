@@ -15,6 +15,8 @@ from web.statelog import StateLog
 logger = logging.getLogger(__name__)
 
 _state = StateLog(logger, up_level=logging.WARNING)
+_DOWN = "The cache is unreachable, computing without it until it is back: %s"
+_UP = "The cache is reachable again."
 
 
 def cache_get(key: str) -> Any:
@@ -22,9 +24,9 @@ def cache_get(key: str) -> Any:
     try:
         value = cache.get(key)
     except RedisError as exc:
-        _state.down("The cache is unreachable, computing without it until it is back: %s", exc)
+        _state.down(_DOWN, exc)
         return None
-    _state.up("The cache is reachable again.")
+    _state.up(_UP)
     return value
 
 
@@ -33,6 +35,6 @@ def cache_set(key: str, value: Any, timeout: int) -> None:
     try:
         cache.set(key, value, timeout)
     except RedisError as exc:
-        _state.down("The cache is unreachable, computing without it until it is back: %s", exc)
+        _state.down(_DOWN, exc)
         return
-    _state.up("The cache is reachable again.")
+    _state.up(_UP)

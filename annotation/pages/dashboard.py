@@ -197,7 +197,7 @@ def _rater_rows(report: Any) -> tuple[list[dict[str, Any]], int]:
     return sorted(rows, key=lambda row: not row["flags"]), len(ranked) - len(kept)
 
 
-def _cached_chart(project: Project, kind: str, inputs: Any, draw: Callable[[], str]) -> str:
+def cached_chart(project: Project, kind: str, inputs: Any, draw: Callable[[], str]) -> str:
     """A chart drawn once per distinct input (drawing takes a few hundred milliseconds), from the cache:
     one key per project and chart, holding (digest of the inputs, SVG), overwritten when they change."""
     digest = hashlib.sha256(repr((CHARTS_VERSION, kind, inputs)).encode()).hexdigest()
@@ -214,7 +214,7 @@ def _charts(project: Project, report: Any, reward_model: dict[str, Any] | None) 
     f = report.figures
     per_day = [(float(day), float(n)) for day, n in f.judgments_per_day]
     days = ", ".join(f"{date(1970, 1, 1) + timedelta(days=day)}: {n}" for day, n in f.judgments_per_day[-14:])
-    per_day_svg = _cached_chart(
+    per_day_svg = cached_chart(
         project,
         "per_day",
         per_day,
@@ -227,7 +227,7 @@ def _charts(project: Project, report: Any, reward_model: dict[str, Any] | None) 
     if reward_model is not None:
         bars.append(("reward model (held-out)", float(reward_model["eval_accuracy"])))
     shown = [(label, value) for label, value in bars if math.isfinite(value)]
-    accuracy_svg = _cached_chart(
+    accuracy_svg = cached_chart(
         project,
         "accuracy",
         shown,

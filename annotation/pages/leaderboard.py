@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 
 from annotation import charts
 from annotation.models import Project
-from annotation.pages.dashboard import _cached_chart
+from annotation.pages.dashboard import cached_chart
 from annotation.selectors import ExportFilter, LeaderboardOptions, project_leaderboard
 from web.errors import Invalid
 
@@ -60,7 +60,7 @@ def _query_string(filters: ExportFilter, options: LeaderboardOptions) -> str:
     return urlencode({name: value for name, value in given.items() if value is not None})
 
 
-def _points(value: float) -> str:
+def _points(value: float | None) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.0f}"
 
 
@@ -85,7 +85,7 @@ def project_leaderboard_page(
             (row["style_rating"], row["style_lower"], row["style_upper"]) for row in rows
         ]
     anchor = (f"{options.reference or 'mean of the models'} at 1000", 1000.0)
-    intervals = _cached_chart(
+    intervals = cached_chart(
         project,
         "leaderboard-intervals",
         (labels, series, anchor),
@@ -101,7 +101,7 @@ def project_leaderboard_page(
             labels[: len(shown)],
             [[round(v, 6) if math.isfinite(v) else None for v in r] for r in matrix],
         )
-        svg = _cached_chart(
+        svg = cached_chart(
             project,
             f"leaderboard-{kind}",
             inputs,
@@ -129,7 +129,7 @@ def project_leaderboard_page(
                     "rating_text": _points(row["rating"]),
                     "interval_text": f"{_points(row['lower'])} to {_points(row['upper'])}",
                     "rank_text": _rank(row["rank"], row["rank_worst"]),
-                    "style_text": _points(row["style_rating"]) if row["style_rating"] is not None else "—",
+                    "style_text": _points(row["style_rating"]),
                     "style_interval_text": f"{_points(row['style_lower'])} to {_points(row['style_upper'])}"
                     if row["style_rating"] is not None
                     else "",

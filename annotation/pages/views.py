@@ -236,6 +236,8 @@ def _int_or_none(value: object) -> int | None:
 # page's Undo links here), corrected by services.judgment_correct as through the API.
 
 MY_JUDGMENTS_PAGE = 20
+# An answer as the list names it: the sides as the rating page titles them.
+ANSWER_NAMES = {ShownChoice.LEFT: "Response 1", ShownChoice.RIGHT: "Response 2", ShownChoice.TIE: "Tie"}
 
 
 @never_cache
@@ -257,9 +259,12 @@ def my_judgments(request: HttpRequest, slug: str) -> HttpResponse:
             {
                 "judgment": judgment,
                 # Judgments of this site's users always record the sides (imported ones are no user's).
-                "choice": shown_choice(shown_left=judgment.shown_left or Side.A, choice=judgment.choice),
+                "choice": ANSWER_NAMES[
+                    shown_choice(shown_left=judgment.shown_left or Side.A, choice=judgment.choice)
+                ],
                 "revisions": [
-                    shown_choice(shown_left=r.shown_left, choice=r.choice) for r in judgment.revisions.all()
+                    ANSWER_NAMES[shown_choice(shown_left=r.shown_left, choice=r.choice)]
+                    for r in judgment.revisions.all()
                 ],
                 "correctable": until is not None and now <= until,
                 "until": until,
