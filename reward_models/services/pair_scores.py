@@ -84,10 +84,14 @@ def pair_scores_compute(
         texts = list(
             Pair.objects.filter(pk__in=chunk)
             .order_by("id")
-            .values_list("id", "prompt", "response_a", "response_b")
+            .values_list("id", "prompt", "messages", "response_a", "response_b")
         )
-        prompts = [prompt for _, prompt, _, _ in texts for _ in (0, 1)]
-        responses = [response for _, _, a, b in texts for response in (a, b)]
+        # A conversation is scored as trained and as /score reads it (the encoder's chat template), never
+        # as its text rendering in `prompt`.
+        prompts = [
+            prompt if messages is None else messages for _, prompt, messages, _, _ in texts for _ in (0, 1)
+        ]
+        responses = [response for *_, a, b in texts for response in (a, b)]
         rewards = scorer.score_pairs(prompts, responses)
         stamp = now or timezone.now()
         scores = []

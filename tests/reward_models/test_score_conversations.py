@@ -91,3 +91,24 @@ def test_a_bad_conversation_is_a_400_naming_the_message(chat_run, admin_user, ap
     assert "1.role: the last message must be the user's." in json.dumps(response.json())
     empty = staff.post("/api/v1/score/", {"project": "chat", "prompt": "", "responses": ["x"]}, format="json")
     assert empty.status_code == 400
+
+
+def test_the_review_queue_scores_a_conversation_as_the_scorer_does(chat_run) -> None:
+    # The pair's prompt is the text rendering; its messages are what the model was trained and is scored on.
+    from annotation.models import Pair
+    from reward_models.models import PairScore
+    from reward_models.services import pair_scores_compute
+    from rm_training.conversation import render
+
+    pair = Pair.objects.create(
+        project=chat_run.project,
+        prompt=render(HISTORY),
+        messages=HISTORY,
+        response_a="green excellent",
+        response_b="green stone",
+        content_sha256="x" * 64,
+    )
+    assert pair_scores_compute(run=chat_run, pairs=Pair.objects.filter(pk=pair.pk)) == 1
+    scorer = RewardScorer(files.absolute(chat_run.output_dir), device="cpu")
+    a, b = scorer.score(HISTORY, ["green excellent", "green stone"])
+    assert PairScore.objects.get(pair=pair).reward_difference == pytest.approx(a - b, abs=1e-5)
