@@ -186,6 +186,71 @@ def test_raters_judging_each_others_next_pair_at_once_neither_fails(make_project
                 assert selectors.rater_wait_seconds(project=project, rater=rater) == 1, trial
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waiting_for_a_pair_never_fails_the_judgment_of_the_rater_holding_it(
+    make_project, make_pairs, make_rater
+):
+    """X's judgment closes pair Q, which Y finished, so X's transaction holds Y's progress row; X's claim
+    then wants pair P, whose row Y's judgment holds while it goes on to write Y's progress row. Each
+    request waits for the other: the claim must be the side that gives way, however slow it was to get
+    there. Y's deadlock check is made to run first (50 ms; PostgreSQL's default is 1 s), as it does when
+    a busy machine slows the claim (seen in CI with 24 raters)."""
+    project = make_project(judgments_per_pair=2, lease_seconds=900)
+    make_pairs(project, 2)
+    x, y = make_rater(project), make_rater(project)
+    first = services.assignment_next(project=project, user=y).assignment
+    _, y_next = services.judgment_record_and_next(assignment_id=first.pk, user=y, choice="left")
+    q, p = first.pair_id, y_next.assignment.pair_id
+    x_held = services.assignment_next(project=project, user=x).assignment
+    assert x_held.pair_id == q != p
+    y_rater = Rater.objects.get(user=y)
+    locked = threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def y_judges_p():
+        try:
+            with transaction.atomic():
+                list(Pair.objects.select_for_update().filter(pk=p).values_list("pk"))
+                locked.set()
+                with connection.cursor() as cursor:
+                    # Wait until X's claim is waiting for P (queued for its lock, or polling it); the
+                    # view is read once per transaction unless its snapshot is cleared.
+                    for _ in range(500):
+                        cursor.execute("SELECT pg_stat_clear_snapshot()")
+                        cursor.execute(
+                            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'"
+                            " AND wait_event IN ('transactionid', 'tuple', 'PgSleep')",
+                            ["%pairwise_claim(%"],
+                        )
+                        if cursor.fetchone()[0]:
+                            break
+                        time.sleep(0.01)
+                    else:
+                        raise AssertionError("X's claim never waited for pair P")
+                    cursor.execute("SET LOCAL deadlock_timeout = '50ms'")
+                outcomes["y"] = services.judgment_record(
+                    assignment_id=y_next.assignment.pk, user=y, choice="right"
+                )
+        except Exception as exc:
+            outcomes["y"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=y_judges_p)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        _, following = services.judgment_record_and_next(assignment_id=x_held.pk, user=x, choice="left")
+    finally:
+        thread.join(30)
+    assert isinstance(outcomes["y"], Judgment), outcomes["y"]
+    assert following is None  # P was held the whole time: ask again in a second
+    assert Judgment.objects.filter(project=project).count() == 3
+    assert Pair.objects.get(pk=p).judgment_count == 1
+    assert_counters_equal_recount(project)
+    assert y_rater.progress.get(project=project).done == 2
+
+
 def test_fewer_raters_than_the_quota_judge_each_pair_once_each(make_project, make_pairs, make_rater):
     project = make_project(judgments_per_pair=3)
     make_pairs(project, 4)

@@ -1,5 +1,5 @@
 """The claim of a new pair for a rater, and the SQL plumbing around it: on PostgreSQL one call of
-pairwise_claim() (migrations 0005 and 0009), on SQLite (the quickstart) the same steps through the ORM;
+pairwise_claim() (migrations 0005, 0009 and 0011), on SQLite (the quickstart) the same steps through the ORM;
 and the building of model instances from raw rows, which the engine's hand-written reads share."""
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ def claim(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found
 
 
 def _claim_in_postgresql(*, project: Project, rater: Rater, now: datetime, gold: bool) -> Found | int | None:
-    """The claim in one round trip: pairwise_claim() (migrations 0005 and 0009) runs _claim_with_orm's loop
-    inside PostgreSQL (candidate probes with SKIP LOCKED, the recount under the lock, the side, the INSERT)
-    and the pair comes back with it."""
+    """The claim in one round trip: pairwise_claim() (migrations 0005, 0009 and 0011) runs
+    _claim_with_orm's loop inside PostgreSQL (candidate probes with SKIP LOCKED, the recount under the
+    lock, the side, the INSERT) and the pair comes back with it."""
     # The rater's progress comes along: this statement's snapshot follows the transaction's earlier
     # writes (a judgment just made), and the one assignment the claim adds changes no count.
     progress, progress_params = progress_columns(project=project, rater=rater)
@@ -111,7 +111,7 @@ def _claim_with_orm(*, project: Project, rater: Rater, now: datetime, gold: bool
     # Regular pairs: first the raised ones (extra_judgments > 0, fullest first), then one judgment_count
     # at a time, fullest first: each query then walks the (project, judgment_count, id) index in order and
     # stops at the first free pair, where one "ORDER BY judgment_count DESC, id" query reads and sorts
-    # every open pair of the project. The same order as pairwise_claim() (migrations 0005 and 0009).
+    # every open pair of the project. The same order as pairwise_claim() (migrations 0005, 0009 and 0011).
     levels: list[dict[str, Any]] = (
         [{}]
         if gold

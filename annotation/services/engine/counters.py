@@ -20,7 +20,9 @@ A change of judgments_per_pair recounts the project (counters_recount), as does 
 
 Deadlocks: a write that takes several RaterProgress rows takes them in one INSERT ... ORDER BY rater_id
 (ON CONFLICT DO UPDATE), and takes its ProjectCounter row after them; the project's row is the writer's
-own shard (rater id modulo COUNTER_SHARDS), so raters do not queue on one hot row.
+own shard (rater id modulo COUNTER_SHARDS), so raters do not queue on one hot row. A judgment that closes
+a pair holds its finishers' rows until its transaction ends, and a judgment with "next" goes on to claim
+a pair, whose wait for a pair another request holds therefore polls instead of queueing (migration 0011).
 """
 
 from __future__ import annotations
