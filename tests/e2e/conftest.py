@@ -66,11 +66,14 @@ def e2e_runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-runs")
 
 
-@pytest.fixture(scope="session")
+# The workers live as long as this package's tests, no longer: a worker left running would take the runs
+# that later tests queue (tests/reward_models) and train them against the test database while those
+# tests' teardown empties it (seen in CI: "Database test_pairwise couldn't be flushed").
+@pytest.fixture(scope="package")
 def start_worker(
     django_db_setup: Any, django_db_blocker: Any, e2e_runs_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., Worker]]:
-    """Start a worker process consuming the given queues; all are stopped at the end of the session."""
+    """Start a worker process consuming the given queues; all are stopped after this package's tests."""
     started: list[Worker] = []
     with django_db_blocker.unblock():
         database_url = _database_url()
@@ -115,7 +118,7 @@ def _empty_broker() -> None:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def training_worker(_empty_broker: None, start_worker: Callable[..., Worker]) -> Worker:
     """The session's worker: the training queue and the default one."""
     return start_worker("training", "celery")
