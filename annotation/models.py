@@ -68,6 +68,20 @@ class RationaleMode(models.TextChoices):
     REQUIRED = "required", "Required"
 
 
+class Selection(models.TextChoices):
+    """How the engine chooses a rater's next regular pair (annotation.services.engine.claim)."""
+
+    RANDOM = "random", "Default order"
+    UNCERTAINTY = "uncertainty", "Uncertainty, with a random share"
+
+
+class Arm(models.TextChoices):
+    """Which rule chose an assignment's pair, under Selection.UNCERTAINTY."""
+
+    UNCERTAINTY = "uncertainty", "Uncertainty"
+    RANDOM = "random", "Random"
+
+
 class Project(models.Model):
     slug = models.SlugField(max_length=100, unique=True)
     name = models.CharField(max_length=200)
@@ -107,6 +121,23 @@ class Project(models.Model):
         help_text="For this many seconds after a judgment its rater may undo it and correct the answer; "
         f"the earlier answer is kept as a revision (0: off; at most {MAX_CORRECTION_SECONDS}).",
     )
+    selection = models.CharField(
+        max_length=12,
+        choices=Selection.choices,
+        default=Selection.RANDOM,
+        help_text="How a rater's next pair is chosen: the default order (pairs nearest completion first, "
+        "then oldest), or the pairs the active reward model is least sure of, with a random share.",
+    )
+    selection_epsilon = models.FloatField(
+        default=0.2,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Under uncertainty selection, the share of pairs drawn uniformly at random instead "
+        "(0 to 1): the random arm that the uncertain pairs are measured against.",
+    )
+    # When the active reward model's priorities were last written to the project's pairs
+    # (pair_priorities_set); null while no model has scored them, and uncertainty selection then serves
+    # the default order.
+    priorities_at = models.DateTimeField(null=True, blank=True, editable=False)
     rater_group = models.ForeignKey(
         Group,
         null=True,
@@ -152,6 +183,14 @@ class Project(models.Model):
                 condition=Q(very_fast_ms__lte=MAX_VERY_FAST_MS),
                 name="project_very_fast_ms_range",
                 violation_error_message=f"The very-fast threshold must be at most {MAX_VERY_FAST_MS} ms.",
+            ),
+            models.CheckConstraint(
+                condition=Q(selection__in=Selection.values), name="project_selection_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(selection_epsilon__gte=0) & Q(selection_epsilon__lte=1),
+                name="project_selection_epsilon_range",
+                violation_error_message="The random share must be from 0 to 1.",
             ),
             models.CheckConstraint(
                 condition=Q(correction_seconds__gte=0, correction_seconds__lte=MAX_CORRECTION_SECONDS),
@@ -249,6 +288,10 @@ class Pair(models.Model):
     # Left out of training by a reviewer (pair_leave_out): the judgments export keeps its rows, marked
     # left_out; the preferences export, snapshots' training and the trainer leave the pair out.
     left_out = models.BooleanField(default=False, editable=False)
+    # How unsure the active reward model is of this pair (1 at P(a preferred) = 0.5, down to 0), written by
+    # reward_models through pair_priorities_set; uncertainty selection serves the highest first. Null: not
+    # scored.
+    priority = models.FloatField(null=True, blank=True, editable=False)
     # Which response is longer (0: A, 1: B, -1: as long), computed by the database when the texts are
     # written: the agreement report's length figures read it without detoasting every response.
     longer = models.GeneratedField(
@@ -340,6 +383,11 @@ class Assignment(models.Model):
     lease_expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     skip_reason = models.TextField(blank=True)
+    # Under uncertainty selection, the rule that chose the pair and the probability that this pair was the
+    # one chosen, given the rule and the candidates at that moment (inverse-propensity weights); null under
+    # the default order and for gold pairs.
+    arm = models.CharField(max_length=12, choices=Arm.choices, null=True, blank=True)  # noqa: DJ001
+    propensity = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -359,6 +407,12 @@ class Assignment(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(lease_expires_at__gt=F("served_at")), name="assignment_lease_after_served"
+            ),
+            # Both or neither; a probability, never 0 (the pair was chosen).
+            models.CheckConstraint(
+                condition=Q(arm__isnull=True, propensity__isnull=True)
+                | Q(arm__in=Arm.values, propensity__gt=0, propensity__lte=1),
+                name="assignment_arm_propensity",
             ),
         ]
         indexes = [models.Index(fields=["pair", "status", "lease_expires_at"], name="assignment_pair_places")]
