@@ -134,3 +134,22 @@ def test_manage_py_reports_a_refused_row_as_refused_data_not_as_a_database_outag
     err = capsys.readouterr().err
     assert err.startswith("Database error: IntegrityError: duplicate key") and INDEX_NAME in err
     assert "refused the data" in err and "running and migrated" not in err
+
+
+@pytest.mark.parametrize("typed", ["Rater7", "rater7", "RATER7"])
+def test_a_user_logs_in_whatever_the_case_they_type(db, client, typed):
+    """One name whatever the case: the login page and the API's token endpoint find the account."""
+    from rest_framework.test import APIClient
+
+    User.objects.create_user("Rater7", password="long enough password 7")
+    response = client.post(reverse("login"), {"username": typed, "password": "long enough password 7"})
+    assert response.status_code == 302, response.content[:300]
+    assert client.session["_auth_user_id"] == str(User.objects.get(username="Rater7").pk)
+    token = APIClient().post(
+        "/api/v1/auth/token/", {"username": typed, "password": "long enough password 7"}, format="json"
+    )
+    assert token.status_code == 200 and token.json()["token"]
+    wrong = APIClient().post(
+        "/api/v1/auth/token/", {"username": typed, "password": "not the password"}, format="json"
+    )
+    assert wrong.status_code == 400

@@ -25,6 +25,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from web.models import LoginFailures
+from web.usernames import lookalike_taken
 
 WINDOW = 600
 # Where the backend leaves the refusal for the form or view that asked (authenticate() only says None).
@@ -125,6 +126,8 @@ class ThrottledModelBackend(ModelBackend):
         if refused is not None:
             setattr(request, _REFUSAL, refused)
             raise PermissionDenied  # authenticate() stops here and reports a failed login
+        # Usernames are one name whatever their case (web.usernames): log in as the account so named.
+        username = lookalike_taken(str(username)) or username
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is None:
             failure_record(request, str(username))
