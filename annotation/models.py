@@ -544,6 +544,7 @@ class ReviewAction(models.TextChoices):
     MORE_VOTES = "more_votes", "Ask for more votes"
     LEAVE_OUT = "leave_out", "Leave out of training"
     KEEP = "keep", "Keep as it is"
+    PUT_BACK = "put_back", "Put back into training"
 
 
 class PairReviewAction(models.Model):

@@ -488,8 +488,9 @@ def review_page(
 ) -> HttpResponse:
     """The project's review queue: judged pairs ranked where the active model doubts the human majority
     most, with their votes and raters (pseudonyms), the latest scoring's progress and "Score now", and
-    the actions. Queries: the active run, the latest scoring, the page's count and rows, their judgments
-    (whatever the number of judgments)."""
+    the actions, and the pairs left out of training, to put back. Queries: the active run, the latest
+    scoring, the page's count and rows, their judgments (whatever the number of judgments), the left-out
+    pairs' count and rows."""
     run_id = selectors.active_run_id(project=project)
     scoring = selectors.latest_scoring(project=project)
     page = None
@@ -498,6 +499,7 @@ def review_page(
         page = paginator.get_page(request.GET.get("page"))
     judgments = selectors.review_votes(pair.pk for pair in page or [])
     rows = [(pair, judgments[pair.pk]) for pair in page or []]
+    left_out_total, left_out = selectors.left_out_pairs(project=project)
     unfinished = scoring is not None and scoring.status in (ScoringStatus.QUEUED, ScoringStatus.RUNNING)
     # A scoring whose row has not moved for STALE_AFTER is lost (its worker died): the page stops reloading
     # and says so; "Score now" starts another (the service marks the lost one failed then).
@@ -520,6 +522,8 @@ def review_page(
         "can_act": can_act,
         "max_extra": MAX_EXTRA_JUDGMENTS,
         "max_reason": MAX_REVIEW_REASON,
+        "left_out": left_out,
+        "left_out_total": left_out_total,
     }
     return TemplateResponse(request, "admin/reward_models/review_queue.html", context)
 

@@ -39,9 +39,10 @@ class DatasetSnapshot(models.Model):
     # The newest judgment in the file: the periodic export writes a new snapshot only when a judgment of
     # the project is newer (by id) than this, so nothing new means no new file.
     last_judgment_id = models.BigIntegerField(null=True, blank=True)
-    # Pairs of the project left out of training by a reviewer when the file was written: leaving one out
-    # changes the file (its rows' left_out) without a new judgment, so a snapshot with fewer is stale.
-    left_out_pairs = models.PositiveIntegerField(default=0)
+    # The project's data version when the file was written (annotation.selectors.project_data_version):
+    # a correction, a pair left out or put back change the file without a new judgment, and every such
+    # write bumps the version, so a snapshot of an older version is stale. Null: written before it was kept.
+    data_version = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -17,6 +17,7 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Value,
     When,
 )
@@ -111,6 +112,30 @@ def review_votes(pair_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
             {"rater": pseudonym, "choice": choice, "strength": strength, "created_at": created_at}
         )
     return rows
+
+
+# The review page lists at most this many left-out pairs (the latest first), with their total.
+LEFT_OUT_SHOWN = 100
+
+
+def left_out_pairs(*, project: Project) -> tuple[int, list[Any]]:
+    """The project's pairs left out of training, how many, and the latest LEFT_OUT_SHOWN of them with the
+    leave-out that did it (left_out_reason, left_out_by, left_out_at): the review page's list, from which a
+    reviewer puts a pair back. Two queries."""
+    latest = PairReviewAction.objects.filter(pair=OuterRef("pk"), action=ReviewAction.LEAVE_OUT).order_by(
+        "-id"
+    )
+    pairs = Pair.objects.filter(project=project, left_out=True)
+    shown = list(
+        pairs.annotate(
+            left_out_reason=Subquery(latest.values("reason")[:1]),
+            left_out_by=Subquery(latest.values("by__username")[:1]),
+            left_out_at=Subquery(latest.values("created_at")[:1]),
+        )
+        .only("id", "external_id", "prompt")
+        .order_by("-left_out_at", "-id")[:LEFT_OUT_SHOWN]
+    )
+    return pairs.count(), shown
 
 
 def latest_scoring(*, project: Project) -> PairScoring | None:

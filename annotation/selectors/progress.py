@@ -14,6 +14,18 @@ from django.utils import timezone
 from annotation.models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
 
 
+def project_data_version(project: Project) -> int:
+    """The project's data version: it goes up with every write that changes what its exports and its
+    agreement report read (judgments, corrections, pairs imported, edited, deleted, left out or put back;
+    annotation.services.engine.counters). Equal versions mean equal data. A few rows whatever the size."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(sum(version), 0) FROM annotation_projectcounter WHERE project_id = %s",
+            [project.pk],
+        )
+        return int(cursor.fetchone()[0])
+
+
 def open_pair_q(quota: int, prefix: str = "") -> Q:
     """A regular pair still open (annotation.services.engine.counters.open_sql) as an ORM condition, for
     the project's quota (prefix "pair__" from an assignment): judged fewer times than the quota, or than its

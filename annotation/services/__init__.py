@@ -21,7 +21,7 @@ from .judgments_import import JudgmentImportResult, judgments_import
 from .pairs import ImportResult, pair_save, pairs_delete, pairs_import
 from .projects import PROJECT_ADMIN_SETTINGS, PROJECT_SETTINGS, project_create, project_update
 from .raters import project_rater_remove, project_raters_add, rater_create, rater_get_or_create
-from .review import pair_keep, pair_leave_out, pair_quota_raise, pair_review_act
+from .review import pair_keep, pair_leave_out, pair_put_back, pair_quota_raise, pair_review_act
 
 __all__ = [
     "PROJECT_ADMIN_SETTINGS",
@@ -41,6 +41,7 @@ __all__ = [
     "leases_expire",
     "pair_keep",
     "pair_leave_out",
+    "pair_put_back",
     "pair_quota_raise",
     "pair_review_act",
     "pair_save",

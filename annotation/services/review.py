@@ -1,6 +1,6 @@
 """The review queue's actions on a pair (reward_models' review queue calls them; the engine's rules stay in
-the engine): ask for more votes, leave the pair out of training, keep it as it is. Each is recorded as a
-PairReviewAction (who, when, why); nothing is deleted.
+the engine): ask for more votes, leave the pair out of training (and put it back), keep it as it is.
+Each is recorded as a PairReviewAction (who, when, why); nothing is deleted.
 
 pair_quota_raise is the one place a pair's quota changes: a pair whose judgments were complete is open
 again afterwards, so whatever counts a project's open pairs must follow it here.
@@ -26,7 +26,7 @@ from annotation.models import (
 from rm_training.jsonl import text_problems
 from web.errors import Conflict, Invalid, NotFound
 
-from .engine.counters import pairs_counted
+from .engine.counters import pairs_counted, project_data_changed
 
 
 def _pair_locked(project: Project, pair_id: int) -> Pair:
@@ -117,7 +117,25 @@ def pair_leave_out(
             raise Conflict(f"Pair {pair.pk} is already left out of training.", code="already_left_out")
         Pair.objects.filter(pk=pair.pk).update(left_out=True)
         pair.left_out = True
+        project_data_changed(project_id=project.pk)  # the exports and snapshots change
         return _record(pair=pair, action=ReviewAction.LEAVE_OUT, by=by, reason=reason, now=now)
+
+
+def pair_put_back(
+    *, project: Project, pair_id: int, by: Any, reason: str, now: datetime | None = None
+) -> PairReviewAction:
+    """Undo pair_leave_out: the pair trains again from the next run on (a slip at 2 a.m. is not final).
+    A pair that is not left out is refused (409). The pair does not come back to the review queue: a
+    reviewer has decided on it."""
+    reason = _reason(reason)
+    with transaction.atomic():
+        pair = _pair_locked(project, pair_id)
+        if not pair.left_out:
+            raise Conflict(f"Pair {pair.pk} is not left out of training.", code="not_left_out")
+        Pair.objects.filter(pk=pair.pk).update(left_out=False)
+        pair.left_out = False
+        project_data_changed(project_id=project.pk)
+        return _record(pair=pair, action=ReviewAction.PUT_BACK, by=by, reason=reason, now=now)
 
 
 def pair_keep(
@@ -154,6 +172,8 @@ def pair_review_act(
         return pair_leave_out(project=project, pair_id=pair_id, by=by, reason=reason, now=now)
     if action == ReviewAction.KEEP:
         return pair_keep(project=project, pair_id=pair_id, by=by, reason=reason, now=now)
+    if action == ReviewAction.PUT_BACK:
+        return pair_put_back(project=project, pair_id=pair_id, by=by, reason=reason, now=now)
     choices = ", ".join(ReviewAction.values)
     raise Invalid(
         f"Unknown action {action!r}.", errors=[{"field": "action", "message": f"One of {choices}."}]

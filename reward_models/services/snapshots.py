@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from django.db import connection, transaction
 from django.db.models import Count, Max
 
-from annotation.models import Pair, Project
+from annotation.models import Project
+from annotation.selectors import project_data_version
 from annotation.selectors.exports import ExportFilter, judgment_lines, judgments_for_export
 
 from .. import files
@@ -29,7 +30,7 @@ def snapshot_create(
     """Write the project's judgments (as the export endpoint gives them) to a new snapshot file.
 
     ``only_if_new``: return None, writing nothing, when the latest snapshot of the project with the same
-    filters holds the same judgments (same count and newest id), so the periodic export writes a file
+    filters holds the same data (the project's data version), so the periodic export writes a file
     only when there is something new. ``reuse``: return that latest snapshot instead, so that runs
     started with nothing new since train on the same file rather than each writing a copy of it.
     """
@@ -44,16 +45,12 @@ def snapshot_create(
         summary = judgments_for_export(project=project, filters=filters).aggregate(
             rows=Count("id"), pairs=Count("pair_id", distinct=True), last=Max("id")
         )
-        # Leaving a pair out of training changes the file (its rows' left_out) and no count above; pairs
-        # are never put back, so their number tells whether the latest file is still the export.
-        left_out_pairs = Pair.objects.filter(project=project, left_out=True).count()
+        # A correction, a pair left out or put back change the file and no count above: the data version
+        # (bumped by every write the export reads) tells whether the latest file is still the export.
+        version = project_data_version(project)
         if only_if_new or reuse:
             latest = _latest(project, filters)
-            if latest is not None and (latest.rows, latest.last_judgment_id, latest.left_out_pairs) == (
-                summary["rows"],
-                summary["last"],
-                left_out_pairs,
-            ):
+            if latest is not None and latest.data_version == version:
                 if reuse and files.absolute(latest.file).is_file():
                     return latest
                 if only_if_new:
@@ -73,7 +70,7 @@ def snapshot_create(
         size_bytes=size,
         sha256=digest,
         last_judgment_id=summary["last"],
-        left_out_pairs=left_out_pairs,
+        data_version=version,
     )
 
 

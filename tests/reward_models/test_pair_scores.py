@@ -4,6 +4,7 @@ snapshot a leave-out makes stale."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -153,7 +154,36 @@ def test_leaving_a_pair_out_makes_the_latest_snapshot_stale(make_project, admin_
     pair = Pair.objects.get(external_id="s1")
     annotation_services.pair_leave_out(project=project, pair_id=pair.pk, by=admin_user, reason="noise")
     second = services.snapshot_create(project=project, reuse=True)
-    assert second.pk != first.pk and second.left_out_pairs == 1 and second.rows == first.rows
+    assert second.pk != first.pk and second.rows == first.rows
     text = files.absolute(second.file).read_text()
     assert text.count('"left_out":true') == 1 and text.count('"left_out":false') == 1
+    assert services.snapshot_create(project=project, only_if_new=True) is None
+    # Put back, then another pair left out: as many pairs left out as in the second file, a new file.
+    annotation_services.pair_put_back(project=project, pair_id=pair.pk, by=admin_user, reason="a slip")
+    other = Pair.objects.get(external_id="s0")
+    annotation_services.pair_leave_out(project=project, pair_id=other.pk, by=admin_user, reason="noise")
+    third = services.snapshot_create(project=project, reuse=True)
+    assert third.pk != second.pk
+    lines = [json.loads(line) for line in files.absolute(third.file).read_text().splitlines()]
+    assert {line["external_id"]: line["left_out"] for line in lines} == {"s0": True, "s1": False}
+
+
+@pytest.mark.django_db
+def test_a_corrected_judgment_makes_the_latest_snapshot_stale(make_project, make_pairs, make_rater):
+    """A correction changes a judgment in place (no new judgment, no new id): the next run must not train
+    on the file written before it."""
+    project = make_project(judgments_per_pair=1, correction_seconds=600)
+    make_pairs(project, 1)
+    rater = make_rater(project)
+    served = annotation_services.assignment_next(project=project, user=rater)
+    judgment = annotation_services.judgment_record(
+        assignment_id=served.assignment.pk, user=rater, choice="left"
+    )
+    first = services.snapshot_create(project=project)
+    annotation_services.judgment_correct(judgment_id=judgment.pk, user=rater, choice="right")
+    second = services.snapshot_create(project=project, reuse=True)
+    assert second.pk != first.pk
+    [before] = [json.loads(line) for line in files.absolute(first.file).read_text().splitlines()]
+    [after] = [json.loads(line) for line in files.absolute(second.file).read_text().splitlines()]
+    assert before["choice"] != after["choice"]
     assert services.snapshot_create(project=project, only_if_new=True) is None

@@ -214,6 +214,13 @@ def test_actions_through_the_api_are_checked_and_recorded(make_project, admin_us
     )
     assert missing.status_code == 404
     assert list(PairReviewAction.objects.values_list("action", flat=True)) == ["more_votes", "leave_out"]
+    # A slip is not final: put back, the pair trains again; twice is refused, as leaving out twice is.
+    back = staff.post(url, {"action": "put_back", "reason": "wrong pair"}, format="json")
+    assert back.status_code == 201 and back.data["action"] == "put_back", back.data
+    assert not Pair.objects.get(pk=pairs[0].pk).left_out
+    again = staff.post(url, {"action": "put_back", "reason": "wrong pair"}, format="json")
+    assert again.status_code == 409 and again.data["code"] == "not_left_out"
+    assert staff.post(url, {"action": "put_back", "reason": "x", "k": 1}, format="json").status_code == 400
 
 
 def test_raters_and_strangers_can_neither_see_nor_act(make_project, make_rater, api, client):
@@ -278,6 +285,15 @@ def test_the_admin_page_lists_the_queue_and_its_actions_work(make_project, admin
     refused = client.post(act, {"action": "keep", "reason": "fine\x00"}, follow=True)
     assert refused.status_code == 200 and "NUL" in refused.content.decode()
     assert f'id="review-pair-{pairs[0].pk}"' not in client.get(url).content.decode()  # waiting for votes
+    # Left out, the pair is listed below the queue with who and why, and put back from there.
+    other = reverse("admin:reward_models_review_act", args=[project.pk, pairs[1].pk])
+    client.post(other, {"action": "leave_out", "reason": "<b>ambiguous</b>"})
+    html = client.get(url).content.decode()
+    assert f'id="left-out-{pairs[1].pk}"' in html and f'id="review-pair-{pairs[1].pk}"' not in html
+    assert "&lt;b&gt;ambiguous&lt;/b&gt;" in html and "<b>ambiguous</b>" not in html
+    client.post(other, {"action": "put_back", "reason": "a slip"})
+    assert not Pair.objects.get(pk=pairs[1].pk).left_out
+    assert 'id="left-out-pairs"' not in client.get(url).content.decode()
     # Score now records a scoring of the active model (sent to the workers on commit).
     client.post(reverse("admin:reward_models_review_score", args=[project.pk]))
     assert PairScoring.objects.get().run_id == run.pk
