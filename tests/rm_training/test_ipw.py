@@ -236,6 +236,9 @@ def test_a_tiny_model_trains_with_ipw_and_lowers_its_loss(
         metrics.eval_by_arm[arm]["pairs"] for arm in ("uncertainty", "random")
     )
     assert f"eval_accuracy_ipw {metrics.eval_accuracy_ipw['accuracy']:.4f} (se " in printed.out
+    card = (output / "README.md").read_text()
+    assert "| accuracy on actively chosen pairs, inverse-propensity corrected (" in card
+    assert "| accuracy on random pairs (" in card
     train_pairs = metrics.counts.train_pairs
     assert f"of {train_pairs} training pair(s) have propensities; weights from 1 to 20" in printed.err
 
