@@ -212,9 +212,10 @@ def _selection_metrics(
         members = torch.tensor([a == arm for a in arms])
         if bool(members.any()):
             by_arm[arm] = {"pairs": int(members.sum()), "accuracy": _mean(credit, members & decisive)}
-    chosen = [i for i in range(len(comparisons)) if bool(decisive[i])]
+    credits, counted = credit.tolist(), decisive.tolist()
+    chosen = [i for i in range(len(comparisons)) if counted[i]]
     estimate = ipw_mean(
-        [float(credit[i]) for i in chosen], [draws_weight(comparisons[i].propensities) for i in chosen]
+        [credits[i] for i in chosen], [draws_weight(comparisons[i].propensities) for i in chosen]
     )
     if estimate is None:
         return {"by_arm": by_arm}
