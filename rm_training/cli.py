@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -203,9 +203,12 @@ def _train(
         events.emit(progress.Cancelled(message=str(stopped)))
         return progress.CANCELLED_STATUS
     if main_process:
-        summary = {k: metrics[k] for k in ("eval_accuracy", "eval_loss", "train_loss")}
+        summary = {k: _fmt(metrics[k]) for k in ("eval_accuracy", "eval_loss", "train_loss")}
+        if "eval_accuracy_ipw" in metrics:  # measured: held-out pairs chosen by active selection
+            ipw = metrics["eval_accuracy_ipw"]
+            summary["eval_accuracy_ipw"] = f"{_fmt(ipw['accuracy'])} (se {_fmt(ipw['standard_error'])})"
         print(
-            f"saved {args.output}  " + "  ".join(f"{k} {_fmt(v)}" for k, v in summary.items()),
+            f"saved {args.output}  " + "  ".join(f"{k} {v}" for k, v in summary.items()),
             file=sys.stderr if args.progress_jsonl else sys.stdout,
         )
     return 0
@@ -249,9 +252,18 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        for key, value in metrics.items():
+        for key, value in _flat(metrics):
             print(f"{key}: {_fmt(value)}")
     return 0
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested objects as dotted keys, one line each: ``by_arm.random.accuracy: 0.7500``."""
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def _run_score(args: argparse.Namespace) -> int:

@@ -251,6 +251,15 @@ class TrainingConfig:
         minimum=0,
         maximum=MAX_LOSS_COEFFICIENT,
     )
+    ipw: bool = _field(
+        False,
+        "loss",
+        "Inverse-propensity weighting, for data gathered under active selection: each pair's weight is "
+        "multiplied by the mean of 1/propensity over its judgments (a judgment without a propensity, of "
+        "the default order or imported, counts 1), so that the pairs the selection favoured do not count "
+        "for more than the pool they were chosen from. The batch loss stays the weighted mean (weights "
+        "normalised to mean 1 in each batch). Off: the propensities are only read for the held-out figures.",
+    )
     # --- runtime ---
     # torch.manual_seed takes a 64-bit seed; a larger one would fail only once the run has started.
     seed: int = _field(

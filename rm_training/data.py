@@ -31,6 +31,7 @@ from typing import Any
 from . import conversation, jsonl
 from .conversation import Message
 from .errors import InputError
+from .propensity import ARMS
 from .votes import CHOICES, TiePolicy, Votes, outcome
 
 
@@ -56,6 +57,12 @@ class Comparison:
     # A conversation's messages (rm_training.conversation), ``prompt`` being their text rendering; None
     # for a plain prompt.
     messages: list[Message] | None = None
+    # Active selection, per judgment of the pair in the file's order (a judgments file's ``arm`` and
+    # ``propensity``): the arm that chose the pair and the probability it was chosen, None where a judgment
+    # has none. Both empty when no judgment of the pair has either (the default order, a preferences file),
+    # so that such data compares and digests as it did before active selection.
+    arms: tuple[str | None, ...] = ()
+    propensities: tuple[float | None, ...] = ()
 
     @property
     def decisive_votes(self) -> int:
@@ -283,6 +290,7 @@ def _comparison(
     pair_id: str | None,
     use_votes: bool,
     ties: TiePolicy,
+    selections: Sequence[tuple[str | None, float | None]] = (),
 ) -> Comparison | None:
     """Orient a pair by its votes (rm_training.votes, the one rule); None when it is left out."""
     result = outcome(votes, ties=ties, use_votes=use_votes)
@@ -302,7 +310,42 @@ def _comparison(
         votes_rejected=result.votes_rejected,
         votes_tie=result.votes_tie,
         pair_id=pair_id,
+        **_selections(selections),
     )
+
+
+def _selections(selections: Sequence[tuple[str | None, float | None]]) -> dict[str, Any]:
+    """Comparison's ``arms`` and ``propensities`` of a pair's (arm, propensity) per judgment: both empty when
+    no judgment has either."""
+    if all(arm is None and propensity is None for arm, propensity in selections):
+        return {}
+    return {
+        "arms": tuple(arm for arm, _ in selections),
+        "propensities": tuple(propensity for _, propensity in selections),
+    }
+
+
+def _selection(row: dict[str, Any], number: int) -> tuple[str | None, float | None]:
+    """A judgments row's ``arm`` and ``propensity`` (both optional: files from before active selection,
+    or from elsewhere, have neither)."""
+    arm = row.get("arm")
+    if arm is not None and arm not in ARMS:
+        raise DataError(
+            f"must be 'uncertainty', 'random' or null, not {_kind(arm)}", line=number, field="arm"
+        )
+    propensity = row.get("propensity")
+    if propensity is None:
+        return arm, None
+    if isinstance(propensity, bool) or not isinstance(propensity, int | float):
+        raise DataError(f"must be a number, not {_kind(propensity)}", line=number, field="propensity")
+    # The reader refuses NaN in files; rows built in Python reach here too (NaN fails both comparisons).
+    if not 0 < propensity <= 1:
+        raise DataError(
+            f"must be a probability greater than 0 and at most 1, not {_kind(propensity)}",
+            line=number,
+            field="propensity",
+        )
+    return arm, float(propensity)
 
 
 def comparisons_from_preferences(
@@ -389,6 +432,7 @@ def _from_judgments(
     pairs: dict[str, dict[str, Any]] = {}
     votes: dict[str, dict[str, int]] = defaultdict(lambda: {"a": 0, "b": 0, "tie": 0})
     strengths: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"a": [], "b": []})
+    selections: dict[str, list[tuple[str | None, float | None]]] = defaultdict(list)
     judged: dict[tuple[str, str], int] = {}  # (pair, rater) -> its line
     left_out_by_review: set[str] = set()
     for number, row in rows:
@@ -402,6 +446,7 @@ def _from_judgments(
         if not isinstance(choice, str) or choice not in CHOICES:
             raise DataError(f"must be 'a', 'b' or 'tie', not {_kind(choice)}", line=number, field="choice")
         strength = _number(row, "strength", number)
+        selection = _selection(row, number)
         identity = _identity(row, number)
         key = _digest([prompt, text_a, text_b]) if identity is None else identity
         pair = pairs.setdefault(
@@ -430,6 +475,7 @@ def _from_judgments(
             left_out_by_review.add(key)
             continue
         votes[key][choice] += 1
+        selections[key].append(selection)
         if choice != "tie" and strength is not None:
             strengths[key][choice].append(strength)
     comparisons = []
@@ -451,6 +497,7 @@ def _from_judgments(
             pair_id=key,
             use_votes=use_votes,
             ties=ties,
+            selections=selections[key],
         )
         if comparison is None:
             left_out += 1
@@ -506,11 +553,15 @@ def dataset_digest(comparisons: Iterable[Comparison]) -> str:
 
 
 def _digested(comparison: Comparison) -> dict[str, Any]:
-    """A comparison's fields; without messages for a plain prompt, so that data without conversations has
-    the digest it had before they existed."""
+    """A comparison's fields; without messages for a plain prompt (and without arms and propensities when
+    it has none), so that data without conversations (or active selection) has the digest it had before
+    they existed."""
     fields = asdict(comparison)
     if fields["messages"] is None:
         del fields["messages"]
+    for key in ("arms", "propensities"):  # empty without active selection
+        if not fields[key]:
+            del fields[key]
     return fields
 
 

@@ -27,6 +27,7 @@ from . import jsonl
 from .data import Comparison, DataError, rater_agreement, read_data
 from .loss import bradley_terry_loss
 from .model import TrainedModel, load_trained, rewards_from
+from .propensity import ARMS, DEFAULT_ARM, draws_weight, ipw_mean, pair_arm
 from .tokenization import EncodedPair, EncodedSequence, PairEncoder
 
 ECE_BINS = 10
@@ -116,6 +117,15 @@ def reward_metrics(
       last two None for an empty bin), for a reliability diagram.
     - ``length_baseline_accuracy``: the accuracy, on the same pairs, of always preferring the longer
       response (in characters; equal lengths count half). A model no better than this has learned length.
+    - ``by_arm``: per active-selection arm (:func:`rm_training.propensity.pair_arm`: "uncertainty",
+      "random", or "default" for the default order and imported judgments), ``{"pairs", "accuracy"}``
+      over the pairs of that arm (accuracy as above, None when all of them are ties); an arm without pairs
+      is absent.
+    - ``accuracy_ipw``: the accuracy over the pairs that active selection chose (those with a propensity),
+      corrected by inverse propensity (:func:`rm_training.propensity.ipw_mean`, self-normalised, each pair
+      weighted by the sum of 1/propensity over its judgments): an estimate of the accuracy on pairs drawn
+      uniformly from the candidates, ``{"accuracy", "standard_error", "pairs", "effective_pairs"}``. Absent
+      when no non-tie pair has a propensity: not measured.
     """
     n = len(comparisons)
     if n == 0:
@@ -169,6 +179,7 @@ def reward_metrics(
     )
     longer = torch.tensor([float(len(c.chosen) - len(c.rejected)) for c in comparisons])
     rewards = torch.cat([r_chosen, r_rejected])
+    selection = _selection_metrics(comparisons, credit, decisive)
     return {
         "loss": float(result.loss),
         "accuracy": _mean(credit, decisive),
@@ -187,6 +198,35 @@ def reward_metrics(
         "pairs_split": int((several & (minority > 0)).sum()),
         "judgments": int(judgments),
         "pairs_identical_tokens": int(same.sum()),
+        **selection,
+    }
+
+
+def _selection_metrics(
+    comparisons: Sequence[Comparison], credit: torch.Tensor, decisive: torch.Tensor
+) -> dict[str, Any]:
+    """``by_arm`` and, when measured, ``accuracy_ipw`` of :func:`reward_metrics`."""
+    arms = [pair_arm(c.arms) for c in comparisons]
+    by_arm = {}
+    for arm in (*ARMS, DEFAULT_ARM):
+        members = torch.tensor([a == arm for a in arms])
+        if bool(members.any()):
+            by_arm[arm] = {"pairs": int(members.sum()), "accuracy": _mean(credit, members & decisive)}
+    credits, counted = credit.tolist(), decisive.tolist()
+    chosen = [i for i in range(len(comparisons)) if counted[i]]
+    estimate = ipw_mean(
+        [credits[i] for i in chosen], [draws_weight(comparisons[i].propensities) for i in chosen]
+    )
+    if estimate is None:
+        return {"by_arm": by_arm}
+    return {
+        "by_arm": by_arm,
+        "accuracy_ipw": {
+            "accuracy": estimate.estimate,
+            "standard_error": estimate.standard_error,
+            "pairs": estimate.pairs,
+            "effective_pairs": estimate.effective_pairs,
+        },
     }
 
 

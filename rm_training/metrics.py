@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 METRICS_FILENAME = "metrics.json"
+# Figures whose key is left out of metrics.json when they were not measured (readers test for the key).
+_ABSENT_WHEN_NONE = ("eval_by_arm", "eval_accuracy_ipw")
 
 
 class LogEntry(TypedDict):
@@ -116,9 +118,20 @@ class TrainingMetrics:
     batch_size: int | None = None  # pairs per optimizer step the run used (config.min_steps may halve it)
     parameters: int | None = None  # of the model
     trainable_parameters: int | None = None  # of those, trained (LoRA: the adapters and the head)
+    # Active selection (rm_training.evaluate.reward_metrics' by_arm and accuracy_ipw): the held-out
+    # {"pairs", "accuracy"} per arm ("uncertainty", "random", "default"; an arm without held-out pairs is
+    # absent), and the accuracy on the held-out pairs active selection chose, corrected by inverse
+    # propensity: {"accuracy", "standard_error", "pairs", "effective_pairs"}. Not measured (nothing held
+    # out; no held-out pair with a propensity): the key is absent from metrics.json, not null.
+    eval_by_arm: dict[str, dict[str, Any]] | None = None
+    eval_accuracy_ipw: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        for key in _ABSENT_WHEN_NONE:
+            if values[key] is None:
+                del values[key]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainingMetrics:

@@ -30,7 +30,21 @@ def write_model_card(directory: Path, *, config: TrainingConfig, metrics: Traini
         ("expected calibration error", metrics.ece),
         ("reward mean", metrics.reward_mean),
         ("reward standard deviation", metrics.reward_std),
+        # Active selection, where measured: per arm, and corrected by inverse propensity.
+        *[
+            (f"accuracy on {arm} pairs ({figures['pairs']})", figures["accuracy"])
+            for arm, figures in (metrics.eval_by_arm or {}).items()
+        ],
     ]
+    if metrics.eval_accuracy_ipw is not None:
+        ipw = metrics.eval_accuracy_ipw
+        results.append(
+            (
+                f"accuracy on actively chosen pairs, inverse-propensity corrected ({ipw['pairs']} pairs; "
+                f"standard error {_format(ipw['standard_error'])})",
+                ipw["accuracy"],
+            )
+        )
     lines = [
         "---",
         "library_name: transformers",

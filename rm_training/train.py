@@ -47,7 +47,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -94,6 +94,7 @@ from .model_card import write_model_card
 from .output import check_output_dir, written_whole
 from .throughput import model_flops_utilisation, peak_memory_bytes
 from .tokenization import Batch, EncodedPair, PairEncoder, length_grouped_batches, pair_targets
+from .votes import ipw_factor
 
 logger = logging.getLogger("rm_training")
 
@@ -212,6 +213,10 @@ def _train(
     train_comparisons, eval_comparisons = split_by_prompt(
         comparisons, eval_fraction=config.eval_fraction, seed=config.seed
     )
+    if config.ipw:  # training weights only: the held-out figures weigh propensities their own way
+        train_comparisons = ipw_weighted(train_comparisons)
+        if processes.is_main:
+            _report_ipw(train_comparisons)
     encoded_train = encoder.encode_pairs(train_comparisons)
     train_pairs = [p for p in encoded_train if not p.identical]
     eval_pairs = encoder.encode_pairs(eval_comparisons)
@@ -450,6 +455,37 @@ def _read(
         return read_data(str(data_path), use_votes=config.use_votes, ties=config.ties)
     kept, identical = drop_identical(examples)
     return ComparisonData(kept, rows=len(examples), identical=identical)
+
+
+def ipw_weighted(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """The comparisons with each weight multiplied by its inverse-propensity factor
+    (rm_training.votes.ipw_factor: the mean of 1/propensity over the pair's judgments, 1 for those without).
+
+    Nothing else changes: the loss of a step is already sum(w x loss) / sum(w) over its global batch
+    (bradley_terry_loss with the batch's weight as normaliser), which is the mean of the per-example losses
+    with the weights rescaled to mean 1 in that batch. So the step size does not grow with the weights'
+    scale (a propensity of 0.01 does not make a step a hundred times larger), while within the batch each
+    pair counts in proportion to its weight. A ratio per batch rather than a fixed normaliser over the
+    data: slightly biased for small batches, the usual price of self-normalised weights, and far steadier.
+    """
+    return [replace(c, weight=c.weight * ipw_factor(c.propensities)) for c in comparisons]
+
+
+def _report_ipw(comparisons: Sequence[Comparison]) -> None:
+    """How unequal the weights are, as Kish's effective number of pairs: a few pairs with huge weights
+    leave the run as noisy as training on a few pairs."""
+    weights = [c.weight for c in comparisons]
+    weighted = sum(bool(c.propensities) for c in comparisons)
+    effective = sum(weights) ** 2 / sum(w * w for w in weights) if weights else 0.0
+    logger.info(
+        "ipw: %d of %d training pair(s) have propensities; weights from %.3g to %.3g, worth %.1f equally "
+        "weighted pair(s)",
+        weighted,
+        len(comparisons),
+        min(weights, default=0.0),
+        max(weights, default=0.0),
+        effective,
+    )
 
 
 def _report_dropped(data: ComparisonData, same_tokens: SameTokens, max_length: int) -> None:
@@ -708,6 +744,8 @@ def _final_metrics(
         batch_size=batch_size,
         parameters=parameters,
         trainable_parameters=trainable_parameters,
+        eval_by_arm=eval_metrics.get("by_arm"),
+        eval_accuracy_ipw=eval_metrics.get("accuracy_ipw"),
         train_seconds=train_seconds,
         runtime_seconds=runtime_seconds,
         processes=processes.world_size,

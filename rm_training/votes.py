@@ -12,10 +12,23 @@ The rule, stated once:
   pairs too) trains towards 0.5; otherwise the side with more votes is chosen, with target
   (winner + ties / 2) / all votes.
 - ``use_votes=False``: the same pairs, each as one unit with target 1 (0.5 for a tie example).
+
+Inverse-propensity weights (the trainer's ``--ipw``), when a pair's judgments were served by active
+selection: each judgment's assignment logged the probability ``p`` that its pair was the one chosen.
+Judgment by judgment the weight would be ``1/p`` (1 for a judgment without a propensity: default order,
+imported). Aggregated, the pair keeps its target (the vote share above: every vote has the same say in
+*what* the pair teaches, since a propensity says how the pair came to be asked, not how far a vote is to
+be believed) and its weight is multiplied by :func:`ipw_factor`, the mean of ``1/p`` over the pair's
+judgments. With votes and no tie votes that makes the pair's weight exactly the sum of its judgments'
+``1/p``, as if each judgment were an example weighted by its inverse propensity, with the label of each
+replaced by the pair's vote share (the same expected gradient, less variance than letting one rarely
+chosen vote outweigh the others in the target). Tie votes count in the mean like the others: the
+propensity is the pair's, whatever the answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +37,14 @@ SIDES = ("a", "b")
 
 Side = Literal["a", "b"]
 TiePolicy = Literal["drop", "half"]
+
+
+def ipw_factor(propensities: Sequence[float | None]) -> float:
+    """What ``--ipw`` multiplies a pair's weight by: the mean over its judgments of 1/propensity, a judgment
+    without a propensity counting 1 (see the module docstring); 1 for a pair without judgments listed."""
+    if not propensities:
+        return 1.0
+    return sum(1.0 if p is None else 1.0 / p for p in propensities) / len(propensities)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from annotation.models import (
     MAX_RATIONALE,
     MAX_TIME_MS,
     MAX_VERY_FAST_MS,
+    Arm,
     Assignment,
     Choice,
     Judgment,
@@ -430,3 +431,14 @@ class ExportedJudgmentSerializer(serializers.Serializer):
     time_on_task_ms = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField(format="%Y-%m-%dT%H:%M:%S.%fZ")  # as in the export files
     left_out = serializers.BooleanField(help_text="A reviewer left the pair out of training.")
+    arm = serializers.ChoiceField(
+        choices=Arm.choices,
+        allow_null=True,
+        help_text="Under active selection, the rule that chose the pair for this judgment; null under the "
+        "default order and for imported judgments.",
+    )
+    propensity = serializers.FloatField(
+        allow_null=True,
+        help_text="The probability that the pair was the one chosen, given the rule and the candidates at "
+        "that moment (0 < p <= 1); null when arm is.",
+    )

@@ -43,6 +43,11 @@ JUDGMENT_COLUMNS = (
     # true when a reviewer left the pair out of training: its rows stay here, and the trainer and the
     # preferences export leave the pair out.
     "left_out",
+    # Under active selection, the rule that chose the pair for this judgment ("uncertainty" or "random")
+    # and the probability that it was the pair chosen (Assignment.arm, .propensity); both null under the
+    # default order and for imported judgments. The trainer's --ipw and its held-out figures read them.
+    "arm",
+    "propensity",
 )
 PREFERENCE_COLUMNS = (
     "prompt",
@@ -118,6 +123,9 @@ def judgments_for_export(
         model_b=F("pair__model_b"),
         rater_pseudonym=F("rater__pseudonym"),  # "rater" itself is the foreign key's name
         left_out=F("pair__left_out"),
+        # A LEFT JOIN in the same query (the assignment is nullable): no query more per chunk.
+        arm=F("assignment__arm"),
+        propensity=F("assignment__propensity"),
     )
 
 

@@ -588,3 +588,42 @@ def test_every_bad_judgment_item_is_named_in_one_answer(project, staff):
         (3, "choice"),
     ]
     assert response.json()["detail"] == "3 of 4 items are invalid; nothing was stored."
+
+
+# Active selection's arm and propensity
+
+
+def test_every_judgments_export_carries_each_judgments_arm_and_propensity(project, judged, staff, make_rater):
+    """Planted through the ORM as the engine writes them: each format gives each judgment its assignment's
+    arm and propensity; a default-order judgment and an imported one (no assignment) give nulls."""
+    from annotation.models import Arm, Assignment
+
+    planted = {}
+    for index, assignment in enumerate(Assignment.objects.order_by("id")):
+        if index % 3 == 2:
+            continue  # default order: arm and propensity stay null
+        arm, propensity = (Arm.UNCERTAINTY, 0.85) if index % 3 == 0 else (Arm.RANDOM, 1 / 30)
+        Assignment.objects.filter(pk=assignment.pk).update(arm=arm, propensity=propensity)
+        planted[assignment.judgment.pk] = (arm.value, propensity)
+    imported = staff.post(IMPORT, [{"pair": "p5", "rater": "elsewhere", "choice": "a"}], format="json")
+    assert imported.status_code == 201
+    expected = {
+        j.pk: planted.get(j.pk, (None, None)) for j in Judgment.objects.filter(project=project).order_by("id")
+    }
+    assert len(expected) == 10 and 0 < len(planted) < 9
+
+    rows = jsonl_rows(staff.get(EXPORT + "judgments.jsonl"))
+    assert {r["judgment_id"]: (r["arm"], r["propensity"]) for r in rows} == expected
+    assert list(rows[0])[-2:] == ["arm", "propensity"]
+    listed = staff.get("/api/v1/projects/ex/judgments/", {"page_size": 1000}).json()["results"]
+    assert listed == rows
+    table = list(csv.DictReader(io.StringIO(body(staff.get(EXPORT + "judgments.csv")).decode())))
+    as_text = {
+        pk: ("" if arm is None else arm, "" if p is None else repr(p)) for pk, (arm, p) in expected.items()
+    }
+    assert {int(r["judgment_id"]): (r["arm"], r["propensity"]) for r in table} == as_text
+    # PostgreSQL's row_to_json writes the floats as Python does (1/30 to its last digit).
+    filters = selectors.ExportFilter()
+    assert b"".join(selectors.judgment_lines(project=project, filters=filters)) == b"".join(
+        selectors.as_jsonl(selectors.judgment_rows(project=project, filters=filters))
+    )

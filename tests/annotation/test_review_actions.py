@@ -189,7 +189,9 @@ def test_a_pair_left_out_is_marked_in_the_judgments_export_and_dropped_from_trai
     python_rows = list(selectors.judgment_rows(project=project, filters=filters))
     assert [row["left_out"] for row in python_rows] == [row["left_out"] for row in lines]
     csv_text = b"".join(selectors.as_csv(python_rows, selectors.JUDGMENT_COLUMNS)).decode()
-    assert csv_text.splitlines()[0].endswith(",left_out") and csv_text.count(",true\r\n") == 3
+    # left_out, then the engine's arm and propensity (null under the default order: empty cells).
+    assert csv_text.splitlines()[0].endswith(",left_out,arm,propensity")
+    assert csv_text.count(",true,,\r\n") == 3
     preferences = list(selectors.preference_rows(project=project, filters=filters))
     assert [row["pair_id"] for row in preferences] == [pairs[0].pk, pairs[2].pk]
     # The trainer reads the same file and leaves the pair out, counted.

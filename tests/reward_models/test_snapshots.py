@@ -83,3 +83,25 @@ def test_snapshot_files_are_outside_anything_served(project, make_rater, runs_di
     assert not path.is_relative_to(settings.STATIC_ROOT)
     with pytest.raises(ValueError):
         files.absolute("../../etc/passwd")
+
+
+@pytest.mark.django_db
+def test_a_runs_snapshot_carries_each_judgments_arm_and_propensity_to_the_trainer(project, make_rater):
+    """Planted as the engine writes them: the trainer reads them from the snapshot, pair by pair."""
+    from annotation.models import Arm, Assignment
+    from rm_training.data import read_data
+
+    raters = [make_rater(project) for _ in range(2)]
+    for rater in raters:
+        judge(project, rater, "left")
+    first, second = Assignment.objects.filter(judgment__isnull=False).order_by("id")
+    Assignment.objects.filter(pk=first.pk).update(arm=Arm.UNCERTAINTY, propensity=0.75)
+    Assignment.objects.filter(pk=second.pk).update(arm=Arm.RANDOM, propensity=0.125)
+    snapshot = services.snapshot_create(project=project, reason=SnapshotReason.RUN)
+    # ties="half": a pair stays whichever side each rater chose (sides are shown at random)
+    comparisons = read_data(files.absolute(snapshot.file), ties="half").comparisons
+    carried = {(c.arms, c.propensities) for c in comparisons}
+    if first.pair_id == second.pair_id:
+        assert carried == {(("uncertainty", "random"), (0.75, 0.125))}
+    else:
+        assert carried == {(("uncertainty",), (0.75,)), (("random",), (0.125,))}
