@@ -27,6 +27,7 @@ from web.errors import Conflict, Invalid
 from web.statelog import StateLog
 
 from ..models import ActiveModel, DatasetSnapshot, RunStatus, TrainingRun
+from .priorities import priorities_refresh
 
 # Set by the system, not by whoever starts a run: where it runs is the worker's business, and a bar on
 # a worker's stderr is noise in its log.
@@ -310,6 +311,9 @@ def training_run_activate(
         active, _ = ActiveModel.objects.update_or_create(
             project_id=run.project_id, defaults={"run": run, "activated_by": by, "forced_reason": forced}
         )
+        # Under uncertainty selection the new model's priorities are computed at once (a round sent on
+        # commit), not at beat's next pass.
+        priorities_refresh(project=run.project)
     return active
 
 
