@@ -65,12 +65,13 @@ def priorities_run_id(project: Project) -> int | None:
     return rounds.order_by("-finished_at", "-id").values_list("run_id", flat=True).first()
 
 
-def priorities_refresh(*, project: Project) -> PriorityRound | None:
+def priorities_refresh(*, project: Project, send: bool = True) -> PriorityRound | None:
     """Bring one project's priorities in line with its selection and active model. Under uncertainty
     selection with an active model: start a round (sent on commit) when the pairs carry another run's
     priorities, or some open regular pair carries none; returns it, or the round of that model already in
     flight, or None when there is nothing new. Otherwise (no active model, another selection): clear the
-    priorities, and return None."""
+    priorities, and return None. ``send=False`` (the command, which runs the round itself): the round is
+    not sent to the training queue."""
     with transaction.atomic():
         # One refresh at a time per project: the check for a round in flight and the insert see the same
         # rows (beat and an activation may come together).
@@ -99,7 +100,8 @@ def priorities_refresh(*, project: Project) -> PriorityRound | None:
         ):
             return None
         job = PriorityRound.objects.create(project=locked, run_id=active)
-        transaction.on_commit(partial(_send, job.pk))
+        if send:
+            transaction.on_commit(partial(_send, job.pk))
     return job
 
 

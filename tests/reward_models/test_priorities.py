@@ -5,10 +5,12 @@ active model clears them; a message delivered twice does nothing the second time
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from annotation import services as annotation_services
@@ -212,3 +214,24 @@ def test_rounds_go_to_the_training_queue_and_beat_refreshes_every_five_minutes()
     assert app.amqp.router.route({}, tasks.priorities_refresh.name)["queue"].name == "celery"
     entry = settings.CELERY_BEAT_SCHEDULE["refresh-priorities"]
     assert entry == {"task": tasks.priorities_refresh.name, "schedule": 300.0}
+
+
+def test_the_command_brings_the_priorities_up_to_date_here_and_clears_them(make_project, tiny_bert_dir):
+    project = uncertain_project(make_project)
+    out = io.StringIO()
+    call_command("score_priorities", project.slug, stdout=out)
+    assert "no active model; pairs are served in the default order" in out.getvalue()
+    run = trained(project, tiny_bert_dir)
+    ActiveModel.objects.create(project=project, run=run)
+    with pytest.raises(CommandError, match="No project"):
+        call_command("score_priorities", "nope")
+    out = io.StringIO()
+    call_command("score_priorities", project.slug, stdout=out)
+    assert f"run {run.pk} scored 8 pairs and wrote 8 priorities (replacing" in out.getvalue()
+    assert priorities(project) == pytest.approx(expected(project, run))
+    out = io.StringIO()
+    call_command("score_priorities", project.slug, stdout=out)
+    assert f"up to date: every open pair carries run {run.pk}'s priority" in out.getvalue()
+    out = io.StringIO()
+    call_command("score_priorities", project.slug, "--clear", stdout=out)
+    assert "8 priorities cleared" in out.getvalue() and set(priorities(project).values()) == {None}
