@@ -21,6 +21,7 @@ from reward_models.models import ActiveModel, PairScore, PriorityRound, Priority
 from reward_models.services.priorities import STALE_AFTER, priorities_run_id, priority
 from rm_training.config import TrainingConfig
 from rm_training.train import train
+from tests.annotation.test_engine import in_parallel
 from tests.reward_models.test_pair_scores import marker_project
 from tests.rm_training.conftest import marker_comparisons
 
@@ -235,3 +236,25 @@ def test_the_command_brings_the_priorities_up_to_date_here_and_clears_them(make_
     out = io.StringIO()
     call_command("score_priorities", project.slug, "--clear", stdout=out)
     assert "8 priorities cleared" in out.getvalue() and set(priorities(project).values()) == {None}
+
+
+# Committed: each thread has its own connection. The rounds' messages go to a Redis of the test's own.
+@pytest.mark.django_db(transaction=True)
+def test_refreshes_at_once_start_one_round_and_deliveries_at_once_run_it_once(
+    make_project, broker_at, own_redis
+):
+    broker_at(own_redis.url)
+    project = uncertain_project(make_project)
+    run = TrainingRun.objects.create(
+        project=project, config={}, status=RunStatus.SUCCEEDED, finished_at=timezone.now()
+    )
+    ActiveModel.objects.create(project=project, run=run)
+    started = in_parallel(lambda: services.priorities_refresh(project=project), [()] * 8)
+    assert all(isinstance(job, PriorityRound) for job in started), started
+    assert {job.pk for job in started} == set(PriorityRound.objects.values_list("pk", flat=True))
+    assert PriorityRound.objects.count() == 1
+    [job] = PriorityRound.objects.all()
+    # Delivered four times at once: one worker claims it (the model does not load: it fails), the others
+    # find it claimed.
+    ended = in_parallel(services.priority_round_execute, [(job.pk,)] * 4)
+    assert sorted(ended) == [PriorityStatus.FAILED] + ["skipped"] * 3
