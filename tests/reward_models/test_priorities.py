@@ -10,7 +10,9 @@ from dataclasses import replace
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from annotation import services as annotation_services
@@ -258,3 +260,21 @@ def test_refreshes_at_once_start_one_round_and_deliveries_at_once_run_it_once(
     # find it claimed.
     ended = in_parallel(services.priority_round_execute, [(job.pk,)] * 4)
     assert sorted(ended) == [PriorityStatus.FAILED] + ["skipped"] * 3
+
+
+def test_the_rounds_are_listed_read_only_in_the_admin(make_project, make_user, client):
+    project = make_project()
+    run = TrainingRun.objects.create(
+        project=project, config={}, status=RunStatus.SUCCEEDED, finished_at=timezone.now()
+    )
+    job = PriorityRound.objects.create(
+        project=project, run=run, status=PriorityStatus.FAILED, error="<script>alert(1)</script>"
+    )
+    viewer = make_user(staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_priorityround"))
+    client.force_login(viewer)
+    listing = client.get(reverse("admin:reward_models_priorityround_changelist"))
+    assert listing.status_code == 200 and f">{job.pk}</a>" in listing.content.decode()
+    page = client.get(reverse("admin:reward_models_priorityround_change", args=[job.pk])).content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    assert 'name="_save"' not in page  # read-only
