@@ -38,8 +38,10 @@ from .pair_scores import ERROR_CHARS, pair_scores_compute
 logger = logging.getLogger("reward_models")
 _broker = StateLog(logger)
 
-# A queued or running round whose row has not moved for this long is lost (its worker died, its message was
-# dropped): the next refresh starts another. The row moves with every batch of pairs scored.
+# A running round whose row has not moved for this long is lost (its worker died): the row moves with every
+# batch of pairs scored. A queued one as old is lost only when the training queue holds no message at all
+# (its message was dropped): a round waiting behind an hours-long training run is not, and is not sent
+# again every quarter of an hour. The next refresh starts another in place of a lost one.
 STALE_AFTER = timedelta(minutes=15)
 IN_FLIGHT = (PriorityStatus.QUEUED, PriorityStatus.RUNNING)
 
@@ -83,17 +85,11 @@ def priorities_refresh(*, project: Project, send: bool = True) -> PriorityRound 
             if locked.priorities_at is not None:
                 annotation_services.pair_priorities_clear(project=locked)
             return None
-        now = timezone.now()
         in_flight = PriorityRound.objects.filter(project=locked, status__in=IN_FLIGHT)
-        current = in_flight.filter(run_id=active, updated_at__gte=now - STALE_AFTER).first()
+        _fail_lost(in_flight)
+        current = in_flight.filter(run_id=active).first()
         if current is not None:
             return current
-        in_flight.filter(updated_at__lt=now - STALE_AFTER).update(
-            status=PriorityStatus.FAILED,
-            finished_at=now,
-            updated_at=now,
-            error=f"lost: no progress for {int(STALE_AFTER.total_seconds() // 60)} minutes",
-        )
         if (
             priorities_run_id(locked) == active
             and not open_regular_pairs(locked).filter(priority__isnull=True).exists()
@@ -103,6 +99,27 @@ def priorities_refresh(*, project: Project, send: bool = True) -> PriorityRound 
         if send:
             transaction.on_commit(partial(_send, job.pk))
     return job
+
+
+def _fail_lost(in_flight: QuerySet[PriorityRound, Any]) -> None:
+    """Fail the lost rounds among ``in_flight`` (STALE_AFTER): running ones whose row stopped moving,
+    queued ones as old while the training queue holds no message (asked of the broker only then; while
+    it is unreachable, none is lost: nothing could be sent anyway)."""
+    from .runs import training_messages_waiting  # runs starts a refresh on activation
+
+    now = timezone.now()
+    old = in_flight.filter(updated_at__lt=now - STALE_AFTER)
+    lost = Q(status=PriorityStatus.RUNNING)
+    if old.filter(status=PriorityStatus.QUEUED).exists() and training_messages_waiting() == 0:
+        lost |= Q(status=PriorityStatus.QUEUED)
+    minutes = int(STALE_AFTER.total_seconds() // 60)
+    old.filter(lost).update(
+        status=PriorityStatus.FAILED,
+        finished_at=now,
+        updated_at=now,
+        error=f"lost: no progress for {minutes} minutes (running: its worker stopped; queued: its message "
+        "is gone from the training queue)",
+    )
 
 
 def priorities_refresh_all() -> list[PriorityRound]:

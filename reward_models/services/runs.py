@@ -141,7 +141,7 @@ def _send(run_id: int) -> bool:
     return True
 
 
-def _messages_waiting() -> int | None:
+def training_messages_waiting() -> int | None:
     """Messages waiting on the training queue (not those a worker has taken), or None when the broker
     cannot be reached."""
     from .. import tasks
@@ -177,7 +177,7 @@ def runs_lost(*, resend_after: timedelta | None = None) -> list[TrainingRun]:
     count = queued.count()
     if count == 0:
         return []
-    waiting = _messages_waiting()
+    waiting = training_messages_waiting()
     if waiting is None or waiting >= count:
         return []
     deadline = timezone.now() - resend_after

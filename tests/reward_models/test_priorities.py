@@ -199,17 +199,34 @@ def test_a_round_whose_model_does_not_load_fails_and_writes_nothing(make_project
     assert job.error and set(priorities(project).values()) == {None}
 
 
-def test_a_lost_round_is_replaced_by_the_next_refresh(make_project):
+def test_a_lost_round_is_replaced_by_the_next_refresh_and_one_waiting_for_a_worker_is_not(
+    make_project, broker_at, own_redis
+):
+    broker_at(own_redis.url)
     project = uncertain_project(make_project)
     run = TrainingRun.objects.create(
         project=project, config={}, status=RunStatus.SUCCEEDED, finished_at=timezone.now()
     )
     ActiveModel.objects.create(project=project, run=run)
-    lost = round_of(project)
-    PriorityRound.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - 2 * STALE_AFTER)
+    old = timezone.now() - 2 * STALE_AFTER
+    # Queued for long behind a training run, its message (or another) on the training queue: not lost.
+    waiting = round_of(project)
+    PriorityRound.objects.filter(pk=waiting.pk).update(updated_at=old)
+    tasks.training_run_execute.apply_async((0,))
+    assert own_redis.waiting("training") == 1
+    assert round_of(project).pk == waiting.pk
+    # The queue empty: its message is gone; lost, and another round takes its place.
+    own_redis.client().delete("training")
     fresh = round_of(project)
-    lost.refresh_from_db()
-    assert fresh.pk != lost.pk and lost.status == PriorityStatus.FAILED and lost.error.startswith("lost")
+    waiting.refresh_from_db()
+    assert fresh.pk != waiting.pk and waiting.status == PriorityStatus.FAILED
+    assert waiting.error.startswith("lost")
+    # Running with its row still for long: its worker stopped, whatever the queue holds.
+    PriorityRound.objects.filter(pk=fresh.pk).update(status=PriorityStatus.RUNNING, updated_at=old)
+    tasks.training_run_execute.apply_async((0,))
+    third = round_of(project)
+    fresh.refresh_from_db()
+    assert third.pk != fresh.pk and fresh.status == PriorityStatus.FAILED
 
 
 def test_rounds_go_to_the_training_queue_and_beat_refreshes_every_five_minutes():
