@@ -284,6 +284,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "auto-train": {"task": "reward_models.tasks.auto_train", "schedule": 300.0},
     "reap-lost-runs": {"task": "reward_models.tasks.runs_reap", "schedule": 60.0},
     "resend-lost-runs": {"task": "reward_models.tasks.runs_resend", "schedule": 60.0},
+    # Uncertainty selection: score the open pairs without a priority with the active model (a round on the
+    # training queue), clear the priorities of projects without one.
+    "refresh-priorities": {"task": "reward_models.tasks.priorities_refresh", "schedule": 300.0},
 }
 
 # --- Reward models (reward_models/) ---
@@ -293,6 +296,7 @@ CELERY_TASK_ROUTES = {
     "reward_models.tasks.training_run_execute": {"queue": "training"},
     # Scoring pairs loads a model: the training workers' business too.
     "reward_models.tasks.pair_scoring_execute": {"queue": "training"},
+    "reward_models.tasks.priority_round_execute": {"queue": "training"},
 }
 # Snapshots and trained models: never under STATIC_ROOT or any served folder.
 PAIRWISE_RUNS_DIR = env_dir("PAIRWISE_RUNS_DIR", VAR_DIR / "reward_models", base=BASE_DIR)

@@ -23,7 +23,7 @@ from annotation.models import Project
 
 from . import admin_views
 from .admin_forms import AutoTrainPolicyForm
-from .models import ActiveModel, AutoTrainPolicy, DatasetSnapshot, TrainingRun
+from .models import ActiveModel, AutoTrainPolicy, DatasetSnapshot, PriorityRound, TrainingRun
 
 
 def _utc(moment: datetime | None) -> str:
@@ -273,6 +273,42 @@ class ActiveModelAdmin(ReadOnlyAdmin):
     def run_link(self, active: ActiveModel) -> str:
         url = reverse("admin:reward_models_trainingrun_change", args=[active.run_id])
         return format_html('<a href="{}">run {}</a>', url, active.run_id)
+
+
+@admin.register(PriorityRound)
+class PriorityRoundAdmin(ReadOnlyAdmin):
+    """The rounds that wrote the pairs' priorities under uncertainty selection (beat, activations and
+    `manage.py score_priorities` start them), with their progress and how they ended."""
+
+    list_display = [
+        "id",
+        "project",
+        "run_id",
+        "status",
+        "done",
+        "total",
+        "written",
+        "replaced",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "project"]
+    list_select_related = ["project"]
+    readonly_fields = [
+        "project",
+        "run",
+        "status",
+        "replaced",
+        "total",
+        "done",
+        "written",
+        "error",
+        "created_at",
+        "started_at",
+        "updated_at",
+        "finished_at",
+    ]
+    show_full_result_count = False
 
 
 @admin.register(AutoTrainPolicy)

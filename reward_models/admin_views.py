@@ -351,6 +351,45 @@ def project_reward_model(project: Project) -> dict[str, Any] | None:
     return {"eval_accuracy": accuracy, "run_id": run.pk, "url": url}
 
 
+ARMS = ("uncertainty", "random", "default")
+
+
+def project_selection(project: Project) -> dict[str, Any]:
+    """What reward_models knows of a project's uncertainty selection, for the agreement dashboard's arms
+    (registered by reward_models.apps): {"active_run_id", "active_run_url" (None without an active model),
+    "priorities_run_id" (the run whose priorities the pairs carry, or None), "round" (the latest priority
+    round as {"status", "done", "total", "error"}, or None), "eval_by_arm" ({arm: {"pairs", "accuracy"}},
+    None where the active run's metrics do not measure it), "eval_accuracy_ipw"}. Three queries at most."""
+    from .models import ActiveModel, PriorityRound
+    from .services.priorities import priorities_run_id
+
+    active = ActiveModel.objects.select_related("run").filter(project=project).first()
+    metrics = _dict(active.run.metrics) if active is not None else {}
+    by_arm = _dict(metrics.get("eval_by_arm"))
+    eval_by_arm = {}
+    for arm in ARMS:
+        entry = _dict(by_arm.get(arm))
+        pairs = entry.get("pairs")
+        counted = isinstance(pairs, int) and not isinstance(pairs, bool) and pairs >= 0
+        eval_by_arm[arm] = {"pairs": pairs if counted else None, "accuracy": share(entry.get("accuracy"))}
+    latest = (
+        PriorityRound.objects.filter(project=project)
+        .order_by("-created_at", "-id")
+        .values("status", "done", "total", "error")
+        .first()
+    )
+    return {
+        "active_run_id": active.run_id if active is not None else None,
+        "active_run_url": reverse("admin:reward_models_trainingrun_change", args=[active.run_id])
+        if active is not None
+        else None,
+        "priorities_run_id": priorities_run_id(project),
+        "round": latest,
+        "eval_by_arm": eval_by_arm,
+        "eval_accuracy_ipw": share(metrics.get("eval_accuracy_ipw")),
+    }
+
+
 def lateness(run: TrainingRun) -> tuple[int, datetime] | None:
     """(seconds since the last heartbeat, when the reaper may fail the run) of a running run whose heartbeat
     is more than three heartbeats old (its worker may be lost), else None. The reaper fails it once the

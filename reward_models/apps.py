@@ -9,8 +9,10 @@ class RewardModelsConfig(AppConfig):
 
     def ready(self) -> None:
         # The agreement dashboard (annotation) shows the project's reward model through this summary.
-        from annotation.pages.dashboard import reward_model_summary_register
+        from annotation.pages.dashboard import reward_model_summary_register, selection_summary_register
 
-        from .admin_views import project_reward_model
+        from .admin_views import project_reward_model, project_selection
 
         reward_model_summary_register(project_reward_model)
+        # And its arms under uncertainty selection: the active model's accuracy on each, its priorities.
+        selection_summary_register(project_selection)

@@ -261,3 +261,49 @@ class PairScoring(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug} scoring {self.pk} ({self.status})"
+
+
+class PriorityStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    # The project's active model or its selection changed before the round wrote: it wrote nothing.
+    SUPERSEDED = "superseded", "Superseded"
+
+
+class PriorityRound(models.Model):
+    """One round of the priorities of a project under uncertainty selection (reward_models.services.
+    priorities): its active run's model scores the open regular pairs that carry no priority yet (all of
+    them when the pairs carry another run's), and their priorities are written. The task takes its id; a
+    message delivered twice finds it no longer queued. The latest succeeded round names the run whose
+    priorities the pairs carry, while the project's priorities_at is set."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="priority_rounds")
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="priority_rounds")
+    status = models.CharField(max_length=10, choices=PriorityStatus.choices, default=PriorityStatus.QUEUED)
+    # Whether it replaced the pairs' priorities (they came from another run, or none were written), or
+    # added those of the pairs that had none.
+    replaced = models.BooleanField(default=False)
+    # Pairs to score (those without a score by the run) and scored so far; priorities written at the end.
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    written = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Written with each batch: a queued or running round not updated for long is lost (the next starts).
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="priority_round_project")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=PriorityStatus.values), name="priority_round_status"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} priorities by run {self.run_id} ({self.status})"

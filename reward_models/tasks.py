@@ -50,3 +50,19 @@ def runs_resend() -> int:
 @shared_task(name="reward_models.tasks.pair_scoring_execute")
 def pair_scoring_execute(job_id: int) -> str:
     return services.pair_scoring_execute(job_id)
+
+
+# Beat's round (default queue): starts a priority round where a project under uncertainty selection has
+# open pairs without a priority, clears the priorities where there is no active model. Late
+# acknowledgement: a second pass finds the rounds in flight and starts nothing.
+@shared_task(name="reward_models.tasks.priorities_refresh", acks_late=True)
+def priorities_refresh() -> int:
+    return len(services.priorities_refresh_all())
+
+
+# On the training queue, where the workers hold the models. Acknowledged on receipt, as pair scorings: the
+# round is claimed under a lock (a second delivery finds it running or finished and does nothing), and a
+# lost one is replaced by the next refresh once stale.
+@shared_task(name="reward_models.tasks.priority_round_execute")
+def priority_round_execute(round_id: int) -> str:
+    return services.priority_round_execute(round_id)

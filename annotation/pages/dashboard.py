@@ -1,6 +1,7 @@
 """The agreement dashboard of a project, an admin page (ProjectAdmin routes to it; staff only):
 progress, the agreement figures with their intervals, the reward model beside the human ceiling (a summary
-that reward_models registers at start-up), and the per-rater table with its flags. The figures come from
+that reward_models registers at start-up), the arms of uncertainty selection side by side (a second such
+summary), and the per-rater table with its flags. The figures come from
 the cached report of annotation.selectors.agreement; the charts are drawn server-side (annotation.charts).
 """
 
@@ -9,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from annotation import charts
-from annotation.models import Project
+from annotation.models import Project, Selection
 from annotation.selectors import project_agreement
 from web.cache import cache_get, cache_set
 
@@ -42,6 +43,25 @@ def latest_reward_model(project: Project) -> dict[str, Any] | None:
     "url"}, or None: whatever the registered summary returns (reward_models: its active model's run, else
     its latest succeeded run)."""
     return _reward_model_summary(project) if _reward_model_summary is not None else None
+
+
+SelectionSummary = Callable[[Project], dict[str, Any]]
+
+# Set by reward_models at start-up too: what the model side knows of uncertainty selection (the active
+# model, the run the priorities come from, the latest priority round, the held-out accuracy per arm).
+_selection_summary: SelectionSummary | None = None
+
+
+def selection_summary_register(summary: SelectionSummary) -> None:
+    global _selection_summary
+    _selection_summary = summary
+
+
+def selection_summary(project: Project) -> dict[str, Any]:
+    """{"active_run_id", "active_run_url", "priorities_run_id", "round", "eval_by_arm",
+    "eval_accuracy_ipw"} from the registered summary (reward_models.admin_views.project_selection); empty
+    when none is registered (the page then says no model scored the pairs)."""
+    return _selection_summary(project) if _selection_summary is not None else {}
 
 
 def _percent(value: float | None, digits: int = 1) -> str:
@@ -245,6 +265,98 @@ def _charts(project: Project, report: Any, reward_model: dict[str, Any] | None) 
     }
 
 
+ARM_LABELS = (
+    ("uncertainty", "Uncertainty"),
+    ("random", "Random share"),
+    ("default", "Default order (no arm)"),
+)
+
+
+def _utc(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _serving_lines(project: Project, summary: dict[str, Any]) -> list[str]:
+    """Plain sentences: which order the engine serves in, and where the priorities come from."""
+    active = summary.get("active_run_id")
+    written_by = summary.get("priorities_run_id")
+    lines = []
+    if project.priorities_at is None:
+        if active is None:
+            lines.append(
+                "Uncertainty selection is chosen, but the project has no active reward model: pairs are "
+                "served in the default order until a model is activated and has scored the open pairs."
+            )
+        else:
+            lines.append(
+                f"Uncertainty selection is chosen, but the active model (run {active}) has not scored the "
+                "pairs yet: pairs are served in the default order until its priorities are written."
+            )
+    else:
+        by = f"run {written_by}" if written_by is not None else "a model"
+        lines.append(f"Priorities last written {_utc(project.priorities_at)}, by {by}.")
+        if active is None:
+            lines.append(
+                "The project has no active model any more: the priorities are cleared at the next refresh "
+                "(within 5 minutes), and pairs are then served in the default order."
+            )
+        elif written_by is not None and written_by != active:
+            lines.append(
+                f"The active model is run {active}: it is scoring the open pairs, and its priorities "
+                f"replace run {written_by}'s all at once when it is done. Until then the pairs keep run "
+                f"{written_by}'s."
+            )
+    latest = summary.get("round")
+    if isinstance(latest, dict):
+        if latest.get("status") in ("queued", "running"):
+            lines.append(
+                f"Scoring now ({latest['status']}): {latest.get('done', 0):,} of {latest.get('total', 0):,} "
+                "pairs scored."
+            )
+        elif latest.get("status") == "failed":
+            lines.append(f"The last scoring of the pairs failed: {latest.get('error') or 'no reason given'}.")
+    return lines
+
+
+def _arms(project: Project) -> dict[str, Any]:
+    """The arms side by side (under uncertainty selection): judgments, agreement (the agreement report on
+    each arm's judgments) and the active model's held-out accuracy on each arm's pairs."""
+    from annotation.selectors.arms import arm_agreement
+
+    reports = arm_agreement(project)
+    summary = selection_summary(project)
+    by_arm = summary.get("eval_by_arm") or {}
+    rows = []
+    for arm, label in ARM_LABELS:
+        f = reports[arm].figures
+        model = by_arm.get(arm) or {}
+        accuracy, pairs = model.get("accuracy"), model.get("pairs")
+        if accuracy is None:
+            measured = "not measured"
+        else:
+            measured = _percent(accuracy) + (f" on {pairs:,} pairs" if pairs is not None else "")
+        rows.append(
+            {
+                "arm": label,
+                "judgments": f"{f.judgments_total:,}",
+                "pairs": f"{f.pairs:,}",
+                "percent_agreement": _percent(f.percent_agreement),
+                "decisive_agreement": _percent(f.decisive_agreement),
+                "krippendorff_alpha": _number(f.krippendorff_alpha),
+                "model_accuracy": measured,
+            }
+        )
+    ipw = summary.get("eval_accuracy_ipw")
+    return {
+        "lines": _serving_lines(project, summary),
+        "epsilon": _percent(project.selection_epsilon, 0),
+        "rows": rows,
+        "accuracy_ipw": _percent(ipw) if ipw is not None else "not measured",
+        "run_id": summary.get("active_run_id"),
+        "run_url": summary.get("active_run_url"),
+    }
+
+
 def project_dashboard(request: HttpRequest, project: Project, *, context: dict[str, Any]) -> HttpResponse:
     """The page; ``context`` is the admin's (site header, sidebar, breadcrumbs)."""
     report = project_agreement(project)
@@ -284,5 +396,6 @@ def project_dashboard(request: HttpRequest, project: Project, *, context: dict[s
             "human_agreement": _percent(report.figures.decisive_agreement),
             "very_fast_seconds": f"{project.very_fast_ms / 1000:g}",
             "charts": _charts(project, report, reward_model),
+            "arms": _arms(project) if project.selection == Selection.UNCERTAINTY else None,
         },
     )

@@ -308,10 +308,11 @@ def report_from_rows(project: Project, *, filters: ExportFilter, rows: Agreement
     )
 
 
-def read_judgment_columns(project: Project, filters: ExportFilter) -> Any:
-    """One row per judgment in the window: pair id, rater id, choice code, strength (0: none), side shown
-    left (-1: unknown), time on task (-1: unknown), day since 1970-01-01."""
-    rows = Judgment.objects.filter(project=project).filter(filters.window()).order_by()
+def read_judgment_columns(project: Project, filters: ExportFilter, *, where: Q | None = None) -> Any:
+    """One row per judgment in the window (and meeting ``where``, a condition on judgments): pair id,
+    rater id, choice code, strength (0: none), side shown left (-1: unknown), time on task (-1: unknown),
+    day since 1970-01-01."""
+    rows = Judgment.objects.filter(project=project).filter(filters.window(), where or Q()).order_by()
     queryset = rows.values_list(
         "pair_id", "rater_id", "choice", "strength", "shown_left", "time_on_task_ms", "created_at"
     )

@@ -19,6 +19,7 @@ from .engine import (
 from .engine.counters import counters_recount
 from .judgments_import import JudgmentImportResult, judgments_import
 from .pairs import ImportResult, pair_save, pairs_delete, pairs_import
+from .priorities import pair_priorities_clear, pair_priorities_set
 from .projects import PROJECT_ADMIN_SETTINGS, PROJECT_SETTINGS, project_create, project_update
 from .raters import project_rater_remove, project_raters_add, rater_create, rater_get_or_create
 from .review import pair_keep, pair_leave_out, pair_put_back, pair_quota_raise, pair_review_act
@@ -41,6 +42,8 @@ __all__ = [
     "leases_expire",
     "pair_keep",
     "pair_leave_out",
+    "pair_priorities_clear",
+    "pair_priorities_set",
     "pair_put_back",
     "pair_quota_raise",
     "pair_review_act",

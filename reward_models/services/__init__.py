@@ -5,6 +5,7 @@ from __future__ import annotations
 from .agreement import snapshot_human_agreement
 from .pair_scores import pair_scores_compute, pair_scoring_execute, pair_scoring_start
 from .periodic import auto_train_check, snapshots_export_all
+from .priorities import priorities_refresh, priorities_refresh_all, priority_round_execute
 from .runs import (
     FORCE_REASON_MAX,
     held_out_missing,
@@ -25,6 +26,9 @@ __all__ = [
     "pair_scores_compute",
     "pair_scoring_execute",
     "pair_scoring_start",
+    "priorities_refresh",
+    "priorities_refresh_all",
+    "priority_round_execute",
     "runs_reap",
     "runs_resend",
     "snapshot_create",

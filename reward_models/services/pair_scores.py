@@ -1,7 +1,7 @@
 """Per-pair model scores: the one home for "scores of a project's pairs by a model". A run's reward model
 scores each pair once (a pair's texts never change), batched through the scorer, into PairScore rows that
-the review queue reads (and active selection will: pair_scores_compute takes any set of pairs, open ones
-too).
+the review queue reads (and active selection's priority rounds: pair_scores_compute takes any set of
+pairs, open ones too).
 
 pair_scoring_start records a scoring of a project's judged pairs by its active model and sends it to the
 training queue (the workers that hold the models); pair_scoring_execute is the worker's side, writing its

@@ -27,6 +27,7 @@ from web.errors import Conflict, Invalid
 from web.statelog import StateLog
 
 from ..models import ActiveModel, DatasetSnapshot, RunStatus, TrainingRun
+from .priorities import priorities_refresh
 
 # Set by the system, not by whoever starts a run: where it runs is the worker's business, and a bar on
 # a worker's stderr is noise in its log.
@@ -140,7 +141,7 @@ def _send(run_id: int) -> bool:
     return True
 
 
-def _messages_waiting() -> int | None:
+def training_messages_waiting() -> int | None:
     """Messages waiting on the training queue (not those a worker has taken), or None when the broker
     cannot be reached."""
     from .. import tasks
@@ -176,7 +177,7 @@ def runs_lost(*, resend_after: timedelta | None = None) -> list[TrainingRun]:
     count = queued.count()
     if count == 0:
         return []
-    waiting = _messages_waiting()
+    waiting = training_messages_waiting()
     if waiting is None or waiting >= count:
         return []
     deadline = timezone.now() - resend_after
@@ -310,6 +311,9 @@ def training_run_activate(
         active, _ = ActiveModel.objects.update_or_create(
             project_id=run.project_id, defaults={"run": run, "activated_by": by, "forced_reason": forced}
         )
+        # Under uncertainty selection the new model's priorities are computed at once (a round sent on
+        # commit), not at beat's next pass.
+        priorities_refresh(project=run.project)
     return active
 
 

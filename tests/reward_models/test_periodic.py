@@ -90,6 +90,7 @@ def test_beat_writes_its_schedules_once_and_keeps_an_admins_changes():
         "auto-train",
         "reap-lost-runs",
         "resend-lost-runs",
+        "refresh-priorities",
         "expire-stale-leases",
     } <= names
     export = PeriodicTask.objects.get(name="export-snapshots")
