@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -349,7 +350,14 @@ def saving(table: dict[str, dict[str, np.ndarray]], strategy: str) -> dict[str, 
     target = float(random["mean"][-1])
     needed = labels_to_reach(list(other["labels"]), list(other["mean"]), target)
     differences = (other["values"] - random["values"])[:, 1:].mean(axis=1)
+    # What random gains from the seed set to the full budget, per seed: "labels saved" means something only
+    # when that gain stands out of the noise (the mean over two standard errors; above 0 with one seed).
+    gains = random["values"][:, -1] - random["values"][:, 0]
+    gain_se = float(gains.std(ddof=1) / math.sqrt(len(gains))) if len(gains) > 1 else 0.0
     return {
+        "random_gain": float(gains.mean()),
+        "random_gain_se": gain_se,
+        "measurable": bool(gains.mean() > 2 * gain_se and gains.mean() > 0),
         "target": target,
         "budget": budget,
         "labels": needed,
@@ -407,9 +415,10 @@ def report(result: dict[str, Any], args: argparse.Namespace, notes: dict[str, An
                 continue
             for strategy in (s for s in table if s != "random"):
                 s = saving(table, strategy)
-                if s["target"] <= table["random"]["mean"][0]:
+                if not s["measurable"]:
                     reached = (
-                        "is not compared: random's curve ends no higher than the seed set's accuracy, so "
+                        f"is not compared: random gains {s['random_gain']:+.3f} over the seed set's "
+                        f"accuracy (standard error {s['random_gain_se']:.3f} over seeds), within noise, so "
                         "there is no saving to measure"
                     )
                 elif s["ratio"] is not None:
@@ -422,7 +431,8 @@ def report(result: dict[str, Any], args: argparse.Namespace, notes: dict[str, An
                 text = (
                     f"{oracle}, {strategy}: random reaches {s['target']:.3f} with {s['budget']:.0f} labels; "
                     f"{strategy} {reached}. Mean difference to random over the rounds after the seed set: "
-                    f"{s['mean_difference']:+.3f} (sd over seeds {s['difference_sd']:.3f})."
+                    f"{s['mean_difference']:+.3f} (sd over seeds {s['difference_sd']:.3f}, standard error "
+                    f"{s['difference_sd'] / math.sqrt(len(runs)):.3f})."
                 )
                 lines += ["", text]
     lines += ["", f"Plot: {notes['plot']}" if notes["plot"] else "No plot (matplotlib is not installed)."]
@@ -444,6 +454,8 @@ def plot(result: dict[str, Any], args: argparse.Namespace, path: Path) -> bool:
         for strategy, t in summary(result, oracle, "accuracy").items():
             axis.plot(t["labels"], t["mean"], marker=".", label=strategy)
             axis.fill_between(t["labels"], t["mean"] - t["sd"], t["mean"] + t["sd"], alpha=0.2)
+        if oracle == "gold":
+            axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)  # chance
         axis.set_title(titles[oracle])
         axis.set_xlabel("labels")
         axis.set_ylabel("held-out accuracy")
