@@ -379,6 +379,10 @@ METRICS = {
 def report(result: dict[str, Any], args: argparse.Namespace, notes: dict[str, Any]) -> str:
     runs = result["seeds"]
     sizes = runs[0]["sizes"]
+
+    def spread(standard_error: float) -> str:
+        return f" (standard error {standard_error:.3f} over seeds)" if len(runs) > 1 else " (one seed)"
+
     lines = [
         "# Active selection against random, simulated with oracle raters",
         "",
@@ -418,8 +422,8 @@ def report(result: dict[str, Any], args: argparse.Namespace, notes: dict[str, An
                 if not s["measurable"]:
                     reached = (
                         f"is not compared: random gains {s['random_gain']:+.3f} over the seed set's "
-                        f"accuracy (standard error {s['random_gain_se']:.3f} over seeds), within noise, so "
-                        "there is no saving to measure"
+                        f"accuracy{spread(s['random_gain_se'])}, within noise, so there is no saving to "
+                        "measure"
                     )
                 elif s["ratio"] is not None:
                     reached = (
@@ -431,8 +435,7 @@ def report(result: dict[str, Any], args: argparse.Namespace, notes: dict[str, An
                 text = (
                     f"{oracle}, {strategy}: random reaches {s['target']:.3f} with {s['budget']:.0f} labels; "
                     f"{strategy} {reached}. Mean difference to random over the rounds after the seed set: "
-                    f"{s['mean_difference']:+.3f} (sd over seeds {s['difference_sd']:.3f}, standard error "
-                    f"{s['difference_sd'] / math.sqrt(len(runs)):.3f})."
+                    f"{s['mean_difference']:+.3f}{spread(s['difference_sd'] / math.sqrt(len(runs)))}."
                 )
                 lines += ["", text]
     lines += ["", f"Plot: {notes['plot']}" if notes["plot"] else "No plot (matplotlib is not installed)."]
