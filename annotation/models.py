@@ -204,6 +204,14 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    @property
+    def selection_in_effect(self) -> str:
+        """The selection the engine applies now: uncertainty only once a model's priorities were written
+        to the project's pairs; until then the default order, whatever `selection` says."""
+        if self.selection == Selection.UNCERTAINTY and self.priorities_at is not None:
+            return Selection.UNCERTAINTY.value
+        return Selection.RANDOM.value
+
 
 class Membership(models.Model):
     """A user allowed to rate in a project. Removing it keeps the user's judgments."""
@@ -352,6 +360,17 @@ class Pair(models.Model):
                 include=["longer", "gold"],
                 name="pair_engine_order",
             ),
+            # Uncertainty selection's probes (pairwise_claim, migration 0013): within a judgment_count
+            # level, the least sure pairs first, unscored ones last; an index walk that stops at the first
+            # free pair, as pair_engine_order is for the default order.
+            models.Index(
+                F("project"),
+                F("judgment_count"),
+                F("priority").desc(nulls_last=True),
+                F("id"),
+                condition=Q(gold__isnull=True),
+                name="pair_uncertainty_order",
+            ),
             # Re-imports without an external_id find the same content by its hash.
             models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
         ]
@@ -415,7 +434,14 @@ class Assignment(models.Model):
                 name="assignment_arm_propensity",
             ),
         ]
-        indexes = [models.Index(fields=["pair", "status", "lease_expires_at"], name="assignment_pair_places")]
+        indexes = [
+            models.Index(fields=["pair", "status", "lease_expires_at"], name="assignment_pair_places"),
+            # A project's open assignments (at most one per rater): uncertainty selection counts its
+            # candidates with the pairs whose places they fill (pairwise_claim, migration 0013).
+            models.Index(
+                fields=["project"], condition=Q(status=AssignmentStatus.ACTIVE), name="assignment_active"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"assignment {self.pk} ({self.status})"
