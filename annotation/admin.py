@@ -126,7 +126,7 @@ class ProjectAdmin(admin.ModelAdmin):
         (None, {"fields": ["slug", "name", "instructions"]}),
         ("Raters", {"fields": ["rater_group", "add_raters", "remove_raters"]}),
         ("Rating", {"fields": ["judgments_per_pair", "allow_tie", "strength_levels", "rationale"]}),
-        ("Assignment", {"fields": ["lease_seconds", "gold_fraction"]}),
+        ("Assignment", {"fields": ["lease_seconds", "gold_fraction", "selection", "selection_epsilon"]}),
         ("Agreement dashboard", {"fields": ["very_fast_ms"]}),
     ]
 
