@@ -360,17 +360,9 @@ class Pair(models.Model):
                 include=["longer", "gold"],
                 name="pair_engine_order",
             ),
-            # Uncertainty selection's probes (pairwise_claim, migration 0013): within a judgment_count
-            # level, the least sure pairs first, unscored ones last; an index walk that stops at the first
-            # free pair, as pair_engine_order is for the default order.
-            models.Index(
-                F("project"),
-                F("judgment_count"),
-                F("priority").desc(nulls_last=True),
-                F("id"),
-                condition=Q(gold__isnull=True),
-                name="pair_uncertainty_order",
-            ),
+            # (And on PostgreSQL only, made by migration 0013 beside pairwise_claim, whose probes walk it:
+            # pair_uncertainty_order, (project, judgment_count, priority DESC NULLS LAST, id) WHERE gold IS
+            # NULL. SQLite cannot index NULLS LAST, and its claim enumerates a small project's candidates.)
             # Re-imports without an external_id find the same content by its hash.
             models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
         ]

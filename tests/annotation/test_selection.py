@@ -271,3 +271,65 @@ def test_a_random_draw_with_one_candidate_logs_probability_one(make_project, mak
     uncertain(project, epsilon=0.7, priorities={Pair.objects.get().pk: 0.2})
     found = services.assignment_next(project=project, user=make_rater(project)).assignment
     assert found.propensity == pytest.approx(1.0) and found.arm in {"random", "uncertainty"}
+
+
+# The quickstart's SQLite claims with the ORM: the same rule, its candidates enumerated.
+SQLITE_SELECTION = """
+import json
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from annotation import services
+from annotation.models import Pair, Project
+user = get_user_model().objects.create_user(username="u")
+result = {}
+for slug, epsilon in (("greedy", 0.0), ("random", 1.0), ("unscored", 0.5)):
+    project = Project.objects.create(
+        slug=slug, name=slug, judgments_per_pair=1, selection="uncertainty", selection_epsilon=epsilon,
+        priorities_at=None if slug == "unscored" else timezone.now())
+    services.pairs_import(project=project, items=[
+        {"prompt": f"p{i}", "response_a": f"a{i}", "response_b": f"b{i}"} for i in range(4)])
+    pairs = list(Pair.objects.filter(project=project).order_by("id").values_list("pk", flat=True))
+    for pk, priority in zip(pairs, [0.1, 0.9, None, 0.5]):
+        Pair.objects.filter(pk=pk).update(priority=priority)
+    services.project_raters_add(project=project, usernames=["u"])
+    served = []
+    while (found := services.assignment_next(project=project, user=user)) is not None:
+        a = found.assignment
+        served.append([pairs.index(a.pair_id), a.arm, a.propensity])
+        services.judgment_record(assignment_id=a.pk, user=user, choice="left")
+    result[slug] = served
+print(json.dumps(result))
+"""
+
+
+def test_the_quickstarts_sqlite_selects_by_uncertainty_with_the_same_rule(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'quickstart.sqlite3'}",
+        "SECRET_KEY": "test-only",
+        "PAIRWISE_VAR_DIR": str(tmp_path / "var"),
+    }
+    env.pop("REDIS_URL", None)
+    manage = [sys.executable, str(Path(__file__).resolve().parents[2] / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=300)
+    done = subprocess.run(
+        [*manage, "shell", "-c", SQLITE_SELECTION], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # Least sure first, unscored last; probability 1 with no random share.
+    assert result["greedy"] == [[1, "uncertainty", 1.0], [3, "uncertainty", 1.0], [0, "uncertainty", 1.0],
+                                [2, "uncertainty", 1.0]]  # fmt: skip
+    # All random: 1/|C| as the candidates run out, whichever pair was drawn.
+    assert [arm for _, arm, _ in result["random"]] == ["random"] * 4
+    assert [p for _, _, p in result["random"]] == pytest.approx([1 / 4, 1 / 3, 1 / 2, 1.0])
+    assert sorted(i for i, _, _ in result["random"]) == [0, 1, 2, 3]
+    # No priorities written yet: the default order, no arm.
+    assert result["unscored"] == [[i, None, None] for i in range(4)]
