@@ -269,7 +269,8 @@ class Rater(models.Model):
 
 
 class Pair(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs")
+    # Indexed by pair_project_id below, (project, id), which also orders a project's pairs by id.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs", db_index=False)
     # Null, not "", when absent: the unique constraint below must not treat absent ids as equal.
     external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     # For a plain prompt, the text itself; for a conversation, its documented text rendering
@@ -363,6 +364,9 @@ class Pair(models.Model):
             # (And on PostgreSQL only, made by migration 0013 beside pairwise_claim, whose probes walk it:
             # pair_uncertainty_order, (project, judgment_count, priority DESC NULLS LAST, id) WHERE gold IS
             # NULL. SQLite cannot index NULLS LAST, and its claim enumerates a small project's candidates.)
+            # The foreign key's index, in id order: a project's pairs listed by id, and the id range that
+            # uncertainty selection's random arm draws from (pairwise_claim, migration 0013) in two probes.
+            models.Index(fields=["project", "id"], name="pair_project_id"),
             # Re-imports without an external_id find the same content by its hash.
             models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
         ]

@@ -21,11 +21,11 @@ Project.selection_in_effect is "uncertainty"), for a regular pair:
   first, then judgment_count levels fullest first, within a level priority DESC NULLS LAST, then id (the
   index pair_uncertainty_order, walked in order and stopped at the first free pair).
 - With probability p_epsilon (p_draw < p_epsilon; p_draw is uniform on [0, 1), drawn by the caller) the
-  random arm: one pair uniform on C. Rejection sampling on the id range of the project's pairs that can
-  be candidates (found by a few probes of pair_engine_order and pair_raised): an id uniform on the range,
-  accepted when it is a candidate whose row can be locked (SKIP LOCKED) and still has a place under the
-  lock; up to p_probes tries. Then (the range mostly other pairs: a project late in its run, or among
-  other projects' pairs) a uniform offset into an enumeration of C (raised candidates, then the others
+  random arm: one pair uniform on C. Rejection sampling on the id range of the project's pairs (two
+  probes of the index pair_project_id, which replaces the foreign key's own index): an id uniform on the
+  range, accepted when it is a candidate whose row can be locked (SKIP LOCKED) and still has a place
+  under the lock; up to p_probes tries. Then (the range mostly closed pairs, or other projects' pairs
+  imported in between) a uniform offset into an enumeration of C (raised candidates, then the others
   in pair_uncertainty_order's order), up to p_attempts times. Either way uniform on C: an accepted probe
   is equally likely to be any candidate, and the offset is uniform on |C|. Integers are drawn exactly:
   52 random bits (PostgreSQL's random() is k / 2^52), the top partial block refused. random() is seeded
@@ -50,6 +50,7 @@ by a pair or two in |C|.
 
 from importlib import import_module
 
+import django.db.models.deletion
 from django.db import migrations, models
 
 _0011 = import_module("annotation.migrations.0011_claim_waits_without_queueing")
@@ -208,18 +209,17 @@ BEGIN
                 END IF;
                 EXIT WHEN greedy_id IS NOT NULL;
             END LOOP;
-            -- The id range of every pair that can be a candidate: open under the project's quota (a
-            -- probe of pair_engine_order at each level, gold pairs there only widen it), or raised.
-            SELECT min(r.lo), max(r.hi) INTO id_lo, id_hi FROM (
-                SELECT (SELECT p.id FROM annotation_pair p
-                         WHERE p.project_id = p_project AND p.judgment_count = l ORDER BY p.id LIMIT 1),
-                       (SELECT p.id FROM annotation_pair p
-                         WHERE p.project_id = p_project AND p.judgment_count = l ORDER BY p.id DESC LIMIT 1)
-                  FROM generate_series(0, p_quota - 1) AS l
-                UNION ALL
-                SELECT min(p.id), max(p.id) FROM annotation_pair p
-                 WHERE p.project_id = p_project AND p.gold IS NULL AND p.extra_judgments > 0
-            ) AS r (lo, hi);
+            -- The project's id range: two probes of pair_project_id, (project, id). Written as row
+            -- comparisons ordered by both columns, which only that index serves: "min(id) WHERE
+            -- project_id = $1" may be planned as a walk of the primary key from the table's first pair
+            -- (the planner expects the project's pairs anywhere), which reads every pair imported before
+            -- the project's first one.
+            SELECT p.id INTO id_lo FROM annotation_pair p
+             WHERE (p.project_id, p.id) > (p_project, 0)
+             ORDER BY p.project_id, p.id LIMIT 1;
+            SELECT p.id INTO id_hi FROM annotation_pair p
+             WHERE (p.project_id, p.id) < (p_project + 1, 0)
+             ORDER BY p.project_id DESC, p.id DESC LIMIT 1;
             chosen_arm := 'random';
             FOR attempt IN 1 .. p_probes + p_attempts LOOP
                 IF attempt <= p_probes THEN
@@ -381,6 +381,22 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # The foreign key's own index (project) becomes (project, id): the same lookups, and a project's
+        # id range in two probes (the random arm's), which no other index gives in every data layout.
+        migrations.AddIndex(
+            model_name="pair",
+            index=models.Index(fields=["project", "id"], name="pair_project_id"),
+        ),
+        migrations.AlterField(
+            model_name="pair",
+            name="project",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="pairs",
+                to="annotation.project",
+            ),
+        ),
         migrations.AddIndex(
             model_name="assignment",
             index=models.Index(
