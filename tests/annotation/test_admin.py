@@ -454,3 +454,17 @@ def test_add_pair_refuses_a_nul_in_a_message_in_words(superuser_client, make_pro
     response = superuser_client.post("/admin/annotation/pair/add/", form)
     assert response.status_code == 200 and "NUL" in response.content.decode()
     assert not Pair.objects.exists()
+
+
+def test_the_project_page_says_which_selection_is_in_effect(superuser_client, make_project):
+    project = make_project(selection="uncertainty")
+    url = reverse("admin:annotation_project_change", args=[project.pk])
+    assert "no active reward model has scored the pairs yet" in superuser_client.get(url).content.decode()
+    response = superuser_client.post(url, _project_form(project, selection_epsilon=0.35))
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.selection, project.selection_epsilon) == ("uncertainty", 0.35)
+    refused = superuser_client.post(url, _project_form(project, selection_epsilon=1.5))
+    assert refused.status_code == 200
+    project.refresh_from_db()
+    assert project.selection_epsilon == 0.35
