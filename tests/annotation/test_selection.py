@@ -59,6 +59,10 @@ def candidates_by_rows(project: Project, rater: Rater, now: Any) -> list[int]:
     )
 
 
+def held_pk(assignment: Assignment | None) -> int | None:
+    return None if assignment is None else assignment.pk
+
+
 def rule(epsilon: float, candidates: list[int], greedy: int) -> dict[int, float]:
     """The probability of each candidate under the rule, written out here: the greedy arm takes `greedy`
     with 1 - epsilon, the random arm any of them with epsilon / |C|."""
@@ -137,16 +141,26 @@ def test_the_candidates_count_equals_a_count_of_the_rows_through_leases_skips_an
     raters = [services.rater_get_or_create(user=user) for user in users]
     now = timezone.now()
     checked = 0
+    served: Counter[str] = Counter()
     for _ in range(70):
         user = rng.choice(users)
         action = rng.choice(["next", "next", "judge", "judge", "skip", "later", "expire", "raise"])
         held = Assignment.objects.filter(rater__user=user, status=AssignmentStatus.ACTIVE).first()
+        rater = services.rater_get_or_create(user=user)
+        # The rater's candidates as the claim will see them: a judgment or skip of the pair they hold
+        # changes nothing in their own C (that pair was served to them).
+        before = len(candidates_by_rows(project, rater, now))
+        new = None
         if action == "next":
-            services.assignment_next(project=project, user=user, now=now)
+            found = services.assignment_next(project=project, user=user, now=now)
+            new = found.assignment if found is not None else None
         elif action == "judge" and held is not None:
             # Conflict: its place went to someone else after its lease.
             with contextlib.suppress(Conflict):
-                services.judgment_record(assignment_id=held.pk, user=user, choice="left", now=now)
+                _, found = services.judgment_record_and_next(
+                    assignment_id=held.pk, user=user, choice="left", now=now
+                )
+                new = found.assignment if found is not None else None
         elif action == "skip" and held is not None:
             services.assignment_skip(assignment_id=held.pk, user=user, now=now)
         elif action == "later":
@@ -157,6 +171,15 @@ def test_the_candidates_count_equals_a_count_of_the_rows_through_leases_skips_an
             services.pair_quota_raise(
                 project=project, pair_id=rng.choice(pair_ids), k=1, by=admin_user, reason="unsure"
             )
+        if new is not None and new.pk != held_pk(held):
+            # What the engine served and logged, through the services: the rule's probability for it.
+            greedy, uniform = 0.5 + 0.5 / before, 0.5 / before
+            assert (new.arm, new.propensity) in [
+                ("uncertainty", pytest.approx(greedy)),
+                ("random", pytest.approx(greedy)),
+                ("random", pytest.approx(uniform)),
+            ], (before, new.arm, new.propensity)
+            served[new.arm] += 1
         for rater in raters:
             if Assignment.objects.filter(rater=rater, status=AssignmentStatus.ACTIVE).exists():
                 continue
@@ -168,7 +191,7 @@ def test_the_candidates_count_equals_a_count_of_the_rows_through_leases_skips_an
             assert got is not None and got.pair_id in rows
             assert got.propensity == pytest.approx(0.5 + 0.5 / len(rows), rel=1e-12), (len(rows), got)
             checked += 1
-    assert checked > 100
+    assert checked > 100 and min(served["uncertainty"], served["random"]) >= 5, (checked, served)
     assert {Assignment.objects.filter(status=status).exists() for status in AssignmentStatus.values} == {True}
     assert Pair.objects.filter(extra_judgments__gt=0).exists()
     assert_counters_equal_recount(project)
