@@ -22,7 +22,7 @@ from rm_training import conversation, jsonl
 from web.ids import parse_id
 
 from . import admin_files, services
-from .models import Assignment, Judgment, Membership, Pair, PairReviewAction, Project, Rater
+from .models import Assignment, Judgment, Membership, Pair, PairReviewAction, Project, Rater, Selection
 from .pages.text import pair_view
 
 
@@ -126,7 +126,10 @@ class ProjectAdmin(admin.ModelAdmin):
         (None, {"fields": ["slug", "name", "instructions"]}),
         ("Raters", {"fields": ["rater_group", "add_raters", "remove_raters"]}),
         ("Rating", {"fields": ["judgments_per_pair", "allow_tie", "strength_levels", "rationale"]}),
-        ("Assignment", {"fields": ["lease_seconds", "gold_fraction"]}),
+        (
+            "Assignment",
+            {"fields": ["lease_seconds", "gold_fraction", "selection", "selection_epsilon", "selection_now"]},
+        ),
         ("Agreement dashboard", {"fields": ["very_fast_ms"]}),
     ]
 
@@ -139,7 +142,15 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # The API names a project by its slug for good: renaming it would break every URL and export.
-        return ["slug"] if obj is not None else []
+        return ["slug", "selection_now"] if obj is not None else ["selection_now"]
+
+    @admin.display(description="selection in effect")
+    def selection_now(self, project: Project) -> str:
+        if project.selection_in_effect == Selection.UNCERTAINTY:
+            return f"Uncertainty, priorities written {project.priorities_at:%Y-%m-%d %H:%M}."
+        if project.selection == Selection.UNCERTAINTY:
+            return "Default order: no active reward model has scored the pairs yet."
+        return "Default order."
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
         return {} if obj is not None else {"slug": ["name"]}

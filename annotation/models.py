@@ -204,6 +204,14 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    @property
+    def selection_in_effect(self) -> str:
+        """The selection the engine applies now: uncertainty only once a model's priorities were written
+        to the project's pairs; until then the default order, whatever `selection` says."""
+        if self.selection == Selection.UNCERTAINTY and self.priorities_at is not None:
+            return Selection.UNCERTAINTY.value
+        return Selection.RANDOM.value
+
 
 class Membership(models.Model):
     """A user allowed to rate in a project. Removing it keeps the user's judgments."""
@@ -261,7 +269,8 @@ class Rater(models.Model):
 
 
 class Pair(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs")
+    # Indexed by pair_project_id below, (project, id), which also orders a project's pairs by id.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pairs", db_index=False)
     # Null, not "", when absent: the unique constraint below must not treat absent ids as equal.
     external_id = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     # For a plain prompt, the text itself; for a conversation, its documented text rendering
@@ -352,6 +361,12 @@ class Pair(models.Model):
                 include=["longer", "gold"],
                 name="pair_engine_order",
             ),
+            # (And on PostgreSQL only, made by migration 0013 beside pairwise_claim, whose probes walk it:
+            # pair_uncertainty_order, (project, judgment_count, priority DESC NULLS LAST, id) WHERE gold IS
+            # NULL. SQLite cannot index NULLS LAST, and its claim enumerates a small project's candidates.)
+            # The foreign key's index, in id order: a project's pairs listed by id, and the id range that
+            # uncertainty selection's random arm draws from (pairwise_claim, migration 0013) in two probes.
+            models.Index(fields=["project", "id"], name="pair_project_id"),
             # Re-imports without an external_id find the same content by its hash.
             models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
         ]
@@ -415,7 +430,14 @@ class Assignment(models.Model):
                 name="assignment_arm_propensity",
             ),
         ]
-        indexes = [models.Index(fields=["pair", "status", "lease_expires_at"], name="assignment_pair_places")]
+        indexes = [
+            models.Index(fields=["pair", "status", "lease_expires_at"], name="assignment_pair_places"),
+            # A project's open assignments (at most one per rater): uncertainty selection counts its
+            # candidates with the pairs whose places they fill (pairwise_claim, migration 0013).
+            models.Index(
+                fields=["project"], condition=Q(status=AssignmentStatus.ACTIVE), name="assignment_active"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"assignment {self.pk} ({self.status})"

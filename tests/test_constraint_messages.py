@@ -9,7 +9,7 @@ from django.db.models import BaseConstraint, Q
 from django.test import RequestFactory
 
 # Their field is a choice the form checks first, so the constraint is never what refuses a form.
-CHOICE_FIELDS_ONLY = {"project_rationale_mode", "pair_gold_choice"}
+CHOICE_FIELDS_ONLY = {"project_rationale_mode", "pair_gold_choice", "project_selection_valid"}
 
 
 def _fields_of(condition: Q) -> set[str]:

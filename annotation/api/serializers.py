@@ -67,10 +67,16 @@ class ProjectRaterSerializer(serializers.Serializer):
 
 
 class ProjectSerializer(StrictFieldsMixin, serializers.ModelSerializer):
+    selection_in_effect = serializers.CharField(
+        read_only=True,
+        help_text="The selection the engine applies now: uncertainty only once the active reward model's "
+        "priorities were written to the project's pairs; the default order until then.",
+    )
+
     class Meta:
         model = Project
-        fields = ["slug", *services.PROJECT_SETTINGS, "created_at"]
-        read_only_fields = ["created_at"]
+        fields = ["slug", *services.PROJECT_SETTINGS, "selection_in_effect", "created_at"]
+        read_only_fields = ["selection_in_effect", "created_at"]
         # The model's check constraints, as field bounds so that errors name the field.
         extra_kwargs = {
             "judgments_per_pair": {"min_value": 1},
@@ -79,6 +85,7 @@ class ProjectSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "gold_fraction": {"min_value": 0.0, "max_value": 1.0},
             "very_fast_ms": {"min_value": 0, "max_value": MAX_VERY_FAST_MS},
             "correction_seconds": {"min_value": 0, "max_value": MAX_CORRECTION_SECONDS},
+            "selection_epsilon": {"min_value": 0.0, "max_value": 1.0},
         }
 
     def validate_slug(self, value: str) -> str:

@@ -24,6 +24,8 @@ PROJECT_SETTINGS = (
     "gold_fraction",
     "very_fast_ms",
     "correction_seconds",
+    "selection",
+    "selection_epsilon",
 )
 # The admin also sets which group of users rates the project.
 PROJECT_ADMIN_SETTINGS = (*PROJECT_SETTINGS, "rater_group")

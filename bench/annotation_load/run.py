@@ -13,7 +13,12 @@ competes with them for the CPUs; RESULTS.md says how many there were.
 
     .venv/bin/python bench/annotation_load/run.py [--raters 50] [--duration 20] [--workers 4]
         [--worker-class gthread --threads 4] [--pairs 6000] [--db pairwise_bench]
-        [--results bench/annotation_load/RESULTS.md]
+        [--results bench/annotation_load/RESULTS.md] [--mode engine|selection]
+
+--mode selection (active selection, issue 20) runs three phases instead: judgment with "next" on a project
+under the default order, the same on a project under uncertainty selection (its pairs' priorities set by
+SQL, as a scored model leaves them; random share 0.2), and the bare floor; it reports each one's
+judgments/s against the floor and their ratio.
 """
 
 from __future__ import annotations
@@ -37,8 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import add_database_options, bench_env, database_url, gunicorn, recreate_database, setup_django
 
 QUOTA = 3
-# The projects the two rating loops work on, with the same pairs each.
-TWO_REQUESTS, ONE_ROUND_TRIP = "bench", "bench1"
+# The projects the two rating loops work on, with the same pairs each; and (--mode selection) the project
+# under uncertainty selection.
+TWO_REQUESTS, ONE_ROUND_TRIP, ACTIVE = "bench", "bench1", "bench-active"
+# The random share of ACTIVE.
+ACTIVE_EPSILON = 0.2
 # A sample that is not a request: the time from asking for a pair to its judgment being recorded.
 ROUND_TRIP = "round trip"
 
@@ -122,12 +130,26 @@ def seed(args: argparse.Namespace) -> list[str]:
     users = get_user_model().objects.bulk_create(
         get_user_model()(username=f"rater{i:03d}", password=make_password(None)) for i in range(args.raters)
     )
-    for slug in (TWO_REQUESTS, ONE_ROUND_TRIP):
+    slugs = [TWO_REQUESTS, ONE_ROUND_TRIP] + ([ACTIVE] if args.mode == "selection" else [])
+    for slug in slugs:
         project = services.project_create(slug=slug, name=slug.title(), judgments_per_pair=QUOTA)
         services.pairs_import(project=project, items=items)
         services.project_raters_add(project=project, usernames=[u.username for u in users])
     tokens = [Token.objects.create(user=user).key for user in users]
     with connection.cursor() as cursor:
+        if args.mode == "selection":
+            # As the active model's scoring leaves them: a priority on nine pairs in ten (closeness of
+            # P(a preferred) to 0.5), none yet on the rest; then the project under uncertainty selection.
+            cursor.execute(
+                "UPDATE annotation_pair p SET priority = CASE WHEN random() < 0.9 THEN random() END"
+                " FROM annotation_project pr WHERE pr.id = p.project_id AND pr.slug = %s",
+                [ACTIVE],
+            )
+            cursor.execute(
+                "UPDATE annotation_project SET selection = 'uncertainty', selection_epsilon = %s,"
+                " priorities_at = now() WHERE slug = %s",
+                [ACTIVE_EPSILON, ACTIVE],
+            )
         cursor.execute(FLOOR_TABLE_SQL)
         # Planner statistics and the visibility map, as autovacuum would have them on a database in use.
         cursor.execute("VACUUM ANALYZE")
@@ -169,6 +191,10 @@ def check_invariants() -> list[str]:
             WHERE status = 'judged' OR (status = 'active' AND lease_expires_at > now())
             GROUP BY pair_id HAVING count(*) > {QUOTA}""",
     }
+    checks["assignment with an arm under the default order, or a regular one without under uncertainty"] = """
+        SELECT a.id, a.arm, a.propensity FROM annotation_assignment a
+        JOIN annotation_project pr ON pr.id = a.project_id JOIN annotation_pair p ON p.id = a.pair_id
+        WHERE (a.arm IS NOT NULL) <> (pr.selection = 'uncertainty' AND p.gold IS NULL)"""
     violations = []
     with connection.cursor() as cursor:
         for name, sql in checks.items():
@@ -349,9 +375,9 @@ def two_request_loop(port: int, tokens: list[str]) -> Loop:
     return loop
 
 
-def one_round_trip_loop(port: int, tokens: list[str]) -> Loop:
+def one_round_trip_loop(port: int, tokens: list[str], slug: str = ONE_ROUND_TRIP) -> Loop:
     """judgment with "next": true, each answer bringing the next pair: one request per judgment (and one
-    `next` to start)."""
+    `next` to start), on the project `slug`."""
 
     def loop(index: int, keep_going: Callable[[], bool], samples: list) -> bool:
         client = Client(port, {"Authorization": f"Token {tokens[index]}"})
@@ -359,9 +385,7 @@ def one_round_trip_loop(port: int, tokens: list[str]) -> Loop:
         served = None
         while keep_going():
             if served is None:
-                status, body = timed(
-                    samples, "next", lambda: client.post(f"/api/v1/projects/{ONE_ROUND_TRIP}/next/")
-                )
+                status, body = timed(samples, "next", lambda: client.post(f"/api/v1/projects/{slug}/next/"))
                 if status == 204:
                     return False
                 served = body if status == 200 else None
@@ -477,6 +501,92 @@ def report(
     return "\n".join(lines)
 
 
+def arms() -> dict[str, int]:
+    """ACTIVE's assignments by arm."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(a.arm, 'none'), count(*) FROM annotation_assignment a"
+            " JOIN annotation_project pr ON pr.id = a.project_id WHERE pr.slug = %s GROUP BY 1",
+            [ACTIVE],
+        )
+        return dict(cursor.fetchall())
+
+
+def selection_report(
+    args: argparse.Namespace,
+    defaults: list[Phase],
+    actives: list[Phase],
+    floor: Phase,
+    violations: list[str],
+    counts: dict,
+    by_arm: dict[str, int],
+) -> str:
+    """--mode selection: each rating phase's judgments/s against the bare floor, and their ratio."""
+    floor_per_s = floor.rate("insert", 201)
+    default, active = _merged("default order", defaults), _merged("uncertainty", actives)
+    default_per_s, active_per_s = default.rate("judgment+next", 201), active.rate("judgment+next", 201)
+    rounds = [
+        f"round {i + 1}: {d.rate('judgment+next', 201):.1f} and {a.rate('judgment+next', 201):.1f}"
+        for i, (d, a) in enumerate(zip(defaults, actives, strict=True))
+    ]
+    config = (
+        f"{args.workers} workers, worker class {args.worker_class}"
+        + (f", {args.threads} threads each" if args.worker_class == "gthread" else "")
+        + f", CONN_MAX_AGE={args.conn_max_age}"
+    )
+    served = sum(by_arm.values()) or 1
+    lines = [
+        f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), Python "
+        f"{platform.python_version()}; gunicorn, PostgreSQL and the load generator share them.",
+        f"Server: gunicorn, {config}. Clients: {args.raters} concurrent, each its own keep-alive connection.",
+        f"Data: {args.pairs} pairs per project, judgments_per_pair={QUOTA}; the uncertainty project's "
+        f"priorities set by SQL (nine pairs in ten), random share {ACTIVE_EPSILON}. Measured "
+        f"{args.duration:.0f} s after {args.warmup:.0f} s of warm-up, per phase; {args.rounds} round(s) of "
+        "the two rating phases, in turn (default order first in odd rounds, uncertainty first in even ones, "
+        "so that a drift of the machine's load falls on both), then the floor.",
+        "",
+        "| judgment with `next` | judgments/s | ÷ bare floor | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|",
+        _selection_row("Default order (`random`)", default, default_per_s / floor_per_s),
+        _selection_row("Uncertainty selection", active, active_per_s / floor_per_s),
+        f"| Floor: bare Django view, one INSERT | {floor_per_s:.1f} | | "
+        f"{floor.percentile_ms('insert', 0.5):.1f} | {floor.percentile_ms('insert', 0.99):.1f} |",
+        "",
+        f"- Uncertainty ÷ default order, each against the floor: **{active_per_s / default_per_s:.1%}** "
+        "(goal: at least 90%).",
+        "- Judgments/s per round, default order and uncertainty: " + "; ".join(rounds) + ".",
+        "- The uncertainty project's assignments by arm: "
+        + ", ".join(f"{arm} {n} ({n / served:.0%})" for arm, n in sorted(by_arm.items())),
+        f"- Errors: default order {default.errors() or 'none'}; uncertainty {active.errors() or 'none'}; "
+        f"floor {floor.errors() or 'none'}. Raters who ran out of pairs: {default.exhausted_clients} and "
+        f"{active.exhausted_clients}.",
+        f"- In the database after the run: {counts['judgments']} judgments, {counts['assignments']} "
+        "assignments.",
+        f"- Invariant violations: **{len(violations)}**"
+        + ("" if not violations else "\n" + "\n".join(f"  - {v}" for v in violations[:50])),
+    ]
+    return "\n".join(lines)
+
+
+def _merged(name: str, phases: list[Phase]) -> Phase:
+    """Several measured phases as one: their samples over their summed durations."""
+    merged = Phase(name=name, duration=sum(p.duration for p in phases))
+    for p in phases:
+        merged.samples.extend(p.samples)
+        merged.exhausted_clients += p.exhausted_clients
+    return merged
+
+
+def _selection_row(label: str, phase: Phase, of_floor: float) -> str:
+    op = "judgment+next"
+    return (
+        f"| {label} | {phase.rate(op, 201):.1f} | {of_floor:.1%} | {phase.percentile_ms(op, 0.5):.1f} "
+        f"| {phase.percentile_ms(op, 0.99):.1f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raters", type=int, default=50)
@@ -489,6 +599,16 @@ def main() -> None:
     parser.add_argument("--conn-max-age", type=int, default=60)
     add_database_options(parser, "pairwise_bench")
     parser.add_argument("--results", type=Path, help="Append the report to this Markdown file.")
+    parser.add_argument(
+        "--mode",
+        choices=["engine", "selection"],
+        default="engine",
+        help="engine: both rating loops and both floors; selection: judgment with next under the default "
+        "order and under uncertainty selection, and the bare floor.",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="--mode selection: rounds of the two rating phases."
+    )
     args = parser.parse_args()
 
     recreate_database(args)
@@ -517,18 +637,38 @@ def main() -> None:
         "--timeout", "30",  # gunicorn's default, which this benchmark always had
     ]  # fmt: skip
     floor_settings = "bench.annotation_load.floor_settings"
+    if args.mode == "selection":
+        defaults, actives = [], []
+        for round_ in range(args.rounds):
+            for slug in (ONE_ROUND_TRIP, ACTIVE) if round_ % 2 == 0 else (ACTIVE, ONE_ROUND_TRIP):
+                measured = phase(
+                    f"{slug}, round {round_ + 1}",
+                    "config.settings",
+                    lambda port, slug=slug: one_round_trip_loop(port, tokens, slug),
+                )
+                (defaults if slug == ONE_ROUND_TRIP else actives).append(measured)
+        floor = phase("bare floor", floor_settings, lambda port: floor_loop(port, "/floor/"))
+        text = selection_report(args, defaults, actives, floor, check_invariants(), database_counts(), arms())
+        _print_and_save(args, text, "selection")
+        return
     two = phase("two requests", "config.settings", lambda port: two_request_loop(port, tokens))
     one = phase("one round trip", "config.settings", lambda port: one_round_trip_loop(port, tokens))
     floor = phase("bare floor", floor_settings, lambda port: floor_loop(port, "/floor/"))
     drf = phase("DRF floor", floor_settings, lambda port: floor_loop(port, "/floor/drf/", tokens))
 
     text = report(args, two, one, floor, drf, check_invariants(), database_counts())
+    _print_and_save(args, text, "")
+
+
+def _print_and_save(args: argparse.Namespace, text: str, mode: str) -> None:
     command = "    .venv/bin/python bench/annotation_load/run.py " + " ".join(sys.argv[1:])
     print(text)
     if args.results:
+        label = f"{mode}, " if mode else ""
         with args.results.open("a") as out:
             out.write(
-                f"\n### {time.strftime('%Y-%m-%d %H:%M')}: {args.worker_class}, {args.workers} workers\n\n"
+                f"\n### {time.strftime('%Y-%m-%d %H:%M')}: {label}{args.worker_class}, "
+                f"{args.workers} workers\n\n"
             )
             out.write(f"{command}\n\n{text}\n")
 

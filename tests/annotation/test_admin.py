@@ -141,6 +141,8 @@ def _project_form(project: Project, **changes: Any) -> dict[str, Any]:
         "lease_seconds": project.lease_seconds,
         "gold_fraction": project.gold_fraction,
         "very_fast_ms": project.very_fast_ms,
+        "selection": project.selection,
+        "selection_epsilon": project.selection_epsilon,
         "memberships-TOTAL_FORMS": 0,
         "memberships-INITIAL_FORMS": 0,
         "memberships-MIN_NUM_FORMS": 0,
@@ -212,13 +214,20 @@ def test_a_project_created_in_the_admin_is_checked_by_the_service(superuser_clie
         "lease_seconds": 600,
         "gold_fraction": 0,
         "very_fast_ms": 3000,
+        "selection": "uncertainty",
+        "selection_epsilon": 0.1,
         "memberships-TOTAL_FORMS": 0,
         "memberships-INITIAL_FORMS": 0,
         "memberships-MIN_NUM_FORMS": 0,
         "memberships-MAX_NUM_FORMS": 1000,
     }
     assert superuser_client.post(url, form).status_code == 302
-    assert Project.objects.get(slug="from-admin").judgments_per_pair == 2
+    created = Project.objects.get(slug="from-admin")
+    assert (created.judgments_per_pair, created.selection, created.selection_epsilon) == (
+        2,
+        "uncertainty",
+        0.1,
+    )
     refused = superuser_client.post(url, {**form, "slug": "too-short-lease", "lease_seconds": 5})
     assert refused.status_code == 200 and not Project.objects.filter(slug="too-short-lease").exists()
 
@@ -445,3 +454,17 @@ def test_add_pair_refuses_a_nul_in_a_message_in_words(superuser_client, make_pro
     response = superuser_client.post("/admin/annotation/pair/add/", form)
     assert response.status_code == 200 and "NUL" in response.content.decode()
     assert not Pair.objects.exists()
+
+
+def test_the_project_page_says_which_selection_is_in_effect(superuser_client, make_project):
+    project = make_project(selection="uncertainty")
+    url = reverse("admin:annotation_project_change", args=[project.pk])
+    assert "no active reward model has scored the pairs yet" in superuser_client.get(url).content.decode()
+    response = superuser_client.post(url, _project_form(project, selection_epsilon=0.35))
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.selection, project.selection_epsilon) == ("uncertainty", 0.35)
+    refused = superuser_client.post(url, _project_form(project, selection_epsilon=1.5))
+    assert refused.status_code == 200
+    project.refresh_from_db()
+    assert project.selection_epsilon == 0.35

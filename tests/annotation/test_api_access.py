@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotation.models import Membership, Project
@@ -259,10 +260,14 @@ def test_staff_creates_a_project_with_its_settings(admin_user, api):
         "gold_fraction": 0.1,
         "very_fast_ms": 1500,
         "correction_seconds": 30,
+        "selection": "uncertainty",
+        "selection_epsilon": 0.25,
     }
     response = api(admin_user).post("/api/v1/projects/", body, format="json")
     assert response.status_code == 201
-    assert {k: v for k, v in response.json().items() if k != "created_at"} == body
+    # No model has scored the new project's pairs: it serves the default order for now.
+    expected = {**body, "selection_in_effect": "random"}
+    assert {k: v for k, v in response.json().items() if k != "created_at"} == expected
     project = Project.objects.get(slug="helpfulness-v1")
     assert (project.judgments_per_pair, project.strength_levels, project.rationale) == (5, 3, "required")
 
@@ -291,6 +296,9 @@ def test_a_new_project_takes_the_defaults(admin_user, api):
         ("correction_seconds", -1),
         ("correction_seconds", 86_401),
         ("correction_seconds", "60"),
+        ("selection", "greedy"),
+        ("selection_epsilon", 1.5),
+        ("selection_epsilon", -0.1),
         ("slug", "not a slug"),
         ("name", ""),
     ],
@@ -302,6 +310,22 @@ def test_creating_a_project_refuses_out_of_range_settings(admin_user, api, field
     assert response.json()["code"] == "invalid"
     assert [e["field"] for e in response.json()["errors"]] == [field]
     assert not Project.objects.exists()
+
+
+def test_selection_in_effect_is_uncertainty_once_priorities_exist_and_is_read_only(
+    admin_user, make_project, api
+):
+    project = make_project("active", selection="uncertainty")
+    client = api(admin_user)
+    assert client.get("/api/v1/projects/active/").json()["selection_in_effect"] == "random"
+    project.priorities_at = timezone.now()
+    project.save(update_fields=["priorities_at"])
+    assert client.get("/api/v1/projects/active/").json()["selection_in_effect"] == "uncertainty"
+    response = client.patch("/api/v1/projects/active/", {"selection": "random"}, format="json")
+    assert response.status_code == 200 and response.json()["selection_in_effect"] == "random"
+    # Sent back as read, it is known and ignored, like created_at.
+    response = client.patch("/api/v1/projects/active/", {"selection_in_effect": "uncertainty"}, format="json")
+    assert response.status_code == 200 and response.json()["selection_in_effect"] == "random"
 
 
 def test_a_taken_slug_is_400(admin_user, make_project, api):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -24,6 +25,46 @@ def _judge_everything(project, user, choice="left"):
         services.judgment_record(assignment_id=served.assignment.pk, user=user, choice=choice)
         judged.append(served.assignment.pair_id)
     return judged
+
+
+def _judge_everything_in_one_round_trip(project, user, choice="left"):
+    """The same with judgment and next in one request."""
+    judged = []
+    served = services.assignment_next(project=project, user=user)
+    while served is not None:
+        _, served_next = services.judgment_record_and_next(
+            assignment_id=served.assignment.pk, user=user, choice=choice
+        )
+        judged.append(served.assignment.pair_id)
+        served = served_next
+    return judged
+
+
+def _select(project, selection):
+    """Put the project under `selection`; under uncertainty, as a scored model leaves it: priorities on
+    most pairs (some ties, some unscored) and a random share of 0.3."""
+    if selection == "uncertainty":
+        rng = random.Random(project.pk)
+        for pair_id in Pair.objects.filter(project=project).values_list("pk", flat=True):
+            priority = rng.choice([None, 0.5, rng.random(), rng.random()])
+            Pair.objects.filter(pk=pair_id).update(priority=priority)
+        project.selection, project.selection_epsilon = "uncertainty", 0.3
+        project.priorities_at = timezone.now()
+        project.save(update_fields=["selection", "selection_epsilon", "priorities_at"])
+
+
+def _assert_arms_logged(project, selection):
+    """Every regular assignment carries its arm and a probability under uncertainty selection; none does
+    under the default order."""
+    rows = list(
+        Assignment.objects.filter(project=project, pair__gold__isnull=True).values_list("arm", "propensity")
+    )
+    if selection == "uncertainty":
+        assert {arm for arm, _ in rows} <= {"uncertainty", "random"} and all(0 < p <= 1 for _, p in rows), (
+            rows
+        )
+    else:
+        assert set(rows) == {(None, None)}
 
 
 def in_parallel(call, argument_lists):
@@ -51,11 +92,23 @@ def in_parallel(call, argument_lists):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_raters_fill_every_pair_exactly_to_quota(make_project, make_pairs, make_rater):
+@pytest.mark.parametrize(
+    ("selection", "judge"),
+    [
+        ("random", _judge_everything),
+        ("uncertainty", _judge_everything),
+        ("uncertainty", _judge_everything_in_one_round_trip),
+    ],
+    ids=["default order", "uncertainty", "uncertainty, one round trip"],
+)
+def test_concurrent_raters_fill_every_pair_exactly_to_quota(
+    make_project, make_pairs, make_rater, selection, judge
+):
     project = make_project(judgments_per_pair=3)
     make_pairs(project, 40)
+    _select(project, selection)
     users = [make_rater(project) for _ in range(24)]
-    judged_by = in_parallel(_judge_everything, [(project, user) for user in users])
+    judged_by = in_parallel(judge, [(project, user) for user in users])
     assert all(isinstance(judged, list) for judged in judged_by), judged_by
 
     per_pair = Counter(Judgment.objects.values_list("pair_id", flat=True))
@@ -67,6 +120,10 @@ def test_concurrent_raters_fill_every_pair_exactly_to_quota(make_project, make_p
     assert sum(len(pairs) for pairs in judged_by) == Judgment.objects.count() == 120
     assert all(pair.judgment_count == 3 for pair in Pair.objects.all())
     assert not Assignment.objects.filter(status=AssignmentStatus.ACTIVE).exists()
+    # Sides balanced on every pair: response A shown left to one or two of its three raters.
+    sides = Counter(Judgment.objects.values_list("pair_id", "shown_left"))
+    assert all(abs(sides[(pair, "a")] - sides[(pair, "b")]) == 1 for pair in per_pair), sides
+    _assert_arms_logged(project, selection)
     assert_counters_equal_recount(project)
 
 
@@ -101,14 +158,18 @@ def _hold_pair_row(pair_id, *, seconds, locked):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("raters", [2, 3])
+@pytest.mark.parametrize("selection", ["random", "uncertainty"])
 def test_raters_racing_for_the_places_of_one_pair_are_all_served(
-    make_project, make_pairs, make_rater, raters
+    make_project, make_pairs, make_rater, raters, selection
 ):
     """K raters asking at the same moment for a pair with K places: SKIP LOCKED passes over the pair while
-    one of them claims it, and the others must wait for that claim, not come away with nothing."""
+    one of them claims it, and the others must wait for that claim, not come away with nothing (under
+    uncertainty selection too, whose random arm refuses a held pair and leaves it to the greedy arm's
+    wait)."""
     for trial in range(8):
         project = make_project(judgments_per_pair=raters)
         make_pairs(project, 1)
+        _select(project, selection)
         users = [make_rater(project) for _ in range(raters)]
         served = in_parallel(
             lambda user, project=project: services.assignment_next(project=project, user=user),
@@ -116,12 +177,17 @@ def test_raters_racing_for_the_places_of_one_pair_are_all_served(
         )
         assert all(isinstance(outcome, services.Served) for outcome in served), (trial, served)
         assert Assignment.objects.filter(project=project, status=AssignmentStatus.ACTIVE).count() == raters
+        _assert_arms_logged(project, selection)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_claim_waits_for_the_request_holding_the_only_free_pair(make_project, make_pairs, make_rater):
+@pytest.mark.parametrize("selection", ["random", "uncertainty"])
+def test_a_claim_waits_for_the_request_holding_the_only_free_pair(
+    make_project, make_pairs, make_rater, selection
+):
     project = make_project(judgments_per_pair=2)
     make_pairs(project, 1)
+    _select(project, selection)
     pair = Pair.objects.get(project=project)
     user = make_rater(project)
     holder = _hold_pair_row(pair.pk, seconds=0.2, locked=threading.Event())

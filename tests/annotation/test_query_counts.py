@@ -3,7 +3,7 @@
 Each test lists its statements. Inside a test the transaction of transaction.atomic is a savepoint
 (SAVEPOINT ... RELEASE), counted here; in production it is BEGIN ... COMMIT, which Django does not count.
 On PostgreSQL a new pair is claimed by pairwise_claim() (migration 0005): one statement, whatever the number
-of candidates it probes inside the database.
+of candidates it probes inside the database, under uncertainty selection too (migration 0013).
 """
 
 from __future__ import annotations
@@ -11,17 +11,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
-from annotation.models import Assignment, Judgment
+from annotation.models import Assignment, Judgment, Pair, Project
 
 NEXT = "/api/v1/projects/q/next/"
 
 
-@pytest.fixture
-def rating(make_project, make_pairs, make_rater, api) -> Any:
-    """Quota 3, five pairs; another rater holds pair 1, and our rater has a token and a rater row."""
+@pytest.fixture(params=["random", "uncertainty"])
+def rating(request, make_project, make_pairs, make_rater, api) -> Any:
+    """Quota 3, five pairs; another rater holds pair 1, and our rater has a token and a rater row. Under
+    the default order, and under uncertainty selection (priorities written, a random share of 0.5): its
+    count of the candidates and its random arm run inside pairwise_claim(), no statement more."""
     project = make_project("q", judgments_per_pair=3)
     make_pairs(project, 5)
+    if request.param == "uncertainty":
+        for priority, pair in enumerate(Pair.objects.filter(project=project)):
+            Pair.objects.filter(pk=pair.pk).update(priority=priority / 10)
+        Project.objects.filter(pk=project.pk).update(
+            selection="uncertainty", selection_epsilon=0.5, priorities_at=timezone.now()
+        )
     api(make_rater(project)).post(NEXT)
     client = api(make_rater(project))
     assert client.post(NEXT).status_code == 200
@@ -46,6 +55,9 @@ def test_next_claiming_a_new_pair(rating, django_assert_num_queries):
     with django_assert_num_queries(6):
         assert rating.post(NEXT).status_code == 200
     assert Assignment.objects.filter(status="active").count() == 2
+    assert Assignment.objects.filter(arm__isnull=False).exists() == (
+        Project.objects.get().selection == "uncertainty"
+    )
 
 
 def test_judgment(rating, django_assert_num_queries):

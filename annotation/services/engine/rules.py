@@ -51,6 +51,12 @@ def side_for(pair: Pair, sides: Counter[str]) -> str:
     return Side.A if (pair.pk + sides[Side.A]) % 2 == 0 else Side.B
 
 
+def selection_propensity(*, epsilon: float, candidates: int, greedy: bool) -> float:
+    """The probability that uncertainty selection chose a pair among `candidates` (its random share
+    `epsilon`): the greedy arm's choice with 1 - epsilon, any of them with epsilon / candidates."""
+    return min(1.0, (1.0 - epsilon) * greedy + epsilon / candidates)
+
+
 def gold_due(*, project: Project, rater: Rater) -> bool:
     """Whether the rater's next pair is a gold one: the project has gold pairs, and serving one keeps the
     rater's share of gold within the project's gold_fraction."""
