@@ -361,11 +361,11 @@ class Pair(models.Model):
                 include=["longer", "gold"],
                 name="pair_engine_order",
             ),
-            # (And on PostgreSQL only, made by migration 0013 beside pairwise_claim, whose probes walk it:
+            # (And on PostgreSQL only, made by migration 0014 beside pairwise_claim, whose probes walk it:
             # pair_uncertainty_order, (project, judgment_count, priority DESC NULLS LAST, id) WHERE gold IS
             # NULL. SQLite cannot index NULLS LAST, and its claim enumerates a small project's candidates.)
             # The foreign key's index, in id order: a project's pairs listed by id, and the id range that
-            # uncertainty selection's random arm draws from (pairwise_claim, migration 0013) in two probes.
+            # uncertainty selection's random arm draws from (pairwise_claim, migration 0014) in two probes.
             models.Index(fields=["project", "id"], name="pair_project_id"),
             # Re-imports without an external_id find the same content by its hash.
             models.Index(fields=["project", "content_sha256"], name="pair_project_content"),
@@ -433,7 +433,7 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["pair", "status", "lease_expires_at"], name="assignment_pair_places"),
             # A project's open assignments (at most one per rater): uncertainty selection counts its
-            # candidates with the pairs whose places they fill (pairwise_claim, migration 0013).
+            # candidates with the pairs whose places they fill (pairwise_claim, migration 0014).
             models.Index(
                 fields=["project"], condition=Q(status=AssignmentStatus.ACTIVE), name="assignment_active"
             ),

@@ -3,7 +3,7 @@
 Each test lists its statements. Inside a test the transaction of transaction.atomic is a savepoint
 (SAVEPOINT ... RELEASE), counted here; in production it is BEGIN ... COMMIT, which Django does not count.
 On PostgreSQL a new pair is claimed by pairwise_claim() (migration 0005): one statement, whatever the number
-of candidates it probes inside the database, under uncertainty selection too (migration 0013).
+of candidates it probes inside the database, under uncertainty selection too (migration 0014).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Uncertainty selection in the engine (pairwise_claim, migration 0013), on PostgreSQL: the greedy order,
+"""Uncertainty selection in the engine (pairwise_claim, migration 0014), on PostgreSQL: the greedy order,
 the candidates' count, the logged propensities against the rule computed here, and the random arm's
 uniformity."""
 

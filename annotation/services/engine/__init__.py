@@ -9,7 +9,7 @@ the unique constraints in annotation.models back the rest. On SQLite (the quicks
 IMMEDIATE, which serialises them instead.
 
 The rating path is kept to few statements (tests/annotation/test_query_counts.py lists them): on
-PostgreSQL a new pair is claimed by pairwise_claim() (migration 0005, redefined by 0009, 0011 and 0013:
+PostgreSQL a new pair is claimed by pairwise_claim() (migration 0005, redefined by 0009, 0011 and 0014:
 uncertainty selection's greedy and random arms, claim.py), which runs the claim's loop inside the database
 in one call; the caller's assignment is read with its rows
 locked in one statement; and judgment_record_and_next and assignment_skip_and_next answer and serve the

@@ -1,11 +1,11 @@
 """The claim of a new pair for a rater, and the SQL plumbing around it: on PostgreSQL one call of
-pairwise_claim() (migrations 0005, 0009, 0011 and 0013), on SQLite (the quickstart) the same steps through
+pairwise_claim() (migrations 0005, 0009, 0011 and 0014), on SQLite (the quickstart) the same steps through
 the ORM; and the building of model instances from raw rows, which the engine's hand-written reads share.
 
 Under uncertainty selection (Project.selection_in_effect) a regular pair is the greedy choice (the default
 order with the pair's priority as one more key) or, with probability selection_epsilon, one drawn uniformly
 from the same candidates; the assignment records which arm chose it and the probability that this pair was
-the one chosen (migration 0013 says how, and what concurrency leaves inexact)."""
+the one chosen (migration 0014 says how, and what concurrency leaves inexact)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def claim(
 def _claim_in_postgresql(
     *, project: Project, rater: Rater, now: datetime, gold: bool, epsilon: float | None, draws: Draws
 ) -> Found | int | None:
-    """The claim in one round trip: pairwise_claim() (migrations 0005, 0009, 0011 and 0013) runs
+    """The claim in one round trip: pairwise_claim() (migrations 0005, 0009, 0011 and 0014) runs
     _claim_with_orm's loop inside PostgreSQL (candidate probes with SKIP LOCKED, the recount under the
     lock, the side, the INSERT; under uncertainty selection the count of the candidates and the random
     arm's draw) and the pair comes back with it."""

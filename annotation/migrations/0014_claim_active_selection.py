@@ -377,7 +377,7 @@ def restore_function(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0012_active_selection_fields"),
+        ("annotation", "0013_review_put_back"),
     ]
 
     operations = [
