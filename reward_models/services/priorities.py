@@ -44,6 +44,11 @@ _broker = StateLog(logger)
 # again every quarter of an hour. The next refresh starts another in place of a lost one.
 STALE_AFTER = timedelta(minutes=15)
 IN_FLIGHT = (PriorityStatus.QUEUED, PriorityStatus.RUNNING)
+# The project's row lock (priorities_refresh, _write) is FOR NO KEY UPDATE, never FOR UPDATE: every row
+# inserted that references the project (an assignment, a judgment, a counter) takes KEY SHARE on it, which
+# FOR UPDATE refuses. A round's write holds the lock while it updates the pairs; held FOR UPDATE, a judgment
+# that had locked one of them and then inserted its row waited for the write, which waited for its pair: a
+# deadlock that PostgreSQL broke by failing one side, often the rater's judgment.
 
 
 def priority(probability_a: float) -> float:
@@ -76,8 +81,8 @@ def priorities_refresh(*, project: Project, send: bool = True) -> PriorityRound 
     not sent to the training queue."""
     with transaction.atomic():
         # One refresh at a time per project: the check for a round in flight and the insert see the same
-        # rows (beat and an activation may come together).
-        locked = Project.objects.select_for_update().filter(pk=project.pk).first()
+        # rows (beat and an activation may come together). FOR NO KEY UPDATE: see the note at the top.
+        locked = Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         if locked is None:
             return None
         active = active_run_id(project=locked)
@@ -197,7 +202,7 @@ def _write(round_id: int, *, project: Project, run: TrainingRun) -> str:
     """Write the scored pairs' priorities, under the project's row lock (priorities_refresh's): the run is
     still the active model and the pairs carry its priorities or none when this commits."""
     with transaction.atomic():
-        locked = Project.objects.select_for_update().get(pk=project.pk)
+        locked = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
         if not _is_current(locked, run.pk):
             return _end(round_id, PriorityStatus.SUPERSEDED)
         # Decided again under the lock: a clear or another round may have come in between.

@@ -6,12 +6,15 @@ active model clears them; a message delivered twice does nothing the second time
 from __future__ import annotations
 
 import io
+import threading
+import time
 from dataclasses import replace
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -295,3 +298,75 @@ def test_the_rounds_are_listed_read_only_in_the_admin(make_project, make_user, c
     page = client.get(reverse("admin:reward_models_priorityround_change", args=[job.pk])).content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     assert 'name="_save"' not in page  # read-only
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_round_writing_priorities_never_deadlocks_a_judgment_that_holds_one_of_its_pairs(
+    make_project, make_pairs, make_rater
+):
+    """A judgment locks its pair first, then inserts rows whose foreign keys take KEY SHARE on the
+    project's row. A round's write that held the project's row FOR UPDATE (which refuses KEY SHARE) and
+    then waited for that pair closed a cycle, which PostgreSQL broke by failing one side: the round, or
+    (when the judgment waited first, as it does behind a long write) the rater's judgment."""
+    project = make_project(judgments_per_pair=1)
+    make_pairs(project, 4)
+    Project.objects.filter(pk=project.pk).update(selection=Selection.UNCERTAINTY)
+    now = timezone.now()
+    run = TrainingRun.objects.create(project=project, config={}, status=RunStatus.SUCCEEDED, finished_at=now)
+    ActiveModel.objects.create(project=project, run=run)
+    # Scored already: the round loads no model, it only writes.
+    PairScore.objects.bulk_create(
+        PairScore(pair=pair, run=run, reward_difference=0.0, probability_a=0.5, computed_at=now)
+        for pair in Pair.objects.filter(project=project)
+    )
+    user = make_rater(project)
+    held = annotation_services.assignment_next(project=project, user=user).assignment
+    job = services.priorities_refresh(project=project, send=False)
+    assert job is not None
+    pair_locked, round_waits = threading.Event(), threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def judge() -> None:
+        try:
+            with transaction.atomic():
+                # The judgment's first statement locks its pair (with the rater and the assignment).
+                Pair.objects.select_for_update().get(pk=held.pair_id)
+                pair_locked.set()
+                assert round_waits.wait(30)
+                annotation_services.judgment_record(assignment_id=held.pk, user=user, choice="left")
+            outcomes["judgment"] = "recorded"
+        except Exception as error:
+            outcomes["judgment"] = error
+        finally:
+            connection.close()
+
+    def write() -> None:
+        try:
+            assert pair_locked.wait(30)
+            outcomes["round"] = services.priority_round_execute(job.pk)
+        except Exception as error:
+            outcomes["round"] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=judge), threading.Thread(target=write)]
+    for thread in threads:
+        thread.start()
+    assert pair_locked.wait(30)
+    # The round waits for the judgment's pair; then the judgment goes on.
+    for _ in range(600):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+        time.sleep(0.01)
+    round_waits.set()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    job.refresh_from_db()
+    assert outcomes == {"judgment": "recorded", "round": PriorityStatus.SUCCEEDED}, (outcomes, job.error)
+    assert set(Pair.objects.filter(project=project).values_list("priority", flat=True)) <= {1.0, None}
