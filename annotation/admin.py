@@ -366,6 +366,11 @@ class PairAdmin(admin.ModelAdmin):
     def short_prompt(self, pair: Pair) -> str:
         return pair.prompt if len(pair.prompt) <= 80 else pair.prompt[:79] + "…"
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # A pair stays in the project it was imported into: moved, it would leave its assignments and its
+        # raters' counts behind (pair_save counts a pair out and in within one project).
+        return [*self.readonly_fields, "project"] if obj is not None else list(self.readonly_fields)
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A judged pair's text is what its judgments refer to; changing it would falsify them.
         if obj is not None and obj.judgment_count:

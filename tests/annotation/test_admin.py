@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from annotation import services
 from annotation.models import Assignment, AssignmentStatus, Judgment, Membership, Pair, Project, Rater
+from tests.annotation.counters import assert_counters_equal_recount
 
 CHANGELISTS = ["project", "pair", "assignment", "judgment", "rater"]
 
@@ -188,6 +189,25 @@ def test_adding_raters_in_the_admin_goes_through_the_service(superuser_client, m
     assert response.status_code == 302
     assert Membership.objects.filter(project=project, user=newcomer).exists()
     assert Rater.objects.filter(user=newcomer).exists()  # the service makes the rater row too
+
+
+def test_a_pair_cannot_be_moved_to_another_project_in_the_admin(superuser_client, make_project, make_pairs):
+    """Moved, an unjudged pair was counted out of and back into its new project only (pair_save): the old
+    project kept it among its open pairs and the new one never counted it, which the engine's count of a
+    rater's candidates (uncertainty selection's propensities) reads."""
+    home, other = make_project("home"), make_project("other")
+    make_pairs(home, 2)
+    pair = Pair.objects.filter(project=home).first()
+    url = reverse("admin:annotation_pair_change", args=[pair.pk])
+    page = superuser_client.get(url).content.decode()
+    assert 'name="project"' not in page
+    form = {"project": other.pk, "prompt": "moved", "response_a": "x", "response_b": "y", "metadata": "{}"}
+    response = superuser_client.post(url, form)
+    assert response.status_code == 302
+    pair.refresh_from_db()
+    assert (pair.project_id, pair.prompt) == (home.pk, "moved")
+    assert_counters_equal_recount(home)
+    assert_counters_equal_recount(other)
 
 
 def test_the_slug_cannot_be_renamed_in_the_admin(superuser_client, make_project):
