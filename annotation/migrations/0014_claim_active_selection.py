@@ -28,8 +28,9 @@ Project.selection_in_effect is "uncertainty"), for a regular pair:
   imported in between) a uniform offset into an enumeration of C (raised candidates, then the others
   in pair_uncertainty_order's order), up to p_attempts times. Either way uniform on C: an accepted probe
   is equally likely to be any candidate, and the offset is uniform on |C|. Integers are drawn exactly:
-  52 random bits (PostgreSQL's random() is k / 2^52), the top partial block refused. random() is seeded
-  with the caller's p_seed (setseed, for this session's later calls too), so a test fixes every draw.
+  52 random bits (two draws of 26, exact on PostgreSQL 14's 48-bit random() too), the top partial block
+  refused. random() is seeded with the caller's p_seed (setseed, for this session's later calls too),
+  so a test fixes every draw.
 - propensity: the probability that this pair was chosen given the rule and C, (1 - eps) * [it is the
   greedy choice] + eps / |C|; a random draw that hits the greedy choice logs the same probability.
 
@@ -92,9 +93,12 @@ def _probe(where: str, order: str, *, into: str = "candidate", lock: bool = True
 
 
 def _uniform(span: str, into: str) -> str:
-    """`into` := an integer uniform on [0, span), exactly (span > 0, below 2^52)."""
+    """`into` := an integer uniform on [0, span), exactly (span > 0, below 2^52). The 52 bits come from
+    two draws of 26: random() is k / 2^52 from PostgreSQL 15 on but k / 2^48 in 14, where one draw
+    scaled to 2^52 is always a multiple of 16 (an even span would never give an odd result)."""
     return f"""LOOP
-                    bits := (random() * 4503599627370496)::bigint;  -- 2^52: random() is k / 2^52
+                    bits := floor(random() * 67108864)::bigint * 67108864
+                            + floor(random() * 67108864)::bigint;  -- 2^26 * 2^26 = 2^52
                     EXIT WHEN bits < ({span}) * (4503599627370496 / ({span}));
                 END LOOP;
                 {into} := mod(bits, {span});"""
@@ -222,7 +226,8 @@ BEGIN
              ORDER BY p.project_id DESC, p.id DESC LIMIT 1;
             chosen_arm := 'random';
             FOR attempt IN 1 .. p_probes + p_attempts LOOP
-                IF attempt <= p_probes THEN
+                -- (A range of 2^52 ids or more cannot be drawn from exactly: straight to the walk.)
+                IF attempt <= p_probes AND id_hi - id_lo < 4503599627370495 THEN
                     -- Rejection: an id uniform on the range, kept if it is a candidate we can lock.
                     __UNIFORM_ID__
                     draw := id_lo + draw;

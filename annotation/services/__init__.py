@@ -19,12 +19,14 @@ from .engine import (
 from .engine.counters import counters_recount
 from .judgments_import import JudgmentImportResult, judgments_import
 from .pairs import ImportResult, pair_save, pairs_delete, pairs_import
-from .priorities import pair_priorities_clear, pair_priorities_set
+from .priorities import BATCH_PAIRS as PRIORITY_BATCH_PAIRS
+from .priorities import pair_priorities_clear, pair_priorities_set, pair_priorities_void
 from .projects import PROJECT_ADMIN_SETTINGS, PROJECT_SETTINGS, project_create, project_update
 from .raters import project_rater_remove, project_raters_add, rater_create, rater_get_or_create
 from .review import pair_keep, pair_leave_out, pair_put_back, pair_quota_raise, pair_review_act
 
 __all__ = [
+    "PRIORITY_BATCH_PAIRS",
     "PROJECT_ADMIN_SETTINGS",
     "PROJECT_SETTINGS",
     "ImportResult",
@@ -44,6 +46,7 @@ __all__ = [
     "pair_leave_out",
     "pair_priorities_clear",
     "pair_priorities_set",
+    "pair_priorities_void",
     "pair_put_back",
     "pair_quota_raise",
     "pair_review_act",

@@ -35,20 +35,25 @@ def _checked(priorities: Mapping[int, float]) -> list[tuple[int, float]]:
     return sorted(items)
 
 
-def pair_priorities_set(*, project: Project, priorities: Mapping[int, float], now: datetime) -> int:
+def pair_priorities_set(
+    *, project: Project, priorities: Mapping[int, float], now: datetime, stamp: bool = True
+) -> int:
     """Write ``priorities`` (pair id -> priority from 0 to 1) on the project's pairs, BATCH_PAIRS per
-    statement, and stamp project.priorities_at with ``now``; returns how many pairs were written. Ids of
-    other projects' pairs, or of pairs gone since, are passed over. A value out of bounds writes nothing
-    (Invalid). The cost follows the pairs written, not the project: each statement touches its batch's rows
-    by primary key."""
+    statement, and (``stamp``) stamp project.priorities_at with ``now``, from which on the engine orders by
+    them; returns how many pairs were written. Ids of other projects' pairs, or of pairs gone since, are
+    passed over. A value out of bounds writes nothing (Invalid). The cost follows the pairs written, not the
+    project: each statement touches its batch's rows by primary key. One transaction: a caller writing many
+    pairs calls it once per batch, so that no claim waits long for the rows it holds."""
     items = _checked(priorities)
     written = 0
     with transaction.atomic():
         for start in range(0, len(items), BATCH_PAIRS):
             batch = items[start : start + BATCH_PAIRS]
             written += _update(project, batch)
-        Project.objects.filter(pk=project.pk).update(priorities_at=now)
-    project.priorities_at = now
+        if stamp:
+            Project.objects.filter(pk=project.pk).update(priorities_at=now)
+    if stamp:
+        project.priorities_at = now
     return written
 
 
@@ -73,11 +78,28 @@ def _update(project: Project, batch: list[tuple[int, float]]) -> int:
     )
 
 
-def pair_priorities_clear(*, project: Project) -> int:
-    """Take every priority off the project's pairs and clear project.priorities_at, so that the engine
-    serves the default order; returns how many pairs carried one. Two statements."""
-    with transaction.atomic():
-        cleared = Pair.objects.filter(project=project, priority__isnull=False).update(priority=None)
-        Project.objects.filter(pk=project.pk).update(priorities_at=None)
+def pair_priorities_void(*, project: Project) -> None:
+    """Stop the engine ordering by the project's priorities (priorities_at := null), at once: one row, so
+    a caller may do it under its own locks. The values stay on the pairs, never read while the stamp is
+    null, until pair_priorities_clear or a round that replaces them."""
+    Project.objects.filter(pk=project.pk).update(priorities_at=None)
     project.priorities_at = None
-    return cleared
+
+
+def pair_priorities_clear(*, project: Project) -> int:
+    """pair_priorities_void, then take every priority off the project's pairs, BATCH_PAIRS pairs per
+    transaction in id order along (project, id), so that no claim waits long for the rows (called inside
+    a transaction, that transaction holds them all until it ends). Returns how many pairs carried one."""
+    pair_priorities_void(project=project)
+    cleared, last = 0, 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Pair.objects.filter(project=project, pk__gt=last, priority__isnull=False)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:BATCH_PAIRS]
+            )
+            if not ids:
+                return cleared
+            cleared += Pair.objects.filter(pk__in=ids).update(priority=None)
+        last = ids[-1]

@@ -8,10 +8,11 @@ starts one every few minutes for each project that has such pairs (priorities_re
 activation starts one at once.
 
 One model's priorities at a time. While the pairs carry another run's priorities (the active model
-changed), a round scores every open regular pair and then replaces the priorities in one transaction
-(clear, then write): until it commits the pairs keep the previous model's priorities, all of them, and the
-dashboard names the run they come from. Without an active model, or once the project leaves uncertainty
-selection, the priorities are cleared and the engine serves the default order.
+changed), a round scores every open regular pair, then takes the old priorities' stamp off (the engine
+serves the default order from then on), clears them and writes the new ones, batch by batch so that no
+claim waits long for a batch's rows, and stamps them once all are written. Without an active model, or
+once the project leaves uncertainty selection, the stamp is taken off and the engine serves the default
+order.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ def priorities_refresh(*, project: Project, send: bool = True) -> PriorityRound 
         active = active_run_id(project=locked)
         if locked.selection != Selection.UNCERTAINTY or active is None:
             if locked.priorities_at is not None:
-                annotation_services.pair_priorities_clear(project=locked)
+                # The stamp only (the engine stops at once); the values wait for a round that replaces
+                # them: a clear of every pair here would hold them all under this transaction.
+                annotation_services.pair_priorities_void(project=locked)
             return None
         in_flight = PriorityRound.objects.filter(project=locked, status__in=IN_FLIGHT)
         _fail_lost(in_flight)
@@ -199,24 +202,42 @@ def _to_write(project: Project, *, replacing: bool) -> QuerySet[Pair, Any]:
 
 
 def _write(round_id: int, *, project: Project, run: TrainingRun) -> str:
-    """Write the scored pairs' priorities, under the project's row lock (priorities_refresh's): the run is
-    still the active model and the pairs carry its priorities or none when this commits."""
+    """Write the scored pairs' priorities, BATCH_PAIRS per transaction, each under the project's row lock
+    with the run checked still current (priorities_refresh's lock: a model change stops the round between
+    two batches), so that no claim waits long for the pairs a batch holds. Replacing another run's
+    priorities: the stamp goes first (the engine serves the default order meanwhile), then the old values
+    (batch by batch), then the new ones, stamped once all are written: the engine never orders by two
+    models' priorities, nor by a half-written set of the new one's."""
     with transaction.atomic():
         locked = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
         if not _is_current(locked, run.pk):
             return _end(round_id, PriorityStatus.SUPERSEDED)
-        # Decided again under the lock: a clear or another round may have come in between.
         replacing = priorities_run_id(locked) != run.pk
-        scores = PairScore.objects.filter(run=run, pair__in=_to_write(locked, replacing=replacing))
-        priorities = {pair_id: priority(p) for pair_id, p in scores.values_list("pair_id", "probability_a")}
         if replacing:
-            annotation_services.pair_priorities_clear(project=locked)
-        now = timezone.now()
-        written = annotation_services.pair_priorities_set(project=locked, priorities=priorities, now=now)
-        end = {"finished_at": now, "updated_at": now}
-        PriorityRound.objects.filter(pk=round_id).update(
-            status=PriorityStatus.SUCCEEDED, replaced=replacing, written=written, **end
-        )
+            annotation_services.pair_priorities_void(project=locked)
+    if replacing:
+        annotation_services.pair_priorities_clear(project=project)
+    scores = PairScore.objects.filter(run=run, pair__in=_to_write(project, replacing=False))
+    items = sorted(scores.values_list("pair_id", "probability_a"))
+    written, now = 0, timezone.now()
+    for start in range(0, max(len(items), 1), annotation_services.PRIORITY_BATCH_PAIRS):
+        batch = {
+            pair_id: priority(p)
+            for pair_id, p in items[start : start + annotation_services.PRIORITY_BATCH_PAIRS]
+        }
+        with transaction.atomic():
+            locked = Project.objects.select_for_update(no_key=True).get(pk=project.pk)
+            if not _is_current(locked, run.pk):
+                return _end(round_id, PriorityStatus.SUPERSEDED)
+            last = start + annotation_services.PRIORITY_BATCH_PAIRS >= len(items)
+            written += annotation_services.pair_priorities_set(
+                project=locked, priorities=batch, now=now, stamp=last or not replacing
+            )
+            if last:
+                end = {"finished_at": now, "updated_at": now}
+                PriorityRound.objects.filter(pk=round_id).update(
+                    status=PriorityStatus.SUCCEEDED, replaced=replacing, written=written, **end
+                )
     return PriorityStatus.SUCCEEDED
 
 

@@ -80,8 +80,9 @@ def test_clearing_takes_every_priority_off_and_the_stamp(make_project, make_pair
     for p in (project, other):
         ids = Pair.objects.filter(project=p).values_list("id", flat=True)
         services.pair_priorities_set(project=p, priorities=dict.fromkeys(ids, 0.5), now=now)
-    # savepoint, the pairs, the project, release
-    with django_assert_num_queries(4):
+    # the stamp; a batch: savepoint, its pairs' ids (along (project, id)), their update, release; the
+    # last look: savepoint, no id, release
+    with django_assert_num_queries(8):
         assert services.pair_priorities_clear(project=project) == 3
     assert not Pair.objects.filter(project=project, priority__isnull=False).exists()
     assert Pair.objects.filter(project=other, priority=0.5).count() == 2

@@ -136,7 +136,14 @@ def test_each_round_scores_and_writes_only_the_pairs_without_a_priority(make_pro
     assert kept == written_at
 
 
-def test_a_new_active_model_replaces_every_priority_in_one_go(make_project, tiny_bert_dir):
+@pytest.mark.parametrize("batch", [3, 5000])
+def test_a_new_active_model_replaces_every_priority(make_project, tiny_bert_dir, monkeypatch, batch):
+    """Written batch by batch (3 pairs: three batches of the eight open pairs, so that no claim waits for
+    them all), stamped once all are written."""
+    import annotation.services.priorities as annotation_priorities
+
+    monkeypatch.setattr(annotation_priorities, "BATCH_PAIRS", batch)
+    monkeypatch.setattr(annotation_services, "PRIORITY_BATCH_PAIRS", batch)
     project = uncertain_project(make_project)
     old = trained(project, tiny_bert_dir, seed=1)
     services.training_run_activate(run=old, force_reason="tiny test model")
@@ -159,34 +166,39 @@ def test_a_new_active_model_replaces_every_priority_in_one_go(make_project, tiny
     assert priorities(project) == pytest.approx(expected(project, new))
     assert priorities(project) != pytest.approx(old_priorities)  # another model
     project.refresh_from_db()
-    assert priorities_run_id(project) == new.pk
+    assert priorities_run_id(project) == new.pk and project.priorities_at == job.finished_at
     # The old model's late round writes nothing.
     assert services.priority_round_execute(late.pk) == PriorityStatus.SUPERSEDED
     assert priorities(project) == pytest.approx(expected(project, new))
 
 
-def test_without_an_active_model_or_uncertainty_the_priorities_are_cleared(make_project, tiny_bert_dir):
+def test_without_an_active_model_or_uncertainty_the_priorities_are_void(make_project, tiny_bert_dir):
     project = uncertain_project(make_project)
     run = trained(project, tiny_bert_dir)
     ActiveModel.objects.create(project=project, run=run)
     services.priority_round_execute(round_of(project).pk)
     queued = PriorityRound.objects.create(project=project, run=run)
+    written = priorities(project)
     ActiveModel.objects.filter(project=project).delete()
     assert services.priorities_refresh_all() == []
-    assert set(priorities(project).values()) == {None}
+    # The stamp is off: the engine reads no priority (the values wait for the next round that writes).
     project.refresh_from_db()
     assert project.priorities_at is None and priorities_run_id(project) is None
+    assert project.selection_in_effect == Selection.RANDOM
     assert services.priority_round_execute(queued.pk) == PriorityStatus.SUPERSEDED
-    assert set(priorities(project).values()) == {None}
+    assert priorities(project) == written
     # Back: the model's scores are kept, so the next round writes every open pair again without scoring.
     ActiveModel.objects.create(project=project, run=run)
     [job] = services.priorities_refresh_all()
     services.priority_round_execute(job.pk)
     job.refresh_from_db()
     assert (job.total, job.written, job.replaced) == (0, 8, True)
-    # Another selection: cleared too.
+    # Another selection: the stamp off too; the command takes the values off as well.
     Project.objects.filter(pk=project.pk).update(selection=Selection.RANDOM)
     assert services.priorities_refresh_all() == []
+    project.refresh_from_db()
+    assert project.priorities_at is None
+    annotation_services.pair_priorities_clear(project=project)
     assert set(priorities(project).values()) == {None}
 
 
