@@ -91,7 +91,9 @@ print(json.dumps({
 """
 
 
-def test_the_quickstarts_sqlite_rates_every_pair_to_quota(tmp_path):
+def run_in_sqlite_quickstart(tmp_path, script: str) -> dict:
+    """Run `script` in `manage.py shell` against a fresh SQLite database (the quickstart's), migrated
+    first; returns the JSON object its last line prints."""
     import json
     import os
     import subprocess
@@ -109,10 +111,14 @@ def test_the_quickstarts_sqlite_rates_every_pair_to_quota(tmp_path):
     manage = [sys.executable, str(Path(__file__).resolve().parents[2] / "manage.py")]
     subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=300)
     done = subprocess.run(
-        [*manage, "shell", "-c", SQLITE_LOOP], env=env, capture_output=True, text=True, timeout=300
+        [*manage, "shell", "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_quickstarts_sqlite_rates_every_pair_to_quota(tmp_path):
+    result = run_in_sqlite_quickstart(tmp_path, SQLITE_LOOP)
     assert result["per_pair"] == [2, 2, 2] and result["counts"] == [2, 2, 2]
     assert result["sides"] == {"a": 3, "b": 3}  # each pair shown once each way round
     assert result["progress"] == {"done": 3, "available": 0}  # the first rater judged every pair

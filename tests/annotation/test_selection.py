@@ -326,27 +326,9 @@ print(json.dumps(result))
 
 
 def test_the_quickstarts_sqlite_selects_by_uncertainty_with_the_same_rule(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from .test_rating_round_trip import run_in_sqlite_quickstart
 
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'quickstart.sqlite3'}",
-        "SECRET_KEY": "test-only",
-        "PAIRWISE_VAR_DIR": str(tmp_path / "var"),
-    }
-    env.pop("REDIS_URL", None)
-    manage = [sys.executable, str(Path(__file__).resolve().parents[2] / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=300)
-    done = subprocess.run(
-        [*manage, "shell", "-c", SQLITE_SELECTION], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_in_sqlite_quickstart(tmp_path, SQLITE_SELECTION)
     # Least sure first, unscored last; probability 1 with no random share.
     assert result["greedy"] == [[1, "uncertainty", 1.0], [3, "uncertainty", 1.0], [0, "uncertainty", 1.0],
                                 [2, "uncertainty", 1.0]]  # fmt: skip
