@@ -44,9 +44,12 @@ class Draws:
 
     @classmethod
     def fresh(cls) -> Draws:
-        # The random module reseeds in each forked worker (os.register_at_fork), so gunicorn's workers
-        # do not share a sequence.
-        return cls(arm=random.random(), seed=random.uniform(-1.0, 1.0))
+        # The operating system's randomness: no random.seed() elsewhere in the process (a trainer's, a
+        # test's) can make the arms predictable, and forked workers never share a sequence.
+        return cls(arm=_SYSTEM_RANDOM.random(), seed=_SYSTEM_RANDOM.uniform(-1.0, 1.0))
+
+
+_SYSTEM_RANDOM = random.SystemRandom()
 
 
 @dataclass(frozen=True)
