@@ -386,7 +386,24 @@ def project_selection(project: Project) -> dict[str, Any]:
         "priorities_run_id": priorities_run_id(project),
         "round": latest,
         "eval_by_arm": eval_by_arm,
-        "eval_accuracy_ipw": share(metrics.get("eval_accuracy_ipw")),
+        "eval_accuracy_ipw": _ipw_figure(metrics.get("eval_accuracy_ipw")),
+    }
+
+
+def _ipw_figure(value: Any) -> dict[str, Any] | None:
+    """The run's eval_accuracy_ipw (rm_training.evaluate: {"accuracy", "standard_error", "pairs",
+    "effective_pairs"}) with each figure checked, or None when the accuracy is not one (not measured)."""
+    figure = _dict(value)
+    accuracy = share(figure.get("accuracy"))
+    if accuracy is None:
+        return None
+    error = number(figure.get("standard_error"))
+    pairs, effective = number(figure.get("pairs")), number(figure.get("effective_pairs"))
+    return {
+        "accuracy": accuracy,
+        "standard_error": error if error is not None and error >= 0 else None,
+        "pairs": int(pairs) if pairs is not None and pairs >= 0 else None,
+        "effective_pairs": effective if effective is not None and effective >= 0 else None,
     }
 
 

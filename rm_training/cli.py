@@ -206,7 +206,10 @@ def _train(
         summary = {k: _fmt(metrics[k]) for k in ("eval_accuracy", "eval_loss", "train_loss")}
         if "eval_accuracy_ipw" in metrics:  # measured: held-out pairs chosen by active selection
             ipw = metrics["eval_accuracy_ipw"]
-            summary["eval_accuracy_ipw"] = f"{_fmt(ipw['accuracy'])} (se {_fmt(ipw['standard_error'])})"
+            summary["eval_accuracy_ipw"] = (
+                f"{_fmt(ipw['accuracy'])} (se {_fmt(ipw['standard_error'])}, "
+                f"worth {ipw['effective_pairs']:.1f} of {ipw['pairs']} pairs)"
+            )
         print(
             f"saved {args.output}  " + "  ".join(f"{k} {v}" for k, v in summary.items()),
             file=sys.stderr if args.progress_jsonl else sys.stdout,

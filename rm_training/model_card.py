@@ -40,8 +40,9 @@ def write_model_card(directory: Path, *, config: TrainingConfig, metrics: Traini
         ipw = metrics.eval_accuracy_ipw
         results.append(
             (
-                f"accuracy on actively chosen pairs, inverse-propensity corrected ({ipw['pairs']} pairs; "
-                f"standard error {_format(ipw['standard_error'])})",
+                f"accuracy on actively chosen pairs, inverse-propensity corrected ({ipw['pairs']} pairs, "
+                f"worth {ipw['effective_pairs']:.1f} at equal weights; standard error "
+                f"{_format(ipw['standard_error'])})",
                 ipw["accuracy"],
             )
         )

@@ -351,10 +351,23 @@ def _arms(project: Project) -> dict[str, Any]:
         "lines": _serving_lines(project, summary),
         "epsilon": _percent(project.selection_epsilon, 0),
         "rows": rows,
-        "accuracy_ipw": _percent(ipw) if ipw is not None else "not measured",
+        "accuracy_ipw": _ipw_text(ipw),
         "run_id": summary.get("active_run_id"),
         "run_url": summary.get("active_run_url"),
     }
+
+
+def _ipw_text(ipw: dict[str, Any] | None) -> str:
+    """The inverse-propensity accuracy with what it is worth: its standard error, and Kish's effective
+    number of pairs beside the pairs (one large weight makes an estimate of one pair, however many)."""
+    if ipw is None:
+        return "not measured"
+    worth = []
+    if ipw.get("standard_error") is not None:
+        worth.append(f"standard error {100 * ipw['standard_error']:.1f} points")
+    if ipw.get("effective_pairs") is not None and ipw.get("pairs") is not None:
+        worth.append(f"worth {ipw['effective_pairs']:.1f} of its {ipw['pairs']:,} pairs")
+    return _percent(ipw["accuracy"]) + (f" ({'; '.join(worth)})" if worth else "")
 
 
 def project_dashboard(request: HttpRequest, project: Project, *, context: dict[str, Any]) -> HttpResponse:
