@@ -359,7 +359,9 @@ def project_selection(project: Project) -> dict[str, Any]:
     (registered by reward_models.apps): {"active_run_id", "active_run_url" (None without an active model),
     "priorities_run_id" (the run whose priorities the pairs carry, or None), "round" (the latest priority
     round as {"status", "done", "total", "error"}, or None), "eval_by_arm" ({arm: {"pairs", "accuracy"}},
-    None where the active run's metrics do not measure it), "eval_accuracy_ipw"}. Three queries at most."""
+    None where the active run's metrics do not measure it), "eval_accuracy_ipw" (the accuracy of the
+    metrics' {"accuracy", "standard_error", "pairs", "effective_pairs"}, or None), "eval_accuracy_ipw_se"
+    (its standard error, or None), "eval_accuracy_ipw_pairs"}. Three queries at most."""
     from .models import ActiveModel, PriorityRound
     from .services.priorities import priorities_run_id
 
@@ -372,6 +374,8 @@ def project_selection(project: Project) -> dict[str, Any]:
         pairs = entry.get("pairs")
         counted = isinstance(pairs, int) and not isinstance(pairs, bool) and pairs >= 0
         eval_by_arm[arm] = {"pairs": pairs if counted else None, "accuracy": share(entry.get("accuracy"))}
+    ipw = _dict(metrics.get("eval_accuracy_ipw"))
+    ipw_pairs = ipw.get("pairs")
     latest = (
         PriorityRound.objects.filter(project=project)
         .order_by("-created_at", "-id")
@@ -386,7 +390,11 @@ def project_selection(project: Project) -> dict[str, Any]:
         "priorities_run_id": priorities_run_id(project),
         "round": latest,
         "eval_by_arm": eval_by_arm,
-        "eval_accuracy_ipw": share(metrics.get("eval_accuracy_ipw")),
+        "eval_accuracy_ipw": share(ipw.get("accuracy")),
+        "eval_accuracy_ipw_se": number(ipw.get("standard_error")),
+        "eval_accuracy_ipw_pairs": ipw_pairs
+        if isinstance(ipw_pairs, int) and not isinstance(ipw_pairs, bool) and ipw_pairs >= 0
+        else None,
     }
 
 

@@ -59,7 +59,8 @@ def selection_summary_register(summary: SelectionSummary) -> None:
 
 def selection_summary(project: Project) -> dict[str, Any]:
     """{"active_run_id", "active_run_url", "priorities_run_id", "round", "eval_by_arm",
-    "eval_accuracy_ipw"} from the registered summary (reward_models.admin_views.project_selection); empty
+    "eval_accuracy_ipw", "eval_accuracy_ipw_se", "eval_accuracy_ipw_pairs"} from the registered summary
+    (reward_models.admin_views.project_selection); empty
     when none is registered (the page then says no model scored the pairs)."""
     return _selection_summary(project) if _selection_summary is not None else {}
 
@@ -347,11 +348,19 @@ def _arms(project: Project) -> dict[str, Any]:
             }
         )
     ipw = summary.get("eval_accuracy_ipw")
+    accuracy_ipw = "not measured"
+    if ipw is not None:
+        accuracy_ipw = _percent(ipw)
+        ipw_se, ipw_pairs = summary.get("eval_accuracy_ipw_se"), summary.get("eval_accuracy_ipw_pairs")
+        details = ([f"standard error {_percent(ipw_se)}"] if ipw_se is not None else []) + (
+            [f"{ipw_pairs:,} pairs"] if ipw_pairs is not None else []
+        )
+        accuracy_ipw += f" ({', '.join(details)})" if details else ""
     return {
         "lines": _serving_lines(project, summary),
         "epsilon": _percent(project.selection_epsilon, 0),
         "rows": rows,
-        "accuracy_ipw": _percent(ipw) if ipw is not None else "not measured",
+        "accuracy_ipw": accuracy_ipw,
         "run_id": summary.get("active_run_id"),
         "run_url": summary.get("active_run_url"),
     }

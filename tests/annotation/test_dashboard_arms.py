@@ -98,7 +98,13 @@ def test_the_active_models_accuracy_per_arm_and_where_the_priorities_come_from(
                 "random": {"pairs": 10, "accuracy": 0.9},
                 "default": {"pairs": 3, "accuracy": "<b>high</b>"},  # not a figure: not measured
             },
-            "eval_accuracy_ipw": 0.75,
+            # as the trainer writes it (rm_training: eval_accuracy_ipw)
+            "eval_accuracy_ipw": {
+                "accuracy": 0.75,
+                "standard_error": 0.125,
+                "pairs": 40,
+                "effective_pairs": 31.5,
+            },
         },
     )
     ActiveModel.objects.create(project=project, run=run)
@@ -115,7 +121,7 @@ def test_the_active_models_accuracy_per_arm_and_where_the_priorities_come_from(
     assert rows["Uncertainty"][-1] == "62.5% on 40 pairs"
     assert rows["Random share"][-1] == "90.0% on 10 pairs"
     assert rows["Default order (no arm)"][-1] == "not measured"
-    assert "<strong>75.0%</strong>" in page and "<b>high" not in page
+    assert "<strong>75.0% (standard error 12.5%, 40 pairs)</strong>" in page and "<b>high" not in page
 
     # The round ends: the line says when and by which run; a failed round says why, escaped.
     services.pair_priorities_set(
