@@ -276,6 +276,9 @@ def test_the_admin_page_lists_the_queue_and_its_actions_work(make_project, admin
     html = page.content.decode()
     assert html.index(f'id="review-pair-{pairs[0].pk}"') < html.index(f'id="review-pair-{pairs[1].pk}"')
     assert f"run {run.pk}" in html and 'id="review-score-now"' in html
+    # Pairs scored without a scoring of this page (uncertainty selection's priority rounds score open
+    # pairs): the page said they "have not been scored" above the list of their scores.
+    assert "have not been scored" not in html and "No scoring was started here yet" in html
     act = reverse("admin:reward_models_review_act", args=[project.pk, pairs[0].pk])
     done = client.post(act, {"action": "more_votes", "k": "3", "reason": "model is sure of B"}, follow=True)
     assert done.status_code == 200 and Pair.objects.get(pk=pairs[0].pk).extra_judgments == 3
