@@ -295,3 +295,18 @@ def test_the_rounds_are_listed_read_only_in_the_admin(make_project, make_user, c
     page = client.get(reverse("admin:reward_models_priorityround_change", args=[job.pk])).content.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     assert 'name="_save"' not in page  # read-only
+
+
+def test_the_command_says_in_one_line_why_a_round_failed(make_project, caplog):
+    """A model that does not load (its directory gone) is a failed round with its reason, not a fault:
+    the command's error is one or two lines (README, Commands), not the traceback the round logged."""
+    project = uncertain_project(make_project)
+    run = TrainingRun.objects.create(
+        project=project, config={}, status=RunStatus.SUCCEEDED, finished_at=timezone.now()
+    )
+    ActiveModel.objects.create(project=project, run=run)
+    with pytest.raises(CommandError, match=f"failed: Run {run.pk}'s model is not available"):
+        call_command("score_priorities", project.slug, stdout=io.StringIO())
+    failed = [r for r in caplog.records if "priority round" in r.getMessage()]
+    assert failed and not any(r.exc_info for r in failed)
+    assert "model is not available" in failed[0].getMessage()
