@@ -359,7 +359,9 @@ def project_selection(project: Project) -> dict[str, Any]:
     (registered by reward_models.apps): {"active_run_id", "active_run_url" (None without an active model),
     "priorities_run_id" (the run whose priorities the pairs carry, or None), "round" (the latest priority
     round as {"status", "done", "total", "error"}, or None), "eval_by_arm" ({arm: {"pairs", "accuracy"}},
-    None where the active run's metrics do not measure it), "eval_accuracy_ipw"}. Three queries at most."""
+    None where the active run's metrics do not measure it), "eval_accuracy_ipw" (the metrics'
+    {"accuracy", "standard_error", "pairs", "effective_pairs"}, checked, or None)}. Three queries at
+    most."""
     from .models import ActiveModel, PriorityRound
     from .services.priorities import priorities_run_id
 

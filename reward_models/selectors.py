@@ -55,11 +55,14 @@ def review_queue(*, project: Project, run_id: int) -> QuerySet[Pair, Any]:
     The majority is rm_training.votes' rule (Votes.majority: strictly more votes than each other choice),
     written in SQL here so that the database ranks and pages (a test holds the two equal); pairs without
     one (a split, a tie on top) are not in the queue: they train nothing either. Left out: pairs left out
-    of training or kept as they are by a reviewer, and pairs still waiting for the votes a reviewer asked
-    for; gold pairs (their answer is the gold one).
+    of training, kept as they are, or put back into training by a reviewer, and pairs still waiting for
+    the votes a reviewer asked for; gold pairs (their answer is the gold one).
     """
     scored = FilteredRelation("model_scores", condition=Q(model_scores__run_id=run_id))
-    kept = PairReviewAction.objects.filter(pair=OuterRef("pk"), action=ReviewAction.KEEP)
+    # Kept, or put back into training after being left out: a reviewer decided the pair trains as it is.
+    kept = PairReviewAction.objects.filter(
+        pair=OuterRef("pk"), action__in=[ReviewAction.KEEP, ReviewAction.PUT_BACK]
+    )
     a_wins = Q(votes_a__gt=F("votes_b")) & Q(votes_a__gt=F("votes_tie"))
     b_wins = Q(votes_b__gt=F("votes_a")) & Q(votes_b__gt=F("votes_tie"))
     return (

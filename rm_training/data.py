@@ -325,6 +325,13 @@ def _selections(selections: Sequence[tuple[str | None, float | None]]) -> dict[s
     }
 
 
+# The smallest propensity read: 1/p weighs a pair (in float32 in the loss, squared in float64 in the
+# held-out standard error and the effective number of pairs), so a smaller one would make them inf or NaN
+# (1e-200 crashed the trainer). The engine's smallest is epsilon / candidates, chosen with probability
+# epsilon: far above this for any epsilon that ever draws.
+MIN_PROPENSITY = 1e-30
+
+
 def _selection(row: dict[str, Any], number: int) -> tuple[str | None, float | None]:
     """A judgments row's ``arm`` and ``propensity`` (both optional: files from before active selection,
     or from elsewhere, have neither)."""
@@ -342,6 +349,13 @@ def _selection(row: dict[str, Any], number: int) -> tuple[str | None, float | No
     if not 0 < propensity <= 1:
         raise DataError(
             f"must be a probability greater than 0 and at most 1, not {_kind(propensity)}",
+            line=number,
+            field="propensity",
+        )
+    if propensity < MIN_PROPENSITY:
+        raise DataError(
+            f"must be at least {MIN_PROPENSITY:g} (its inverse weighs the pair, and a larger one overflows "
+            f"the weights' arithmetic), not {_kind(propensity)}",
             line=number,
             field="propensity",
         )

@@ -127,3 +127,19 @@ def test_logins_work_again_when_the_window_ends(victim, api):
     # A failure after the window starts a new count at one, and ended windows are deleted.
     assert _token(api, "victim", "guess").status_code == 400
     assert sorted(LoginFailures.objects.values_list("failures", flat=True)) == [1, 1]
+
+
+def test_a_look_alike_of_the_username_shares_its_count(victim, api):
+    """Usernames are one name whatever their case, as the database compares them (UPPER): the name typed
+    with dotless i's (U+0131) logs in as 'victim'. Its failures must count against that account, and its
+    refusal too: the count was kept under the account's name but looked up under the typed one, so this
+    spelling guessed without limit, and logged in past the limit."""
+    from django.contrib.auth.models import User
+
+    typed = "v\u0131ct\u0131m"
+    assert User.objects.filter(username__iexact=typed).get() == victim  # the database's own rule
+    for _ in range(PER_USER):
+        assert _token(api, typed, "guess").status_code == 400
+    assert _token(api, typed, "guess").status_code == 429
+    assert _token(api, typed, "correct-horse-9").status_code == 429
+    assert _token(api, "victim", "correct-horse-9").status_code == 429

@@ -153,3 +153,24 @@ def test_a_user_logs_in_whatever_the_case_they_type(db, client, typed):
         "/api/v1/auth/token/", {"username": typed, "password": "not the password"}, format="json"
     )
     assert wrong.status_code == 400
+
+
+def test_project_raters_are_added_and_removed_by_their_name_in_any_case(db, api, admin_user, make_project):
+    """One name whatever the case: adding `RD` to a project adds the user `rd` (as logging in as `RD`
+    does), and the removal endpoint finds them the same way."""
+    from annotation.models import Membership
+
+    project = make_project()
+    User.objects.create_user("rd", password="long enough password 7")
+    client = api(admin_user)
+    added = client.post(f"/api/v1/projects/{project.slug}/raters/", {"usernames": ["RD"]}, format="json")
+    assert added.status_code == 200, added.content
+    assert added.json() == {"added": ["rd"]}
+    again = client.post(
+        f"/api/v1/projects/{project.slug}/raters/", {"usernames": ["rd", "Rd"]}, format="json"
+    )
+    assert again.status_code == 200 and again.json() == {"added": []}
+    assert Membership.objects.filter(project=project, user__username="rd").count() == 1
+    removed = client.delete(f"/api/v1/projects/{project.slug}/raters/rD/")
+    assert removed.status_code in (200, 204), removed.content
+    assert not Membership.objects.filter(project=project).exists()

@@ -122,12 +122,14 @@ class ThrottledModelBackend(ModelBackend):
             username = kwargs.get(get_user_model().USERNAME_FIELD)
         if request is None or username is None or password is None:
             return super().authenticate(request, username=username, password=password, **kwargs)
+        # Usernames are one name whatever their case (web.usernames): log in as the account so named,
+        # and count and refuse under that name, as the database compares names (UPPER), not as Python
+        # folds them (a dotless i is an i to PostgreSQL's UPPER, not to casefold).
+        username = lookalike_taken(str(username)) or username
         refused = refusal(request, str(username))
         if refused is not None:
             setattr(request, _REFUSAL, refused)
             raise PermissionDenied  # authenticate() stops here and reports a failed login
-        # Usernames are one name whatever their case (web.usernames): log in as the account so named.
-        username = lookalike_taken(str(username)) or username
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is None:
             failure_record(request, str(username))

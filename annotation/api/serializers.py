@@ -88,6 +88,13 @@ class ProjectSerializer(StrictFieldsMixin, serializers.ModelSerializer):
             "selection_epsilon": {"min_value": 0.0, "max_value": 1.0},
         }
 
+    # -0.0 is in range, and PostgreSQL stores it as 0: the answer says so too (it echoed -0.0).
+    def validate_gold_fraction(self, value: float) -> float:
+        return value + 0.0
+
+    def validate_selection_epsilon(self, value: float) -> float:
+        return value + 0.0
+
     def validate_slug(self, value: str) -> str:
         if self.instance is not None and value != self.instance.slug:
             raise serializers.ValidationError(

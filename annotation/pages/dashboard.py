@@ -314,7 +314,8 @@ def _serving_lines(project: Project, summary: dict[str, Any]) -> list[str]:
                 "pairs scored."
             )
         elif latest.get("status") == "failed":
-            lines.append(f"The last scoring of the pairs failed: {latest.get('error') or 'no reason given'}.")
+            reason = str(latest.get("error") or "").rstrip(". ") or "no reason given"
+            lines.append(f"The last scoring of the pairs failed: {reason}.")
     return lines
 
 

@@ -8,8 +8,9 @@ from typing import Any, cast
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Field
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Field, Value
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Membership, Project, Rater
@@ -69,34 +70,53 @@ def rater_create(*, username: str, password: str, email: str = "") -> Any:
 
 @transaction.atomic
 def project_raters_add(*, project: Project, usernames: list[str]) -> list[str]:
-    """Add users to a project as raters; all or nothing. Returns the usernames newly added."""
-    users = {u.get_username(): u for u in get_user_model().objects.filter(username__in=usernames)}
-    unknown = [name for name in usernames if name not in users]
+    """Add users to a project as raters; all or nothing. A username is one name whatever its case (as at
+    login: `RD` names the user `rd`). Returns the usernames newly added, as the accounts spell them."""
+    user_model = get_user_model()
+    field = "name_upper"
+    found = user_model.objects.annotate(**{field: Upper(user_model.USERNAME_FIELD)}).filter(
+        **{f"{field}__in": [Upper(Value(name)) for name in usernames]}
+    )
+    users = {getattr(user, field): user for user in found}
+    uppers = _uppers(usernames)
+    unknown = [name for name in usernames if uppers[name] not in users]
     if unknown:
         raise Invalid(
             "Unknown usernames.",
             errors=[{"field": "usernames", "message": f"No user named {name!r}."} for name in unknown],
         )
     added = []
-    for name in dict.fromkeys(usernames):
-        _, created = Membership.objects.get_or_create(project=project, user=users[name])
-        rater_get_or_create(user=users[name])
+    for user in dict.fromkeys(users[uppers[name]] for name in usernames):
+        _, created = Membership.objects.get_or_create(project=project, user=user)
+        rater_get_or_create(user=user)
         if created:
-            added.append(name)
+            added.append(user.get_username())
     return added
+
+
+def _uppers(names: list[str]) -> dict[str, str]:
+    """Each name in upper case as the database writes it (its UPPER, which the unique index of usernames
+    uses), so that a name matches its account exactly when the index says they are one name."""
+    if not names:
+        return {}
+    names = list(dict.fromkeys(names))
+    query = ", ".join(["UPPER(%s)"] * len(names))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {query}", names)
+        return dict(zip(names, cursor.fetchone(), strict=True))
 
 
 @transaction.atomic
 def project_rater_remove(*, project: Project, username: str, now: datetime | None = None) -> None:
     """Remove a rater from a project. Their judgments stay; the place they held goes back to the pool."""
-    deleted, _ = Membership.objects.filter(project=project, user__username=username).delete()
+    deleted, _ = Membership.objects.filter(project=project, user__username__iexact=username).delete()
     if not deleted:
         raise NotFound(f"{username!r} is not a rater in {project.slug!r}.")
     # Locked with its pair (as every change of an assignment's status, engine.counters), in one
     # statement, which locks the rows in the order of the engine's own read of an assignment.
     held = list(
         Assignment.objects.filter(
-            project=project, rater__user__username=username, status=AssignmentStatus.ACTIVE
+            project=project, rater__user__username__iexact=username, status=AssignmentStatus.ACTIVE
         )
         .select_related("pair")
         .only("rater_id", "pair__gold", "pair__judgment_count", "pair__extra_judgments")

@@ -30,6 +30,7 @@ from kombu.exceptions import OperationalError
 
 from annotation import services as annotation_services
 from annotation.models import Pair, Project, Selection
+from web.errors import ServiceError
 from web.statelog import StateLog
 
 from ..models import PairScore, PriorityRound, PriorityStatus, TrainingRun
@@ -189,9 +190,13 @@ def priority_round_execute(round_id: int, *, report: Callable[[int, int], None] 
         pair_scores_compute(run=run, pairs=_to_write(project, replacing=replacing), progress=progress)
         return _write(round_id, project=project, run=run)
     except Exception as error:  # any failure is the round's outcome, shown on the dashboard
-        logger.exception("priority round %s failed", round_id)
         message = getattr(error, "detail", None) or f"{type(error).__name__}: {error}"
-        return _end(round_id, PriorityStatus.FAILED, error=" ".join(str(message).split())[:ERROR_CHARS])
+        message = " ".join(str(message).split())[:ERROR_CHARS]
+        if isinstance(error, ServiceError):  # a stated reason (the model does not load): no traceback
+            logger.warning("priority round %s failed: %s", round_id, message)
+        else:
+            logger.exception("priority round %s failed", round_id)
+        return _end(round_id, PriorityStatus.FAILED, error=message)
 
 
 def _to_write(project: Project, *, replacing: bool) -> QuerySet[Pair, Any]:

@@ -566,3 +566,17 @@ def test_usernames_django_allows_are_accepted(world, username):
     )
     assert response.status_code == 201, response.json()
     assert get_user_model().objects.filter(username=username).exists()
+
+
+@pytest.mark.django_db
+def test_a_negative_zero_share_is_answered_as_the_zero_stored(api, admin_user, make_project):
+    """-0.0 is a valid JSON number in range; PostgreSQL stores 0, and the PATCH's answer said -0.0 (the
+    value as parsed) while every later GET said 0.0."""
+    project = make_project()
+    staff = api(admin_user)
+    body = {"selection_epsilon": -0.0, "gold_fraction": -0.0}
+    answer = staff.patch(f"/api/v1/projects/{project.slug}/", body, format="json")
+    assert answer.status_code == 200, answer.content
+    assert b"-0.0" not in answer.content
+    assert answer.json()["selection_epsilon"] == 0.0 and answer.json()["gold_fraction"] == 0.0
+    assert b"-0.0" not in staff.get(f"/api/v1/projects/{project.slug}/").content

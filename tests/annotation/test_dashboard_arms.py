@@ -141,6 +141,12 @@ def test_the_active_models_accuracy_per_arm_and_where_the_priorities_come_from(
     assert "served in the default order until" not in page
     assert "The last scoring of the pairs failed: &lt;script&gt;alert(1)&lt;/script&gt;." in page
     assert "<script>alert(1)" not in page
+    # A reason that ends its sentence (as the services' do) is not given a second full stop.
+    PriorityRound.objects.create(
+        project=project, run=run, status=PriorityStatus.FAILED, error="Run 7's model is not available."
+    )
+    page = superuser_client.get(url(project)).content.decode()
+    assert "failed: Run 7&#x27;s model is not available." in page and "available.." not in page
 
 
 def test_other_selections_show_no_arms(superuser_client, make_project, make_pairs, make_rater):

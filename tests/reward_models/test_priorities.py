@@ -382,3 +382,18 @@ def test_a_round_writing_priorities_never_deadlocks_a_judgment_that_holds_one_of
     job.refresh_from_db()
     assert outcomes == {"judgment": "recorded", "round": PriorityStatus.SUCCEEDED}, (outcomes, job.error)
     assert set(Pair.objects.filter(project=project).values_list("priority", flat=True)) <= {1.0, None}
+
+
+def test_the_command_says_in_one_line_why_a_round_failed(make_project, caplog):
+    """A model that does not load (its directory gone) is a failed round with its reason, not a fault:
+    the command's error is one or two lines (README, Commands), not the traceback the round logged."""
+    project = uncertain_project(make_project)
+    run = TrainingRun.objects.create(
+        project=project, config={}, status=RunStatus.SUCCEEDED, finished_at=timezone.now()
+    )
+    ActiveModel.objects.create(project=project, run=run)
+    with pytest.raises(CommandError, match=f"failed: Run {run.pk}'s model is not available"):
+        call_command("score_priorities", project.slug, stdout=io.StringIO())
+    failed = [r for r in caplog.records if "priority round" in r.getMessage()]
+    assert failed and not any(r.exc_info for r in failed)
+    assert "model is not available" in failed[0].getMessage()

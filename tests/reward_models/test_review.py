@@ -138,6 +138,22 @@ def test_reviewed_waiting_gold_and_other_models_pairs_leave_the_queue(make_proje
     assert PairReviewAction.objects.count() == 3  # all recorded, nothing deleted
 
 
+def test_a_pair_put_back_into_training_does_not_come_back_to_the_queue(make_project, admin_user):
+    """docs/API.md: put_back undoes leave_out and "does not come back to the queue": a reviewer looked at
+    it and decided it trains, as keep does. It came back, top of the queue, to be reviewed again."""
+    project = make_project(judgments_per_pair=2)
+    slipped, plain = _pairs(project, 2)
+    run = _run(project)
+    for pair in (slipped, plain):
+        _votes(project, pair, ["b", "b"])
+        _score(run, pair, 0.9)
+    common = {"project": project, "by": admin_user, "reason": "looked at it"}
+    annotation_services.pair_leave_out(pair_id=slipped.pk, **common)
+    annotation_services.pair_put_back(pair_id=slipped.pk, **common)
+    assert not Pair.objects.get(pk=slipped.pk).left_out
+    assert _queue_ids(project, run) == [plain.pk]
+
+
 def _project_with_queue(make_project, n: int = 5):
     project = make_project(judgments_per_pair=3)
     pairs = _pairs(project, n)
@@ -276,6 +292,9 @@ def test_the_admin_page_lists_the_queue_and_its_actions_work(make_project, admin
     html = page.content.decode()
     assert html.index(f'id="review-pair-{pairs[0].pk}"') < html.index(f'id="review-pair-{pairs[1].pk}"')
     assert f"run {run.pk}" in html and 'id="review-score-now"' in html
+    # Pairs scored without a scoring of this page (uncertainty selection's priority rounds score open
+    # pairs): the page said they "have not been scored" above the list of their scores.
+    assert "have not been scored" not in html and "No scoring was started here yet" in html
     act = reverse("admin:reward_models_review_act", args=[project.pk, pairs[0].pk])
     done = client.post(act, {"action": "more_votes", "k": "3", "reason": "model is sure of B"}, follow=True)
     assert done.status_code == 200 and Pair.objects.get(pk=pairs[0].pk).extra_judgments == 3

@@ -65,6 +65,13 @@ def test_a_judgments_file_gives_each_pair_its_judgments_arms_and_propensities(tm
         ("propensity", 0, "must be a probability greater than 0 and at most 1, not the number 0"),
         ("propensity", 1.5, "must be a probability greater than 0 and at most 1, not the number 1.5"),
         ("propensity", "0.5", "must be a number, not '0.5'"),
+        # 1/p weighs the pair: 1e-200 overflowed the trainer's arithmetic (a traceback, not a message)
+        (
+            "propensity",
+            1e-200,
+            "must be at least 1e-30 (its inverse weighs the pair, and a larger one overflows the weights' "
+            "arithmetic), not the number 1e-200",
+        ),
         ("arm", "greedy", "must be 'uncertainty', 'random' or null, not 'greedy'"),
     ],
 )
