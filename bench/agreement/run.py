@@ -55,19 +55,21 @@ def fill(args: argparse.Namespace) -> None:
         psql(
             args,
             "INSERT INTO annotation_project (slug, name, instructions, judgments_per_pair, allow_tie, "
-            "strength_levels, rationale, lease_seconds, gold_fraction, very_fast_ms, created_at) VALUES "
-            "('bench', 'Bench', '', 3, true, 3, 'optional', 900, 0.01, 3000, now()) RETURNING id",
+            "strength_levels, rationale, lease_seconds, gold_fraction, very_fast_ms, correction_seconds, "
+            "selection, selection_epsilon, created_at) VALUES "
+            "('bench', 'Bench', '', 3, true, 3, 'optional', 900, 0.01, 3000, 120, 'random', 0.2, now()) "
+            "RETURNING id",
         ).split()[0]
     )
     psql(args, f"""
     INSERT INTO annotation_rater (pseudonym, imported_into_id, source_id, created_at)
       SELECT 'r-bench-' || g, {project}, 'source-' || g, now() FROM generate_series(0, {raters} - 1) g;
     INSERT INTO annotation_pair (project_id, external_id, prompt, response_a, response_b, model_a, model_b,
-        metadata, content_sha256, judgment_count, gold, created_at)
+        metadata, content_sha256, judgment_count, extra_judgments, left_out, gold, created_at)
       SELECT {project}, 'ext-' || g, 'Prompt ' || g || ': ' || repeat(md5(g::text), 4),
              'Answer A ' || repeat(md5((g * 7)::text), 4 + g % 20),
              'Answer B ' || repeat(md5((g * 13)::text), 4 + (g / 7) % 20),
-             'model-a', 'model-b', '{{}}', md5(g::text) || md5(g::text), 0,
+             'model-a', 'model-b', '{{}}', md5(g::text) || md5(g::text), 0, 0, false,
              CASE WHEN g % 100 = 0 THEN (ARRAY['a', 'b'])[1 + (g::bigint * 40503) % 2] END, now()
       FROM generate_series(0, {pairs} - 1) g;
     """)  # fmt: skip

@@ -60,20 +60,22 @@ def fill(args: argparse.Namespace, slug: str, judgments: int) -> int:
     pairs = max(1, int(judgments * PAIRS_PER_JUDGMENT))
     sql = f"""
     INSERT INTO annotation_project (slug, name, instructions, judgments_per_pair, allow_tie, strength_levels,
-        rationale, lease_seconds, gold_fraction, very_fast_ms, created_at)
-      VALUES ('{slug}', '{slug}', '', 25, true, 3, 'optional', 900, 0, 3000, now()) RETURNING id;
+        rationale, lease_seconds, gold_fraction, very_fast_ms, correction_seconds, selection,
+        selection_epsilon, created_at)
+      VALUES ('{slug}', '{slug}', '', 25, true, 3, 'optional', 900, 0, 3000, 120, 'random', 0.2, now())
+      RETURNING id;
     """
     project = int(psql(args, sql).split()[0])
     psql(args, f"""
     INSERT INTO annotation_rater (pseudonym, imported_into_id, source_id, created_at)
       SELECT 'r-{slug}-' || g, {project}, 'source-' || g, now() FROM generate_series(1, {RATERS}) g;
     INSERT INTO annotation_pair (project_id, external_id, prompt, response_a, response_b, model_a, model_b,
-        metadata, content_sha256, judgment_count, created_at)
+        metadata, content_sha256, judgment_count, extra_judgments, left_out, created_at)
       SELECT {project}, 'ext-' || g,
              'Prompt ' || g || ': ' || repeat(md5(g::text), 6),
              'Answer A ' || g || E'\\n' || repeat(md5((g * 7)::text), 18),
              'Answer B ' || g || E'\\n' || repeat(md5((g * 13)::text), 18),
-             'model-a', 'model-b', '{{}}', md5(g::text) || md5(g::text), 0, now()
+             'model-a', 'model-b', '{{}}', md5(g::text) || md5(g::text), 0, 0, false, now()
       FROM generate_series(1, {pairs}) g;
     """)  # fmt: skip
     first_pair, first_rater = first_ids(args, project)

@@ -56,8 +56,10 @@ def fill(args: argparse.Namespace) -> None:
         psql(
             args,
             "INSERT INTO annotation_project (slug, name, instructions, judgments_per_pair, allow_tie, "
-            "strength_levels, rationale, lease_seconds, gold_fraction, very_fast_ms, created_at) VALUES "
-            f"('bench', 'Bench', '', {per_pair}, true, 0, 'optional', 900, 0, 3000, now()) RETURNING id",
+            "strength_levels, rationale, lease_seconds, gold_fraction, very_fast_ms, correction_seconds, "
+            "selection, selection_epsilon, created_at) VALUES "
+            f"('bench', 'Bench', '', {per_pair}, true, 0, 'optional', 900, 0, 3000, 120, 'random', 0.2, "
+            "now()) RETURNING id",
         ).split()[0]
     )
     model_a = f"(g::bigint * 7919 % {models})"
@@ -70,12 +72,12 @@ def fill(args: argparse.Namespace) -> None:
     INSERT INTO annotation_rater (pseudonym, imported_into_id, source_id, created_at)
       SELECT 'r-bench-' || g, {project}, 'source-' || g, now() FROM generate_series(0, {raters} - 1) g;
     INSERT INTO annotation_pair (project_id, external_id, prompt, response_a, response_b, model_a, model_b,
-        metadata, content_sha256, judgment_count, gold, created_at)
+        metadata, content_sha256, judgment_count, extra_judgments, left_out, gold, created_at)
       SELECT {project}, 'ext-' || g, 'Prompt ' || g,
              {markdown.format(0)} || repeat('word ', 20 + (g * 31) % 200),
              {markdown.format(1)} || repeat('term ', 20 + (g * 17) % 200),
              'model-' || lpad(({model_a})::text, 2, '0'), 'model-' || lpad(({model_b})::text, 2, '0'),
-             '{{}}', md5(g::text) || md5(g::text), 0, NULL, now()
+             '{{}}', md5(g::text) || md5(g::text), 0, 0, false, NULL, now()
       FROM generate_series(0, {pairs} - 1) g;
     """)  # fmt: skip
     first_pair, first_rater = first_ids(args, project)

@@ -90,12 +90,14 @@ def fill(args: argparse.Namespace, size: int, rater_ids: list[int]) -> tuple[int
     psql(
         args,
         "INSERT INTO annotation_pair (project_id, external_id, prompt, messages, response_a, response_b,"
-        " model_a, model_b, metadata, gold, content_sha256, judgment_count, created_at)"
+        " model_a, model_b, metadata, gold, content_sha256, judgment_count, extra_judgments, left_out,"
+        " created_at)"
         f" SELECT {p}, 'p' || i, 'Question ' || i || ': ' || repeat('why is the sky blue? ', 4), NULL,"
         " 'Answer A to ' || i || ': ' || repeat('light scatters off the air ', 6 + i % 5),"
         " 'Answer B to ' || i || ': ' || repeat('short waves scatter more ', 5 + i % 7),"
         " 'model-a', 'model-b', '{}'::jsonb, NULL, md5(i::text) || md5('" + str(p) + "'),"
-        f" CASE WHEN i % {JUDGED_EVERY} = 0 THEN 1 ELSE 0 END, now() FROM generate_series(1, {size}) i",
+        f" CASE WHEN i % {JUDGED_EVERY} = 0 THEN 1 ELSE 0 END, 0, false, now()"
+        f" FROM generate_series(1, {size}) i",
     )
     first_pair = int(psql(args, f"SELECT min(id) FROM annotation_pair WHERE project_id = {p}").strip())
     raters = "ARRAY[" + ",".join(map(str, rater_ids)) + "]::bigint[]"
