@@ -56,9 +56,6 @@ from django.db import migrations, models
 
 _0011 = import_module("annotation.migrations.0011_claim_waits_without_queueing")
 
-# How long a claim waits for the row of a pair another request holds (migrations 0005, 0009 and 0011).
-LOCK_WAIT = _0011.LOCK_WAIT
-
 # A regular pair the rater may be given: never served to them, a place free under its quota (so open).
 _CANDIDATE = """p.project_id = p_project AND p.gold IS NULL
                       -- OFFSET 0 keeps this a probe of (rater, pair)'s unique index for each candidate:
@@ -321,21 +318,7 @@ BEGIN
         ORDER BY p.judgment_count DESC, p.id
         LIMIT 1;
         EXIT WHEN candidate IS NULL;
-        -- Polled, never queued (migration 0011): this transaction may hold other raters' progress rows,
-        -- which the request holding the pair may be about to write.
-        wait_until := clock_timestamp() + interval '__LOCK_WAIT__';
-        LOOP
-            BEGIN
-                PERFORM 1 FROM annotation_pair p WHERE p.id = candidate FOR UPDATE NOWAIT;
-                EXIT;
-            EXCEPTION WHEN lock_not_available THEN
-                -- Held too long: claim nothing.
-                IF clock_timestamp() >= wait_until THEN
-                    RETURN;
-                END IF;
-            END;
-            PERFORM pg_sleep(0.005);
-        END LOOP;
+__POLLED_WAIT__
     END LOOP;
     RETURN;
 END;
@@ -352,7 +335,7 @@ for _name, _text in {
     "__LEVEL__": _probe(_LEVEL, _LEVEL_ORDER),
     "__TAKE__": _TAKE,
     "__CANDIDATE__": _CANDIDATE,
-    "__LOCK_WAIT__": LOCK_WAIT,
+    "__POLLED_WAIT__\n": _0011._POLLED_WAIT,  # the wait for a held pair: migration 0011's, unchanged
 }.items():
     CLAIM_SQL = CLAIM_SQL.replace(_name, _text)
 
