@@ -44,6 +44,7 @@ from rm_training.output import remove_leftovers
 from . import files
 from .models import DatasetSnapshot, RunStatus, SnapshotReason, TrainingRun
 from .services import snapshot_create, snapshot_human_agreement
+from .services.pair_scores import one_line
 
 logger = logging.getLogger("reward_models")
 
@@ -54,7 +55,6 @@ HISTORY_LIMIT = 1000
 WRITE_EVERY_SECONDS = 1.0
 # After SIGTERM, how long the trainer may take to reach its next step before it is killed.
 STOP_GRACE_SECONDS = 120
-ERROR_CHARS = 2000
 
 
 def run_training(run_id: int, *, worker: str | None = None) -> str:
@@ -72,7 +72,7 @@ def run_training(run_id: int, *, worker: str | None = None) -> str:
         return _finish(run_id, RunStatus.FAILED, error=str(error))
     except Exception as error:
         logger.exception("run %s failed", run_id)
-        return _finish(run_id, RunStatus.FAILED, error=_one_line(f"{type(error).__name__}: {error}"))
+        return _finish(run_id, RunStatus.FAILED, error=one_line(f"{type(error).__name__}: {error}"))
 
 
 def _claim(run_id: int, worker: str) -> TrainingRun | None:
@@ -312,7 +312,7 @@ def _failure(returncode: int, error: str | None, log_path: Path) -> str:
     ended for a fault of the trainer. Without one (killed by a signal, out of memory, a segfault), how it
     ended and the last line of its log."""
     if error is not None and returncode == progress.INPUT_ERROR_STATUS:
-        return _one_line(error)
+        return one_line(error)
     if returncode < 0:
         how = f"the trainer was killed by {signal.Signals(-returncode).name}"
         if returncode == -signal.SIGKILL:
@@ -322,10 +322,10 @@ def _failure(returncode: int, error: str | None, log_path: Path) -> str:
     else:
         how = f"the trainer exited with status {returncode}"
     if error is not None:
-        return _one_line(f"{how}: {error}")
+        return one_line(f"{how}: {error}")
     # The log's last line is context, not the cause (often a progress line): it is labelled as such.
     lines = [line.strip() for line in _tail(log_path).splitlines() if line.strip()]
-    return _one_line(f"{how}; the last line of its log: {lines[-1]}" if lines else how)
+    return one_line(f"{how}; the last line of its log: {lines[-1]}" if lines else how)
 
 
 def _tail(path: Path, size: int = 16_384) -> str:
@@ -349,10 +349,6 @@ def _finish(run_id: int, status: str, *, metrics: dict[str, Any] | None = None, 
     if running.update(status=RunStatus.CANCELLED, finished_at=now, error=""):
         return RunStatus.CANCELLED
     return TrainingRun.objects.filter(pk=run_id).values_list("status", flat=True).first() or status
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:ERROR_CHARS]
 
 
 def _stop_with_parent() -> None:

@@ -33,13 +33,14 @@ def training_runs(*, project: Project | None = None) -> QuerySet[TrainingRun, An
     return runs if project is None else runs.filter(project=project)
 
 
-def active_run_id(*, project: Project) -> int | None:
-    return ActiveModel.objects.filter(project=project).values_list("run_id", flat=True).first()
-
-
 def active_run(*, project: Project) -> tuple[int, str] | None:
     """(run id, the reason it was activated without a held-out evaluation, or "") of the project's model."""
     return ActiveModel.objects.filter(project=project).values_list("run_id", "forced_reason").first()
+
+
+def active_run_id(*, project: Project) -> int | None:
+    active = active_run(project=project)
+    return active[0] if active is not None else None
 
 
 # The review queue

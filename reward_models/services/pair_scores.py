@@ -42,6 +42,17 @@ IN_FLIGHT = (ScoringStatus.QUEUED, ScoringStatus.RUNNING)
 ERROR_CHARS = 2000
 
 
+def one_line(text: str) -> str:
+    """An error as a row stores it: one line, at most ERROR_CHARS (runs, scorings, priority rounds)."""
+    return " ".join(text.split())[:ERROR_CHARS]
+
+
+def failure_line(error: Exception) -> str:
+    """one_line of what a failed job says: a service error's own sentence, else the exception's type and
+    text."""
+    return one_line(str(getattr(error, "detail", None) or f"{type(error).__name__}: {error}"))
+
+
 def probability(reward_difference: float) -> float:
     """sigmoid(reward_difference), without overflow for large differences."""
     if reward_difference >= 0:
@@ -174,8 +185,7 @@ def pair_scoring_execute(job_id: int) -> str:
         pair_scores_compute(run=job.run, progress=progress)
     except Exception as error:  # any failure is the scoring's outcome, shown on the queue's page
         logger.exception("scoring %s failed", job_id)
-        message = getattr(error, "detail", None) or f"{type(error).__name__}: {error}"
-        _end(job_id, ScoringStatus.FAILED, error=" ".join(str(message).split())[:ERROR_CHARS])
+        _end(job_id, ScoringStatus.FAILED, error=failure_line(error))
         return ScoringStatus.FAILED
     _end(job_id, ScoringStatus.SUCCEEDED)
     return ScoringStatus.SUCCEEDED

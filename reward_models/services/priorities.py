@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -35,16 +34,16 @@ from web.statelog import StateLog
 
 from ..models import PairScore, PriorityRound, PriorityStatus, TrainingRun
 from ..selectors import active_run_id
-from .pair_scores import ERROR_CHARS, pair_scores_compute
+from .pair_scores import STALE_AFTER, failure_line, pair_scores_compute
 
 logger = logging.getLogger("reward_models")
 _broker = StateLog(logger)
 
-# A running round whose row has not moved for this long is lost (its worker died): the row moves with every
-# batch of pairs scored. A queued one as old is lost only when the training queue holds no message at all
-# (its message was dropped): a round waiting behind an hours-long training run is not, and is not sent
-# again every quarter of an hour. The next refresh starts another in place of a lost one.
-STALE_AFTER = timedelta(minutes=15)
+# A running round whose row has not moved for STALE_AFTER (the scorings' rule) is lost (its worker died):
+# the row moves with every batch of pairs scored. A queued one as old is lost only when the training queue
+# holds no message at all (its message was dropped): a round waiting behind an hours-long training run is
+# not, and is not sent again every quarter of an hour. The next refresh starts another in place of a lost
+# one.
 IN_FLIGHT = (PriorityStatus.QUEUED, PriorityStatus.RUNNING)
 # The project's row lock (priorities_refresh, _write) is FOR NO KEY UPDATE, never FOR UPDATE: every row
 # inserted that references the project (an assignment, a judgment, a counter) takes KEY SHARE on it, which
@@ -190,8 +189,7 @@ def priority_round_execute(round_id: int, *, report: Callable[[int, int], None] 
         pair_scores_compute(run=run, pairs=_to_write(project, replacing=replacing), progress=progress)
         return _write(round_id, project=project, run=run)
     except Exception as error:  # any failure is the round's outcome, shown on the dashboard
-        message = getattr(error, "detail", None) or f"{type(error).__name__}: {error}"
-        message = " ".join(str(message).split())[:ERROR_CHARS]
+        message = failure_line(error)
         if isinstance(error, ServiceError):  # a stated reason (the model does not load): no traceback
             logger.warning("priority round %s failed: %s", round_id, message)
         else:
