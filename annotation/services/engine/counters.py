@@ -303,7 +303,8 @@ def counters_recount(*, project: Project) -> Recount:
         cursor.execute(_RECOUNT_PAIRS, [quota, project.pk])
         counted_pairs = list(cursor.fetchone())
         cursor.execute(_RECOUNT_PROGRESS, [project.pk, project.pk, project.pk, quota])
-        counted_progress = {(r, d, f) for r, _, d, f in cursor.fetchall() if d or f}
+        recounted = cursor.fetchall()  # stored as read: the count runs once under the lock
+        counted_progress = {(r, d, f) for r, _, d, f in recounted if d or f}
         cursor.execute("DELETE FROM annotation_projectcounter WHERE project_id = %s", [project.pk])
         cursor.execute("DELETE FROM annotation_raterprogress WHERE project_id = %s", [project.pk])
         cursor.execute(
@@ -312,11 +313,12 @@ def counters_recount(*, project: Project) -> Recount:
             " VALUES (%s, 0, %s, %s, %s, %s)",
             [project.pk, *counted_pairs, version + 1],
         )
-        cursor.execute(
-            "INSERT INTO annotation_raterprogress (rater_id, project_id, done, finished)"
-            f" SELECT rater_id, project_id, done, finished FROM ({_RECOUNT_PROGRESS}) counts",
-            [project.pk, project.pk, project.pk, quota],
-        )
+        if recounted:
+            cursor.executemany(
+                "INSERT INTO annotation_raterprogress (rater_id, project_id, done, finished)"
+                " VALUES (%s, %s, %s, %s)",
+                recounted,
+            )
     repaired = [int(v) for v in stored_pairs] != [int(v) for v in counted_pairs] or {
         tuple(map(int, row)) for row in stored_progress
     } != {tuple(map(int, row)) for row in counted_progress}
