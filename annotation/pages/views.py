@@ -285,6 +285,7 @@ def correct(request: HttpRequest, slug: str, judgment_id: int) -> HttpResponse:
     judgment = (
         selectors.rater_judgments(project=project, user=request.user)
         .select_related("assignment__pair")
+        .prefetch_related(None)  # the page shows no revision: the list's prefetch would be a wasted query
         .filter(pk=judgment_id)
         .first()
     )

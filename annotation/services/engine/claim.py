@@ -50,6 +50,7 @@ class Draws:
 
 
 _SYSTEM_RANDOM = random.SystemRandom()
+_UNUSED_DRAWS = Draws(arm=1.0, seed=0.0)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def claim(
         if not gold and project.selection_in_effect == Selection.UNCERTAINTY
         else None
     )
-    draws = draws or Draws.fresh()
+    # The draws are read under uncertainty selection only: no randomness spent on the default order.
+    draws = draws or (Draws.fresh() if epsilon is not None else _UNUSED_DRAWS)
     if connection.vendor == "postgresql":
         return _claim_in_postgresql(
             project=project, rater=rater, now=now, gold=gold, epsilon=epsilon, draws=draws
