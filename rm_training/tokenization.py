@@ -417,10 +417,11 @@ class PairEncoder:
         )
 
     def encode_pairs(self, comparisons: Sequence[Comparison]) -> list[EncodedPair]:
+        # One call for both sides: each prompt (or conversation history) is tokenized once, not twice.
         prompts = [c.conversation for c in comparisons]
-        chosen = self.encode(prompts, [c.chosen for c in comparisons])
-        rejected = self.encode(prompts, [c.rejected for c in comparisons])
-        return [EncodedPair(c, ch, rj) for c, ch, rj in zip(comparisons, chosen, rejected, strict=True)]
+        sides = self.encode(prompts * 2, [c.chosen for c in comparisons] + [c.rejected for c in comparisons])
+        n = len(comparisons)
+        return [EncodedPair(c, ch, rj) for c, ch, rj in zip(comparisons, sides[:n], sides[n:], strict=True)]
 
     def pad(self, sequences: Sequence[EncodedSequence]) -> dict[str, torch.Tensor]:
         """Right-pad to the longest sequence given (dynamic padding), as model inputs."""
