@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.db import connection
 from django.db.models import Q, QuerySet
@@ -27,6 +28,8 @@ from rm_training.jsonl import finite_or_none
 from web.cache import cache_get, cache_set
 
 from .exports import ExportFilter
+
+T = TypeVar("T")
 
 CACHE_VERSION = 2
 CACHE_SECONDS = 7 * 24 * 3600  # one key per project and filters, overwritten when the fingerprint changes
@@ -205,16 +208,29 @@ def project_agreement(project: Project, *, filters: ExportFilter | None = None) 
     otherwise computed (three more) and cached. ``filters``: the export's, so a dataset snapshot's human
     agreement is computed on exactly the judgments it exported."""
     filters = filters or ExportFilter()
-    key = cache_key(project, filters)
+    # A since / until window is usually asked once (a snapshot, an ad-hoc look): a short life.
+    windowed = filters.since is not None or filters.until is not None
+    return cached_on_fingerprint(
+        cache_key(project, filters),
+        project,
+        lambda state: compute_agreement(project, filters=filters, counts=state[1]),
+        WINDOW_CACHE_SECONDS if windowed else CACHE_SECONDS,
+    )
+
+
+def cached_on_fingerprint(
+    key: str, project: Project, compute: Callable[[tuple[Any, ...]], T], seconds: int
+) -> T:
+    """compute(the project's fingerprint), from the cache while the fingerprint is the one stored with it
+    (one query), else computed and stored with it for ``seconds``: the agreement report's, the arms' and
+    the leaderboard's cache."""
     state = fingerprint(project)
     cached = cache_get(key)
     if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == state:
-        return cast(AgreementReport, cached[1])
-    report = compute_agreement(project, filters=filters, counts=state[1])
-    # A since / until window is usually asked once (a snapshot, an ad-hoc look): a short life.
-    windowed = filters.since is not None or filters.until is not None
-    cache_set(key, (state, report), WINDOW_CACHE_SECONDS if windowed else CACHE_SECONDS)
-    return report
+        return cast(T, cached[1])
+    value = compute(state)
+    cache_set(key, (state, value), seconds)
+    return value
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,11 @@ annotation.selectors.agreement on each arm's judgments (no second statistics), c
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any
 
 from django.db.models import Q
 
 from annotation.models import Arm, Project
-from web.cache import cache_get, cache_set
 
 from .agreement import (
     CACHE_SECONDS,
@@ -17,7 +16,7 @@ from .agreement import (
     AgreementReport,
     AgreementRows,
     RaterName,
-    fingerprint,
+    cached_on_fingerprint,
     read_judgment_columns,
     read_pair_columns,
     report_from_rows,
@@ -42,19 +41,18 @@ def arm_agreement(project: Project) -> dict[str, AgreementReport]:
     from annotation.agreement.statistics import dense_index  # numpy: only when a page is drawn
 
     key = f"agreement-arms:v{CACHE_VERSION}:{project.pk}"
-    state = fingerprint(project)
-    cached = cache_get(key)
-    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == state:
-        return cast(dict[str, AgreementReport], cached[1])
-    filters = ExportFilter()
-    pairs = read_pair_columns(project)
-    reports = {}
-    for arm, condition in ARMS:
-        judgments = read_judgment_columns(project, filters, where=condition & Q(pair__gold__isnull=True))
-        unnamed: dict[int, RaterName] = {
-            int(rater): RaterName("", "") for rater in dense_index(judgments[:, 1])[0].tolist()
-        }
-        rows = AgreementRows(judgments=judgments, pairs=pairs, raters=unnamed, counts=state[1])
-        reports[arm] = report_from_rows(project, filters=filters, rows=rows)
-    cache_set(key, (state, reports), CACHE_SECONDS)
-    return reports
+
+    def compute(state: tuple[Any, ...]) -> dict[str, AgreementReport]:
+        filters = ExportFilter()
+        pairs = read_pair_columns(project)
+        reports = {}
+        for arm, condition in ARMS:
+            judgments = read_judgment_columns(project, filters, where=condition & Q(pair__gold__isnull=True))
+            unnamed: dict[int, RaterName] = {
+                int(rater): RaterName("", "") for rater in dense_index(judgments[:, 1])[0].tolist()
+            }
+            rows = AgreementRows(judgments=judgments, pairs=pairs, raters=unnamed, counts=state[1])
+            reports[arm] = report_from_rows(project, filters=filters, rows=rows)
+        return reports
+
+    return cached_on_fingerprint(key, project, compute, CACHE_SECONDS)

@@ -21,7 +21,6 @@ from django.utils import timezone
 
 from annotation.models import Judgment, Pair, Project, Rater
 from rm_training.jsonl import finite_or_none
-from web.cache import cache_get, cache_set
 from web.errors import Invalid
 
 from .agreement import (
@@ -29,7 +28,7 @@ from .agreement import (
     CACHE_SECONDS,
     WINDOW_CACHE_SECONDS,
     _filters_dict,
-    fingerprint,
+    cached_on_fingerprint,
     project_agreement,
     read_int_columns,
 )
@@ -163,16 +162,14 @@ def project_leaderboard(
     one query), otherwise computed and cached. Raises Invalid for a reference that is not a model."""
     filters = filters or ExportFilter()
     options = options or LeaderboardOptions()
-    key = cache_key(project, filters, options)
-    state = fingerprint(project)
-    cached = cache_get(key)
-    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == state:
-        return cast(LeaderboardReport, cached[1])
-    report = compute_leaderboard(project, filters=filters, options=options)
     # Windows and other options than the page's are usually asked once: a short life.
     usual = filters == ExportFilter() and options in (LeaderboardOptions(), LeaderboardOptions(style=False))
-    cache_set(key, (state, report), CACHE_SECONDS if usual else WINDOW_CACHE_SECONDS)
-    return report
+    return cached_on_fingerprint(
+        cache_key(project, filters, options),
+        project,
+        lambda _: compute_leaderboard(project, filters=filters, options=options),
+        CACHE_SECONDS if usual else WINDOW_CACHE_SECONDS,
+    )
 
 
 def compute_leaderboard(
