@@ -63,7 +63,8 @@ def database_url(args: argparse.Namespace) -> str:
     return f"postgres://{args.pg_user}@{args.pg_host}:{args.pg_port}/{args.db}"
 
 
-def recreate_database(args: argparse.Namespace) -> None:
+def drop_database(args: argparse.Namespace, *, create: bool = False) -> None:
+    """Drop the bench database (a name starting with pairwise_bench only), and create it anew if asked."""
     import psycopg
 
     if not args.db.startswith("pairwise_bench"):
@@ -72,7 +73,19 @@ def recreate_database(args: argparse.Namespace) -> None:
         host=args.pg_host, port=args.pg_port, user=args.pg_user, dbname="postgres", autocommit=True
     ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{args.db}"')
+        if create:
+            conn.execute(f'CREATE DATABASE "{args.db}"')
+
+
+def recreate_database(args: argparse.Namespace) -> None:
+    drop_database(args, create=True)
+
+
+def timed(function, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """function(*args, **kwargs) and the seconds it took."""
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
 
 
 def psql(args: argparse.Namespace, sql: str, *, output: int | None = None) -> str:

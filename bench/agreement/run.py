@@ -38,6 +38,7 @@ from common import (
     psql,
     recreate_database,
     setup_django,
+    timed,
 )
 
 
@@ -99,12 +100,6 @@ def fill(args: argparse.Namespace) -> None:
       WHERE p.id = c.pair_id;
     """)  # fmt: skip
     psql(args, "VACUUM ANALYZE")  # not in the transaction of a multi-statement -c
-
-
-def timed(function, *args, **kwargs):
-    started = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - started
 
 
 def references(rows, project, figures) -> dict[str, float]:

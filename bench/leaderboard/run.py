@@ -27,7 +27,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,6 +39,7 @@ from common import (
     psql,
     recreate_database,
     setup_django,
+    timed,
 )
 
 
@@ -101,12 +101,6 @@ def fill(args: argparse.Namespace) -> None:
       WHERE p.id = c.pair_id;
     """)  # fmt: skip
     psql(args, "VACUUM ANALYZE")
-
-
-def timed(function, *args, **kwargs):
-    started = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - started
 
 
 def reference_fit(battles, board, rounds: int) -> float:

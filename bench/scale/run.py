@@ -35,6 +35,7 @@ from common import (
     add_database_options,
     bench_env,
     database_url,
+    drop_database,
     gunicorn,
     psql,
     recreate_database,
@@ -395,12 +396,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        import psycopg
-
-        with psycopg.connect(
-            host=args.pg_host, port=args.pg_port, user=args.pg_user, dbname="postgres", autocommit=True
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        drop_database(args)
 
 
 if __name__ == "__main__":
