@@ -40,6 +40,13 @@ class IpwEstimate:
     effective_pairs: float
 
 
+def effective_count(weights: Sequence[float]) -> float:
+    """Kish's effective number of units, (sum w)^2 / sum w^2: how many equally weighted units the weights
+    are worth (0 for none)."""
+    squares = sum(w * w for w in weights)
+    return sum(weights) ** 2 / squares if squares else 0.0
+
+
 def draws_weight(propensities: Sequence[float | None]) -> float:
     """A pair's weight in the estimate: the sum of 1/p over its judgments that have a propensity, each
     judgment one draw of the pair by the selection rule (Hansen-Hurwitz: a pair chosen twice stands for
@@ -69,5 +76,5 @@ def ipw_mean(values: Sequence[float], weights: Sequence[float]) -> IpwEstimate |
         estimate=estimate,
         standard_error=error,
         pairs=n,
-        effective_pairs=total**2 / sum(w * w for _, w in units),
+        effective_pairs=effective_count([w for _, w in units]),
     )

@@ -92,6 +92,7 @@ from .model import (
 )
 from .model_card import write_model_card
 from .output import check_output_dir, written_whole
+from .propensity import effective_count
 from .throughput import model_flops_utilisation, peak_memory_bytes
 from .tokenization import Batch, EncodedPair, PairEncoder, length_grouped_batches, pair_targets
 from .votes import ipw_factor
@@ -476,7 +477,7 @@ def _report_ipw(comparisons: Sequence[Comparison]) -> None:
     leave the run as noisy as training on a few pairs."""
     weights = [c.weight for c in comparisons]
     weighted = sum(bool(c.propensities) for c in comparisons)
-    effective = sum(weights) ** 2 / sum(w * w for w in weights) if weights else 0.0
+    effective = effective_count(weights)
     logger.info(
         "ipw: %d of %d training pair(s) have propensities; weights from %.3g to %.3g, worth %.1f equally "
         "weighted pair(s)",
