@@ -17,7 +17,7 @@ from annotation.models import Assignment, AssignmentStatus, Membership, Project,
 from web import usernames
 from web.errors import Invalid, NotFound
 
-from .engine.counters import pair_open, rater_finished_add
+from .engine.counters import assignments_expired
 
 
 def rater_get_or_create(*, user: Any) -> Rater:
@@ -119,12 +119,12 @@ def project_rater_remove(*, project: Project, username: str, now: datetime | Non
             project=project, rater__user__username__iexact=username, status=AssignmentStatus.ACTIVE
         )
         .select_related("pair")
-        .only("rater_id", "pair__gold", "pair__judgment_count", "pair__extra_judgments")
+        .only("rater_id", "project_id", "pair__gold", "pair__judgment_count", "pair__extra_judgments")
         .select_for_update(of=("self", "pair"))
     )
+    Assignment.objects.filter(pk__in=[a.pk for a in held]).update(
+        status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now()
+    )
     for assignment in held:
-        Assignment.objects.filter(pk=assignment.pk).update(
-            status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now()
-        )
-        if pair_open(assignment.pair, project):
-            rater_finished_add(project_id=project.pk, rater_id=assignment.rater_id)
+        assignment.project = project
+    assignments_expired(held)

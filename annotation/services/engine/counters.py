@@ -27,6 +27,7 @@ a pair, whose wait for a pair another request holds therefore polls instead of q
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -175,6 +176,18 @@ def finished_cte(*, project_id: int, rater_id: int) -> tuple[str, list[Any]]:
 def rater_finished_add(*, project_id: int, rater_id: int, n: int = 1) -> None:
     """Count n more finished open pairs for a rater (an assignment on an open pair expired)."""
     progress_add(project_id=project_id, rows=[(rater_id, 0, n)])
+
+
+def assignments_expired(assignments: Iterable[Any]) -> None:
+    """Count the assignments just closed as expired (their pair and project loaded, read under the pairs'
+    row locks): each on an open pair is one more finished open pair for its rater; one statement per
+    project, its rows in rater order."""
+    finished: dict[int, Counter[int]] = {}
+    for assignment in assignments:
+        if pair_open(assignment.pair, assignment.project):
+            finished.setdefault(assignment.project_id, Counter())[assignment.rater_id] += 1
+    for project_id in sorted(finished):
+        progress_add(project_id=project_id, rows=[(r, 0, n) for r, n in finished[project_id].items()])
 
 
 def pairs_added(*, project_id: int, regular: int, gold: int) -> None:

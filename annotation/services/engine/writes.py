@@ -4,7 +4,6 @@ stale leases. Each starts by reading the caller's assignment with its rows locke
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +25,14 @@ from annotation.selectors import can_rate_sql
 from web.errors import Conflict, Forbidden, NotFound
 
 from .claim import model_from_row, select_columns
-from .counters import JudgmentCounters, finished_cte, judgment_counters, pair_open, rater_finished_add
+from .counters import (
+    JudgmentCounters,
+    assignments_expired,
+    finished_cte,
+    judgment_counters,
+    pair_open,
+    rater_finished_add,
+)
 from .rules import judgment_check
 from .serving import Served, next_for, with_progress
 
@@ -307,9 +313,5 @@ def leases_expire(*, now: datetime | None = None) -> int:
         Assignment.objects.filter(pk__in=[assignment.pk for assignment in expired]).update(
             status=AssignmentStatus.EXPIRED, finished_at=now
         )
-        finished: Counter[tuple[int, int]] = Counter(
-            (a.project_id, a.rater_id) for a in expired if pair_open(a.pair, a.project)
-        )
-        for (project_id, rater_id), n in sorted(finished.items(), key=lambda item: (item[0][1], item[0][0])):
-            rater_finished_add(project_id=project_id, rater_id=rater_id, n=n)
+        assignments_expired(expired)
     return len(expired)
