@@ -242,16 +242,20 @@ def agreement_figures(
     with their majority) are over the regular pairs.
     """
     n_pairs, n_raters = len(data.pair_longer), data.n_raters
-    inter = data.keep(data.pair_gold[data.pair] < 0)  # the judgments on regular pairs
+    regular = data.pair_gold[data.pair] < 0
+    inter = data if regular.all() else data.keep(regular)  # the judgments on regular pairs
     counts = count_table(inter.pair, inter.choice, n_pairs, 3)
     per_pair = counts.sum(axis=1)
     on_shared = per_pair[inter.pair] >= 2
-    percent = percent_agreement(counts)
-    intervals = bootstrap_intervals(counts, n_boot=n_boot, seed=seed)
+    # The pooled figures read only the pairs with two or more judgments (the others carry no agreement):
+    # taken once here, not by each figure from every judged pair.
+    rated = counts[per_pair >= 2]
+    percent = percent_agreement(rated)
+    intervals = bootstrap_intervals(rated, n_boot=n_boot, seed=seed)
     low, high = intervals["percent_agreement"]
     # The ceiling is read beside a reward model's accuracy against decisive judgments (ties cannot be
     # predicted), so it comes from the agreement among decisive judgments: rm_training's rater_agreement.
-    decisive_counts = counts[:, :TIE]
+    decisive_counts = rated[:, :TIE]
     decisive_percent = percent_agreement(decisive_counts)
     decisive_low, decisive_high = bootstrap_intervals(decisive_counts, n_boot=n_boot, seed=seed)[
         "percent_agreement"
@@ -270,7 +274,9 @@ def agreement_figures(
         ordinal = krippendorff_alpha(ordinal_counts, "ordinal")
         ordinal_judgments = int(_rated(ordinal_counts).sum())
 
-    first, second = judgment_pairs(inter.pair)
+    # Two judgments of one pair exist only on shared pairs.
+    shared = np.flatnonzero(on_shared)
+    first, second = (shared[side] for side in judgment_pairs(inter.pair[shared]))
     *_, kappas = cohen_kappas(
         inter.pair, inter.rater, inter.choice, min_shared=min_shared, pairs=(first, second)
     )
@@ -284,8 +290,12 @@ def agreement_figures(
     pair_agreeing = np.bincount(inter.rater[first], agree, minlength=n_raters) + np.bincount(
         inter.rater[second], agree, minlength=n_raters
     )
-    # Leave-one-out: the others' votes on the pair, and their strict majority if there is one.
-    majority = strict_majority(counts[inter.pair] - np.eye(3, dtype=np.int64)[inter.choice])
+    # Leave-one-out: the others' votes on the pair, and their strict majority if there is one (none on a
+    # pair judged once).
+    majority = np.full(len(inter.pair), -1)
+    majority[shared] = strict_majority(
+        counts[inter.pair[shared]] - np.eye(3, dtype=np.int64)[inter.choice[shared]]
+    )
     has_majority = majority >= 0
     with_majority = np.bincount(inter.rater[has_majority], minlength=n_raters)
     majority_agreeing = np.bincount(
@@ -358,8 +368,8 @@ def agreement_figures(
         cohen_kappa=float(finite_kappas.mean()) if len(finite_kappas) else math.nan,
         cohen_kappa_rater_pairs=len(kappas),
         cohen_kappa_defined_pairs=len(finite_kappas),
-        fleiss_kappa=fleiss_kappa(counts),
-        krippendorff_alpha=krippendorff_alpha(counts),
+        fleiss_kappa=fleiss_kappa(rated),
+        krippendorff_alpha=krippendorff_alpha(rated),
         krippendorff_alpha_interval=intervals["krippendorff_alpha"],
         krippendorff_alpha_ordinal=ordinal,
         krippendorff_alpha_ordinal_judgments=ordinal_judgments,
