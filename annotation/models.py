@@ -354,12 +354,15 @@ class Pair(models.Model):
                 condition=Q(extra_judgments__gt=0, gold__isnull=True),
                 name="pair_raised",
             ),
-            # The claim's probes walk it in order; longer and gold ride along so that the agreement report
-            # reads its judged pairs (judgment_count > 0) from the index alone, not the wide pair rows.
+            # The claim's probes walk it in order.
+            models.Index(fields=["project", "judgment_count", "id"], name="pair_engine_order"),
+            # A project's gold pairs (few) without a walk of the others: the agreement report's gold
+            # answers, the claim's gold probe, the rule that serves gold only when there is some.
             models.Index(
-                fields=["project", "judgment_count", "id"],
-                include=["longer", "gold"],
-                name="pair_engine_order",
+                fields=["project", "id"],
+                include=["gold"],
+                condition=Q(gold__isnull=False),
+                name="pair_gold",
             ),
             # (And on PostgreSQL only, made by migration 0014 beside pairwise_claim, whose probes walk it:
             # pair_uncertainty_order, (project, judgment_count, priority DESC NULLS LAST, id) WHERE gold IS
@@ -491,6 +494,10 @@ class Judgment(models.Model):
         help_text="Reported by the browser.",
     )
     created_at = models.DateTimeField()
+    # Which of the pair's responses is longer (Pair.longer: 0 A, 1 B, -1 as long), copied when the judgment
+    # is written (a judged pair's texts never change): the agreement report's length figures come with the
+    # judgments' rows, without a read of the judged pairs.
+    pair_longer = models.SmallIntegerField(editable=False)
 
     class Meta:
         ordering = ["id"]

@@ -42,7 +42,7 @@ _CHOICE_CODE = "CASE {0} WHEN 'a' THEN 0 WHEN 'b' THEN 1 WHEN 'tie' THEN 2 ELSE 
 _SIDE_CODE = "CASE {0} WHEN 'a' THEN 0 WHEN 'b' THEN 1 ELSE -1 END"
 # Days since 1970-01-01 in UTC (PostgreSQL stores timestamptz; SQLite text in UTC).
 _DAY = {
-    "postgresql": "floor(extract(epoch FROM {0}) / 86400)",
+    "postgresql": "({0} AT TIME ZONE 'UTC')::date - date '1970-01-01'",
     "sqlite": "CAST(julianday({0}) - 2440587.5 AS INTEGER)",
 }
 _PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -237,23 +237,22 @@ def cached_on_fingerprint(
 class AgreementRows:
     """What the figures are computed from: three statements' worth of rows."""
 
-    judgments: Any  # int64 array (judgments, 7): see read_judgment_columns
-    pairs: Any  # int64 array (judged pairs, 4): see read_pair_columns
+    judgments: Any  # int64 array (judgments, 8): see read_judgment_columns
+    gold: Any  # int64 array (gold pairs, 2): see read_gold_columns
     raters: dict[int, RaterName]  # by rater id
     counts: PairCounts
 
 
 def read_rows(project: Project, filters: ExportFilter, *, counts: PairCounts | None = None) -> AgreementRows:
-    """The rows the figures need, in three statements (judgments, judged pairs, the raters' names), and
+    """The rows the figures need, in three statements (judgments, gold pairs, the raters' names), and
     the pair counts (the fingerprint's, or one more statement)."""
     from annotation.agreement.statistics import dense_index
 
     judgments = read_judgment_columns(project, filters)
-    pairs = read_pair_columns(project)
     rater_ids = dense_index(judgments[:, 1])[0].tolist()
     return AgreementRows(
         judgments=judgments,
-        pairs=pairs,
+        gold=read_gold_columns(project),
         raters=_rater_names(project, rater_ids),
         counts=counts or pair_counts(project),
     )
@@ -273,18 +272,15 @@ def report_from_rows(project: Project, *, filters: ExportFilter, rows: Agreement
     from annotation.agreement.report import JudgmentArrays, agreement_figures
     from annotation.agreement.statistics import dense_index
 
-    pair_ids, longer, gold, judgment_count = rows.pairs.T
-    order = np.argsort(pair_ids)
-    pair_ids, longer, gold, judgment_count = (c[order] for c in (pair_ids, longer, gold, judgment_count))
-    j_pair, j_rater, choice, strength, shown_left, time_ms, day = rows.judgments.T
-    pair_index = np.searchsorted(pair_ids, j_pair)
-    # A pair deleted between the two statements takes its judgments with it: drop those rows.
-    known = pair_index < len(pair_ids)
-    known[known] = pair_ids[pair_index[known]] == j_pair[known]
-    if not known.all():
-        pair_index, j_rater, choice, strength, shown_left, time_ms, day = (
-            c[known] for c in (pair_index, j_rater, choice, strength, shown_left, time_ms, day)
-        )
+    j_pair, j_rater, choice, strength, shown_left, time_ms, day, j_longer = rows.judgments.T
+    pair_ids, pair_index = dense_index(j_pair)
+    longer = np.empty(len(pair_ids), dtype=np.int64)
+    longer[pair_index] = j_longer
+    gold = np.full(len(pair_ids), -1, dtype=np.int64)
+    gold_at = np.searchsorted(pair_ids, rows.gold[:, 0])
+    judged = gold_at < len(pair_ids)
+    judged[judged] = pair_ids[gold_at[judged]] == rows.gold[judged, 0]
+    gold[gold_at[judged]] = rows.gold[judged, 1]
     rater_ids, rater_index = dense_index(j_rater)
     data = JudgmentArrays(
         pair=pair_index,
@@ -327,10 +323,17 @@ def report_from_rows(project: Project, *, filters: ExportFilter, rows: Agreement
 def read_judgment_columns(project: Project, filters: ExportFilter, *, where: Q | None = None) -> Any:
     """One row per judgment in the window (and meeting ``where``, a condition on judgments): pair id,
     rater id, choice code, strength (0: none), side shown left (-1: unknown), time on task (-1: unknown),
-    day since 1970-01-01."""
+    day since 1970-01-01, the pair's longer response (Judgment.pair_longer: 0 a, 1 b, -1 as long)."""
     rows = Judgment.objects.filter(project=project).filter(filters.window(), where or Q()).order_by()
     queryset = rows.values_list(
-        "pair_id", "rater_id", "choice", "strength", "shown_left", "time_on_task_ms", "created_at"
+        "pair_id",
+        "rater_id",
+        "choice",
+        "strength",
+        "shown_left",
+        "time_on_task_ms",
+        "created_at",
+        "pair_longer",
     )
     columns = [
         "t.pair_id",
@@ -340,21 +343,17 @@ def read_judgment_columns(project: Project, filters: ExportFilter, *, where: Q |
         _SIDE_CODE.format("t.shown_left"),
         "COALESCE(t.time_on_task_ms, -1)",
         _DAY[connection.vendor].format("t.created_at"),
+        "t.pair_longer",
     ]
     return read_int_columns(queryset, columns)
 
 
-def read_pair_columns(project: Project) -> Any:
-    """One row per judged pair of the project (the figures need no other): id, the longer response
-    (Pair.longer: 0 a, 1 b, -1 as long), gold code (-1: none), judgment count. An index-only scan of the
-    engine's index (which includes longer and gold), not a read of the pair table."""
+def read_gold_columns(project: Project) -> Any:
+    """One row per gold pair of the project (few; found by the pair_gold index): id, gold code."""
     queryset = (
-        Pair.objects.filter(project=project, judgment_count__gt=0)
-        .order_by()
-        .values_list("id", "longer", "gold", "judgment_count")
+        Pair.objects.filter(project=project, gold__isnull=False).order_by("id").values_list("id", "gold")
     )
-    columns = ["t.id", "t.longer", _CHOICE_CODE.format("t.gold"), "t.judgment_count"]
-    return read_int_columns(queryset, columns)
+    return read_int_columns(queryset, ["t.id", _CHOICE_CODE.format("t.gold")])
 
 
 def read_int_columns(queryset: QuerySet[Any, Any], columns: list[str], *, copy: bool | None = None) -> Any:

@@ -17,8 +17,8 @@ from .agreement import (
     AgreementRows,
     RaterName,
     cached_on_fingerprint,
+    read_gold_columns,
     read_judgment_columns,
-    read_pair_columns,
     report_from_rows,
 )
 from .exports import ExportFilter
@@ -35,23 +35,26 @@ ARMS: tuple[tuple[str, Q], ...] = (
 
 def arm_agreement(project: Project) -> dict[str, AgreementReport]:
     """The agreement report of each arm's judgments on regular pairs, by arm ("uncertainty", "random",
-    "default"), from the cache while no judgment or pair changed (one query), otherwise computed (a pair
-    statement and one judgment statement per arm) and cached. The reports carry no rater names: the page
-    shows no per-rater row per arm."""
+    "default"), from the cache while no judgment or pair changed (one query), otherwise computed (the gold
+    pairs' statement and one judgment statement per arm) and cached. The reports carry no rater names:
+    the page shows no per-rater row per arm."""
     from annotation.agreement.statistics import dense_index  # numpy: only when a page is drawn
 
     key = f"agreement-arms:v{CACHE_VERSION}:{project.pk}"
 
     def compute(state: tuple[Any, ...]) -> dict[str, AgreementReport]:
+        import numpy as np
+
         filters = ExportFilter()
-        pairs = read_pair_columns(project)
+        gold = read_gold_columns(project)
         reports = {}
         for arm, condition in ARMS:
-            judgments = read_judgment_columns(project, filters, where=condition & Q(pair__gold__isnull=True))
+            judgments = read_judgment_columns(project, filters, where=condition)
+            judgments = judgments[~np.isin(judgments[:, 0], gold[:, 0])]
             unnamed: dict[int, RaterName] = {
                 int(rater): RaterName("", "") for rater in dense_index(judgments[:, 1])[0].tolist()
             }
-            rows = AgreementRows(judgments=judgments, pairs=pairs, raters=unnamed, counts=state[1])
+            rows = AgreementRows(judgments=judgments, gold=gold, raters=unnamed, counts=state[1])
             reports[arm] = report_from_rows(project, filters=filters, rows=rows)
         return reports
 

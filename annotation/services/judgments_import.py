@@ -150,11 +150,13 @@ def _reference_errors(project: Project, indexed: list[tuple[int, dict[str, Any]]
 
 
 def _store(project: Project, items: list[dict[str, Any]], now: datetime) -> JudgmentImportResult:
-    pair_ids = dict(
-        Pair.objects.filter(project=project, external_id__in={i["pair"] for i in items}).values_list(
-            "external_id", "pk"
-        )
-    )
+    pairs = {
+        external_id: (pk, longer)
+        for external_id, pk, longer in Pair.objects.filter(
+            project=project, external_id__in={i["pair"] for i in items}
+        ).values_list("external_id", "pk", "longer")
+    }
+    pair_ids = {external_id: pk for external_id, (pk, _) in pairs.items()}
     # Lock order everywhere: pairs first (in id order, so two imports never deadlock), as the engine does.
     list(Pair.objects.select_for_update().filter(pk__in=pair_ids.values()).order_by("pk").values_list("pk"))
     # The pairs' new judgment counts may close them: counted out now, in again below.
@@ -170,7 +172,8 @@ def _store(project: Project, items: list[dict[str, Any]], now: datetime) -> Judg
         [
             Judgment(
                 project=project,
-                pair_id=pair_ids[item["pair"]],
+                pair_id=pairs[item["pair"]][0],
+                pair_longer=pairs[item["pair"]][1],
                 rater_id=known[item["rater"]],
                 choice=item["choice"],
                 strength=item.get("strength"),

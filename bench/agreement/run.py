@@ -5,8 +5,8 @@ One run: recreate a PostgreSQL database, migrate, fill one project with bulk SQL
 judgments on 300,000 pairs by 200 raters, with ties, strength, sides, times and 1% gold pairs; each pair's
 raters agree with a per-pair truth about 72% of the time), then in this process, after one warm-up read:
 
-- read: annotation.selectors.agreement.read_rows (three statements: judgments and pairs as binary COPY
-  into numpy, the raters' names);
+- read: annotation.selectors.agreement.read_rows (three statements: the judgments and the gold pairs as
+  binary COPY into numpy, the raters' names);
 - compute: report_from_rows (every figure of the report, the 2000-replicate bootstrap and the per-rater
   table included);
 - reference: the krippendorff package (nominal and ordinal alpha), statsmodels' fleiss_kappa (on the
@@ -77,11 +77,12 @@ def fill(args: argparse.Namespace) -> None:
     first_pair, first_rater = first_ids(args, project)
     psql(args, f"""
     INSERT INTO annotation_judgment (project_id, pair_id, rater_id, choice, strength, rationale, shown_left,
-        time_on_task_ms, client_time_ms, created_at)
+        time_on_task_ms, client_time_ms, created_at, pair_longer)
       SELECT {project}, {first_pair} + p, {first_rater} + (p * 37 + k * (1 + p % {steps})) % {raters}, choice,
              CASE WHEN choice = 'tie' THEN NULL ELSE 1 + u % 3 END, '',
              (ARRAY['a', 'b'])[1 + (g * 7 / 3) % 2],
-             400 + (u * 7919) % 60000, NULL, now() - ((g * 5) % 5184000 || ' seconds')::interval
+             400 + (u * 7919) % 60000, NULL, now() - ((g * 5) % 5184000 || ' seconds')::interval,
+             (SELECT longer FROM annotation_pair WHERE id = {first_pair} + p)
       FROM (
         SELECT g, p, k, u,
                CASE WHEN u < 720 THEN (ARRAY['a', 'b'])[1 + truth]
@@ -111,11 +112,9 @@ def references(rows, project, figures) -> dict[str, float]:
 
     from annotation.agreement import statistics as ag
 
-    # The inter-rater figures are over regular pairs: gold pairs (column 2 >= 0) count for gold accuracy only.
-    pair_ids = np.sort(rows.pairs[rows.pairs[:, 2] < 0, 0])
-    regular = np.isin(rows.judgments[:, 0], pair_ids)
-    judgments = rows.judgments[regular]
-    item = np.searchsorted(pair_ids, judgments[:, 0])
+    # The inter-rater figures are over regular pairs: gold pairs count for gold accuracy only.
+    judgments = rows.judgments[~np.isin(rows.judgments[:, 0], rows.gold[:, 0])]
+    pair_ids, item = np.unique(judgments[:, 0], return_inverse=True)
     _, rater = np.unique(judgments[:, 1], return_inverse=True)
     choice, strength = judgments[:, 2], judgments[:, 3]
     counts = ag.count_table(item, choice, len(pair_ids), 3)
@@ -198,6 +197,8 @@ def main() -> None:
     if not args.skip_fill:
         _, fill_seconds = timed(fill, args)
         print(f"filled in {fill_seconds:.0f} s", file=sys.stderr)
+    import numpy as np
+
     from annotation.models import Project
     from annotation.selectors import ExportFilter
     from annotation.selectors.agreement import read_rows, report_from_rows
@@ -221,7 +222,8 @@ def main() -> None:
         "",
         f"Machine: {os.cpu_count()} CPUs (shared with PostgreSQL and whatever else ran), Python "
         f"{platform.python_version()}. One project of {len(rows.judgments):,} judgments on "
-        f"{len(rows.pairs):,} pairs by {args.raters} raters (ties, strength 1-3, 1% gold pairs). "
+        f"{len(np.unique(rows.judgments[:, 0])):,} pairs by {args.raters} raters "
+        "(ties, strength 1-3, 1% gold pairs). "
         f"Median of {args.repeats} runs after one warm-up read.",
         "",
         "```sh",

@@ -81,13 +81,14 @@ def fill(args: argparse.Namespace, slug: str, judgments: int) -> int:
     first_pair, first_rater = first_ids(args, project)
     psql(args, f"""
     INSERT INTO annotation_judgment (project_id, pair_id, rater_id, choice, strength, rationale, shown_left,
-        time_on_task_ms, client_time_ms, created_at)
+        time_on_task_ms, client_time_ms, created_at, pair_longer)
       SELECT {project}, {first_pair} + g % {pairs}, {first_rater} + (g / {pairs}) % {RATERS},
              (ARRAY['a', 'b', 'tie'])[1 + (g % 3)],
              CASE WHEN g % 3 = 2 THEN NULL ELSE 1 + (g % 3) END,
              CASE WHEN g % 10 = 0 THEN 'Clearer, and "shorter".' ELSE '' END,
              (ARRAY['a', 'b'])[1 + (g % 2)], 1000 + (g % 50000), NULL,
-             now() - (g || ' seconds')::interval
+             now() - (g || ' seconds')::interval,
+             (SELECT longer FROM annotation_pair WHERE id = {first_pair} + g % {pairs})
       FROM generate_series(0, {judgments} - 1) g;
     UPDATE annotation_pair p SET judgment_count = c.n
       FROM (SELECT pair_id, count(*) n FROM annotation_judgment WHERE project_id = {project}

@@ -83,12 +83,13 @@ def fill(args: argparse.Namespace) -> None:
     first_pair, first_rater = first_ids(args, project)
     psql(args, f"""
     INSERT INTO annotation_judgment (project_id, pair_id, rater_id, choice, strength, rationale, shown_left,
-        time_on_task_ms, client_time_ms, created_at)
+        time_on_task_ms, client_time_ms, created_at, pair_longer)
       SELECT {project}, {first_pair} + p, {first_rater} + (p * 37 + k * (1 + p % {steps})) % {raters},
              CASE WHEN u < 100 THEN 'tie'
                   WHEN u < 100 + 900 / (1 + exp(2.0 * (b - a) / {models})) THEN 'a' ELSE 'b' END,
              NULL, '', (ARRAY['a', 'b'])[1 + (g * 7 / 3) % 2], 400 + (u * 7919) % 60000, NULL,
-             now() - ((g * 5) % 5184000 || ' seconds')::interval
+             now() - ((g * 5) % 5184000 || ' seconds')::interval,
+             (SELECT longer FROM annotation_pair WHERE id = {first_pair} + p)
       FROM (
         SELECT g, p, k, (g::bigint * 2654435761 % 1000003) % 1000 AS u,
                (p::bigint * 7919 % {models}) AS a,

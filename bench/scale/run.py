@@ -115,10 +115,10 @@ def fill(args: argparse.Namespace, size: int, rater_ids: list[int]) -> tuple[int
     psql(
         args,
         "INSERT INTO annotation_judgment (project_id, pair_id, rater_id, assignment_id, choice, strength,"
-        " rationale, shown_left, time_on_task_ms, client_time_ms, created_at)"
+        " rationale, shown_left, time_on_task_ms, client_time_ms, created_at, pair_longer)"
         " SELECT a.project_id, a.pair_id, a.rater_id, a.id, (ARRAY['a', 'b', 'tie'])[1 + a.id % 3], NULL, '',"
-        f" a.shown_left, 5000 + a.id % 20000, NULL, a.finished_at FROM annotation_assignment a"
-        f" WHERE a.project_id = {p} ORDER BY a.id",
+        f" a.shown_left, 5000 + a.id % 20000, NULL, a.finished_at, p.longer FROM annotation_assignment a"
+        f" JOIN annotation_pair p ON p.id = a.pair_id WHERE a.project_id = {p} ORDER BY a.id",
     )
     services.counters_recount(project=project)
     return p, time.perf_counter() - started

@@ -257,20 +257,6 @@ def test_a_rater_who_always_picks_the_left_side_is_flagged(make_project, api, ad
     assert "left side in 100%" in reason
 
 
-def test_a_pair_deleted_between_the_two_reads_drops_its_judgments(project):
-    rows = selector.read_rows(project, ExportFilter())
-    Pair.objects.filter(project=project, external_id="p0").delete()
-    fresh = selector.AgreementRows(
-        rows.judgments, selector.read_pair_columns(project), rows.raters, rows.counts
-    )
-    report = selector.report_from_rows(project, filters=ExportFilter(), rows=fresh)
-    assert (
-        report.figures.judgments_total
-        == Judgment.objects.filter(project=project).count()
-        < len(rows.judgments)
-    )
-
-
 def test_the_report_is_computed_again_when_pairs_or_gold_answers_change(project, api, admin_user):
     client = api(admin_user)
     first = client.get(URL.format("agree")).json()

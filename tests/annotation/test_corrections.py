@@ -153,6 +153,7 @@ def test_imported_judgments_are_not_correctable(project, make_rater):
         rater=rater,
         choice="a",
         created_at=timezone.now(),
+        pair_longer=-1,
     )
     with pytest.raises(Conflict) as refused:
         services.judgment_correct(judgment_id=loose.pk, user=user, choice="left")

@@ -661,7 +661,12 @@ def test_database_refuses_a_second_judgment_by_the_same_rater(make_project, make
     judgment = services.judgment_record(assignment_id=assignment.pk, user=user, choice="left")
     _bypass(
         lambda: Judgment.objects.create(
-            project=project, pair=judgment.pair, rater=judgment.rater, choice="b", created_at=timezone.now()
+            project=project,
+            pair=judgment.pair,
+            rater=judgment.rater,
+            choice="b",
+            created_at=timezone.now(),
+            pair_longer=-1,
         )
     )
 
@@ -720,7 +725,7 @@ def test_database_refuses_invalid_judgment_values(make_project, make_pairs, make
     pair = Pair.objects.get()
     _bypass(
         lambda: Judgment.objects.create(
-            project=project, pair=pair, rater=rater, created_at=timezone.now(), **fields
+            project=project, pair=pair, rater=rater, created_at=timezone.now(), pair_longer=-1, **fields
         )
     )
 

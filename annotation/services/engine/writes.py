@@ -41,7 +41,7 @@ from .serving import Served, next_for, with_progress
 _READ = (
     (Assignment, "a", [f.attname for f in Assignment._meta.concrete_fields]),
     (Project, "pr", [f.attname for f in Project._meta.concrete_fields]),
-    (Pair, "p", ["id", "project_id", "gold", "judgment_count", "extra_judgments"]),
+    (Pair, "p", ["id", "project_id", "gold", "judgment_count", "extra_judgments", "longer"]),
     (Rater, "r", ["id", "user_id"]),
 )
 
@@ -175,6 +175,7 @@ def _record(
         time_on_task_ms=min(MAX_TIME_MS, max(0, int((now - assignment.served_at).total_seconds() * 1000))),
         client_time_ms=client_time_ms,
         created_at=now,
+        pair_longer=assignment.pair.longer,
     )
     counters = judgment_counters(
         project=assignment.project,
@@ -196,8 +197,8 @@ def _judgment_write(judgment: Judgment, counters: JudgmentCounters) -> None:
     now = ops.adapt_datetimefield_value(judgment.created_at)
     insert = (
         "INSERT INTO annotation_judgment (project_id, pair_id, rater_id, assignment_id, choice, strength,"
-        " rationale, shown_left, time_on_task_ms, client_time_ms, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+        " rationale, shown_left, time_on_task_ms, client_time_ms, created_at, pair_longer)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
     )
     insert_params = [
         judgment.project_id,
@@ -211,6 +212,7 @@ def _judgment_write(judgment: Judgment, counters: JudgmentCounters) -> None:
         judgment.time_on_task_ms,
         judgment.client_time_ms,
         now,
+        judgment.pair_longer,
     ]
     close = "UPDATE annotation_assignment SET status = %s, finished_at = %s WHERE id = %s"
     close_params = [AssignmentStatus.JUDGED.value, now, judgment.assignment_id]
