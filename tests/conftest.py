@@ -42,6 +42,15 @@ def admin_user(make_user: Callable[..., Any]) -> Any:
 
 
 @pytest.fixture
+def superuser_client(client: Any, admin_user: Any) -> Any:
+    """The test client logged in as a superuser: every admin page."""
+    admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
 def make_project(db: Any) -> Callable[..., Project]:
     def make(slug: str | None = None, **settings: Any) -> Project:
         slug = slug or f"project-{next(_counter)}"

@@ -154,14 +154,6 @@ def _project_form(project: Project, **changes: Any) -> dict[str, Any]:
     return data
 
 
-@pytest.fixture
-def superuser_client(client, admin_user):
-    admin_user.is_superuser = True
-    admin_user.save()
-    client.force_login(admin_user)
-    return client
-
-
 def test_removing_a_rater_in_the_admin_gives_their_held_pair_back(
     superuser_client, make_project, make_pairs, make_rater
 ):

@@ -14,14 +14,6 @@ from annotation.pages import dashboard
 from tests.test_boundaries import modules_after
 
 
-@pytest.fixture
-def superuser_client(client, admin_user):
-    admin_user.is_superuser = True
-    admin_user.save()
-    client.force_login(admin_user)
-    return client
-
-
 def url(project):
     return reverse("admin:annotation_project_agreement", args=[project.pk])
 

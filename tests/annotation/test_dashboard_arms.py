@@ -22,14 +22,6 @@ RANDOM = [f"p{i}" for i in range(4, 8)]  # one answers a, the other b: they disa
 # p8 to p11: served in the default order (no arm), both answer b
 
 
-@pytest.fixture
-def superuser_client(client, admin_user):
-    admin_user.is_superuser = True
-    admin_user.save()
-    client.force_login(admin_user)
-    return client
-
-
 def url(project):
     return reverse("admin:annotation_project_agreement", args=[project.pk])
 

@@ -5,21 +5,12 @@ from __future__ import annotations
 import base64
 import re
 
-import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from annotation import charts, services
 from tests.annotation.test_leaderboard_api import import_battles
-
-
-@pytest.fixture
-def superuser_client(client, admin_user):
-    admin_user.is_superuser = True
-    admin_user.save()
-    client.force_login(admin_user)
-    return client
 
 
 def url(project):
