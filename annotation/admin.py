@@ -12,13 +12,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from rm_training import conversation, jsonl
+from web.errors import Conflict
 from web.ids import parse_id
 
 from . import admin_files, services
@@ -380,6 +381,21 @@ class PairAdmin(admin.ModelAdmin):
     # Through the services, which keep the project's counters (annotation.services.engine.counters).
     def save_model(self, request: HttpRequest, obj: Pair, form: Any, change: bool) -> None:
         services.pair_save(pair=obj, adding=not change)
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> HttpResponse:
+        # A rater judged the pair between the form's read and its save: nothing saved (the save's
+        # transaction rolled back), the pair shown again, now read-only, with why.
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except Conflict as refused:
+            self.message_user(request, str(refused), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def delete_model(self, request: HttpRequest, obj: Pair) -> None:
         services.pairs_delete(pairs=[obj])

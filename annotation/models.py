@@ -302,7 +302,7 @@ class Pair(models.Model):
     # scored.
     priority = models.FloatField(null=True, blank=True, editable=False)
     # Which response is longer (0: A, 1: B, -1: as long), computed by the database when the texts are
-    # written: the agreement report's length figures read it without detoasting every response.
+    # written; each judgment copies it (Judgment.pair_longer) for the agreement report's length figures.
     longer = models.GeneratedField(
         expression=Case(
             When(GreaterThan(Length("response_a"), Length("response_b")), then=Value(0)),
@@ -495,8 +495,8 @@ class Judgment(models.Model):
     )
     created_at = models.DateTimeField()
     # Which of the pair's responses is longer (Pair.longer: 0 A, 1 B, -1 as long), copied when the judgment
-    # is written (a judged pair's texts never change): the agreement report's length figures come with the
-    # judgments' rows, without a read of the judged pairs.
+    # is written, under the pair's row lock (a judged pair's texts cannot change: services.pair_save): the
+    # agreement report's length figures come with the judgments' rows, without a read of the judged pairs.
     pair_longer = models.SmallIntegerField(editable=False)
 
     class Meta:
@@ -516,6 +516,9 @@ class Judgment(models.Model):
             models.CheckConstraint(
                 condition=Q(shown_left__isnull=True) | Q(shown_left__in=Side.values),
                 name="judgment_shown_left_side",
+            ),
+            models.CheckConstraint(
+                condition=Q(pair_longer__in=[-1, 0, 1]), name="judgment_pair_longer_valid"
             ),
         ]
         indexes = [

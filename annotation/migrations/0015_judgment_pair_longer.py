@@ -1,6 +1,6 @@
 """Judgment.pair_longer: the pair's longer response, copied onto each judgment so that the agreement report
 reads the judgments alone (issue 22: the cold report read the judged pairs beside them, as long again as
-the judgments). Existing judgments take their pair's value (a judged pair's texts never change).
+the judgments). Existing judgments take their pair's value (a judged pair's texts cannot change).
 pair_engine_order no longer carries longer and gold (only that read used them); pair_gold finds a
 project's gold pairs without walking the others."""
 
@@ -30,6 +30,12 @@ class Migration(migrations.Migration):
             model_name="judgment",
             name="pair_longer",
             field=models.SmallIntegerField(editable=False),
+        ),
+        migrations.AddConstraint(
+            model_name="judgment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("pair_longer__in", [-1, 0, 1])), name="judgment_pair_longer_valid"
+            ),
         ),
         migrations.RemoveIndex(model_name="pair", name="pair_engine_order"),
         migrations.AddIndex(

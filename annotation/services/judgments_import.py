@@ -150,15 +150,16 @@ def _reference_errors(project: Project, indexed: list[tuple[int, dict[str, Any]]
 
 
 def _store(project: Project, items: list[dict[str, Any]], now: datetime) -> JudgmentImportResult:
-    pairs = {
-        external_id: (pk, longer)
-        for external_id, pk, longer in Pair.objects.filter(
-            project=project, external_id__in={i["pair"] for i in items}
-        ).values_list("external_id", "pk", "longer")
-    }
+    # Lock order everywhere: pairs first (in id order, so two imports never deadlock), as the engine does;
+    # their longer response read under the lock (an unjudged pair's texts may change until then).
+    locked = (
+        Pair.objects.select_for_update()
+        .filter(project=project, external_id__in={i["pair"] for i in items})
+        .order_by("pk")
+        .values_list("external_id", "pk", "longer")
+    )
+    pairs = {external_id: (pk, longer) for external_id, pk, longer in locked}
     pair_ids = {external_id: pk for external_id, (pk, _) in pairs.items()}
-    # Lock order everywhere: pairs first (in id order, so two imports never deadlock), as the engine does.
-    list(Pair.objects.select_for_update().filter(pk__in=pair_ids.values()).order_by("pk").values_list("pk"))
     # The pairs' new judgment counts may close them: counted out now, in again below.
     pairs_counted(project=project, pair_ids=sorted(pair_ids.values()), sign=-1)
     source_ids = sorted({i["rater"] for i in items})

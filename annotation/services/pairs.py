@@ -218,14 +218,27 @@ def pairs_import(
     return ImportResult(created=len(new_pairs), unchanged=unchanged)
 
 
+# What a pair's form may change; the rest (its judgment count, extra judgments, left_out, priority) is the
+# engine's and the review's, written under the pair's row lock, never from a form's copy of the row.
+_FORM_FIELDS = [f.attname for f in Pair._meta.concrete_fields if f.editable and not f.primary_key]
+
+
 @transaction.atomic
 def pair_save(*, pair: Pair, adding: bool) -> Pair:
     """Save a pair written outside the import (the admin's form), its counters adjusted: a changed pair
-    is counted out as it was and in as it is now."""
-    if not adding:
-        Pair.objects.select_for_update().filter(pk=pair.pk).values_list("pk").first()
+    is counted out as it was and in as it is now. Conflict when it was judged since the form read it: a
+    judged pair's texts are what its judgments (and their pair_longer) refer to."""
+    if adding:
+        pair.save()
+    else:
+        judged = Pair.objects.select_for_update().filter(pk=pair.pk).values_list("judgment_count", flat=True)
+        if judged.first():
+            raise Conflict(
+                "This pair was judged while you edited it; a judged pair cannot change. Nothing was saved.",
+                code="pair_judged",
+            )
         pairs_counted(project=pair.project, pair_ids=[pair.pk], sign=-1)
-    pair.save()
+        pair.save(update_fields=_FORM_FIELDS)
     pairs_counted(project=pair.project, pair_ids=[pair.pk], sign=1)
     return pair
 

@@ -4,14 +4,19 @@ the engine (PostgreSQL's one statement and the quickstart's SQLite), the judgmen
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.urls import reverse
 from django.utils import timezone
 
 from annotation import services
+from annotation.admin import PairAdmin
 from annotation.models import Judgment, Pair
 
+from .counters import assert_counters_equal_recount
 from .test_rating_round_trip import run_in_sqlite_quickstart
 
 # A longer, B longer, as long (the same length, different text).
@@ -85,3 +90,47 @@ def test_migration_0015_gives_existing_judgments_their_pairs_longer_response():
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
     assert dict(Judgment.objects.values_list("pair__external_id", "pair_longer")) == EXPECTED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pair_judged_while_the_admin_edits_it_keeps_its_texts_and_its_counts(
+    superuser_client, make_project, make_rater, monkeypatch
+):
+    """The admin's form read the pair unjudged; a rater judged it before the save: nothing is saved (its
+    judgment's pair_longer stays true, its judgment count and the project's counters stay right), and the
+    admin is told why."""
+    project = make_project(judgments_per_pair=1)
+    services.pairs_import(project=project, items=ITEMS[:1])
+    pair = Pair.objects.get()
+    rater = make_rater(project)
+    save_model = PairAdmin.save_model
+
+    def judged_meanwhile(self, request, obj, form, change):
+        def judge():  # on its own connection: committed before the admin's save locks the pair
+            try:
+                found = services.assignment_next(project=project, user=rater)
+                services.judgment_record(assignment_id=found.assignment.pk, user=rater, choice="left")
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=judge)
+        thread.start()
+        thread.join()
+        save_model(self, request, obj, form, change)
+
+    monkeypatch.setattr(PairAdmin, "save_model", judged_meanwhile)
+    url = reverse("admin:annotation_pair_change", args=[pair.pk])
+    form = {
+        "project": project.pk,
+        "external_id": pair.external_id,
+        "prompt": "rewritten",
+        "response_a": "short",
+        "response_b": "now the longer answer of the two",
+        "metadata": "{}",
+    }
+    page = superuser_client.post(url, form, follow=True).content.decode()
+    assert "was judged while you edited it" in page and "Nothing was saved" in page
+    pair.refresh_from_db()
+    assert (pair.prompt, pair.longer, pair.judgment_count) == ("q1", 0, 1)
+    assert Judgment.objects.get().pair_longer == pair.longer
+    assert_counters_equal_recount(project)
