@@ -232,7 +232,8 @@ def main() -> None:
         "",
         "| step | seconds |",
         "| --- | ---: |",
-        f"| read the rows (3 statements: judgments and pairs by binary COPY, rater names) | {read:.2f} |",
+        "| read the rows (3 statements: the judgments and the gold pairs by binary COPY, rater names) "
+        f"| {read:.2f} |",
         f"| compute every figure (bootstrap of 2000 replicates, {len(figures.per_rater)} raters' rows) "
         f"| {compute:.2f} |",
         f"| **compute ÷ read** | **{compute / read:.2f}** |",
