@@ -282,7 +282,17 @@ class PairForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
+        external_id = cleaned.get("external_id")
+        # On a change the project is read-only, so Django's own check of the (project, external_id)
+        # constraint leaves it out.
+        if external_id and self.instance.pk is not None:
+            taken = Pair.objects.filter(project_id=self.instance.project_id, external_id=external_id)
+            if taken.exclude(pk=self.instance.pk).exists():
+                self.add_error("external_id", "This project already has a pair with this external id.")
         messages = cleaned.get("messages")
+        if messages is None and "prompt" in cleaned and conversation.prompt_problems(cleaned["prompt"]):
+            # As the import refuses it: a prompt of spaces or invisible characters only.
+            self.add_error("prompt", "Must not be empty or blank.")
         if messages is None or "messages" in self.errors:
             return cleaned
         # The import's parser refuses text that cannot be stored (a NUL) before the format's checks.
@@ -292,6 +302,9 @@ class PairForm(forms.ModelForm):
             return cleaned
         cleaned["prompt"], cleaned["messages"] = conversation.normalize(messages)
         return cleaned
+
+
+JUDGED_SINCE = "This pair was judged since you opened it; a judged pair cannot change. Nothing was saved."
 
 
 @admin.register(Pair)
@@ -389,8 +402,14 @@ class PairAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: Any = None,
     ) -> HttpResponse:
-        # A rater judged the pair between the form's read and its save: nothing saved (the save's
-        # transaction rolled back), the pair shown again, now read-only, with why.
+        # A form opened before the pair was judged (saved after: the admin would answer 403), or a rater who
+        # took or judged the pair between the form's read and its save (pair_save refuses under the lock):
+        # nothing saved, the pair shown again with why.
+        if request.method == "POST" and object_id is not None:
+            pair = self.get_object(request, object_id)
+            if pair is not None and pair.judgment_count and self.has_view_permission(request, pair):
+                self.message_user(request, JUDGED_SINCE, messages.ERROR)
+                return HttpResponseRedirect(request.get_full_path())
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except Conflict as refused:

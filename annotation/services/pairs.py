@@ -13,7 +13,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Count
 
-from annotation.models import Choice, Judgment, Pair, Project
+from annotation.models import Assignment, AssignmentStatus, Choice, Judgment, Pair, Project
 from rm_training import conversation, jsonl
 from web.errors import Conflict, items_invalid, too_many_items
 
@@ -221,26 +221,58 @@ def pairs_import(
 # What a pair's form may change; the rest (its judgment count, extra judgments, left_out, priority) is the
 # engine's and the review's, written under the pair's row lock, never from a form's copy of the row.
 _FORM_FIELDS = [f.attname for f in Pair._meta.concrete_fields if f.editable and not f.primary_key]
+# What raters see and judge: fixed once a rater holds or has judged the pair.
+_TEXTS = ("prompt", "messages", "response_a", "response_b")
 
 
 @transaction.atomic
 def pair_save(*, pair: Pair, adding: bool) -> Pair:
     """Save a pair written outside the import (the admin's form), its counters adjusted: a changed pair
-    is counted out as it was and in as it is now. Conflict when it was judged since the form read it: a
-    judged pair's texts are what its judgments (and their pair_longer) refer to."""
-    if adding:
-        pair.save()
-    else:
-        judged = Pair.objects.select_for_update().filter(pk=pair.pk).values_list("judgment_count", flat=True)
-        if judged.first():
-            raise Conflict(
-                "This pair was judged while you edited it; a judged pair cannot change. Nothing was saved.",
-                code="pair_judged",
-            )
-        pairs_counted(project=pair.project, pair_ids=[pair.pk], sign=-1)
-        pair.save(update_fields=_FORM_FIELDS)
+    is counted out as it was and in as it is now. Its texts cannot change once a rater holds or has judged
+    it (Conflict): a judgment refers to the texts its rater saw (and copies which response is longer);
+    its gold answer, model names, metadata and external id may."""
+    try:
+        with transaction.atomic():
+            if adding:
+                pair.save()
+            else:
+                _refuse_text_change(pair)
+                pairs_counted(project=pair.project, pair_ids=[pair.pk], sign=-1)
+                pair.save(update_fields=_FORM_FIELDS)
+    except IntegrityError:
+        # The form checks the external id; another save took it in between.
+        raise Conflict(
+            "This project already has a pair with this external id.", code="external_id_taken"
+        ) from None
     pairs_counted(project=pair.project, pair_ids=[pair.pk], sign=1)
     return pair
+
+
+def _refuse_text_change(pair: Pair) -> None:
+    """Conflict when the pair's texts differ from its row's while a rater holds or has judged it (under the
+    pair's row lock, which the engine takes to serve it and to record a judgment)."""
+    stored = Pair.objects.select_for_update().filter(pk=pair.pk).values(*_TEXTS, "judgment_count").first()
+    if stored is None or all(getattr(pair, field) == stored[field] for field in _TEXTS):
+        return
+    if stored["judgment_count"]:
+        raise Conflict(
+            "This pair was judged while you edited it; a judged pair's texts cannot change. "
+            "Nothing was saved.",
+            code="pair_judged",
+        )
+    held = (
+        Assignment.objects.filter(pair_id=pair.pk, status=AssignmentStatus.ACTIVE)
+        .order_by("-lease_expires_at")
+        .values_list("lease_expires_at", flat=True)
+        .first()
+    )
+    if held is not None:
+        raise Conflict(
+            f"A rater holds this pair (their lease runs until {held:%H:%M:%S} UTC and is closed within "
+            "5 minutes after, unless they judge or skip it first): its texts cannot change while they may "
+            "be judging them. Nothing was saved.",
+            code="pair_held",
+        )
 
 
 @transaction.atomic

@@ -83,6 +83,8 @@ def test_judged_pairs_cannot_be_edited_in_the_admin(client, admin_user, judged_p
     judged = Pair.objects.filter(judgment_count__gt=0).first()
     page = client.get(reverse("admin:annotation_pair_change", args=[judged.pk]))
     assert b'name="_save"' not in page.content
+    # A form opened before the pair was judged and saved after: nothing saved, and the admin says why
+    # (not a 403 that blames their account).
     response = client.post(
         reverse("admin:annotation_pair_change", args=[judged.pk]),
         {
@@ -92,10 +94,74 @@ def test_judged_pairs_cannot_be_edited_in_the_admin(client, admin_user, judged_p
             "response_b": "y",
             "metadata": "{}",
         },
+        follow=True,
     )
-    assert response.status_code == 403
+    assert response.status_code == 200
+    assert "This pair was judged since you opened it" in response.content.decode()
     judged.refresh_from_db()
     assert judged.prompt != "rewritten"
+
+
+def _pair_form(pair: Pair, **changes: Any) -> dict[str, Any]:
+    return {
+        "project": pair.project_id,
+        "external_id": pair.external_id or "",
+        "prompt": pair.prompt,
+        "response_a": pair.response_a,
+        "response_b": pair.response_b,
+        "model_a": pair.model_a,
+        "model_b": pair.model_b,
+        "metadata": "{}",
+        "gold": pair.gold or "",
+        **changes,
+    }
+
+
+def test_a_pair_a_rater_holds_keeps_its_texts_until_they_are_done(
+    superuser_client, make_project, make_pairs, make_rater
+):
+    """The rater judges the texts they were shown: the admin cannot change them under the rater, and is
+    told why; a gold answer may still be set."""
+    project = make_project(judgments_per_pair=1)
+    make_pairs(project, 1)
+    pair = Pair.objects.get()
+    rater = make_rater(project)
+    held = services.assignment_next(project=project, user=rater).assignment
+    url = reverse("admin:annotation_pair_change", args=[pair.pk])
+    page = superuser_client.post(
+        url, _pair_form(pair, response_a="a much longer answer than before"), follow=True
+    )
+    assert "A rater holds this pair" in page.content.decode() and "Nothing was saved" in page.content.decode()
+    assert Pair.objects.get().response_a == pair.response_a
+    assert superuser_client.post(url, _pair_form(pair, gold="b")).status_code == 302
+    assert Pair.objects.get().gold == "b"
+    judgment = services.judgment_record(assignment_id=held.pk, user=rater, choice="left")
+    assert judgment.pair_longer == Pair.objects.get().longer
+    assert_counters_equal_recount(project)
+
+
+def test_a_pairs_external_id_taken_in_its_project_is_a_form_error(superuser_client, make_project, make_pairs):
+    project = make_project()
+    make_pairs(project, 2)
+    first, second = Pair.objects.order_by("id")
+    url = reverse("admin:annotation_pair_change", args=[second.pk])
+    response = superuser_client.post(url, _pair_form(second, external_id=first.external_id))
+    assert response.status_code == 200  # the form again, not a server error
+    assert "already has a pair with this external id" in response.content.decode()
+    assert Pair.objects.get(pk=second.pk).external_id == second.external_id
+
+
+@pytest.mark.parametrize("prompt", ["\u200b", "\u200b\u200c", "\u2060\ufeff"])
+def test_a_blank_prompt_is_refused_in_the_admin_as_the_import_refuses_it(
+    superuser_client, make_project, prompt
+):
+    project = make_project()
+    url = reverse("admin:annotation_pair_add")
+    form = {"project": project.pk, "prompt": prompt, "response_a": "a", "response_b": "b", "metadata": "{}"}
+    response = superuser_client.post(url, form)
+    assert response.status_code == 200
+    assert "Must not be empty or blank" in response.content.decode()
+    assert not Pair.objects.exists()
 
 
 def test_model_text_is_escaped_in_the_admin(client, admin_user, make_project):
