@@ -24,7 +24,7 @@ from annotation import files, services
 from annotation.api import serializers as s
 from annotation.models import Project
 from rm_training import conversation
-from web.errors import ServiceError
+from web.errors import ServiceError, add_lines
 
 # Errors listed on the page; a file with thousands of bad items needs no more to be fixed.
 ERRORS_SHOWN = 200
@@ -115,12 +115,16 @@ def _import(project: Project, kind: str, upload: Any) -> str:
     what = "judgments" if kind == "judgments" else "pairs"
     items = files.upload_items(upload, name=upload.name, what=what)
     limit = settings.PAIRWISE_MAX_IMPORT_ITEMS
-    if what == "pairs":
-        fmt = cast(conversation.Format, kind)  # one of UploadForm's choices
-        pairs = services.pairs_import(project=project, items=items, max_items=limit, format=fmt)
-        return f"{pairs.created} pairs imported, {pairs.unchanged} already there."
-    judgments = services.judgments_import(project=project, items=items, max_items=limit)
-    return f"{judgments.created} judgments imported, {judgments.raters_created} new imported raters."
+    try:
+        if what == "pairs":
+            fmt = cast(conversation.Format, kind)  # one of UploadForm's choices
+            pairs = services.pairs_import(project=project, items=items, max_items=limit, format=fmt)
+            return f"{pairs.created} pairs imported, {pairs.unchanged} already there."
+        judgments = services.judgments_import(project=project, items=items, max_items=limit)
+        return f"{judgments.created} judgments imported, {judgments.raters_created} new imported raters."
+    except ServiceError as refusal:
+        add_lines(refusal, items)
+        raise
 
 
 def export_download(model_admin: Any, request: HttpRequest, project: Project) -> HttpResponseBase:

@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from web.errors import ServiceError, TooLarge
+from web.errors import ServiceError, TooLarge, add_lines
 from web.outages import DETAIL as OUTAGE_DETAIL
 from web.outages import is_database_outage, outage_answer
 
@@ -209,6 +209,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if is_database_outage(exc):  # not a bug: the caller should try again (docs/API.md)
         return outage_answer(exc, Response({"detail": OUTAGE_DETAIL, "code": "unavailable"}, status=503))
     if isinstance(exc, ServiceError):
+        # The body the view read, if it was read (never parsed again here): a JSON Lines body's items
+        # carry their lines, which each error naming an item gets too.
+        add_lines(exc, getattr(context.get("request"), "_full_data", None))
         body: dict[str, Any] = {"detail": exc.detail, "code": exc.code, **exc.extra}
         return Response(body, status=exc.status)
     # Django's own exceptions become DRF's, so they get a code like the rest.

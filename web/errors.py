@@ -54,3 +54,16 @@ def items_invalid(errors: list[dict[str, Any]], total: int) -> Invalid:
 
 def too_many_items(total: int, limit: int) -> TooLarge:
     return TooLarge(f"{total} items in one request; the limit is {limit}. Split them; nothing was stored.")
+
+
+def add_lines(refusal: ServiceError, items: Any) -> None:
+    """Each error of the refusal that names an item of a JSON Lines body by its index gets that item's line
+    too (items read from JSON Lines carry their `lines`): the services count items, a person looks for
+    lines."""
+    lines, errors = getattr(items, "lines", None), refusal.extra.get("errors")
+    if lines is None or not isinstance(errors, list):
+        return
+    for error in errors:
+        index = error.get("index") if isinstance(error, dict) else None
+        if isinstance(index, int) and 0 <= index < len(lines) and "line" not in error:
+            error["line"] = lines[index]

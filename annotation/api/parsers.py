@@ -54,6 +54,12 @@ class JSONParser(BaseParser):
         return body
 
 
+class LinedItems(list[Any]):
+    """The items of a JSON Lines body, with the line each came from (blank lines are no item)."""
+
+    lines: list[int]
+
+
 class JSONLinesParser(BaseParser):
     """One JSON value per line, parsed into a list. Every bad line is reported, not only the first."""
 
@@ -63,7 +69,8 @@ class JSONLinesParser(BaseParser):
     def parse(  # type: ignore[override]
         self, stream: Any, media_type: str | None = None, parser_context: Any = None
     ) -> list[Any]:
-        items: list[Any] = []
+        items = LinedItems()
+        items.lines = []
         errors: list[dict[str, Any]] = []
         parsed = True
         for index, line in enumerate(jsonl.read_lines(iter(lambda: stream.read(1 << 16), b""))):
@@ -73,6 +80,7 @@ class JSONLinesParser(BaseParser):
                 )
                 parsed = parsed and line.value is not None  # None with an error: not JSON at all
             items.append(line.value)
+            items.lines.append(line.number)
         if errors:
             raise _refuse(errors, "JSON Lines body", parsed=parsed)
         return items

@@ -115,6 +115,15 @@ def test_judgments_upload_goes_through_the_import_service(client, superuser, mak
     answer = _upload(client, project, "judgments", "j.jsonl", _jsonl(good))
     assert answer.status_code == 302
     assert Judgment.objects.filter(project=project).count() == 2
+    unknown = _upload(
+        client,
+        project,
+        "judgments",
+        "j.jsonl",
+        b"\n" + _jsonl([{"pair": "nope", "rater": "ext-3", "choice": "a"}]),
+    )
+    # The bad item's index (0) and its line (2: the first line is blank).
+    assert '<td class="num">0</td><td class="num">2</td><td><code>pair</code>' in unknown.content.decode()
     bad = [{"pair": "p0", "rater": "ext-2", "choice": "a"}, {"pair": "nope", "rater": "ext-2", "choice": "z"}]
     page = _upload(client, project, "judgments", "j.json", json.dumps({"judgments": bad}).encode())
     assert (

@@ -280,3 +280,18 @@ def test_pairs_list_is_per_project(make_project, make_pairs, staff):
     make_pairs(make_project("imports"), 2)
     make_pairs(make_project("elsewhere"), 3)
     assert len(staff.get(URL).json()["results"]) == 2
+
+
+def test_json_lines_item_errors_name_the_line_blank_lines_counted(project, staff):
+    """The services count items; the answer names each bad item's line too, as the commands do (a blank
+    line is no item, so index and line part ways)."""
+    items = _items(3)
+    items[2]["response_b"] = items[2]["response_a"]
+    body = _jsonl(items[:1]) + "\n\n" + _jsonl(items[1:])
+    response = staff.post(URL, body, content_type="application/x-ndjson")
+    assert response.status_code == 400
+    assert [(e["index"], e["line"], e["field"]) for e in response.json()["errors"]] == [(2, 5, "response_b")]
+    assert not Pair.objects.exists()
+    # A JSON list has no lines: its errors name the index alone.
+    listed = staff.post(URL, json.dumps(items), content_type="application/json").json()["errors"]
+    assert [(e["index"], "line" in e) for e in listed] == [(2, False)]
