@@ -17,7 +17,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from annotation.models import Choice, Judgment, Pair, Project, Rater, Side
+from annotation.models import MAX_RATIONALE, Choice, Judgment, Pair, Project, Rater, Side
 from rm_training import jsonl
 from web.errors import Conflict, items_invalid, too_many_items
 
@@ -60,8 +60,9 @@ def _item_errors(index: int, item: Any, project: Project) -> list[dict[str, Any]
             error("strength", "This project does not record strength.")
         elif isinstance(strength, bool) or not isinstance(strength, int) or not 1 <= strength <= levels:
             error("strength", f"Must be a whole number from 1 to {levels}.")
-    if item.get("rationale") is not None and not isinstance(item["rationale"], str):
-        error("rationale", "Must be a string.")
+    rationale = item.get("rationale")
+    if rationale is not None and (not isinstance(rationale, str) or len(rationale) > MAX_RATIONALE):
+        error("rationale", f"Must be a string of at most {MAX_RATIONALE} characters (as a rater's is).")
     if item.get("shown_left") is not None and item["shown_left"] not in Side.values:
         error("shown_left", 'Must be "a" or "b".')
     created_at = item.get("created_at")

@@ -627,3 +627,16 @@ def test_every_judgments_export_carries_each_judgments_arm_and_propensity(projec
     assert b"".join(selectors.judgment_lines(project=project, filters=filters)) == b"".join(
         selectors.as_jsonl(selectors.judgment_rows(project=project, filters=filters))
     )
+
+
+def test_an_imported_rationale_is_held_to_a_raters_limit(project, staff):
+    from annotation.models import MAX_RATIONALE
+
+    for rationale in ("x" * (MAX_RATIONALE + 1), 123):
+        item = {"pair": "p0", "rater": "r", "choice": "a", "rationale": rationale}
+        response = staff.post(IMPORT, [item], format="json")
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["field"] == "rationale"
+    assert not Judgment.objects.exists()
+    item = {"pair": "p0", "rater": "r", "choice": "a", "rationale": "x" * MAX_RATIONALE}
+    assert staff.post(IMPORT, [item], format="json").status_code == 201
