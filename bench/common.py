@@ -68,7 +68,10 @@ def drop_database(args: argparse.Namespace, *, create: bool = False) -> None:
     import psycopg
 
     if not args.db.startswith("pairwise_bench"):
-        raise SystemExit(f"Refusing to drop {args.db!r}: a bench database's name starts with pairwise_bench.")
+        raise SystemExit(
+            f"--db {args.db!r}: a bench creates and drops its database, so its name must start with "
+            "pairwise_bench (no other database is ever dropped); nothing was done."
+        )
     with psycopg.connect(
         host=args.pg_host, port=args.pg_port, user=args.pg_user, dbname="postgres", autocommit=True
     ) as conn:
