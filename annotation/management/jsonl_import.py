@@ -21,6 +21,17 @@ ERRORS_SHOWN = 50
 _BLOCK = 1 << 16
 
 
+def _refuse_a_json_list(stream: BinaryIO, file: str) -> None:
+    """A JSON list read line by line would be one error per line: say what the file is instead."""
+    if stream.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        raise CommandError(
+            f"{file} is one JSON document (it starts with '['); this command reads JSON Lines, one item "
+            f"per line. jq -c '.[]' {file} turns a list into JSON Lines; the API and the admin's Files page "
+            "take the list as it is. Nothing was imported."
+        )
+    stream.seek(0)
+
+
 class JSONLinesImportCommand(BaseCommand):
     """Subclasses name what they import and the service that stores it."""
 
@@ -43,6 +54,7 @@ class JSONLinesImportCommand(BaseCommand):
                 items, line_numbers, broken = self._read(sys.stdin.buffer, size=None)
             else:
                 with open(file, "rb") as stream:
+                    _refuse_a_json_list(stream, file)
                     items, line_numbers, broken = self._read(stream, size=os.fstat(stream.fileno()).st_size)
         except OSError as exc:
             raise CommandError(f"Cannot read {file}: {exc.strerror or exc}.") from None

@@ -120,3 +120,15 @@ def test_import_pairs_lists_the_field_errors_beside_the_lines_that_are_not_json_
     assert listed[1] == 'line 3: gold: Must be "a", "b" or "tie".'
     assert listed[3] == "line 5: response_b: response_a and response_b are the same text."
     assert not Pair.objects.exists()  # the check of the readable lines stored nothing
+
+
+@pytest.mark.parametrize(
+    "text", [json.dumps([_pair(0), _pair(1)]), "\ufeff[\n  " + json.dumps(_pair(0)) + "\n]\n"]
+)
+def test_import_pairs_says_a_json_list_is_not_json_lines(make_project, tmp_path, text):
+    make_project("cmd")
+    path = tmp_path / "pairs.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CommandError, match=r"one JSON document .* reads JSON Lines.*jq -c"):
+        _run("cmd", str(path))
+    assert not Pair.objects.exists()
