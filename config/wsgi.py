@@ -8,7 +8,7 @@ import sys
 from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 
-from web.chunked import ChunkedBodies
+from web.bodies import RequestBodies
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -16,7 +16,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 _APP_LOAD_ERROR = 4
 
 try:
-    application = ChunkedBodies(get_wsgi_application())
+    application = RequestBodies(get_wsgi_application())
 except ImproperlyConfigured as error:
     # A bad environment variable (config/settings.py checks them all): its one-line message in the
     # server's log, rather than a traceback from every worker that repeats it at the bottom.

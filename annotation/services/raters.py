@@ -14,6 +14,7 @@ from django.db.models.functions import Upper
 from django.utils import timezone
 
 from annotation.models import Assignment, AssignmentStatus, Membership, Project, Rater
+from rm_training import jsonl
 from web import usernames
 from web.errors import Invalid, NotFound
 
@@ -74,12 +75,13 @@ def project_raters_add(*, project: Project, usernames: list[str]) -> list[str]:
     login: `RD` names the user `rd`). Returns the usernames newly added, as the accounts spell them."""
     user_model = get_user_model()
     field = "name_upper"
+    nameable = [name for name in usernames if _nameable(name)]
     found = user_model.objects.annotate(**{field: Upper(user_model.USERNAME_FIELD)}).filter(
-        **{f"{field}__in": [Upper(Value(name)) for name in usernames]}
+        **{f"{field}__in": [Upper(Value(name)) for name in nameable]}
     )
     users = {getattr(user, field): user for user in found}
-    uppers = _uppers(usernames)
-    unknown = [name for name in usernames if uppers[name] not in users]
+    uppers = _uppers(nameable)
+    unknown = [name for name in usernames if uppers.get(name) not in users]
     if unknown:
         raise Invalid(
             "Unknown usernames.",
@@ -92,6 +94,13 @@ def project_raters_add(*, project: Project, usernames: list[str]) -> list[str]:
         if created:
             added.append(user.get_username())
     return added
+
+
+def _nameable(name: str) -> bool:
+    """Whether an account could bear the name: text PostgreSQL cannot hold (a NUL, a lone surrogate;
+    rm_training.jsonl says which, for every body too) names nobody, and a query that looked it up would be
+    refused by the database (a 500). The API's bodies are checked by their parser; a URL's name is not."""
+    return not any(jsonl.text_problems(name))
 
 
 def _uppers(names: list[str]) -> dict[str, str]:
@@ -109,7 +118,8 @@ def _uppers(names: list[str]) -> dict[str, str]:
 @transaction.atomic
 def project_rater_remove(*, project: Project, username: str, now: datetime | None = None) -> None:
     """Remove a rater from a project. Their judgments stay; the place they held goes back to the pool."""
-    deleted, _ = Membership.objects.filter(project=project, user__username__iexact=username).delete()
+    memberships = Membership.objects.filter(project=project, user__username__iexact=username)
+    deleted = memberships.delete()[0] if _nameable(username) else 0
     if not deleted:
         raise NotFound(f"{username!r} is not a rater in {project.slug!r}.")
     # Locked with its pair (as every change of an assignment's status, engine.counters), in one

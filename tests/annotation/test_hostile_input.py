@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 
 from annotation import services
 from annotation.models import MAX_JUDGMENTS_PER_PAIR, MAX_LEASE_SECONDS, Assignment, Judgment, Pair, Project
-from web.errors import Invalid
+from web.errors import Invalid, NotFound
 
 URL = "/api/v1/projects/hostile/pairs/"
 ROOT = Path(__file__).resolve().parents[2]
@@ -337,3 +337,63 @@ def test_sqlite_refuses_what_postgresql_refuses(tmp_path):
         [*manage, "shell", "-c", count], env=env, capture_output=True, text=True, check=True
     )
     assert stored.stdout.strip().splitlines()[-1] == "0"
+
+
+# A NUL in a username, wherever one is taken: PostgreSQL cannot hold it in a query's text (a DataError,
+# a 500) and no account bears it. Each way in answers 4xx in words.
+NUL_NAME = "ra\x00ter"
+NUL_CASES = {
+    "remove a rater (URL)": lambda api, page: api.delete("/api/v1/projects/hostile/raters/ra%00ter/"),
+    "remove a rater (URL, only a NUL)": lambda api, page: api.delete("/api/v1/projects/hostile/raters/%00/"),
+    "add raters (JSON)": lambda api, page: api.post(
+        "/api/v1/projects/hostile/raters/", {"usernames": ["rater", NUL_NAME]}, format="json"
+    ),
+    "create a rater (JSON)": lambda api, page: api.post(
+        "/api/v1/raters/", {"username": NUL_NAME, "password": "long enough password 7"}, format="json"
+    ),
+    "token (JSON)": lambda api, page: api.post(
+        "/api/v1/auth/token/", {"username": NUL_NAME, "password": "x"}, format="json"
+    ),
+    "token (form)": lambda api, page: api.post(
+        "/api/v1/auth/token/",
+        "username=ra%00ter&password=x",
+        content_type="application/x-www-form-urlencoded",
+    ),
+    "login page": lambda api, page: page.post("/login/", {"username": NUL_NAME, "password": "x"}),
+    "admin login": lambda api, page: page.post("/admin/login/", {"username": NUL_NAME, "password": "x"}),
+}
+NUL_ANSWERS = {
+    "remove a rater (URL)": (404, "'ra\\\\x00ter' is not a rater in 'hostile'."),  # as JSON writes it
+    "remove a rater (URL, only a NUL)": (404, "'\\\\x00' is not a rater in 'hostile'."),
+    "add raters (JSON)": (400, "NUL character"),
+    "create a rater (JSON)": (400, "NUL character"),
+    "token (JSON)": (400, "NUL character"),
+    "token (form)": (400, "Null characters are not allowed."),
+    "login page": (200, "Username: Null characters are not allowed."),  # the form again, with its error
+    "admin login": (200, "Null characters are not allowed."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUL_CASES))
+def test_a_nul_in_a_username_is_refused_in_words_never_a_500(project, staff, client, make_rater, case):
+    rater = make_rater(project, username="rater")
+    staff.raise_request_exception = client.raise_request_exception = False
+    response = NUL_CASES[case](staff, client)
+    status, words = NUL_ANSWERS[case]
+    assert response.status_code == status, (case, response.content[:300])
+    assert words in response.content.decode(), (case, response.content[:300])
+    assert project.memberships.filter(user=rater).exists()
+
+
+def test_the_rater_services_take_a_name_no_account_can_bear_for_nobody(project, make_rater):
+    """The services are called by commands and the admin too, where no parser checked the name first."""
+    make_rater(project, username="rater")
+    with pytest.raises(Invalid) as refused:
+        services.project_raters_add(project=project, usernames=["rater", NUL_NAME, "\ud800"])
+    assert [e["message"] for e in refused.value.errors] == [
+        "No user named 'ra\\x00ter'.",
+        "No user named '\\ud800'.",
+    ]
+    for name in (NUL_NAME, "\ud800"):
+        with pytest.raises(NotFound):
+            services.project_rater_remove(project=project, username=name)
