@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -93,6 +94,58 @@ def test_concurrent_raters_spread_over_the_counter_shards(make_project, make_pai
     assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
     assert 1 < ProjectCounter.objects.filter(project=project).count() <= COUNTER_SHARDS
     assert_counters_equal_recount(project)
+
+
+def _judge_until(stop, project, user, seed):
+    """A rater judging with next (a skip with next now and then) until `stop` is set or nothing is left."""
+    draw = random.Random(seed)
+    served = services.assignment_next(project=project, user=user)
+    while served is not None and not stop.is_set():
+        if draw.random() < 0.1:
+            _, served = services.assignment_skip_and_next(assignment_id=served.assignment.pk, user=user)
+        else:
+            _, served = services.judgment_record_and_next(
+                assignment_id=served.assignment.pk, user=user, choice="left"
+            )
+    return True
+
+
+def _flip_quota(stop, project, seconds):
+    """The quota changed to 2 and back to 3 while the raters judge, again and again, then `stop` set."""
+    flips, until = 0, time.monotonic() + seconds
+    while time.monotonic() < until:
+        for quota in (2, 3):
+            services.project_update(project=project, changes={"judgments_per_pair": quota})
+        flips += 1
+    stop.set()
+    return flips
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counters_equal_a_recount_after_quota_changes_while_raters_judge(
+    make_project, make_pairs, make_rater
+):
+    # A judgment decides whether it closes its pair under the quota; a quota change recounts the project
+    # under the new one. A judgment that read the old quota and wrote after the recount drifted the
+    # counters (a pair closed at quota 2 counted closed at quota 3): a few rounds, since it is a race.
+    for _ in range(4):
+        project = make_project(judgments_per_pair=3)
+        make_pairs(project, 300)  # more than the raters get through: they judge until the quota stops
+        users = [make_rater(project) for _ in range(4)]
+        stop = threading.Event()
+        outcomes = in_parallel(
+            lambda kind, *args: (_flip_quota if kind == "quota" else _judge_until)(*args),
+            [
+                *[("rate", stop, project, user, index) for index, user in enumerate(users)],
+                ("quota", stop, project, 1.5),
+            ],
+        )
+        assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
+        assert outcomes[-1] > 1
+        # No recount after the raters stopped: the last change (back to 3) was made while they judged.
+        assert Pair.objects.filter(project=project, judgment_count__gt=0).exists()
+        assert Pair.objects.filter(project=project, judgment_count=0).exists()
+        assert_counters_equal_recount(project)
 
 
 def test_counters_follow_imports_quota_changes_gold_and_removed_raters(make_project, make_pairs, make_rater):

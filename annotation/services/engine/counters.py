@@ -18,6 +18,13 @@ writers never count the same change from different snapshots:
 - anything else the agreement report reads (a corrected judgment): project_data_changed.
 A change of judgments_per_pair recounts the project (counters_recount), as does the repair command.
 
+The quota: a judgment's and a skip's statement reads judgments_per_pair itself (open_sql on the project's
+row), not the project the request read earlier. A statement takes its tables' locks before its snapshot,
+and the recount holds the counter tables EXCLUSIVE from its count to the commit of the quota change, so a
+write counted under the old quota commits before the recount counts, and one that waits for the recount
+sees the new quota. (A judgment that decided with the quota it had read closed a pair at quota 2 after the
+recount at quota 3 had counted it open.)
+
 Deadlocks: a write that takes several RaterProgress rows takes them in one INSERT ... ORDER BY rater_id
 (ON CONFLICT DO UPDATE), and takes its ProjectCounter row after them; the project's row is the writer's
 own shard (rater id modulo COUNTER_SHARDS), so raters do not queue on one hot row. A judgment that closes
@@ -81,15 +88,15 @@ def _progress_cte(name: str, rows_sql: str) -> str:
     return f"{name} AS ({_progress_insert(rows_sql)} RETURNING 1)"
 
 
-def _counter_insert(after: str | None) -> str:
+def _counter_insert(after: str | None, open_pairs: str = "%s") -> str:
     """The statement adding (project_id, shard, open, regular, gold, version) to a ProjectCounter row,
     after the CTE `after` has taken its RaterProgress rows (the scalar subquery runs it to the end
-    first)."""
+    first); `open_pairs` is a parameter or an SQL expression."""
     wait = f" + 0 * (SELECT count(*) FROM {after})" if after else ""
     return (
         "INSERT INTO annotation_projectcounter AS c"
         " (project_id, shard, open_pairs, regular_pairs, gold_pairs, version)"
-        f" SELECT %s, %s, %s{wait}, %s, %s, %s"
+        f" SELECT %s, %s, {open_pairs}{wait}, %s, %s, %s"
         " ON CONFLICT (project_id, shard) DO UPDATE SET open_pairs = c.open_pairs + excluded.open_pairs,"
         " regular_pairs = c.regular_pairs + excluded.regular_pairs,"
         " gold_pairs = c.gold_pairs + excluded.gold_pairs, version = c.version + excluded.version"
@@ -103,74 +110,98 @@ class _Counted:
     extra_judgments: int
 
 
+def _open_before_after(pair: str, quota: str) -> str:
+    """Whether a pair (alias `pair`) is open before and after one more judgment, under `quota`."""
+    return f"{open_sql(pair, quota)} AS open_before, {open_sql(pair, f'{quota} - 1')} AS open_after"
+
+
 @dataclass(frozen=True)
 class JudgmentCounters:
-    """What one judgment changes, worked out from the locked rows before the write."""
+    """What one judgment changes: the rater's judgments, and their finished open pairs if the pair stays
+    open; if the judgment closes the pair, the project loses an open pair and each of its finishers one.
+    `pair` (gold, judgment_count, extra_judgments) and `expired` (the assignment expired before: its
+    rater's finished open pair was counted then) are as locked before the write."""
 
-    project_id: int
+    project: Project
     rater_id: int
-    pair_id: int
-    finished: int  # added to the rater's finished open pairs: -1, 0 or 1
-    closes: bool  # the pair stops being open: the project loses an open pair, its finishers one each
+    pair: Any
+    expired: bool
 
     def ctes(self) -> tuple[list[str], list[Any]]:
-        """CTEs for the judgment's write statement (PostgreSQL), with their parameters: the rater's row
-        and, when the pair closes, its other finishers' rows, then the rater's counter shard."""
-        rows = "SELECT %s AS rater_id, %s AS project_id, 1 AS done, %s AS finished"
-        params: list[Any] = [self.rater_id, self.project_id, self.finished]
-        if self.closes:
-            rows += (
-                " UNION ALL SELECT f.rater_id, %s, 0, -1 FROM annotation_assignment f"
-                f" WHERE f.pair_id = %s AND f.rater_id <> %s AND f.status IN {_FINISHED_SQL}"
-            )
-            params += [self.project_id, self.pair_id, self.rater_id]
-        counter = _counter_insert("progress")
-        counter_params = [self.project_id, shard_of(self.rater_id), -1 if self.closes else 0, 0, 0, 1]
+        """CTEs for the judgment's write statement (PostgreSQL), with their parameters: the pair's
+        openness before and after, the rater's row and, when the pair closes, its other finishers' rows,
+        then the rater's counter shard. The quota is read by this statement, not the caller's project:
+        the statement has taken its counter tables' locks before its snapshot, so a quota change's
+        recount (which holds them from its count until its commit) either counts this judgment or
+        committed the new quota before it (see the module's note)."""
+        judged = (
+            f"judged AS (SELECT {_open_before_after('p', 'pr.judgments_per_pair')} FROM annotation_pair p"
+            " JOIN annotation_project pr ON pr.id = p.project_id WHERE p.id = %s)"
+        )
+        rows = (
+            "SELECT %s AS rater_id, %s AS project_id, 1 AS done,"
+            " open_after::int - (open_before AND %s)::int AS finished FROM judged"
+            " UNION ALL SELECT f.rater_id, %s, 0, -1 FROM judged, annotation_assignment f"
+            " WHERE open_before AND NOT open_after"
+            f" AND f.pair_id = %s AND f.rater_id <> %s AND f.status IN {_FINISHED_SQL}"
+        )
+        params: list[Any] = [self.pair.pk, self.rater_id, self.project.pk, self.expired]
+        params += [self.project.pk, self.pair.pk, self.rater_id]
+        counter = _counter_insert(
+            "progress", open_pairs="-(SELECT (open_before AND NOT open_after)::int FROM judged)"
+        )
+        counter_params = [self.project.pk, shard_of(self.rater_id), 0, 0, 1]
         return (
-            [_progress_cte("progress", rows), f"counted_project AS ({counter})"],
+            [judged, _progress_cte("progress", rows), f"counted_project AS ({counter})"],
             [*params, *counter_params],
         )
 
     def run_separately(self) -> None:
-        """The same writes as separate statements (SQLite, whose IMMEDIATE transactions serialise)."""
-        progress_add(project_id=self.project_id, rows=[(self.rater_id, 1, self.finished)])
-        if self.closes:
+        """The same writes as separate statements (SQLite, whose IMMEDIATE transactions serialise: the
+        project read with the assignment holds the quota)."""
+        open_before = pair_open(self.pair, self.project)
+        open_after = open_before and pair_open(
+            _Counted(self.pair.gold, self.pair.judgment_count + 1, self.pair.extra_judgments), self.project
+        )
+        project_id = self.project.pk
+        finished = int(open_after) - int(open_before and self.expired)
+        progress_add(project_id=project_id, rows=[(self.rater_id, 1, finished)])
+        closes = open_before and not open_after
+        if closes:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT rater_id FROM annotation_assignment"
                     f" WHERE pair_id = %s AND rater_id <> %s AND status IN {_FINISHED_SQL}",
-                    [self.pair_id, self.rater_id],
+                    [self.pair.pk, self.rater_id],
                 )
                 others = [row[0] for row in cursor.fetchall()]
-            progress_add(project_id=self.project_id, rows=[(rater, 0, -1) for rater in others])
-        _counter_add(self.project_id, shard_of(self.rater_id), open_pairs=-1 if self.closes else 0)
+            progress_add(project_id=project_id, rows=[(rater, 0, -1) for rater in others])
+        _counter_add(project_id, shard_of(self.rater_id), open_pairs=-1 if closes else 0)
 
 
 def judgment_counters(
     *, project: Project, rater_id: int, pair: Any, assignment_status: str
 ) -> JudgmentCounters:
-    """The counters a judgment changes, from its pair (gold, judgment_count) and assignment as locked
-    before the write: the rater's finished open pairs gain the pair if it stays open; an assignment
-    already expired counted it before."""
-    open_before = pair_open(pair, project)
-    open_after = open_before and pair_open(
-        _Counted(pair.gold, pair.judgment_count + 1, pair.extra_judgments), project
-    )
-    was_counted = open_before and assignment_status == AssignmentStatus.EXPIRED
+    """The counters a judgment changes, from its pair (gold, judgment_count, extra_judgments) and
+    assignment as locked before the write."""
     return JudgmentCounters(
-        project_id=project.pk,
+        project=project,
         rater_id=rater_id,
-        pair_id=pair.pk,
-        finished=int(open_after) - int(was_counted),
-        closes=open_before and not open_after,
+        pair=pair,
+        expired=assignment_status == AssignmentStatus.EXPIRED,
     )
 
 
-def finished_cte(*, project_id: int, rater_id: int) -> tuple[str, list[Any]]:
-    """A CTE counting one more finished open pair for a rater (a skip on an open pair), for a statement
-    of the caller's."""
-    rows = "SELECT %s AS rater_id, %s AS project_id, 0 AS done, 1 AS finished"
-    return _progress_cte("progress", rows), [rater_id, project_id]
+def finished_cte(*, project_id: int, rater_id: int, pair_id: int) -> tuple[str, list[Any]]:
+    """A CTE counting one more finished open pair for a rater if the pair is open (a skip of an active
+    assignment), for a statement of the caller's. Like JudgmentCounters.ctes, the statement reads the
+    quota itself."""
+    rows = (
+        "SELECT %s AS rater_id, %s AS project_id, 0 AS done, 1 AS finished FROM annotation_pair p"
+        f" JOIN annotation_project pr ON pr.id = p.project_id WHERE p.id = %s"
+        f" AND {open_sql('p', 'pr.judgments_per_pair')}"
+    )
+    return _progress_cte("progress", rows), [rater_id, project_id, pair_id]
 
 
 def rater_finished_add(*, project_id: int, rater_id: int, n: int = 1) -> None:

@@ -265,18 +265,20 @@ def _skip(*, assignment: Assignment, reason: str, now: datetime) -> Assignment:
         raise Conflict("This assignment is already judged.", code="already_judged")
     if assignment.status == AssignmentStatus.SKIPPED:
         return assignment
-    # The rater finishes an open pair (an expired assignment was counted when it expired).
+    # The rater finishes the pair if it is open (an expired assignment was counted when it expired).
     pair, project = assignment.pair, assignment.project
-    counts = assignment.status == AssignmentStatus.ACTIVE and pair_open(pair, project)
+    active = assignment.status == AssignmentStatus.ACTIVE
     assignment.status = AssignmentStatus.SKIPPED
     assignment.skip_reason = reason
     assignment.finished_at = now
-    if connection.vendor != "postgresql" or not counts:
+    if connection.vendor != "postgresql" or not active:
         assignment.save(update_fields=["status", "skip_reason", "finished_at"])
-        if counts:
+        if active and pair_open(pair, project):
             rater_finished_add(project_id=project.pk, rater_id=assignment.rater_id)
         return assignment
-    cte, params = finished_cte(project_id=project.pk, rater_id=assignment.rater_id)
+    # Whether the pair is open is read by the statement itself, under the quota in force (see
+    # counters.JudgmentCounters.ctes).
+    cte, params = finished_cte(project_id=project.pk, rater_id=assignment.rater_id, pair_id=pair.pk)
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH {cte} UPDATE annotation_assignment SET status = %s, skip_reason = %s, finished_at = %s"
