@@ -74,6 +74,24 @@ class IdCursorPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
 
+    def decode_cursor(self, request: Request) -> Any:
+        # A cursor that decodes to none of DRF's tokens (offset, reverse, position) is no link DRF wrote:
+        # refused, where DRF would serve the first page again as if it were the next.
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is None and not cursor.offset and not cursor.reverse:
+            raise exceptions.NotFound(self.invalid_cursor_message)
+        return cursor
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (ValueError, DjangoValidationError):
+            # A cursor whose position is no value of the ordering's field ("p=" or "p=x" for an id):
+            # the filter on it fails, and DRF would answer 500.
+            if request.query_params.get(self.cursor_query_param) is None:
+                raise
+            raise exceptions.NotFound(self.invalid_cursor_message) from None
+
 
 # Permissions: staff-only endpoints, and staff-only writes on otherwise readable ones.
 

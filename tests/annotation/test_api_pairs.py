@@ -295,3 +295,14 @@ def test_json_lines_item_errors_name_the_line_blank_lines_counted(project, staff
     # A JSON list has no lines: its errors name the index alone.
     listed = staff.post(URL, json.dumps(items), content_type="application/json").json()["errors"]
     assert [(e["index"], "line" in e) for e in listed] == [(2, False)]
+
+
+@pytest.mark.parametrize("cursor", ["AAAA", "", "cD0=", "cD14", "bz0w"])
+def test_a_cursor_no_link_gave_is_refused_not_read_as_the_first_page(project, staff, make_pairs, cursor):
+    make_pairs(project, 5)
+    first = staff.get(URL, {"page_size": 2}).json()
+    # The links DRF wrote go on working, back and forth.
+    second = staff.get(first["next"]).json()
+    assert [p["external_id"] for p in staff.get(second["previous"]).json()["results"]] == ["p0", "p1"]
+    response = staff.get(URL, {"page_size": 2, "cursor": cursor})
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
