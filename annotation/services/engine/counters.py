@@ -14,16 +14,17 @@ the row locks of the pairs it changes (the engine's lock order: rater, pair, ass
 writers never count the same change from different snapshots:
 - judgments (the engine's write statement carries judgment_counters' CTEs), skips and expirations;
 - pairs imported (pairs_added), pairs whose openness changes (gold, quota raise, judgments imported,
-  deleted): pairs_counted(sign=-1) before the change and pairs_counted(sign=+1) after;
+  deleted): the change made inside `with pairs_counted(...)`, which counts them before and after;
 - anything else the agreement report reads (a corrected judgment): project_data_changed.
 A change of judgments_per_pair recounts the project (counters_recount), as does the repair command.
 
 The quota: every statement that writes the counters and depends on whether a pair is open (a judgment's,
-a skip's, an expiry's, pairs_counted's) reads judgments_per_pair itself (_OPEN, on the project's row), not
-the project the request read earlier. A statement takes its tables' locks before its snapshot, and the
-recount holds the counter tables EXCLUSIVE from its count to the commit of the quota change, so a write
-counted under the old quota commits before the recount counts, and one that waits for the recount sees the
-new quota; a transaction's later statements, its locks held, see the quota its first did. (A judgment
+a skip's, an expiry's) reads judgments_per_pair itself (_OPEN, on the project's row), not the project the
+request read earlier; pairs_counted, whose counts come before its write, locks the counter tables first. A
+statement takes its tables' locks before its snapshot, and the recount holds the counter tables EXCLUSIVE
+from its count to the commit of the quota change, so a write counted under the old quota commits before
+the recount counts, and one that waits for the recount sees the new quota; a transaction's later
+statements, its locks held, see the quota its first did. (A judgment
 that decided with the quota it had read closed a pair at quota 2 after the recount at quota 3 had counted
 it open; an expiry, a removed rater's place, a gold change drifted the same way.)
 
@@ -36,7 +37,8 @@ a pair, whose wait for a pair another request holds therefore polls instead of q
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,32 +252,89 @@ def pairs_added(*, project_id: int, regular: int, gold: int) -> None:
         _counter_add(project_id, shard_of(None), open_pairs=regular, regular=regular, gold=gold)
 
 
-def pairs_counted(
-    *, project: Project, pair_ids: Sequence[int], sign: int, writer_id: int | None = None
-) -> None:
-    """Take these pairs out of the project's counters (sign=-1) or count them in (+1): each open pair
-    once in the open pairs and once for every rater who finished it, each pair in the regular or gold
-    pairs. Call with -1 before a change of a pair's gold, quota or judgments (or its deletion) and with +1
-    after it, holding the pairs' row locks. The data version goes up either way.
+class PairsCount:
+    """What a `with pairs_counted(...)` block adds to the raters' rows beside the pairs' change (the
+    judgments it imports or deletes), written in the same one statement at the end."""
 
-    Each statement reads the quota itself (see the module's note); the first holds the counter tables'
-    locks to the end of the transaction, so the +1 counts under the quota the -1 did."""
-    if not pair_ids:
-        return
-    where, ids = _ids_in("p.id", pair_ids)
-    finishers = (
-        f"SELECT a.rater_id, p.project_id, 0 AS done, %s * count(*) AS finished FROM annotation_assignment a"
-        f" {_PAIR_AND_QUOTA} WHERE {where} AND {_OPEN} AND a.status IN {_FINISHED_SQL}"
-        " GROUP BY a.rater_id, p.project_id"
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int, int]] = []
+
+    def progress(self, rows: Iterable[tuple[int, int, int]]) -> None:
+        """(rater_id, done, finished) to add."""
+        self.rows.extend(rows)
+
+
+@contextmanager
+def pairs_counted(
+    *, project: Project, pair_ids: Sequence[int], writer_id: int | None = None
+) -> Iterator[PairsCount]:
+    """Around a change of these pairs' gold, quota or judgments (or their deletion), made by the block
+    while it holds their row locks: what they counted before (each open pair once in the open pairs and
+    once for every rater who finished it, each pair in the regular or gold pairs) is taken out and what
+    they count after is put in, with the block's own progress rows, in one write at the end; the data
+    version goes up.
+
+    The counter tables are locked (ROW EXCLUSIVE, which other writers share) before the first count, so no
+    quota change's recount runs between the two counts (see the module's note); the raters' rows and then
+    the counter row are taken once, at the end, in order, as every writer takes them (a count-out written
+    before the change held the counter row while the count-in waited for raters' rows: a deadlock with
+    a judgment)."""
+    ids = sorted(set(pair_ids))
+    counted = PairsCount()
+    if ids and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "LOCK TABLE annotation_raterprogress, annotation_projectcounter IN ROW EXCLUSIVE MODE"
+            )
+    before = _pairs_count(ids)
+    yield counted
+    after = _pairs_count(ids)
+    rows = dict.fromkeys(set(before.finishers) | set(after.finishers), (0, 0))
+    for rater in rows:
+        rows[rater] = (0, after.finishers.get(rater, 0) - before.finishers.get(rater, 0))
+    for rater, done, finished in counted.rows:
+        old_done, old_finished = rows.get(rater, (0, 0))
+        rows[rater] = (old_done + done, old_finished + finished)
+    progress_add(
+        project_id=project.pk, rows=[(rater, done, finished) for rater, (done, finished) in rows.items()]
     )
-    pairs = (
-        f"SELECT %s, %s, %s * COALESCE(sum(CASE WHEN {_OPEN} THEN 1 ELSE 0 END), 0),"
-        " %s * (count(*) - count(p.gold)), %s * count(p.gold), 1 FROM annotation_pair p"
-        f" JOIN annotation_project pr ON pr.id = p.project_id WHERE {where}"
+    _counter_add(
+        project.pk,
+        shard_of(writer_id),
+        open_pairs=after.open - before.open,
+        regular=after.regular - before.regular,
+        gold=after.gold - before.gold,
     )
+
+
+@dataclass(frozen=True)
+class _Count:
+    finishers: dict[int, int]  # rater id: the open pairs among these that they finished
+    open: int
+    regular: int
+    gold: int
+
+
+def _pairs_count(ids: Sequence[int]) -> _Count:
+    """What these pairs count for now, under the quota in force (read by the statements)."""
+    if not ids:
+        return _Count({}, 0, 0, 0)
+    where, params = _ids_in("p.id", ids)
     with connection.cursor() as cursor:
-        cursor.execute(_progress_insert(finishers), [sign, *ids])
-        cursor.execute(_counter_upsert(pairs), [project.pk, shard_of(writer_id), sign, sign, sign, *ids])
+        cursor.execute(
+            f"SELECT a.rater_id, count(*) FROM annotation_assignment a {_PAIR_AND_QUOTA}"
+            f" WHERE {where} AND {_OPEN} AND a.status IN {_FINISHED_SQL} GROUP BY a.rater_id",
+            params,
+        )
+        finishers = dict(cursor.fetchall())
+        cursor.execute(
+            f"SELECT COALESCE(sum(CASE WHEN {_OPEN} THEN 1 ELSE 0 END), 0), count(*) - count(p.gold),"
+            f" count(p.gold) FROM annotation_pair p JOIN annotation_project pr ON pr.id = p.project_id"
+            f" WHERE {where}",
+            params,
+        )
+        open_pairs, regular, gold = cursor.fetchone()
+    return _Count(finishers, int(open_pairs), int(regular), int(gold))
 
 
 def project_data_changed(*, project_id: int, writer_id: int | None = None) -> None:
