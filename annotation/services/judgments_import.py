@@ -22,7 +22,7 @@ from rm_training import jsonl
 from web.errors import Conflict, items_invalid, too_many_items
 
 from .bulk import tables_analyze
-from .engine.counters import pairs_counted, progress_add
+from .engine.counters import pairs_counted
 
 _FIELDS = {"pair", "rater", "choice", "strength", "rationale", "shown_left", "created_at"}
 _MAX_ID = 200
@@ -161,36 +161,39 @@ def _store(project: Project, items: list[dict[str, Any]], now: datetime) -> Judg
     )
     pairs = {external_id: (pk, longer) for external_id, pk, longer in locked}
     pair_ids = {external_id: pk for external_id, (pk, _) in pairs.items()}
-    # The pairs' new judgment counts may close them: counted out now, in again below.
-    pairs_counted(project=project, pair_ids=sorted(pair_ids.values()), sign=-1)
-    source_ids = sorted({i["rater"] for i in items})
-    known = dict(
-        Rater.objects.filter(imported_into=project, source_id__in=source_ids).values_list("source_id", "pk")
-    )
-    new_raters = [Rater(imported_into=project, source_id=s) for s in source_ids if s not in known]
-    for rater in Rater.objects.bulk_create(new_raters):
-        known[rater.source_id or ""] = rater.pk
-    Judgment.objects.bulk_create(
-        [
-            Judgment(
-                project=project,
-                pair_id=pairs[item["pair"]][0],
-                pair_longer=pairs[item["pair"]][1],
-                rater_id=known[item["rater"]],
-                choice=item["choice"],
-                strength=item.get("strength"),
-                rationale=item.get("rationale") or "",
-                shown_left=item.get("shown_left"),
-                created_at=_parse_time(item.get("created_at")) or now,
+    # The pairs' new judgment counts may close them: counted before and after, with the raters' judgments.
+    with pairs_counted(project=project, pair_ids=sorted(pair_ids.values())) as counted:
+        source_ids = sorted({i["rater"] for i in items})
+        known = dict(
+            Rater.objects.filter(imported_into=project, source_id__in=source_ids).values_list(
+                "source_id", "pk"
             )
-            for item in items
-        ],
-        batch_size=2000,
-    )
-    # Each pair's count again from its rows: the pairs are locked, so no engine judgment races this.
-    counts = Judgment.objects.filter(pair=OuterRef("pk")).order_by().values("pair").annotate(n=Count("pk"))
-    Pair.objects.filter(pk__in=pair_ids.values()).update(judgment_count=Subquery(counts.values("n")))
-    pairs_counted(project=project, pair_ids=sorted(pair_ids.values()), sign=1)
-    done = Counter(known[item["rater"]] for item in items)
-    progress_add(project_id=project.pk, rows=[(rater, n, 0) for rater, n in done.items()])
+        )
+        new_raters = [Rater(imported_into=project, source_id=s) for s in source_ids if s not in known]
+        for rater in Rater.objects.bulk_create(new_raters):
+            known[rater.source_id or ""] = rater.pk
+        Judgment.objects.bulk_create(
+            [
+                Judgment(
+                    project=project,
+                    pair_id=pairs[item["pair"]][0],
+                    pair_longer=pairs[item["pair"]][1],
+                    rater_id=known[item["rater"]],
+                    choice=item["choice"],
+                    strength=item.get("strength"),
+                    rationale=item.get("rationale") or "",
+                    shown_left=item.get("shown_left"),
+                    created_at=_parse_time(item.get("created_at")) or now,
+                )
+                for item in items
+            ],
+            batch_size=2000,
+        )
+        # Each pair's count again from its rows: the pairs are locked, so no engine judgment races this.
+        counts = (
+            Judgment.objects.filter(pair=OuterRef("pk")).order_by().values("pair").annotate(n=Count("pk"))
+        )
+        Pair.objects.filter(pk__in=pair_ids.values()).update(judgment_count=Subquery(counts.values("n")))
+        done = Counter(known[item["rater"]] for item in items)
+        counted.progress((rater, n, 0) for rater, n in done.items())
     return JudgmentImportResult(created=len(items), raters_created=len(new_raters))

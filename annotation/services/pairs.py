@@ -18,7 +18,7 @@ from rm_training import conversation, jsonl
 from web.errors import Conflict, items_invalid, too_many_items
 
 from .bulk import tables_analyze
-from .engine.counters import pairs_added, pairs_counted, progress_add
+from .engine.counters import pairs_added, pairs_counted
 
 _PAIR_FIELDS = {"prompt", "response_a", "response_b", "external_id", "model_a", "model_b", "metadata", "gold"}
 _MAX_SHORT = 200
@@ -235,16 +235,20 @@ def pair_save(*, pair: Pair, adding: bool) -> Pair:
         with transaction.atomic():
             if adding:
                 pair.save()
+                pairs_added(
+                    project_id=pair.project_id,
+                    regular=int(pair.gold is None),
+                    gold=int(pair.gold is not None),
+                )
             else:
                 _refuse_text_change(pair)
-                pairs_counted(project=pair.project, pair_ids=[pair.pk], sign=-1)
-                pair.save(update_fields=_FORM_FIELDS)
+                with pairs_counted(project=pair.project, pair_ids=[pair.pk]):
+                    pair.save(update_fields=_FORM_FIELDS)
     except IntegrityError:
         # The form checks the external id; another save took it in between.
         raise Conflict(
             "This project already has a pair with this external id.", code="external_id_taken"
         ) from None
-    pairs_counted(project=pair.project, pair_ids=[pair.pk], sign=1)
     return pair
 
 
@@ -285,8 +289,8 @@ def pairs_delete(*, pairs: Iterable[Pair]) -> None:
         ids = sorted(pair.pk for pair in project_pairs)
         list(Pair.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
         project = project_pairs[0].project
-        pairs_counted(project=project, pair_ids=ids, sign=-1)
-        # Their judgments go with them: no longer done by their raters.
-        judged = Judgment.objects.filter(pair_id__in=ids).values("rater_id").annotate(n=Count("pk"))
-        progress_add(project_id=project.pk, rows=[(row["rater_id"], -row["n"], 0) for row in judged])
-        Pair.objects.filter(pk__in=ids).delete()
+        with pairs_counted(project=project, pair_ids=ids) as counted:
+            # Their judgments go with them: no longer done by their raters.
+            judged = Judgment.objects.filter(pair_id__in=ids).values("rater_id").annotate(n=Count("pk"))
+            counted.progress((row["rater_id"], -row["n"], 0) for row in judged)
+            Pair.objects.filter(pk__in=ids).delete()

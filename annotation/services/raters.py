@@ -124,17 +124,16 @@ def project_rater_remove(*, project: Project, username: str, now: datetime | Non
         raise NotFound(f"{username!r} is not a rater in {project.slug!r}.")
     # Locked with its pair (as every change of an assignment's status, engine.counters), in one
     # statement, which locks the rows in the order of the engine's own read of an assignment.
-    held = list(
+    locked = (
         Assignment.objects.filter(
             project=project, rater__user__username__iexact=username, status=AssignmentStatus.ACTIVE
         )
         .select_related("pair")
-        .only("rater_id", "project_id", "pair__gold", "pair__judgment_count", "pair__extra_judgments")
+        .only("pair__id")
         .select_for_update(of=("self", "pair"))
     )
-    Assignment.objects.filter(pk__in=[a.pk for a in held]).update(
+    held = [assignment.pk for assignment in locked]
+    Assignment.objects.filter(pk__in=held).update(
         status=AssignmentStatus.EXPIRED, finished_at=now or timezone.now()
     )
-    for assignment in held:
-        assignment.project = project
-    assignments_expired(held)
+    assignments_expired(assignment_ids=held)

@@ -97,9 +97,8 @@ def pair_quota_raise(
             raise Invalid("Too many extra judgments.", errors=[{"field": "k", "message": message}])
         # Relative to what the pair asks for now, whatever asked for it before (the row is locked). A full
         # pair opens again: out of the progress counters before, counted in again after.
-        pairs_counted(project=project, pair_ids=[pair.pk], sign=-1)
-        Pair.objects.filter(pk=pair.pk).update(extra_judgments=F("extra_judgments") + k)
-        pairs_counted(project=project, pair_ids=[pair.pk], sign=+1)
+        with pairs_counted(project=project, pair_ids=[pair.pk]):
+            Pair.objects.filter(pk=pair.pk).update(extra_judgments=F("extra_judgments") + k)
         pair.extra_judgments += k
         return _record(pair=pair, action=ReviewAction.MORE_VOTES, by=by, reason=reason, now=now, extra=k)
 

@@ -17,7 +17,14 @@ from django.db import connection
 from django.utils import timezone
 
 from annotation import services
-from annotation.models import Assignment, AssignmentStatus, Pair, ProjectCounter, RaterProgress
+from annotation.models import (
+    MIN_LEASE_SECONDS,
+    Assignment,
+    AssignmentStatus,
+    Pair,
+    ProjectCounter,
+    RaterProgress,
+)
 from annotation.selectors import rater_progress
 from annotation.services.bulk import ANALYZE_MIN_ROWS, tables_analyze
 from annotation.services.engine.counters import COUNTER_SHARDS
@@ -145,6 +152,84 @@ def test_counters_equal_a_recount_after_quota_changes_while_raters_judge(
         # No recount after the raters stopped: the last change (back to 3) was made while they judged.
         assert Pair.objects.filter(project=project, judgment_count__gt=0).exists()
         assert Pair.objects.filter(project=project, judgment_count=0).exists()
+        assert_counters_equal_recount(project)
+
+
+def _lapse_until(stop, project, user, seed):
+    """A rater who judges some pairs and comes back after the lease of others: the pair again if its place
+    is free, else it expires there (rules.keep_held) and another is served."""
+    draw = random.Random(seed)
+    while not stop.is_set():
+        later = timezone.now() + timedelta(seconds=project.lease_seconds + 1)
+        served = services.assignment_next(project=project, user=user, now=later)
+        if served is None:
+            return True
+        if draw.random() < 0.5:
+            try:
+                services.judgment_record(assignment_id=served.assignment.pk, user=user, choice="left")
+            except Conflict as refused:
+                assert refused.code == "assignment_expired", refused
+    return True
+
+
+def _expire_until(stop, project):
+    """leases_expire again and again, as if every lease had run out (the raters' too, who lease from a
+    lease's length ahead)."""
+    expired = 0
+    while not stop.is_set():
+        later = timezone.now() + timedelta(seconds=3 * project.lease_seconds)
+        expired += services.leases_expire(now=later)
+    return expired
+
+
+def _remove_until(stop, project, user):
+    """A rater who takes a pair, is removed from the project (the pair's place expires) and added again."""
+    removed = 0
+    while not stop.is_set():
+        if services.assignment_next(project=project, user=user) is None:
+            return removed
+        services.project_rater_remove(project=project, username=user.username)
+        services.project_raters_add(project=project, usernames=[user.username])
+        removed += 1
+    return removed
+
+
+def _gold_until(stop, project):
+    """The admin's form making judged pairs gold and regular again (services.pair_save)."""
+    changed = 0
+    while not stop.is_set():
+        for pair in Pair.objects.filter(project=project, judgment_count__gte=2).order_by("?")[:5]:
+            pair.gold = None if pair.gold else "a"
+            services.pair_save(pair=pair, adding=False)
+            changed += 1
+    return changed
+
+
+_WRITERS = {"expire": _expire_until, "remove": _remove_until, "gold": _gold_until}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("writer", sorted(_WRITERS))
+def test_counters_equal_a_recount_after_quota_changes_while_other_writers_count(
+    make_project, make_pairs, make_rater, writer
+):
+    # Every counter writer decides whether a pair is open: leases expired (leases_expire, a lapsed lease
+    # taken over in assignment_next, a removed rater's) and pairs counted out and in again (gold). One
+    # that read the old quota and wrote after a quota change's recount drifted the counters.
+    for _ in range(3):
+        project = make_project(judgments_per_pair=3, lease_seconds=MIN_LEASE_SECONDS)
+        make_pairs(project, 200)
+        raters = [make_rater(project) for _ in range(3)]
+        other = make_rater(project)
+        stop = threading.Event()
+        calls: list[tuple[Any, ...]] = [
+            *[(_lapse_until, stop, project, user, index) for index, user in enumerate(raters)],
+            (_WRITERS[writer], stop, project, *([other] if writer == "remove" else [])),
+            (_flip_quota, stop, project, 1.5),
+        ]
+        outcomes = in_parallel(lambda run, *args: run(*args), calls)
+        assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
+        assert outcomes[-2] > 0 and outcomes[-1] > 1, outcomes
         assert_counters_equal_recount(project)
 
 

@@ -14,16 +14,19 @@ the row locks of the pairs it changes (the engine's lock order: rater, pair, ass
 writers never count the same change from different snapshots:
 - judgments (the engine's write statement carries judgment_counters' CTEs), skips and expirations;
 - pairs imported (pairs_added), pairs whose openness changes (gold, quota raise, judgments imported,
-  deleted): pairs_counted(sign=-1) before the change and pairs_counted(sign=+1) after;
+  deleted): the change made inside `with pairs_counted(...)`, which counts them before and after;
 - anything else the agreement report reads (a corrected judgment): project_data_changed.
 A change of judgments_per_pair recounts the project (counters_recount), as does the repair command.
 
-The quota: a judgment's and a skip's statement reads judgments_per_pair itself (open_sql on the project's
-row), not the project the request read earlier. A statement takes its tables' locks before its snapshot,
-and the recount holds the counter tables EXCLUSIVE from its count to the commit of the quota change, so a
-write counted under the old quota commits before the recount counts, and one that waits for the recount
-sees the new quota. (A judgment that decided with the quota it had read closed a pair at quota 2 after the
-recount at quota 3 had counted it open.)
+The quota: every statement that writes the counters and depends on whether a pair is open (a judgment's,
+a skip's, an expiry's) reads judgments_per_pair itself (_OPEN, on the project's row), not the project the
+request read earlier; pairs_counted, whose counts come before its write, locks the counter tables first. A
+statement takes its tables' locks before its snapshot, and the recount holds the counter tables EXCLUSIVE
+from its count to the commit of the quota change, so a write counted under the old quota commits before
+the recount counts, and one that waits for the recount sees the new quota; a transaction's later
+statements, its locks held, see the quota its first did. (A judgment
+that decided with the quota it had read closed a pair at quota 2 after the recount at quota 3 had counted
+it open; an expiry, a removed rater's place, a gold change drifted the same way.)
 
 Deadlocks: a write that takes several RaterProgress rows takes them in one INSERT ... ORDER BY rater_id
 (ON CONFLICT DO UPDATE), and takes its ProjectCounter row after them; the project's row is the writer's
@@ -34,8 +37,8 @@ a pair, whose wait for a pair another request holds therefore polls instead of q
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +57,14 @@ def open_sql(pair: str, quota: str) -> str:
     """The condition that a pair (table alias `pair`) is open under the project's quota `quota` (an SQL
     expression), raised by the pair's extra_judgments."""
     return f"({pair}.gold IS NULL AND {pair}.judgment_count < {quota} + {pair}.extra_judgments)"
+
+
+# Whether the pair `p` is open under the quota in force, for a statement that writes the counters and
+# joins the pair's project (_PAIR_AND_QUOTA, on an assignment `a`): see the module's note.
+_OPEN = open_sql("p", "pr.judgments_per_pair")
+_PAIR_AND_QUOTA = (
+    "JOIN annotation_pair p ON p.id = a.pair_id JOIN annotation_project pr ON pr.id = p.project_id"
+)
 
 
 def pair_quota(project: Project, pair: Pair) -> int:
@@ -78,8 +89,8 @@ def _progress_insert(rows_sql: str) -> str:
     return (
         "INSERT INTO annotation_raterprogress AS rp (rater_id, project_id, done, finished)"
         f" SELECT rater_id, project_id, done, finished FROM ({rows_sql}) counted_rows WHERE true"
-        " ORDER BY rater_id ON CONFLICT (rater_id, project_id) DO UPDATE SET done = rp.done + excluded.done,"
-        " finished = rp.finished + excluded.finished"
+        " ORDER BY rater_id, project_id ON CONFLICT (rater_id, project_id)"
+        " DO UPDATE SET done = rp.done + excluded.done, finished = rp.finished + excluded.finished"
     )
 
 
@@ -93,14 +104,26 @@ def _counter_insert(after: str | None, open_pairs: str = "%s") -> str:
     after the CTE `after` has taken its RaterProgress rows (the scalar subquery runs it to the end
     first); `open_pairs` is a parameter or an SQL expression."""
     wait = f" + 0 * (SELECT count(*) FROM {after})" if after else ""
+    return _counter_upsert(f"SELECT %s, %s, {open_pairs}{wait}, %s, %s, %s")
+
+
+def _counter_upsert(rows_sql: str) -> str:
+    """The statement adding the row (project_id, shard, open, regular, gold, version) of `rows_sql` to
+    its ProjectCounter row."""
     return (
         "INSERT INTO annotation_projectcounter AS c"
-        " (project_id, shard, open_pairs, regular_pairs, gold_pairs, version)"
-        f" SELECT %s, %s, {open_pairs}{wait}, %s, %s, %s"
+        f" (project_id, shard, open_pairs, regular_pairs, gold_pairs, version) {rows_sql}"
         " ON CONFLICT (project_id, shard) DO UPDATE SET open_pairs = c.open_pairs + excluded.open_pairs,"
         " regular_pairs = c.regular_pairs + excluded.regular_pairs,"
         " gold_pairs = c.gold_pairs + excluded.gold_pairs, version = c.version + excluded.version"
     )
+
+
+def _ids_in(column: str, ids: Sequence[int]) -> tuple[str, list[Any]]:
+    """The condition that `column` is one of `ids`, with its parameters."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(ids)]
+    return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
 
 
 @dataclass(frozen=True)
@@ -198,8 +221,7 @@ def finished_cte(*, project_id: int, rater_id: int, pair_id: int) -> tuple[str, 
     quota itself."""
     rows = (
         "SELECT %s AS rater_id, %s AS project_id, 0 AS done, 1 AS finished FROM annotation_pair p"
-        f" JOIN annotation_project pr ON pr.id = p.project_id WHERE p.id = %s"
-        f" AND {open_sql('p', 'pr.judgments_per_pair')}"
+        f" JOIN annotation_project pr ON pr.id = p.project_id WHERE p.id = %s AND {_OPEN}"
     )
     return _progress_cte("progress", rows), [rater_id, project_id, pair_id]
 
@@ -209,16 +231,19 @@ def rater_finished_add(*, project_id: int, rater_id: int, n: int = 1) -> None:
     progress_add(project_id=project_id, rows=[(rater_id, 0, n)])
 
 
-def assignments_expired(assignments: Iterable[Any]) -> None:
-    """Count the assignments just closed as expired (their pair and project loaded, read under the pairs'
-    row locks): each on an open pair is one more finished open pair for its rater; one statement per
-    project, its rows in rater order."""
-    finished: dict[int, Counter[int]] = {}
-    for assignment in assignments:
-        if pair_open(assignment.pair, assignment.project):
-            finished.setdefault(assignment.project_id, Counter())[assignment.rater_id] += 1
-    for project_id in sorted(finished):
-        progress_add(project_id=project_id, rows=[(r, 0, n) for r, n in finished[project_id].items()])
+def assignments_expired(*, assignment_ids: Sequence[int]) -> None:
+    """Count the assignments just closed as expired (under their pairs' row locks): each on an open pair
+    is one more finished open pair for its rater. One statement, its rows in rater order, which reads the
+    quota itself (see the module's note)."""
+    if not assignment_ids:
+        return
+    where, ids = _ids_in("a.id", assignment_ids)
+    rows = (
+        "SELECT a.rater_id, a.project_id, 0 AS done, count(*) AS finished FROM annotation_assignment a"
+        f" {_PAIR_AND_QUOTA} WHERE {where} AND {_OPEN} GROUP BY a.rater_id, a.project_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_progress_insert(rows), ids)
 
 
 def pairs_added(*, project_id: int, regular: int, gold: int) -> None:
@@ -227,49 +252,89 @@ def pairs_added(*, project_id: int, regular: int, gold: int) -> None:
         _counter_add(project_id, shard_of(None), open_pairs=regular, regular=regular, gold=gold)
 
 
+class PairsCount:
+    """What a `with pairs_counted(...)` block adds to the raters' rows beside the pairs' change (the
+    judgments it imports or deletes), written in the same one statement at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int, int]] = []
+
+    def progress(self, rows: Iterable[tuple[int, int, int]]) -> None:
+        """(rater_id, done, finished) to add."""
+        self.rows.extend(rows)
+
+
+@contextmanager
 def pairs_counted(
-    *, project: Project, pair_ids: Sequence[int], sign: int, writer_id: int | None = None
-) -> None:
-    """Take these pairs out of the project's counters (sign=-1) or count them in (+1): each open pair
-    once in the open pairs and once for every rater who finished it, each pair in the regular or gold
-    pairs. Call with -1 before a change of a pair's gold, quota or judgments (or its deletion) and with +1
-    after it, holding the pairs' row locks. The data version goes up either way."""
-    if not pair_ids:
-        return
-    ids: list[Any]
-    if connection.vendor == "postgresql":
-        pairs, ids = (
-            "SELECT id, gold, judgment_count, extra_judgments FROM annotation_pair WHERE id = ANY(%s)",
-            [list(pair_ids)],
-        )
-    else:
-        in_list = ", ".join(["%s"] * len(pair_ids))
-        pairs, ids = (
-            f"SELECT id, gold, judgment_count, extra_judgments FROM annotation_pair WHERE id IN ({in_list})",
-            list(pair_ids),
-        )
-    quota = project.judgments_per_pair
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*), count(gold),"
-            f" COALESCE(sum(CASE WHEN {open_sql('p', '%s')} THEN 1 ELSE 0 END), 0) FROM ({pairs}) p",
-            [quota, *ids],
-        )
-        total, gold, open_count = cursor.fetchone()
-        cursor.execute(
-            f"SELECT a.rater_id, count(*) FROM annotation_assignment a JOIN ({pairs}) p ON p.id = a.pair_id"
-            f" WHERE {open_sql('p', '%s')} AND a.status IN {_FINISHED_SQL} GROUP BY a.rater_id",
-            [*ids, quota],
-        )
-        finishers = [(rater, 0, sign * n) for rater, n in cursor.fetchall()]
-    progress_add(project_id=project.pk, rows=finishers)
+    *, project: Project, pair_ids: Sequence[int], writer_id: int | None = None
+) -> Iterator[PairsCount]:
+    """Around a change of these pairs' gold, quota or judgments (or their deletion), made by the block
+    while it holds their row locks: what they counted before (each open pair once in the open pairs and
+    once for every rater who finished it, each pair in the regular or gold pairs) is taken out and what
+    they count after is put in, with the block's own progress rows, in one write at the end; the data
+    version goes up.
+
+    The counter tables are locked (ROW EXCLUSIVE, which other writers share) before the first count, so no
+    quota change's recount runs between the two counts (see the module's note); the raters' rows and then
+    the counter row are taken once, at the end, in order, as every writer takes them (a count-out written
+    before the change held the counter row while the count-in waited for raters' rows: a deadlock with
+    a judgment)."""
+    ids = sorted(set(pair_ids))
+    counted = PairsCount()
+    if ids and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "LOCK TABLE annotation_raterprogress, annotation_projectcounter IN ROW EXCLUSIVE MODE"
+            )
+    before = _pairs_count(ids)
+    yield counted
+    after = _pairs_count(ids)
+    rows = dict.fromkeys(set(before.finishers) | set(after.finishers), (0, 0))
+    for rater in rows:
+        rows[rater] = (0, after.finishers.get(rater, 0) - before.finishers.get(rater, 0))
+    for rater, done, finished in counted.rows:
+        old_done, old_finished = rows.get(rater, (0, 0))
+        rows[rater] = (old_done + done, old_finished + finished)
+    progress_add(
+        project_id=project.pk, rows=[(rater, done, finished) for rater, (done, finished) in rows.items()]
+    )
     _counter_add(
         project.pk,
         shard_of(writer_id),
-        open_pairs=sign * open_count,
-        regular=sign * (total - gold),
-        gold=sign * gold,
+        open_pairs=after.open - before.open,
+        regular=after.regular - before.regular,
+        gold=after.gold - before.gold,
     )
+
+
+@dataclass(frozen=True)
+class _Count:
+    finishers: dict[int, int]  # rater id: the open pairs among these that they finished
+    open: int
+    regular: int
+    gold: int
+
+
+def _pairs_count(ids: Sequence[int]) -> _Count:
+    """What these pairs count for now, under the quota in force (read by the statements)."""
+    if not ids:
+        return _Count({}, 0, 0, 0)
+    where, params = _ids_in("p.id", ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT a.rater_id, count(*) FROM annotation_assignment a {_PAIR_AND_QUOTA}"
+            f" WHERE {where} AND {_OPEN} AND a.status IN {_FINISHED_SQL} GROUP BY a.rater_id",
+            params,
+        )
+        finishers = dict(cursor.fetchall())
+        cursor.execute(
+            f"SELECT COALESCE(sum(CASE WHEN {_OPEN} THEN 1 ELSE 0 END), 0), count(*) - count(p.gold),"
+            f" count(p.gold) FROM annotation_pair p JOIN annotation_project pr ON pr.id = p.project_id"
+            f" WHERE {where}",
+            params,
+        )
+        open_pairs, regular, gold = cursor.fetchone()
+    return _Count(finishers, int(open_pairs), int(regular), int(gold))
 
 
 def project_data_changed(*, project_id: int, writer_id: int | None = None) -> None:

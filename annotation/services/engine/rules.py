@@ -23,7 +23,7 @@ from annotation.models import (
 )
 from web.errors import Conflict, Forbidden, Invalid
 
-from .counters import pair_open, pair_quota, rater_finished_add
+from .counters import assignments_expired, pair_quota
 
 
 def lease_end(project: Project, now: datetime) -> datetime:
@@ -93,8 +93,7 @@ def keep_held(*, current: Assignment, project: Project, now: datetime) -> bool:
     current.status = AssignmentStatus.EXPIRED
     current.finished_at = now
     current.save(update_fields=["status", "finished_at"])
-    if pair_open(pair, project):
-        rater_finished_add(project_id=project.pk, rater_id=current.rater_id)
+    assignments_expired(assignment_ids=[current.pk])
     return False
 
 

@@ -300,22 +300,15 @@ def leases_expire(*, now: datetime | None = None) -> int:
         # an expired assignment on an open pair as finished). SKIP LOCKED on both rows: a pair or an
         # assignment that a request holds is left for the next run, and this never waits for a request
         # (which may itself wait for a pair locked here).
-        expired = list(
+        locked = (
             Assignment.objects.filter(status=AssignmentStatus.ACTIVE, lease_expires_at__lte=now)
-            .select_related("pair", "project")
-            .only(
-                "project__judgments_per_pair",
-                "rater_id",
-                "pair__gold",
-                "pair__judgment_count",
-                "pair__extra_judgments",
-            )
+            .select_related("pair")
+            .only("pair__id")
             .select_for_update(skip_locked=True, of=("self", "pair"))
         )
+        expired = [assignment.pk for assignment in locked]
         if not expired:
             return 0
-        Assignment.objects.filter(pk__in=[assignment.pk for assignment in expired]).update(
-            status=AssignmentStatus.EXPIRED, finished_at=now
-        )
-        assignments_expired(expired)
+        Assignment.objects.filter(pk__in=expired).update(status=AssignmentStatus.EXPIRED, finished_at=now)
+        assignments_expired(assignment_ids=expired)
     return len(expired)
