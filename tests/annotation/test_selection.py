@@ -134,8 +134,7 @@ def test_the_candidates_count_equals_a_count_of_the_rows_through_leases_skips_an
     make_pairs(project, 14)
     make_pairs(project, 2, gold="a", prefix="gold")
     pair_ids = list(Pair.objects.filter(gold__isnull=True).values_list("pk", flat=True))
-    rng = random.Random(5)
-    random.seed(5)  # the engine's own draws (Draws.fresh), for a walk that repeats
+    rng = random.Random(5)  # the walk's choices (the engine draws its arms from the system's randomness)
     uncertain(project, epsilon=0.5, priorities={pk: rng.choice([None, rng.random()]) for pk in pair_ids})
     users = [make_rater(project) for _ in range(5)]
     raters = [services.rater_get_or_create(user=user) for user in users]
@@ -191,7 +190,9 @@ def test_the_candidates_count_equals_a_count_of_the_rows_through_leases_skips_an
             assert got is not None and got.pair_id in rows
             assert got.propensity == pytest.approx(0.5 + 0.5 / len(rows), rel=1e-12), (len(rows), got)
             checked += 1
-    assert checked > 100 and min(served["uncertainty"], served["random"]) >= 5, (checked, served)
+    # Both arms served (about 18 nexts with eps = 0.5: one arm never drawn has odds under 1e-5; "at least
+    # 5 of each" failed 1.5% of the time).
+    assert checked > 100 and min(served["uncertainty"], served["random"]) >= 1, (checked, served)
     assert {Assignment.objects.filter(status=status).exists() for status in AssignmentStatus.values} == {True}
     assert Pair.objects.filter(extra_judgments__gt=0).exists()
     assert_counters_equal_recount(project)
