@@ -72,14 +72,26 @@ def test_counters_equal_a_recount_after_concurrent_raters_skips_and_expired_leas
     make_pairs(project, 30)
     make_pairs(project, 3, gold="a", prefix="gold")
     users = [make_rater(project) for _ in range(10)]
+    left = threading.Semaphore(0)  # released by each rater who is done
+
+    def rate(*args):
+        try:
+            return _rate(*args)
+        finally:
+            left.release()
 
     def expire_leases(_):
-        later = timezone.now() + timedelta(seconds=11)
-        return sum(services.leases_expire(now=later) for _ in range(20))
+        # Until every rater is done (20 calls at once could all come before the first lease on a busy
+        # machine), then once more: each rater ends holding a lease.
+        expired, done = 0, 0
+        while done < len(users):
+            expired += services.leases_expire(now=timezone.now() + timedelta(seconds=11))
+            done += left.acquire(timeout=0.005)
+        return expired + services.leases_expire(now=timezone.now() + timedelta(seconds=11))
 
     calls = [(project, user, index, 12) for index, user in enumerate(users)]
     outcomes = in_parallel(
-        lambda *args: expire_leases(args) if args[0] == "expire" else _rate(*args),
+        lambda *args: expire_leases(args) if args[0] == "expire" else rate(*args),
         [*calls, ("expire",)],
     )
     assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
