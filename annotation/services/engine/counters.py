@@ -104,15 +104,10 @@ def _counter_insert(after: str | None, open_pairs: str = "%s") -> str:
     after the CTE `after` has taken its RaterProgress rows (the scalar subquery runs it to the end
     first); `open_pairs` is a parameter or an SQL expression."""
     wait = f" + 0 * (SELECT count(*) FROM {after})" if after else ""
-    return _counter_upsert(f"SELECT %s, %s, {open_pairs}{wait}, %s, %s, %s")
-
-
-def _counter_upsert(rows_sql: str) -> str:
-    """The statement adding the row (project_id, shard, open, regular, gold, version) of `rows_sql` to
-    its ProjectCounter row."""
     return (
         "INSERT INTO annotation_projectcounter AS c"
-        f" (project_id, shard, open_pairs, regular_pairs, gold_pairs, version) {rows_sql}"
+        " (project_id, shard, open_pairs, regular_pairs, gold_pairs, version)"
+        f" SELECT %s, %s, {open_pairs}{wait}, %s, %s, %s"
         " ON CONFLICT (project_id, shard) DO UPDATE SET open_pairs = c.open_pairs + excluded.open_pairs,"
         " regular_pairs = c.regular_pairs + excluded.regular_pairs,"
         " gold_pairs = c.gold_pairs + excluded.gold_pairs, version = c.version + excluded.version"
@@ -226,11 +221,6 @@ def finished_cte(*, project_id: int, rater_id: int, pair_id: int) -> tuple[str, 
     return _progress_cte("progress", rows), [rater_id, project_id, pair_id]
 
 
-def rater_finished_add(*, project_id: int, rater_id: int, n: int = 1) -> None:
-    """Count n more finished open pairs for a rater (an assignment on an open pair expired)."""
-    progress_add(project_id=project_id, rows=[(rater_id, 0, n)])
-
-
 def assignments_expired(*, assignment_ids: Sequence[int]) -> None:
     """Count the assignments just closed as expired (under their pairs' row locks): each on an open pair
     is one more finished open pair for its rater. One statement, its rows in rater order, which reads the
@@ -289,15 +279,9 @@ def pairs_counted(
     before = _pairs_count(ids)
     yield counted
     after = _pairs_count(ids)
-    rows = dict.fromkeys(set(before.finishers) | set(after.finishers), (0, 0))
-    for rater in rows:
-        rows[rater] = (0, after.finishers.get(rater, 0) - before.finishers.get(rater, 0))
-    for rater, done, finished in counted.rows:
-        old_done, old_finished = rows.get(rater, (0, 0))
-        rows[rater] = (old_done + done, old_finished + finished)
-    progress_add(
-        project_id=project.pk, rows=[(rater, done, finished) for rater, (done, finished) in rows.items()]
-    )
+    finished = [(rater, 0, n) for rater, n in after.finishers.items()]
+    finished += [(rater, 0, -n) for rater, n in before.finishers.items()]
+    progress_add(project_id=project.pk, rows=[*finished, *counted.rows])
     _counter_add(
         project.pk,
         shard_of(writer_id),
@@ -344,8 +328,13 @@ def project_data_changed(*, project_id: int, writer_id: int | None = None) -> No
 
 
 def progress_add(*, project_id: int, rows: Iterable[tuple[int, int, int]]) -> None:
-    """Add (rater_id, done, finished) to the raters' rows, in rater order."""
-    rows = sorted((r for r in rows if r[1] or r[2]), key=lambda r: r[0])
+    """Add (rater_id, done, finished) to the raters' rows, in rater order: one row per rater, the rows
+    given for the same rater summed (an upsert may change a row once per statement)."""
+    summed: dict[int, tuple[int, int]] = {}
+    for rater, done, finished in rows:
+        old_done, old_finished = summed.get(rater, (0, 0))
+        summed[rater] = (old_done + done, old_finished + finished)
+    rows = sorted((rater, done, finished) for rater, (done, finished) in summed.items() if done or finished)
     if not rows:
         return
     values = " UNION ALL ".join(

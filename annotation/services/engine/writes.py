@@ -31,7 +31,7 @@ from .counters import (
     finished_cte,
     judgment_counters,
     pair_open,
-    rater_finished_add,
+    progress_add,
 )
 from .rules import judgment_check
 from .serving import Served, next_for, with_progress
@@ -274,7 +274,7 @@ def _skip(*, assignment: Assignment, reason: str, now: datetime) -> Assignment:
     if connection.vendor != "postgresql" or not active:
         assignment.save(update_fields=["status", "skip_reason", "finished_at"])
         if active and pair_open(pair, project):
-            rater_finished_add(project_id=project.pk, rater_id=assignment.rater_id)
+            progress_add(project_id=project.pk, rows=[(assignment.rater_id, 0, 1)])
         return assignment
     # Whether the pair is open is read by the statement itself, under the quota in force (see
     # counters.JudgmentCounters.ctes).
