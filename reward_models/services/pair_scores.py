@@ -130,7 +130,7 @@ def pair_scoring_start(*, project: Project, created_by: Any = None) -> PairScori
     returned: a second click starts nothing. Conflict ``no_active_model`` without an active model."""
     with transaction.atomic():
         # One start at a time per project: the check for one in flight and the insert see the same rows.
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         active = active_run_id(project=project)
         if active is None:
             raise Conflict(

@@ -94,7 +94,7 @@ def training_run_create(
         raise Conflict(f"Snapshot {snapshot.pk} has no judgments to train on.", code="no_usable_pairs")
     values = config.to_dict() | {"progress_bar": False}
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).first()
         duplicate = (
             TrainingRun.objects.filter(
                 project=project,
