@@ -249,7 +249,7 @@ def agreement_figures(
     on_shared = per_pair[inter.pair] >= 2
     # The pooled figures read only the pairs with two or more judgments (the others carry no agreement):
     # taken once here, not by each figure from every judged pair.
-    rated = counts[per_pair >= 2]
+    rated = _rated(counts)
     percent = percent_agreement(rated)
     intervals = bootstrap_intervals(rated, n_boot=n_boot, seed=seed)
     low, high = intervals["percent_agreement"]

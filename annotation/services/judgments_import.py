@@ -160,9 +160,9 @@ def _store(project: Project, items: list[dict[str, Any]], now: datetime) -> Judg
         .values_list("external_id", "pk", "longer")
     )
     pairs = {external_id: (pk, longer) for external_id, pk, longer in locked}
-    pair_ids = {external_id: pk for external_id, (pk, _) in pairs.items()}
+    pair_ids = [pk for pk, _ in pairs.values()]  # in pk order, as locked
     # The pairs' new judgment counts may close them: counted before and after, with the raters' judgments.
-    with pairs_counted(project=project, pair_ids=sorted(pair_ids.values())) as counted:
+    with pairs_counted(project=project, pair_ids=pair_ids) as counted:
         source_ids = sorted({i["rater"] for i in items})
         known = dict(
             Rater.objects.filter(imported_into=project, source_id__in=source_ids).values_list(
@@ -193,7 +193,7 @@ def _store(project: Project, items: list[dict[str, Any]], now: datetime) -> Judg
         counts = (
             Judgment.objects.filter(pair=OuterRef("pk")).order_by().values("pair").annotate(n=Count("pk"))
         )
-        Pair.objects.filter(pk__in=pair_ids.values()).update(judgment_count=Subquery(counts.values("n")))
+        Pair.objects.filter(pk__in=pair_ids).update(judgment_count=Subquery(counts.values("n")))
         done = Counter(known[item["rater"]] for item in items)
-        counted.progress((rater, n, 0) for rater, n in done.items())
+        counted.extend((rater, n, 0) for rater, n in done.items())
     return JudgmentImportResult(created=len(items), raters_created=len(new_raters))

@@ -232,18 +232,15 @@ def pair_save(*, pair: Pair, adding: bool) -> Pair:
     it (Conflict): a judgment refers to the texts its rater saw (and copies which response is longer);
     its gold answer, model names, metadata and external id may."""
     try:
-        with transaction.atomic():
-            if adding:
-                pair.save()
-                pairs_added(
-                    project_id=pair.project_id,
-                    regular=int(pair.gold is None),
-                    gold=int(pair.gold is not None),
-                )
-            else:
-                _refuse_text_change(pair)
-                with pairs_counted(project=pair.project, pair_ids=[pair.pk]):
-                    pair.save(update_fields=_FORM_FIELDS)
+        if adding:
+            pair.save()
+            pairs_added(
+                project_id=pair.project_id, regular=int(pair.gold is None), gold=int(pair.gold is not None)
+            )
+        else:
+            _refuse_text_change(pair)
+            with pairs_counted(project=pair.project, pair_ids=[pair.pk]):
+                pair.save(update_fields=_FORM_FIELDS)
     except IntegrityError:
         # The form checks the external id; another save took it in between.
         raise Conflict(
@@ -292,5 +289,5 @@ def pairs_delete(*, pairs: Iterable[Pair]) -> None:
         with pairs_counted(project=project, pair_ids=ids) as counted:
             # Their judgments go with them: no longer done by their raters.
             judged = Judgment.objects.filter(pair_id__in=ids).values("rater_id").annotate(n=Count("pk"))
-            counted.progress((row["rater_id"], -row["n"], 0) for row in judged)
+            counted.extend((row["rater_id"], -row["n"], 0) for row in judged)
             Pair.objects.filter(pk__in=ids).delete()

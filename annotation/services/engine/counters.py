@@ -12,7 +12,7 @@ What is counted, as selectors.rater_progress defines it:
 Every write that changes one of these calls a function here, inside its own transaction, while it holds
 the row locks of the pairs it changes (the engine's lock order: rater, pair, assignment), so that two
 writers never count the same change from different snapshots:
-- judgments (the engine's write statement carries judgment_counters' CTEs), skips and expirations;
+- judgments (the engine's write statement carries JudgmentCounters' CTEs), skips and expirations;
 - pairs imported (pairs_added), pairs whose openness changes (gold, quota raise, judgments imported,
   deleted): the change made inside `with pairs_counted(...)`, which counts them before and after;
 - anything else the agreement report reads (a corrected judgment): project_data_changed.
@@ -197,19 +197,6 @@ class JudgmentCounters:
         _counter_add(project_id, shard_of(self.rater_id), open_pairs=-1 if closes else 0)
 
 
-def judgment_counters(
-    *, project: Project, rater_id: int, pair: Any, assignment_status: str
-) -> JudgmentCounters:
-    """The counters a judgment changes, from its pair (gold, judgment_count, extra_judgments) and
-    assignment as locked before the write."""
-    return JudgmentCounters(
-        project=project,
-        rater_id=rater_id,
-        pair=pair,
-        expired=assignment_status == AssignmentStatus.EXPIRED,
-    )
-
-
 def finished_cte(*, project_id: int, rater_id: int, pair_id: int) -> tuple[str, list[Any]]:
     """A CTE counting one more finished open pair for a rater if the pair is open (a skip of an active
     assignment), for a statement of the caller's. Like JudgmentCounters.ctes, the statement reads the
@@ -242,27 +229,15 @@ def pairs_added(*, project_id: int, regular: int, gold: int) -> None:
         _counter_add(project_id, shard_of(None), open_pairs=regular, regular=regular, gold=gold)
 
 
-class PairsCount:
-    """What a `with pairs_counted(...)` block adds to the raters' rows beside the pairs' change (the
-    judgments it imports or deletes), written in the same one statement at the end."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, int, int]] = []
-
-    def progress(self, rows: Iterable[tuple[int, int, int]]) -> None:
-        """(rater_id, done, finished) to add."""
-        self.rows.extend(rows)
-
-
 @contextmanager
 def pairs_counted(
     *, project: Project, pair_ids: Sequence[int], writer_id: int | None = None
-) -> Iterator[PairsCount]:
+) -> Iterator[list[tuple[int, int, int]]]:
     """Around a change of these pairs' gold, quota or judgments (or their deletion), made by the block
     while it holds their row locks: what they counted before (each open pair once in the open pairs and
     once for every rater who finished it, each pair in the regular or gold pairs) is taken out and what
-    they count after is put in, with the block's own progress rows, in one write at the end; the data
-    version goes up.
+    they count after is put in, with the (rater_id, done, finished) rows the block adds to the list it is
+    given (the judgments it imports or deletes), in one write at the end; the data version goes up.
 
     The counter tables are locked (ROW EXCLUSIVE, which other writers share) before the first count, so no
     quota change's recount runs between the two counts (see the module's note); the raters' rows and then
@@ -270,7 +245,7 @@ def pairs_counted(
     before the change held the counter row while the count-in waited for raters' rows: a deadlock with
     a judgment)."""
     ids = sorted(set(pair_ids))
-    counted = PairsCount()
+    counted: list[tuple[int, int, int]] = []
     if ids and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -281,7 +256,7 @@ def pairs_counted(
     after = _pairs_count(ids)
     finished = [(rater, 0, n) for rater, n in after.finishers.items()]
     finished += [(rater, 0, -n) for rater, n in before.finishers.items()]
-    progress_add(project_id=project.pk, rows=[*finished, *counted.rows])
+    progress_add(project_id=project.pk, rows=[*finished, *counted])
     _counter_add(
         project.pk,
         shard_of(writer_id),

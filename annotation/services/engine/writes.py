@@ -29,7 +29,6 @@ from .counters import (
     JudgmentCounters,
     assignments_expired,
     finished_cte,
-    judgment_counters,
     pair_open,
     progress_add,
 )
@@ -177,11 +176,11 @@ def _record(
         created_at=now,
         pair_longer=assignment.pair.longer,
     )
-    counters = judgment_counters(
+    counters = JudgmentCounters(
         project=assignment.project,
         rater_id=assignment.rater_id,
         pair=assignment.pair,
-        assignment_status=assignment.status,
+        expired=assignment.status == AssignmentStatus.EXPIRED,
     )
     _judgment_write(judgment, counters)
     assignment.status = AssignmentStatus.JUDGED
