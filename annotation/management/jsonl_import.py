@@ -12,9 +12,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
+from annotation.api.parsers import LinedItems
 from annotation.models import Project
 from rm_training import jsonl
-from web.errors import ServiceError
+from web.errors import ServiceError, add_lines
 
 # Errors listed in full up to this many; a file with thousands of bad lines needs no more to be fixed.
 ERRORS_SHOWN = 50
@@ -51,11 +52,11 @@ class JSONLinesImportCommand(BaseCommand):
             raise CommandError(f"No project {slug!r}.")
         try:
             if file == "-":
-                items, line_numbers, broken = self._read(sys.stdin.buffer, size=None)
+                items, broken = self._read(sys.stdin.buffer, size=None)
             else:
                 with open(file, "rb") as stream:
                     _refuse_a_json_list(stream, file)
-                    items, line_numbers, broken = self._read(stream, size=os.fstat(stream.fileno()).st_size)
+                    items, broken = self._read(stream, size=os.fstat(stream.fileno()).st_size)
         except OSError as exc:
             raise CommandError(f"Cannot read {file}: {exc.strerror or exc}.") from None
         if broken:
@@ -66,7 +67,7 @@ class JSONLinesImportCommand(BaseCommand):
                 try:
                     self.import_items(project, items)
                 except ServiceError as exc:
-                    problems += self._problems(exc, line_numbers)
+                    problems += self._problems(exc, items)
                 transaction.set_rollback(True)
             problems.sort(key=lambda problem: problem[0])
             lines = "1 line" if len(broken) == 1 else f"{len(broken)} lines"
@@ -80,28 +81,24 @@ class JSONLinesImportCommand(BaseCommand):
         try:
             summary = self.import_items(project, items)
         except ServiceError as exc:
-            self._fail(exc.detail, [text for _, text in self._problems(exc, line_numbers)])
+            self._fail(exc.detail, [text for _, text in self._problems(exc, items)])
         self.stdout.write(f"{project.slug}: {summary} (from {len(items)} lines).")
 
     @staticmethod
-    def _problems(exc: ServiceError, line_numbers: list[int]) -> list[tuple[int, str]]:
+    def _problems(exc: ServiceError, items: LinedItems) -> list[tuple[int, str]]:
         """(line number, text) of each error of a service's refusal; 0 for one that names no item."""
+        add_lines(exc, items)
         return [
-            (
-                line_numbers[e["index"]],
-                f"line {line_numbers[e['index']]}: {e.get('field') or 'item'}: {e['message']}",
-            )
-            if e.get("index") is not None
+            (e["line"], f"line {e['line']}: {e.get('field') or 'item'}: {e['message']}")
+            if e.get("line") is not None
             else (0, e["message"])
             for e in exc.extra.get("errors", [])
         ]
 
-    def _read(
-        self, stream: BinaryIO, *, size: int | None
-    ) -> tuple[list[Any], list[int], list[tuple[int, str]]]:
-        """The items, the line number of each, and what is wrong with the lines that cannot be read."""
-        items: list[Any] = []
-        line_numbers: list[int] = []
+    def _read(self, stream: BinaryIO, *, size: int | None) -> tuple[LinedItems, list[tuple[int, str]]]:
+        """The items with the line of each, and what is wrong with the lines that cannot be read."""
+        items = LinedItems()
+        items.lines = []
         broken: list[tuple[int, str]] = []
         # A progress bar on a terminal (tqdm turns itself off elsewhere), by bytes read.
         with tqdm(
@@ -113,8 +110,8 @@ class JSONLinesImportCommand(BaseCommand):
                     broken.append((line.number, f"line {line.number}: {where}{line.error}"))
                     continue
                 items.append(line.value)
-                line_numbers.append(line.number)
-        return items, line_numbers, broken
+                items.lines.append(line.number)
+        return items, broken
 
     def _fail(self, summary: str, problems: list[str]) -> None:
         for problem in problems[:ERRORS_SHOWN]:
